@@ -1,0 +1,34 @@
+# Every target sets up its own virtual environment from the project's files.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-all bench calibrate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m glmmdiag demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+bench: $(STAMP)
+	-$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/fit_bench.py
+
+calibrate: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m slow
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
