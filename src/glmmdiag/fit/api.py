@@ -1,0 +1,72 @@
+"""The entry point: ``glmm(formula, data, family=...)``."""
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+from glmmdiag.fit.design import build_design
+from glmmdiag.fit.engine import fit_design
+from glmmdiag.fit.families import Family, get_family
+from glmmdiag.fit.model import GLMMResults
+
+__all__ = ["glmm"]
+
+
+def glmm(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family = "gaussian",
+    *,
+    link: str | None = None,
+    weights=None,
+    offset=None,
+    reml: bool = False,
+    n_agq: int = 1,
+) -> GLMMResults:
+    """Fit a (generalized) linear mixed model from an lme4-style formula.
+
+    Parameters
+    ----------
+    formula : str
+        ``response ~ fixed + (expr | group)``; ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``,
+        ``offset(expr)`` and ``cbind(successes, failures)`` as in lme4. Inside the fixed part and
+        the bars, expressions follow formulaic (Python operators: ``I(x**2)``).
+    data : DataFrame
+        Factor level order (treatment-contrast reference) comes from pandas Categorical columns.
+    family : {"gaussian", "binomial", "poisson"} or Family
+        Gaussian with the identity link is fitted as a linear mixed model (ML or REML).
+    link : str, optional
+        Link function; the family's canonical link by default.
+    weights, offset : array-like or column name, optional
+        Prior weights (binomial: the number of trials when the response is a proportion) and an
+        offset added to the linear predictor.
+    reml : bool
+        REML for linear mixed models (ignored otherwise, as in glmmTMB's default ML).
+    n_agq : int
+        1 = Laplace approximation; > 1 = adaptive Gauss-Hermite quadrature with that many nodes,
+        available for a single scalar random-effects term.
+
+    Returns
+    -------
+    GLMMResults
+    """
+    fam = get_family(family, link)
+    n_agq = int(n_agq)
+    if n_agq < 1:
+        raise ValueError("n_agq must be >= 1 (1 = Laplace approximation)")
+    design = build_design(formula, data, fam, weights=weights, offset=offset)
+    if n_agq > 1:
+        if fam.name == "gaussian":
+            raise ValueError("n_agq > 1 applies to GLMMs; a linear mixed model is fitted exactly")
+        if len(design.terms) != 1 or design.terms[0].q != 1:
+            raise ValueError(
+                "adaptive Gauss-Hermite quadrature (n_agq > 1) needs exactly one random-effects term with "
+                "a single coefficient, such as (1 | g); use n_agq=1 (Laplace) for this model"
+            )
+    if reml and fam.name != "gaussian":
+        raise ValueError("REML is available for linear mixed models (family='gaussian') only")
+    state = fit_design(design, fam, reml=reml, n_agq=n_agq)
+    for w in state.warnings:
+        warnings.warn(w, stacklevel=2)
+    return GLMMResults(design, fam, state, reml=reml, n_agq=n_agq)

@@ -1,0 +1,350 @@
+"""Turn a parsed formula and a DataFrame into numeric model pieces.
+
+One missing-value mask covers the response, weights, offsets, fixed and random parts. X comes
+from formulaic (its ModelSpec replays the encoding on new data); each random-effects term keeps
+the level index of every row and its n x q_k matrix, never a dense n x q Z.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import formulaic
+import numpy as np
+import pandas as pd
+from scipy import linalg
+
+from glmmdiag.fit.families import Family
+from glmmdiag.fit.formula import (
+    ParsedFormula,
+    ReTermSpec,
+    expression_variables,
+    formula_variables,
+    parse_formula,
+)
+
+__all__ = ["ReTerm", "Design", "build_design", "r_column_name", "evaluate_expression"]
+
+
+@dataclass
+class ReTerm:
+    """A random-effects term: rows map to ``levels`` through ``refs``; ``z`` is n x q."""
+
+    group: str
+    group_vars: tuple[str, ...]
+    lhs: str
+    levels: list[str]
+    refs: np.ndarray
+    z: np.ndarray
+    cnames: list[str]
+    spec: object = field(repr=False, default=None)
+
+    @property
+    def nlev(self) -> int:
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        return self.z.shape[1]
+
+
+@dataclass
+class Design:
+    formula: ParsedFormula
+    y: np.ndarray
+    w: np.ndarray  # trials for binomial, prior weights otherwise
+    X: np.ndarray
+    xnames: list[str]
+    x_spec: object
+    offset: np.ndarray
+    terms: list[ReTerm]
+    response_name: str
+    rows: np.ndarray  # positions of the used rows in the input data
+    n_dropped: int
+    dropped_columns: list[str]
+    x_kept: np.ndarray | None = None  # columns of the full formulaic X kept after rank check
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+
+_NS_FUNCS = {
+    "np": np,
+    "numpy": np,
+    "log": np.log,
+    "log1p": np.log1p,
+    "log2": np.log2,
+    "log10": np.log10,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "I": lambda x: x,
+    "asin": np.arcsin,
+    "round": np.round,
+}
+
+
+def r_column_name(name: str) -> str:
+    """formulaic column name -> the name R's model.matrix gives (``f[T.b]`` -> ``fb``)."""
+    if name == "Intercept":
+        return "(Intercept)"
+    name = re.sub(r"\[(?:T\.)?(.*?)\]", r"\1", name)
+    return name.replace(" ** ", "^").replace("**", "^")
+
+
+def _column(data: pd.DataFrame, name: str):
+    if name not in data.columns:
+        cols = ", ".join(map(str, data.columns[:20]))
+        raise KeyError(
+            f"column {name!r} used in the formula is not in the data ({len(data)} rows; columns: {cols}); "
+            f"check the spelling or add the column"
+        )
+    return data[name]
+
+
+def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
+    """Evaluate a response/offset expression such as ``size - incidence`` or ``log(t)``."""
+    expr = expr.strip()
+    names = expression_variables(expr)
+    ns = dict(_NS_FUNCS)
+    for v in names:
+        col = _column(data, v)
+        ns[v] = col.to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) else col
+    try:
+        val = eval(compile(expr, "<formula>", "eval"), {"__builtins__": {}}, ns)  # noqa: S307
+    except Exception as e:
+        raise ValueError(f"cannot evaluate {expr!r}: {e}") from None
+    return val
+
+
+def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and labels of a grouping variable (R factor level order)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        s = series.cat.remove_unused_categories()
+        return s.cat.codes.to_numpy().astype(np.intp), [str(c) for c in s.cat.categories]
+    codes, uniq = pd.factorize(series, sort=True)
+    return codes.astype(np.intp), [str(u) for u in uniq]
+
+
+def _group_index(data: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    code, labels = _codes(_column(data, group_vars[0]))
+    for v in group_vars[1:]:
+        c2, l2 = _codes(_column(data, v))
+        code = code * len(l2) + c2
+        labels = [f"{a}:{b}" for a in labels for b in l2]
+    uniq, refs = np.unique(code, return_inverse=True)
+    return refs.astype(np.intp), [labels[u] for u in uniq]
+
+
+def _model_matrix(rhs: str, data: pd.DataFrame):
+    try:
+        mm = formulaic.model_matrix(rhs, data, na_action="ignore")
+    except Exception as e:
+        raise ValueError(f"cannot build the model matrix for {rhs!r}: {e}") from None
+    return np.asarray(mm, dtype=float), [r_column_name(c) for c in mm.model_spec.column_names], mm.model_spec
+
+
+def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> np.ndarray:
+    """Indices of a full-rank subset of X's columns (lme4 drops the others with a message)."""
+    if X.shape[1] == 0:
+        return np.arange(0)
+    _, R, piv = linalg.qr(X, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    rank = int(np.sum(d > d[0] * max(X.shape) * np.finfo(float).eps * 10)) if d.size else 0
+    keep = np.sort(piv[:rank])
+    if rank < X.shape[1]:
+        dropped = [names[i] for i in sorted(set(range(X.shape[1])) - set(keep))]
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
+            f"{', '.join(dropped)}",
+            stacklevel=4,
+        )
+    return keep
+
+
+def _as_row_array(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return np.asarray(_column(data, value), dtype=float)
+    arr = np.asarray(value, dtype=float).reshape(-1)
+    if arr.shape[0] != len(data):
+        raise ValueError(f"{what} has {arr.shape[0]} values but the data has {len(data)} rows")
+    return arr
+
+
+def _binomial_response(raw, weights, name):
+    """Successes and trials from a 0/1 vector, a two-level factor, a bool, or a proportion."""
+    if isinstance(raw, pd.Series) and (
+        isinstance(raw.dtype, pd.CategoricalDtype) or raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype)
+    ):
+        codes, labels = _codes(raw)
+        if len(labels) < 2:
+            raise ValueError(f"binomial response {name!r} has a single level ({labels}); it needs two")
+        y = (codes > 0).astype(float)  # as R: first level = failure, any other = success
+        return y, np.ones_like(y) if weights is None else None
+    arr = np.asarray(raw)
+    if arr.dtype == bool:
+        arr = arr.astype(float)
+    arr = arr.astype(float)
+    if weights is None:
+        bad = ~np.isin(arr, (0.0, 1.0))
+        if bad.any():
+            raise ValueError(
+                f"binomial response {name!r}: {int(bad.sum())} of {len(arr)} rows are not 0/1 (outside the "
+                f"support); for proportions pass the number of trials as weights=, for counts use "
+                f"cbind(successes, failures)"
+            )
+        return arr, np.ones_like(arr)
+    if ((arr < 0) | (arr > 1)).any():
+        raise ValueError(
+            f"binomial response {name!r} with weights= must be a proportion in [0, 1]: "
+            f"{int(((arr < 0) | (arr > 1)).sum())} of {len(arr)} rows are outside (outside the support)"
+        )
+    return arr * weights, weights
+
+
+def build_design(
+    formula: str | ParsedFormula,
+    data: pd.DataFrame,
+    family: Family,
+    weights=None,
+    offset=None,
+) -> Design:
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(data)
+    pf = parse_formula(formula) if isinstance(formula, str) else formula
+    # 1. which columns are used, and the shared missing-value mask
+    used: list[str] = []
+    resp_exprs = list(pf.response_cbind) if pf.response_cbind else [pf.response]
+    for e in resp_exprs:
+        used += sorted(expression_variables(e))
+    used += sorted(formula_variables(pf.fixed))
+    for t in pf.re_terms:
+        used += sorted(formula_variables(t.lhs)) + list(t.group_vars)
+    for e in pf.offsets:
+        used += sorted(expression_variables(e))
+    if isinstance(weights, str):
+        used.append(weights)
+    if isinstance(offset, str):
+        used.append(offset)
+    used = list(dict.fromkeys(used))
+    for v in used:
+        _column(data, v)
+    w_arr = _as_row_array(weights, data, "weights")
+    off_arr = _as_row_array(offset, data, "offset")
+    if w_arr is not None and not np.all(np.isfinite(w_arr)):
+        bad = int((~np.isfinite(w_arr)).sum())
+        raise ValueError(
+            f"weights contain {bad} non-finite values (NaN or inf) in {len(w_arr)} rows; weights must be "
+            f"finite: fix or drop those rows"
+        )
+    if w_arr is not None and (w_arr < 0).any():
+        raise ValueError(f"weights must be >= 0: {int((w_arr < 0).sum())} of {len(w_arr)} rows are negative")
+    na = data[used].isna().any(axis=1).to_numpy() if used else np.zeros(len(data), bool)
+    if off_arr is not None:
+        na |= np.isnan(off_arr)
+    rows = np.flatnonzero(~na)
+    n_dropped = int(na.sum())
+    dropped_cols = [v for v in used if data[v].isna().any()]
+    if n_dropped:
+        if len(rows) == 0:
+            raise ValueError(
+                f"no complete rows: all {len(data)} rows have a missing value in {', '.join(dropped_cols)}"
+            )
+        warnings.warn(
+            f"dropped {n_dropped} of {len(data)} rows with missing values in {', '.join(dropped_cols)}",
+            stacklevel=3,
+        )
+    df = data.iloc[rows].reset_index(drop=True)
+    for v in used:
+        if isinstance(df[v].dtype, pd.CategoricalDtype):
+            df[v] = df[v].cat.remove_unused_categories()
+    w_sub = None if w_arr is None else w_arr[rows]
+    n = len(df)
+
+    # 2. response
+    if pf.response_cbind:
+        s = np.asarray(evaluate_expression(pf.response_cbind[0], df), dtype=float)
+        f = np.asarray(evaluate_expression(pf.response_cbind[1], df), dtype=float)
+        if family.name != "binomial":
+            raise ValueError("cbind(successes, failures) responses need family='binomial'")
+        if (f < 0).any():
+            raise ValueError(
+                f"cbind({pf.response_cbind[0]}, {pf.response_cbind[1]}): {int((f < 0).sum())} of {n} rows "
+                f"have negative failures, i.e. successes > trials (outside the binomial support)"
+            )
+        if w_sub is not None:
+            raise ValueError("weights= together with a cbind() response is not supported; use one of them")
+        y, w = s, s + f
+        rname = f"cbind({pf.response_cbind[0]}, {pf.response_cbind[1]})"
+    else:
+        rname = pf.response
+        raw = df[rname] if rname in df.columns else evaluate_expression(rname, df)
+        if family.name == "binomial":
+            y, w = _binomial_response(raw, w_sub, rname)
+            if w is None:
+                w = w_sub
+        else:
+            if isinstance(raw, pd.Series) and not pd.api.types.is_numeric_dtype(raw.dtype):
+                raise ValueError(f"response {rname!r} must be numeric for the {family.name} family")
+            y = np.asarray(raw, dtype=float)
+            w = np.ones(n) if w_sub is None else w_sub
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"response {rname!r} has {int((~np.isfinite(y)).sum())} non-finite values of {n} rows")
+    family.check_response(y, w, rname)
+
+    # 3. offsets
+    off = np.zeros(n) if off_arr is None else off_arr[rows].copy()
+    for e in pf.offsets:
+        off += np.asarray(evaluate_expression(e, df), dtype=float)
+    if not np.all(np.isfinite(off)):
+        raise ValueError(f"offset has {int((~np.isfinite(off)).sum())} non-finite values of {n} rows")
+
+    # 4. fixed effects
+    X, xnames, x_spec = _model_matrix(pf.fixed, df)
+    if X.shape[0] != n:
+        raise ValueError(f"fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
+    if not np.all(np.isfinite(X)):
+        bad = sorted({xnames[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))})
+        raise ValueError(f"non-finite values in fixed-effect columns {bad} ({n} rows)")
+    keep = _drop_rank_deficient(X, xnames)
+    x_kept = None
+    if len(keep) < X.shape[1]:
+        x_kept = keep
+        X = X[:, keep]
+        xnames = [xnames[i] for i in keep]
+
+    # 5. random-effects terms
+    terms = [_build_term(t, df, family) for t in pf.re_terms]
+    order = sorted(range(len(terms)), key=lambda k: -terms[k].nlev)
+    terms = [terms[k] for k in order]
+    return Design(pf, y, w, X, xnames, x_spec, off, terms, rname, rows, n_dropped, dropped_cols, x_kept)
+
+
+def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
+    n = len(df)
+    refs, levels = _group_index(df, spec.group_vars)
+    z, cnames, zspec = _model_matrix(spec.lhs, df)
+    name = spec.group_name
+    if len(levels) < 2:
+        raise ValueError(
+            f"grouping factor {name!r} has only {len(levels)} level in {n} rows: a random effect needs at "
+            f"least 2 levels; drop the term or model {name!r} as a fixed effect"
+        )
+    if z.shape[1] == 0:
+        raise ValueError(f"random-effects term ({spec.lhs} | {name}) has no columns")
+    if z.shape[1] > 1 and len(levels) * z.shape[1] >= n:
+        raise ValueError(
+            f"random-effects term ({spec.lhs} | {name}) has {len(levels)} levels x {z.shape[1]} coefficients "
+            f">= {n} rows: the random slopes are not identifiable; use a random intercept (1 | {name}) "
+            f"or a grouping factor with fewer levels"
+        )
+    if family.name == "gaussian" and len(levels) >= n:
+        raise ValueError(
+            f"grouping factor {name!r} has {len(levels)} levels for {n} rows: in a linear mixed model its "
+            f"variance cannot be told apart from the residual variance; drop the term"
+        )
+    return ReTerm(name, spec.group_vars, spec.lhs, levels, refs, z, cnames, zspec)

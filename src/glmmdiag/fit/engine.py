@@ -1,0 +1,221 @@
+"""Fit a design: LMM (profiled ML/REML), GLMM (nAGQ = 0 stage, then Laplace or AGQ over
+(theta, beta)), or a plain GLM when there are no random-effects terms. Returns the raw estimates
+(:class:`FitState`) that :class:`glmmdiag.fit.model.GLMMResults` presents."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import linalg
+
+from glmmdiag.fit.laplace import GLMMProblem
+from glmmdiag.fit.lmm import LMMProblem
+from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize
+
+__all__ = ["FitState", "fit_design"]
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal
+GRAD_TOL = 2e-3  # max |gradient| of the deviance in standardised units before a warning
+
+
+@dataclass
+class FitState:
+    beta: np.ndarray
+    theta: np.ndarray
+    u: np.ndarray
+    vcov: np.ndarray
+    deviance: float  # -2 logLik (ML) or the REML criterion
+    loglik: float
+    sigma: float | None
+    opt: OptSummary
+    warnings: list = field(default_factory=list)
+    cond_var: list | None = None  # per term (l_k, q_k, q_k) conditional covariance of b
+
+
+def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+    opt = opt or OptSummary()
+    opt = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+    if not design.terms:
+        return _fit_glm(design, family, reml, opt)
+    if family.name == "gaussian" and family.link.name == "identity":
+        st = _fit_lmm(design, reml, opt, start)
+    else:
+        st = _fit_glmm(design, family, n_agq, opt, start)
+    _check_boundary(st, design)
+    return st
+
+
+# ---------------------------------------------------------------------------- GLM
+def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100):
+    """Maximum-likelihood GLM by Newton steps with step halving; returns (beta, loglik, info)."""
+    p = X.shape[1]
+    if beta0 is None:
+        mu0 = family.start_mu(y, w)
+        eta0 = family.link.link(np.clip(mu0 / (w if family.name == "binomial" else 1.0), 1e-8, None)
+                                if family.name != "binomial" else np.clip(mu0, 1e-6, 1 - 1e-6))
+        beta = linalg.lstsq(X, eta0 - offset)[0] if p else np.zeros(0)
+    else:
+        beta = np.asarray(beta0, float).copy()
+    ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w)
+    obj = -ll.sum()
+    for _ in range(max_iter):
+        info = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
+        step_dir = linalg.solve(info, X.T @ s, assume_a="pos") if p else np.zeros(0)
+        t = 1.0
+        for _ in range(40):
+            b_new = beta + t * step_dir
+            ll_n, s_n, W_n, _ = family.eta_derivs(y, offset + X @ b_new, w)
+            if np.isfinite(ll_n.sum()) and -ll_n.sum() <= obj + 1e-12 * abs(obj):
+                break
+            t *= 0.5
+        else:
+            break
+        change = obj + ll_n.sum()
+        beta, ll, s, W, obj = b_new, ll_n, s_n, W_n, -ll_n.sum()
+        if change < 1e-13 * (abs(obj) + 1.0):
+            break
+    info = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
+    return beta, float(ll.sum()), info
+
+
+def _fit_glm(design, family, reml, opt):
+    X, y, w, off = design.X, design.y, design.w, design.offset
+    n, p = X.shape
+    if family.name == "gaussian" and family.link.name == "identity":
+        sw = np.sqrt(w)
+        beta, *_ = linalg.lstsq(X * sw[:, None], (y - off) * sw)
+        rss = float(np.sum(w * (y - off - X @ beta) ** 2))
+        sigma = np.sqrt(rss / (n - p if reml else n))
+        ll = float(-0.5 * (n * np.log(2 * np.pi * sigma**2) + rss / sigma**2) + 0.5 * np.sum(np.log(w)))
+        vcov = sigma**2 * linalg.inv(X.T @ (w[:, None] * X))
+        return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, float(sigma), opt)
+    beta, ll_var, info = glm_irls(X, y, w, off, family)
+    ll = ll_var + float(np.sum(family.loglik_const(y, w)))
+    vcov = linalg.inv(info)
+    return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, None, opt)
+
+
+# ---------------------------------------------------------------------------- LMM
+def _fit_lmm(design, reml, opt, start):
+    prob = LMMProblem(design, reml)
+    tm = prob.thetamap
+    lb = tm.lower_bounds()
+    th0 = tm.initial() if start is None else np.maximum(start, lb)
+    theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML")
+    sol = prob.solution(theta)
+    vcov = sol.sigma**2 * linalg.cho_solve((sol.RX, True), np.eye(prob.p)) if prob.p else np.zeros((0, 0))
+    g = fd_gradient(prob.objective, theta, step=1e-5, lb=lb, central=True)
+    free = theta > lb + 1e-8
+    opt.max_grad = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    cp_u = prob.system.crossprods(design.w, None)
+    F = prob.system.factor(cp_u, theta, tm)
+    cv = [sol.sigma**2 * b for b in prob.system.cond_var(F, cp_u, design.terms)]
+    ll = sol.loglik
+    st = FitState(sol.beta, theta, sol.u, vcov, sol.deviance, ll, sol.sigma, opt, cond_var=cv)
+    if opt.max_grad > GRAD_TOL * 10:
+        st.warnings.append(f"model may not have converged: max|gradient| of the criterion = {opt.max_grad:.2g}")
+    return st
+
+
+# ---------------------------------------------------------------------------- GLMM
+def _fit_glmm(design, family, n_agq, opt, start):
+    prob = GLMMProblem(design, family, n_agq=n_agq)
+    tm = prob.thetamap
+    lb_t = tm.lower_bounds()
+    nt = tm.n
+    beta_glm, _, _ = glm_irls(design.X, design.y, design.w, design.offset, family)
+    if start is not None:
+        theta0, beta0 = np.maximum(start[:nt], lb_t), start[nt:]
+        prob.u = start_u = np.zeros(prob.nq)
+        del start_u
+    else:
+        # stage 0 (lme4's nAGQ = 0): beta inside PIRLS, optimise theta alone
+        bstate = {"beta": beta_glm.copy()}
+
+        def dev0(th):
+            try:
+                b, dv = prob.beta_hat_stage0(th, bstate["beta"])
+            except Exception:
+                return np.inf
+            bstate["beta"] = b
+            return dv
+
+        theta0, _ = minimize(dev0, tm.initial(), lb_t, opt, "nAGQ=0")
+        prob.u = np.zeros(prob.nq)
+        beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"])
+    # whitening of beta: beta = beta0 + R^{-1} gamma with R'R ~ 1/2 Hessian of the deviance
+    R = _beta_scale(prob, beta0, theta0)
+
+    def to_params(x):
+        return x[:nt], beta0 + linalg.solve_triangular(R, x[nt:], lower=False)
+
+    def dev(x):
+        th, b = to_params(x)
+        return prob.laplace_deviance(b, th)
+
+    lb = np.concatenate([lb_t, np.full(len(beta0), -np.inf)])
+    x0 = np.concatenate([theta0, np.zeros(len(beta0))])
+    stage = f"AGQ({n_agq})" if n_agq > 1 else "Laplace"
+    x, fval = minimize(dev, x0, lb, opt, stage)
+    theta, beta = to_params(x)
+    deviance = prob.laplace_deviance(beta, theta)
+    g = fd_gradient(dev, x, step=1e-5, lb=lb, central=True)
+    free = np.concatenate([theta > lb_t + 1e-8, np.ones(len(beta), bool)])
+    opt.max_grad = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    vcov = _glmm_vcov(prob, beta, theta, lb_t)
+    u, _, F, cp, *_ = prob.pirls(beta, theta)
+    cv = prob.system.cond_var(F, cp, design.terms)
+    st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, None, opt, cond_var=cv)
+    if opt.max_grad > GRAD_TOL:
+        st.warnings.append(
+            f"model may not have converged: max|gradient| = {opt.max_grad:.2g} (in standard-error units) at the optimum"
+        )
+    return st
+
+
+def _beta_scale(prob, beta, theta):
+    """Upper-triangular R with R'R = the beta block of the penalised information at (beta, theta)."""
+    u, b, F, cp, ll, s, W, dW = prob.pirls(beta, theta)
+    sysm = prob.system
+    cpx = sysm.crossprods(np.maximum(W, 1e-300), prob.X)
+    Fx = sysm.factor(cpx, theta, prob.thetamap)
+    p = prob.p
+    if not Fx.ok or p == 0:
+        return np.eye(p)
+    LX = Fx.L22[sysm.qr :, sysm.qr :]
+    return np.sqrt(2.0) * LX.T
+
+
+def _glmm_vcov(prob, beta, theta, lb_t):
+    """Inverse Hessian of the deviance/2 over (theta, beta) (glmmTMB, lme4 use.hessian), beta block."""
+    nt = len(theta)
+    free_t = theta > lb_t + SINGULAR_TOL
+    idx_t = np.flatnonzero(free_t)
+
+    def f(z):
+        th = theta.copy()
+        th[idx_t] = z[: len(idx_t)]
+        return prob.laplace_deviance(z[len(idx_t):], th)
+
+    z0 = np.concatenate([theta[idx_t], beta])
+    H = fd_hessian(f, z0, step=1e-4) / 2.0
+    try:
+        inv = linalg.inv(H)
+    except linalg.LinAlgError:
+        inv = linalg.pinv(H)
+    k = len(idx_t)
+    V = inv[k:, k:]
+    del nt
+    return 0.5 * (V + V.T)
+
+
+def _check_boundary(st: FitState, design):
+    from glmmdiag.fit.covariance import ThetaMap
+
+    tm = ThetaMap([t.q for t in design.terms])
+    diag = tm.diag_mask()
+    if np.any(st.theta[diag] < SINGULAR_TOL):
+        st.warnings.append(
+            "boundary (singular) fit: a random-effect variance is (near) zero or a correlation is +-1; "
+            "see the variance components and consider simplifying the random-effects structure"
+        )

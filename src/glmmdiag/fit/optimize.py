@@ -1,0 +1,117 @@
+"""Outer optimisation: bounded quasi-Newton with finite-difference gradients, and the checks
+that turn numerical trouble into honest warnings (boundary, gradient, convergence)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize
+
+__all__ = ["OptSummary", "minimize", "fd_gradient", "fd_hessian"]
+
+
+@dataclass
+class OptSummary:
+    """What the optimiser did; kept on the fit so refits reuse the settings."""
+
+    method: str = "L-BFGS-B"
+    ftol: float = 1e-12
+    gtol: float = 1e-6
+    maxiter: int = 1000
+    fd_step: float = 1e-6
+    n_eval: int = 0
+    converged: bool = True
+    message: str = ""
+    max_grad: float = 0.0
+    stages: list = field(default_factory=list)
+
+
+def fd_gradient(fun, x, f0=None, step=1e-6, lb=None, central=False):
+    x = np.asarray(x, float)
+    g = np.empty_like(x)
+    f0 = fun(x) if f0 is None else f0
+    for i in range(x.size):
+        h = step * max(1.0, abs(x[i]))
+        xp = x.copy()
+        if central:
+            xm = x.copy()
+            xp[i] += h
+            xm[i] -= h
+            if lb is not None and xm[i] < lb[i]:
+                xm[i] = x[i]
+                g[i] = (fun(xp) - f0) / h
+            else:
+                g[i] = (fun(xp) - fun(xm)) / (2 * h)
+        else:
+            if lb is not None and x[i] - h < lb[i] and x[i] <= lb[i]:
+                xp[i] += h
+            elif lb is not None and x[i] + h > np.inf:
+                xp[i] -= h
+                h = -h
+            else:
+                xp[i] += h
+            g[i] = (fun(xp) - f0) / h
+    return g
+
+
+def fd_hessian(fun, x, step=1e-4):
+    """Central second differences (4 evaluations per off-diagonal pair)."""
+    x = np.asarray(x, float)
+    k = x.size
+    h = step * np.maximum(1.0, np.abs(x))
+    f0 = fun(x)
+    H = np.empty((k, k))
+    fp = np.empty(k)
+    fm = np.empty(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = h[i]
+        fp[i], fm[i] = fun(x + e), fun(x - e)
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+    for i in range(k):
+        for j in range(i + 1, k):
+            ei = np.zeros(k)
+            ej = np.zeros(k)
+            ei[i], ej[j] = h[i], h[j]
+            v = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)) / (4 * h[i] * h[j])
+            H[i, j] = H[j, i] = v
+    return H
+
+
+def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
+    """Minimise fun over x >= lb with L-BFGS-B; records evaluations and status in ``opt``."""
+    count = [0]
+
+    def f(x):
+        count[0] += 1
+        v = fun(x)
+        return v if np.isfinite(v) else 1e300
+
+    bounds = [(None if not np.isfinite(l) else l, None) for l in lb]
+    if jac is None:
+
+        def fg(x):
+            f0 = f(x)
+            return f0, fd_gradient(f, x, f0=f0, step=opt.fd_step, lb=lb)
+
+    else:
+
+        def fg(x):
+            count[0] += 1
+            return jac(x)
+
+    res = optimize.minimize(
+        fg,
+        np.asarray(x0, float),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"ftol": opt.ftol, "gtol": opt.gtol, "maxiter": opt.maxiter, "maxcor": 20},
+    )
+    opt.n_eval += count[0]
+    opt.stages.append({"stage": stage, "nfev": count[0], "nit": int(res.nit), "fun": float(res.fun),
+                       "message": str(res.message)})
+    if not res.success and "ABNORMAL" not in str(res.message).upper():
+        opt.converged = False
+        opt.message = f"{stage}: {res.message}"
+    return res.x, float(res.fun)

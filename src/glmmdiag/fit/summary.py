@@ -1,0 +1,69 @@
+"""Text summary laid out like glmmTMB's ``summary()``."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _signif_stars(p: float) -> str:
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or not np.isfinite(x):
+        return "NA"
+    return f"{x:.{digits}g}"
+
+
+def format_summary(fit) -> str:
+    fam = fit.family
+    lines = [f" Family: {fam.name}  ( {fam.link.name} )", f"Formula:          {fit.formula}",
+             f"Data: {fit.data_name}", ""]
+    if fit.n_dropped:
+        lines.insert(3, f"({fit.n_dropped} rows dropped for missing values)")
+    crit = "REML criterion" if fit.reml else "deviance"
+    hdr = ["AIC", "BIC", "logLik", crit, "df.resid"]
+    vals = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.deviance:.1f}", f"{fit.df_resid}"]
+    width = [max(len(h), len(v)) + 2 for h, v in zip(hdr, vals)]
+    lines.append("".join(h.rjust(w) for h, w in zip(hdr, width)))
+    lines.append("".join(v.rjust(w) for v, w in zip(vals, width)))
+    lines.append("")
+    if fit.design.terms:
+        lines += ["Random effects:", "", "Conditional model:"]
+        vc = fit.varcorr
+        rows = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
+        for grp, sub in vc.groupby("grp", sort=False):
+            first = True
+            var_rows = sub[sub["var2"].isna()]
+            cov_rows = sub[sub["var2"].notna()]
+            for i, (_, r) in enumerate(var_rows.iterrows()):
+                corr = ""
+                if i > 0:
+                    cs = [cov_rows[(cov_rows.var1 == var_rows.iloc[j].var1) & (cov_rows.var2 == r.var1)]
+                          for j in range(i)]
+                    corr = " ".join(f"{c.sdcor.iloc[0]:.2f}" if len(c) else "" for c in cs)
+                rows.append((str(grp) if first else "", "" if r.var1 is None else str(r.var1),
+                             _fmt(r.vcov), _fmt(r.sdcor), corr))
+                first = False
+        w = [max(len(r[k]) for r in rows) for k in range(5)]
+        for r in rows:
+            lines.append(" " + " ".join(r[k].ljust(w[k]) for k in range(5)).rstrip())
+        groups = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+        lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    else:
+        lines.append(f"Number of obs: {fit.nobs}")
+    if fit.dispersion is not None and fam.name == "gaussian":
+        lines += ["", f"Dispersion estimate for gaussian family (sigma^2): {_fmt(fit.dispersion ** 2)}"]
+    lines += ["", "Conditional model:"]
+    tab = fit.coef_table()
+    cells = [("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", "")]
+    for name, r in tab.iterrows():
+        p = r["Pr(>|z|)"]
+        cells.append((name, f"{r['Estimate']:.6g}", f"{r['Std. Error']:.6g}", f"{r['z value']:.2f}",
+                      "<2e-16" if p < 2e-16 else f"{p:.3g}", _signif_stars(p)))
+    w = [max(len(c[k]) for c in cells) for k in range(6)]
+    for c in cells:
+        lines.append(c[0].ljust(w[0]) + " " + " ".join(c[k].rjust(w[k]) for k in range(1, 5)) + " " + c[5])
+    lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    if fit.warnings:
+        lines += [""] + [f"Warning: {w}" for w in fit.warnings]
+    return "\n".join(lines)
