@@ -5,6 +5,7 @@ import warnings
 
 import pandas as pd
 
+from glmmdiag._threads import blas_threads
 from glmmdiag.fit.design import build_design
 from glmmdiag.fit.engine import fit_design
 from glmmdiag.fit.families import Family, get_family
@@ -55,7 +56,8 @@ def glmm(
     n_agq = int(n_agq)
     if n_agq < 1:
         raise ValueError("n_agq must be >= 1 (1 = Laplace approximation)")
-    design = build_design(formula, data, fam, weights=weights, offset=offset)
+    with blas_threads(1):
+        design = build_design(formula, data, fam, weights=weights, offset=offset)
     if n_agq > 1:
         if fam.name == "gaussian":
             raise ValueError("n_agq > 1 applies to GLMMs; a linear mixed model is fitted exactly")

@@ -70,7 +70,9 @@ class BlockedSystem:
             self.Zr = sparse.csr_matrix(
                 (np.concatenate(r_vals), (np.concatenate(r_rows), np.concatenate(r_cols))), shape=(n, self.qr)
             )
-            self.rest_dense = self.qr * self.l1 * q1 <= _DENSE_LIMIT
+            pattern = (self.Z1T @ self.Zr).nnz
+            size = self.qr * self.l1 * q1
+            self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and pattern > 0.25 * size)
         else:
             self.Zr = None
             self.rest_dense = True

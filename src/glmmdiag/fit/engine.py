@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import linalg
 
+from glmmdiag._threads import blas_threads
 from glmmdiag.fit.laplace import GLMMProblem
 from glmmdiag.fit.lmm import LMMProblem
 from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize
@@ -32,7 +33,17 @@ class FitState:
     cond_var: list | None = None  # per term (l_k, q_k, q_k) conditional covariance of b
 
 
+LARGE_DENSE = 3000  # a Schur complement at least this large may use several BLAS threads
+
+
 def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+    """Fit with BLAS single-threaded unless the dense Schur complement is large."""
+    qr = sum(t.q * t.nlev for t in design.terms[1:])
+    with blas_threads(None if qr + design.X.shape[1] >= LARGE_DENSE else 1):
+        return _fit_design(design, family, reml, n_agq, start, opt)
+
+
+def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
     opt = opt or OptSummary()
     opt = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
     if not design.terms:
@@ -140,7 +151,10 @@ def _fit_glmm(design, family, n_agq, opt, start):
             bstate["beta"] = b
             return dv
 
-        theta0, _ = minimize(dev0, tm.initial(), lb_t, opt, "nAGQ=0")
+        opt0 = OptSummary(ftol=1e-8, gtol=1e-4)  # a starting point only
+        theta0, _ = minimize(dev0, tm.initial(), lb_t, opt0, "nAGQ=0")
+        opt.stages += opt0.stages
+        opt.n_eval += opt0.n_eval
         prob.u = np.zeros(prob.nq)
         beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"])
     # whitening of beta: beta = beta0 + R^{-1} gamma with R'R ~ 1/2 Hessian of the deviance
@@ -153,13 +167,24 @@ def _fit_glmm(design, family, n_agq, opt, start):
         th, b = to_params(x)
         return prob.laplace_deviance(b, th)
 
+    def dev_grad(x):
+        th, b = to_params(x)
+        f, g = prob.deviance_and_gradient(b, th)
+        if g is None or not np.isfinite(f):
+            return 1e300, np.zeros_like(x)
+        return f, np.concatenate([g[:nt], linalg.solve_triangular(R, g[nt:], trans="T", lower=False)])
+
     lb = np.concatenate([lb_t, np.full(len(beta0), -np.inf)])
     x0 = np.concatenate([theta0, np.zeros(len(beta0))])
     stage = f"AGQ({n_agq})" if n_agq > 1 else "Laplace"
-    x, fval = minimize(dev, x0, lb, opt, stage)
+    exact = n_agq == 1
+    x, fval = minimize(dev, x0, lb, opt, stage, jac=dev_grad if exact else None)
     theta, beta = to_params(x)
-    deviance = prob.laplace_deviance(beta, theta)
-    g = fd_gradient(dev, x, step=1e-5, lb=lb, central=True)
+    if exact:
+        deviance, g = dev_grad(x)
+    else:
+        deviance = prob.laplace_deviance(beta, theta)
+        g = fd_gradient(dev, x, step=1e-5, lb=lb, central=True)
     free = np.concatenate([theta > lb_t + 1e-8, np.ones(len(beta), bool)])
     opt.max_grad = float(np.max(np.abs(g[free]))) if free.any() else 0.0
     vcov = _glmm_vcov(prob, beta, theta, lb_t)
@@ -198,14 +223,31 @@ def _glmm_vcov(prob, beta, theta, lb_t):
         return prob.laplace_deviance(z[len(idx_t):], th)
 
     z0 = np.concatenate([theta[idx_t], beta])
-    H = fd_hessian(f, z0, step=1e-4) / 2.0
+    if prob.n_agq == 1:
+        k = len(idx_t)
+
+        def grad(z):
+            th = theta.copy()
+            th[idx_t] = z[:k]
+            g = prob.deviance_and_gradient(z[k:], th)[1]
+            return np.concatenate([g[idx_t], g[nt:]])
+
+        H = np.empty((z0.size, z0.size))
+        g0 = grad(z0)
+        for i in range(z0.size):
+            h = 1e-6 * max(1.0, abs(z0[i]))
+            e = np.zeros(z0.size)
+            e[i] = h
+            H[:, i] = (grad(z0 + e) - g0) / h
+        H = 0.25 * (H + H.T)
+    else:
+        H = fd_hessian(f, z0, step=1e-4) / 2.0
     try:
         inv = linalg.inv(H)
     except linalg.LinAlgError:
         inv = linalg.pinv(H)
     k = len(idx_t)
     V = inv[k:, k:]
-    del nt
     return 0.5 * (V + V.T)
 
 
