@@ -243,9 +243,9 @@ def build_design(
         )
     if w_arr is not None and (w_arr < 0).any():
         raise ValueError(f"weights must be >= 0: {int((w_arr < 0).sum())} of {len(w_arr)} rows are negative")
-    na = data[used].isna().any(axis=1).to_numpy() if used else np.zeros(len(data), bool)
+    na = np.array(data[used].isna().any(axis=1)) if used else np.zeros(len(data), bool)
     if off_arr is not None:
-        na |= np.isnan(off_arr)
+        na = na | np.isnan(off_arr)
     rows = np.flatnonzero(~na)
     n_dropped = int(na.sum())
     dropped_cols = [v for v in used if data[v].isna().any()]

@@ -41,12 +41,13 @@ def format_summary(fit) -> str:
                     cs = [cov_rows[(cov_rows.var1 == var_rows.iloc[j].var1) & (cov_rows.var2 == r.var1)]
                           for j in range(i)]
                     corr = " ".join(f"{c.sdcor.iloc[0]:.2f}" if len(c) else "" for c in cs)
-                rows.append((str(grp) if first else "", "" if r.var1 is None else str(r.var1),
-                             _fmt(r.vcov), _fmt(r.sdcor), corr))
+                name = "" if r.var1 is None or (isinstance(r.var1, float) and np.isnan(r.var1)) else str(r.var1)
+                rows.append((str(grp) if first else "", name, _fmt(r.vcov), _fmt(r.sdcor), corr))
                 first = False
-        w = [max(len(r[k]) for r in rows) for k in range(5)]
+        ncol = 5 if any(r[4] for r in rows[1:]) else 4
+        w = [max(len(r[k]) for r in rows) for k in range(ncol)]
         for r in rows:
-            lines.append(" " + " ".join(r[k].ljust(w[k]) for k in range(5)).rstrip())
+            lines.append(" " + " ".join(r[k].ljust(w[k]) for k in range(ncol)).rstrip())
         groups = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     else:
