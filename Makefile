@@ -17,6 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m glmmdiag demo
 
+# two test workers, each with single-threaded BLAS (no oversubscription of the 2 cores)
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow"
 

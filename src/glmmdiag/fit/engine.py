@@ -11,12 +11,12 @@ from scipy import linalg
 from glmmdiag._threads import blas_threads
 from glmmdiag.fit.laplace import GLMMProblem
 from glmmdiag.fit.lmm import LMMProblem
-from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize
+from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize, newton_step_size
 
 __all__ = ["FitState", "fit_design"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal
-GRAD_TOL = 2e-3  # max |gradient| of the deviance in standardised units before a warning
+GRAD_TOL = 2e-3  # max |H^{-1} g| (Newton step, parameter units) at the optimum before a warning
 
 
 @dataclass
@@ -117,14 +117,17 @@ def _fit_lmm(design, reml, opt, start):
     vcov = sol.sigma**2 * linalg.cho_solve((sol.RX, True), np.eye(prob.p)) if prob.p else np.zeros((0, 0))
     g = fd_gradient(prob.objective, theta, step=1e-5, lb=lb, central=True)
     free = theta > lb + 1e-8
-    opt.max_grad = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    opt.max_grad = newton_step_size(opt, g, free)
     cp_u = prob.system.crossprods(design.w, None)
     F = prob.system.factor(cp_u, theta, tm)
     cv = [sol.sigma**2 * b for b in prob.system.cond_var(F, cp_u, design.terms)]
     ll = sol.loglik
     st = FitState(sol.beta, theta, sol.u, vcov, sol.deviance, ll, sol.sigma, opt, cond_var=cv)
-    if opt.max_grad > GRAD_TOL * 10:
-        st.warnings.append(f"model may not have converged: max|gradient| of the criterion = {opt.max_grad:.2g}")
+    if opt.max_grad > GRAD_TOL:
+        st.warnings.append(
+            f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
+            f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
+        )
     return st
 
 
@@ -186,14 +189,15 @@ def _fit_glmm(design, family, n_agq, opt, start):
         deviance = prob.laplace_deviance(beta, theta)
         g = fd_gradient(dev, x, step=1e-5, lb=lb, central=True)
     free = np.concatenate([theta > lb_t + 1e-8, np.ones(len(beta), bool)])
-    opt.max_grad = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    opt.max_grad = newton_step_size(opt, g, free)
     vcov = _glmm_vcov(prob, beta, theta, lb_t)
     u, _, F, cp, *_ = prob.pirls(beta, theta)
     cv = prob.system.cond_var(F, cp, design.terms)
     st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, None, opt, cond_var=cv)
     if opt.max_grad > GRAD_TOL:
         st.warnings.append(
-            f"model may not have converged: max|gradient| = {opt.max_grad:.2g} (in standard-error units) at the optimum"
+            f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
+            f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
         )
     return st
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-__all__ = ["OptSummary", "minimize", "fd_gradient", "fd_hessian"]
+__all__ = ["OptSummary", "minimize", "fd_gradient", "fd_hessian", "newton_step_size"]
 
 
 @dataclass
@@ -24,6 +24,20 @@ class OptSummary:
     message: str = ""
     max_grad: float = 0.0
     stages: list = field(default_factory=list)
+    hess_inv: object = None
+
+
+def newton_step_size(opt: OptSummary, grad, free) -> float:
+    """max |H^-1 g| over free parameters (lme4's scaled-gradient check), using the optimiser's
+    inverse-Hessian estimate; falls back to max |g| without one."""
+    g = np.where(free, grad, 0.0)
+    if opt.hess_inv is not None:
+        try:
+            step = np.asarray(opt.hess_inv @ g if not hasattr(opt.hess_inv, "matvec") else opt.hess_inv.matvec(g))
+            return float(np.max(np.abs(step[free]))) if free.any() else 0.0
+        except Exception:  # a failed estimate is not a verdict on the fit
+            pass
+    return float(np.max(np.abs(g))) if free.any() else 0.0
 
 
 def fd_gradient(fun, x, f0=None, step=1e-6, lb=None, central=False):
@@ -109,6 +123,7 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
         options={"ftol": opt.ftol, "gtol": opt.gtol, "maxiter": opt.maxiter, "maxcor": 20},
     )
     opt.n_eval += count[0]
+    opt.hess_inv = getattr(res, "hess_inv", None)
     opt.stages.append({"stage": stage, "nfev": count[0], "nit": int(res.nit), "fun": float(res.fun),
                        "message": str(res.message)})
     if not res.success and "ABNORMAL" not in str(res.message).upper():
