@@ -18,9 +18,21 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg, sparse
 
+from glmmdiag.fit.patterns import RestPattern
+
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
 
 _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
+
+
+@dataclass
+class SparseRest:
+    """Values of C_r = Z_r' W Z_1 on the system's fixed pattern."""
+
+    vals: np.ndarray
+
+    def vals_dense(self, pattern):
+        return pattern.c_dense(self.vals)
 
 
 @dataclass
@@ -59,20 +71,22 @@ class BlockedSystem:
         self.rest_nlev = [t.nlev for t in self.rest]
         self.qr = int(sum(t.q * t.nlev for t in self.rest))
         self.rest_scalar = all(q == 1 for q in self.rest_q)
+        self.pattern = None
         if self.rest:
-            r_rows, r_cols, r_vals, off = [], [], [], 0
+            r_cols, r_vals, off = [], [], 0
             for t in self.rest:
                 for a in range(t.q):
-                    r_rows.append(np.arange(n))
                     r_cols.append(off + t.refs * t.q + a)
                     r_vals.append(t.z[:, a])
                 off += t.q * t.nlev
+            rest_cols, rest_vals = np.column_stack(r_cols), np.column_stack(r_vals)
             self.Zr = sparse.csr_matrix(
-                (np.concatenate(r_vals), (np.concatenate(r_rows), np.concatenate(r_cols))), shape=(n, self.qr)
+                (rest_vals.ravel(), (np.repeat(np.arange(n), len(r_cols)), rest_cols.ravel())), shape=(n, self.qr)
             )
-            pattern = (self.Z1T @ self.Zr).nnz
+            t1_cols = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
+            self.pattern = RestPattern(rest_cols, rest_vals, t1_cols, t1.z, self.qr, self.l1 * q1, q1)
             size = self.qr * self.l1 * q1
-            self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and pattern > 0.25 * size)
+            self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and self.pattern.c_nnz > 0.25 * size)
         else:
             self.Zr = None
             self.rest_dense = True
@@ -87,27 +101,25 @@ class BlockedSystem:
             v = np.bincount(self.refs1, w * z1[:, a] * z1[:, b], minlength=l1)
             D1[:, a, b] = v
             D1[:, b, a] = v
-        Cx = None
-        blocks = []
+        Cx = Gxx = None
         if D is not None and D.shape[1]:
             WD = D * w[:, None]
             Cx = np.asarray((self.Z1T @ WD).T)
             Gxx = D.T @ WD
-        if self.Zr is not None:
-            WZr = self.Zr.multiply(w[:, None]).tocsr()
-            Cr = (self.Z1T @ WZr).T
-            Cr = Cr.toarray() if self.rest_dense else Cr.tocsr()
-            Grr = (self.Zr.T @ WZr).toarray()
-            if Cx is not None:
-                Grx = np.asarray(WZr.T @ D)
-                G = np.block([[Grr, Grx], [Grx.T, Gxx]])
-            else:
-                G = Grr
+        if self.pattern is None:
+            return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)))
+        vals = self.pattern.c_values(w)
+        Cr = self.pattern.c_dense(vals) if self.rest_dense else SparseRest(vals)
+        Grr = self.pattern.g_dense(w)
+        if Cx is not None:
+            Grx = self.pattern.rest_times_dense(w, D)
+            G = np.block([[Grr, Grx], [Grx.T, Gxx]])
         else:
-            Cr = None
-            G = Gxx if Cx is not None else np.zeros((0, 0))
-        del blocks
+            G = Grr
         return CrossProducts(D1, Cr, Cx, G)
+
+    def cr_dense(self, cp: CrossProducts) -> np.ndarray:
+        return cp.Cr.vals_dense(self.pattern) if isinstance(cp.Cr, SparseRest) else cp.Cr
 
     # ------------------------------------------------------------------ Lambda helpers
     def lam1(self, T1, v):
@@ -157,28 +169,23 @@ class BlockedSystem:
             return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True)
         S = cp.G.copy()
         # subtract C W1 C'
-        parts = []
-        if cp.Cr is not None:
-            parts.append(cp.Cr)
-        if cp.Cx is not None:
-            parts.append(cp.Cx)
-        if len(parts) == 2 and not sparse.issparse(cp.Cr):
-            C = np.vstack(parts)
-            CW = self._right_w1(C, W1)
-            S -= CW @ C.T
+        sparse_r = isinstance(cp.Cr, SparseRest)
+        if cp.Cr is not None and cp.Cx is not None and not sparse_r:
+            C = np.vstack([cp.Cr, cp.Cx])
+            S -= self._right_w1(C, W1) @ C.T
         else:
-            for i, Ci in enumerate(parts):
-                CiW = self._right_w1(Ci, W1)
-                for j, Cj in enumerate(parts):
-                    if j < i:
-                        continue
-                    blk = CiW @ Cj.T
-                    blk = blk.toarray() if sparse.issparse(blk) else np.asarray(blk)
-                    ri = slice(0, qr) if (cp.Cr is not None and i == 0) else slice(qr, m)
-                    rj = slice(0, qr) if (cp.Cr is not None and j == 0) else slice(qr, m)
-                    S[ri, rj] -= blk
-                    if i != j:
-                        S[rj, ri] -= blk.T
+            if cp.Cr is not None:
+                if sparse_r:
+                    S[:qr, :qr] -= self.pattern.schur_update(cp.Cr.vals, W1)
+                else:
+                    S[:qr, :qr] -= self._right_w1(cp.Cr, W1) @ cp.Cr.T
+            if cp.Cx is not None:
+                CxW = self._right_w1(cp.Cx, W1)
+                S[qr:, qr:] -= CxW @ cp.Cx.T
+                if cp.Cr is not None:
+                    blk = self.pattern.right_dense(cp.Cr.vals, CxW)
+                    S[qr:, :qr] -= blk
+                    S[:qr, qr:] -= blk.T
         if qr:
             lr = self.lam_rest_vec(T[1:])
             if self.rest_scalar:
@@ -213,7 +220,9 @@ class BlockedSystem:
         """C' v for v over the Schur rows (rest RE rows first, then the dense columns)."""
         out = np.zeros(self.l1 * self.q1)
         qr = self.qr
-        if cp.Cr is not None:
+        if isinstance(cp.Cr, SparseRest):
+            out += self.pattern.rmatvec(cp.Cr.vals, v[:qr])
+        elif cp.Cr is not None:
             out += cp.Cr.T @ v[:qr]
         if cp.Cx is not None:
             out += cp.Cx.T @ v[qr:]
@@ -221,8 +230,10 @@ class BlockedSystem:
 
     def c_times(self, cp: CrossProducts, x):
         parts = []
-        if cp.Cr is not None:
-            parts.append(np.asarray(cp.Cr @ x))
+        if isinstance(cp.Cr, SparseRest):
+            parts.append(self.pattern.matvec(cp.Cr.vals, x))
+        elif cp.Cr is not None:
+            parts.append(cp.Cr @ x)
         if cp.Cx is not None:
             parts.append(cp.Cx @ x)
         return np.concatenate(parts) if parts else np.zeros(0)

@@ -1,23 +1,77 @@
 """Response distributions. Each family owns its support check, full log density (constants
-included), derivatives in eta for the Laplace approximation, variance function and random draws.
+included), derivatives in eta for the Laplace approximation, derivatives in its own extra
+parameters (dispersion, t's df), variance function, random draws and CDF.
 
-Notation: y is the response (successes for binomial), ``w`` the per-row multiplier (number of
-trials for binomial, prior weights otherwise), mu = g^{-1}(eta).
+Notation
+--------
+y is the response (successes for binomial), ``w`` the per-row multiplier, mu = g^{-1}(eta) and
+``psi`` the 1-D array of the family's extra parameters, each on an unconstrained (log) scale, named
+by ``family.psi_names`` (empty for binomial and Poisson, where ``psi=None`` is accepted).  A
+component of ``psi`` may also be an array broadcastable against y (per-row dispersion).
 
-``eta_derivs(y, eta, w)`` returns the per-row log density without its data-only constant, the
-score s = dl/deta, the weight W = -d2l/deta2 and its derivative dW/deta (the latter is what the
-gradient of the Laplace log-determinant needs).
+The role of ``w`` (``family.weight_role``):
+
+* ``"trials"`` (binomial): w is the number of trials, y the number of successes.
+* ``"precision"`` (gaussian): y_i ~ N(mu_i, sigma^2 / w_i), as in lme4 and R's ``glm`` (the
+  identity-link LMM path of the engine uses the same convention, so both gaussian paths agree).
+* ``"likelihood"`` (Poisson, Gamma, beta, nbinom1, nbinom2, t): the row's log density is
+  multiplied by w_i, as glmmTMB does.  Random draws ignore such weights (a weighted likelihood has
+  no generative meaning); callers that simulate should warn when weights are not all 1.
+
+Per-row density interface (every method vectorised; y, mu, eta, w broadcast together):
+
+``mu_derivs(y, mu, w, psi=None)``
+    (l, l_mu, l_mumu, l_mumumu): the log density without the data-only constant returned by
+    ``loglik_const(y, w)`` (everything that depends on mu or psi is in l) and its derivatives in mu.
+``eta_derivs(y, eta, w, psi=None)``
+    (l, s, W, dW) with s = dl/deta, W = -d2l/deta2 (observed, not expected, information: it can
+    be negative for non-canonical links) and dW = dW/deta, the latter being what the gradient of
+    the Laplace log-determinant needs.
+``loglik(y, mu, w, psi=None)``
+    the full log density per row, constants included.
+``psi_derivs(y, eta, w, psi)``
+    a list over the psi components k of (l_psi, s_psi, W_psi, l_psipsi) with l_psi = dl/dpsi_k,
+    s_psi = d2l/(deta dpsi_k), W_psi = dW/dpsi_k and l_psipsi = d2l/dpsi_k^2, per row.
+``psi_hessian(y, eta, w, psi, summed=False)``
+    d2l/(dpsi_j dpsi_k): per row, shape ``broadcast(y, eta, w).shape + (n_psi, n_psi)``; with
+    ``summed=True`` summed over the rows, shape (n_psi, n_psi).
+
+Parameterisations follow glmmTMB (see each class's docstring for the mapping of ``psi`` to
+glmmTMB's ``betad`` and to its ``sigma()``, which is what ``dispersion(psi)`` returns).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from glmmdiag.fit.links import Link, get_link
 
-__all__ = ["Family", "Binomial", "Poisson", "Gaussian", "get_family", "FAMILIES"]
+__all__ = [
+    "Family",
+    "Binomial",
+    "Poisson",
+    "Gaussian",
+    "GammaFamily",
+    "Beta",
+    "NBinom2",
+    "NBinom1",
+    "StudentT",
+    "get_family",
+    "FAMILIES",
+]
 
 _TINY = 1e-12
+_LOG_2PI = np.log(2.0 * np.pi)
+
+
+def _count_bad(mask) -> int:
+    return int(np.count_nonzero(mask))
+
+
+def _as_float(x):
+    """0-d results become Python floats, arrays stay arrays."""
+    x = np.asarray(x, float)
+    return float(x) if x.ndim == 0 else x
 
 
 class Family:
@@ -26,46 +80,142 @@ class Family:
     allowed_links: tuple[str, ...] = ()
     discrete: bool = False
     has_dispersion: bool = False
+    psi_names: tuple[str, ...] = ()
+    weight_role: str = "likelihood"
 
     def __init__(self, link: str | Link | None = None):
         link = get_link(link or self.default_link)
         if link.name not in self.allowed_links:
             raise ValueError(
-                f"link {link.name!r} is not available for the {self.name} family; "
-                f"use one of {list(self.allowed_links)}"
+                f"link {link.name!r} is not available for the {self.name} family (it cannot map onto the "
+                f"family's mean space); use one of {list(self.allowed_links)}"
             )
         self.link = link
 
     def __repr__(self):
         return f"{self.name}({self.link.name})"
 
+    @property
+    def display_name(self) -> str:
+        """The family's name as glmmTMB prints it in summaries."""
+        return self.name
+
+    @property
+    def n_psi(self) -> int:
+        return len(self.psi_names)
+
+    def _init_kwargs(self) -> dict:
+        """Constructor arguments other than the link (to rebuild the family with another link)."""
+        return {}
+
+    def _psi(self, psi) -> tuple:
+        """The psi components as a tuple of arrays (0-d for the usual scalar parameters)."""
+        if self.n_psi == 0:
+            if psi is not None and np.size(psi) != 0:
+                raise ValueError(f"the {self.name} family has no extra parameters; got psi={psi!r}")
+            return ()
+        if psi is None:
+            raise ValueError(
+                f"the {self.name} family needs its parameter(s) {list(self.psi_names)} as psi=[...]"
+            )
+        psi = np.asarray(psi, float)
+        if psi.ndim == 0 or psi.shape[0] != self.n_psi:
+            raise ValueError(
+                f"psi for the {self.name} family must have {self.n_psi} component(s) "
+                f"{list(self.psi_names)}; got shape {psi.shape}"
+            )
+        return tuple(psi[k] for k in range(self.n_psi))
+
     # -- the log density ---------------------------------------------------------------
     def loglik_const(self, y, w) -> np.ndarray:
         """Per-row part of the log density that depends on the data only."""
-        return np.zeros_like(y)
+        return np.zeros(np.broadcast(y, w).shape)
 
-    def mu_derivs(self, y, mu, w):
+    def mu_derivs(self, y, mu, w, psi=None):
         """(l, l_mu, l_mumu, l_mumumu) of the log density without constants, per row."""
         raise NotImplementedError
 
-    def eta_derivs(self, y, eta, w):
+    def eta_derivs(self, y, eta, w, psi=None):
         mu, d1, d2, d3 = self.link.inverse_derivs(eta)
-        ll, l1, l2, l3 = self.mu_derivs(y, mu, w)
+        ll, l1, l2, l3 = self.mu_derivs(y, mu, w, psi)
         s = l1 * d1
         W = -(l2 * d1 * d1 + l1 * d2)
         dW = -(l3 * d1**3 + 3.0 * l2 * d1 * d2 + l1 * d3)
         return ll, s, W, dW
 
-    def loglik(self, y, mu, w) -> np.ndarray:
+    def loglik(self, y, mu, w, psi=None) -> np.ndarray:
         """Full log density per row, constants included."""
-        return self.mu_derivs(y, mu, w)[0] + self.loglik_const(y, w)
+        return self.mu_derivs(y, mu, w, psi)[0] + self.loglik_const(y, w)
 
-    # -- moments and draws ---------------------------------------------------------------
-    def variance(self, mu):
+    # -- derivatives in psi ------------------------------------------------------------
+    def _psi_mu_terms(self, y, mu, w, psi):
+        """(g, g_mu, g_mumu, H): lists over k of dl/dpsi_k, d l_mu/dpsi_k, d l_mumu/dpsi_k, and the
+        nested list H[j][k] = d2l/dpsi_j dpsi_k, per row."""
+        return [], [], [], []
+
+    def psi_derivs(self, y, eta, w, psi):
+        """List over psi components of (l_psi, s_psi, W_psi, l_psipsi) per row (see module doc)."""
+        if self.n_psi == 0:
+            return []
+        mu, d1, d2, _ = self.link.inverse_derivs(eta)
+        g, g1, g2, H = self._psi_mu_terms(y, mu, w, psi)
+        shape = np.broadcast(y, eta, w).shape
+        out = []
+        for k in range(self.n_psi):
+            s_k = g1[k] * d1
+            W_k = -(g2[k] * d1 * d1 + g1[k] * d2)
+            out.append(tuple(np.broadcast_to(a, shape) for a in (g[k], s_k, W_k, H[k][k])))
+        return out
+
+    def psi_hessian(self, y, eta, w, psi, summed: bool = False):
+        """d2l/dpsi dpsi per row, shape (..., n_psi, n_psi); summed over rows if ``summed``."""
+        k = self.n_psi
+        shape = np.broadcast(y, eta, w).shape
+        if k == 0:
+            return np.zeros((0, 0)) if summed else np.zeros(shape + (0, 0))
+        mu = self.link.inverse(eta)
+        H = self._psi_mu_terms(y, mu, w, psi)[3]
+        out = np.empty(shape + (k, k))
+        for i in range(k):
+            for j in range(k):
+                out[..., i, j] = H[i][j]
+        if summed:
+            return out.reshape(-1, k, k).sum(axis=0)
+        return out
+
+    # -- dispersion --------------------------------------------------------------------
+    def psi_start(self, y, mu, w) -> np.ndarray:
+        """Moment estimates of psi given fitted means (e.g. from a GLM)."""
+        return np.zeros(self.n_psi)
+
+    def dispersion(self, psi=None):
+        """The number glmmTMB's ``sigma()`` reports (1 for families without dispersion)."""
+        return 1.0
+
+    def dispersion_extra(self, psi=None) -> dict:
+        """Further reported parameters (t's df); empty for the other families."""
+        return {}
+
+    def glmmtmb_betad(self, psi=None):
+        """glmmTMB's log-dispersion parameter ``betad`` for this psi (None without dispersion)."""
+        return None
+
+    # -- moments, draws, CDF -----------------------------------------------------------
+    def variance(self, mu, psi=None):
         raise NotImplementedError
 
-    def sample(self, mu, w, rng):
+    def sample(self, mu, w, rng, psi=None):
         raise NotImplementedError
+
+    def cdf(self, y, mu, w, psi=None):
+        """P(Y <= y) per row."""
+        raise NotImplementedError
+
+    def cdf_lower(self, y, mu, w, psi=None):
+        """P(Y < y) per row: the CDF at y - 1 for discrete families, the CDF at y otherwise."""
+        if self.discrete:
+            return self.cdf(np.asarray(y, float) - 1.0, mu, w, psi)
+        return self.cdf(y, mu, w, psi)
 
     def start_mu(self, y, w):
         raise NotImplementedError
@@ -73,14 +223,51 @@ class Family:
     def check_response(self, y, w, name: str) -> None:
         pass
 
+    # -- shared helpers ----------------------------------------------------------------
+    def _check_likelihood_weights(self, w, name):
+        w = np.asarray(w, float)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            raise ValueError(
+                f"weights for response {name!r} must be finite and >= 0 (likelihood weights of the "
+                f"{self.name} family): {_count_bad(bad)} of {w.size} rows are not; fix or drop those rows"
+            )
 
+    def _check_finite(self, y, name):
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise ValueError(
+                f"response {name!r} has {_count_bad(bad)} non-finite values (NaN/inf) of {np.size(y)} rows; "
+                f"drop those rows"
+            )
+
+    def _check_counts(self, y, name):
+        y = np.asarray(y, float)
+        self._check_finite(y, name)
+        neg = y < 0
+        if neg.any():
+            raise ValueError(
+                f"response {name!r} has {_count_bad(neg)} negative values of {y.size} rows: a {self.name} "
+                f"count must be >= 0 (outside the family's support)"
+            )
+        frac = np.abs(y - np.round(y)) > 1e-8
+        if frac.any():
+            raise ValueError(
+                f"response {name!r} has {_count_bad(frac)} non-integer values of {y.size} rows: a "
+                f"{self.name} count must be a whole number (outside the family's support); for continuous "
+                f"positive data consider family='gamma'"
+            )
+
+
+# ======================================================================================
 class Binomial(Family):
-    """k successes out of w trials, P(success) = mu."""
+    """k successes out of w trials, P(success) = mu.  No extra parameters; sigma() = 1."""
 
     name = "binomial"
     default_link = "logit"
     allowed_links = ("logit", "probit", "cloglog", "log")
     discrete = True
+    weight_role = "trials"
 
     def check_response(self, y, w, name):
         bad_w = ~np.isfinite(w) | (w < 0)
@@ -110,16 +297,16 @@ class Binomial(Family):
     def loglik_const(self, y, w):
         return special.gammaln(w + 1) - special.gammaln(y + 1) - special.gammaln(w - y + 1)
 
-    def mu_derivs(self, y, mu, w):
+    def mu_derivs(self, y, mu, w, psi=None):
         mu = np.clip(mu, _TINY, 1 - _TINY)
         f = w - y
         ll = special.xlogy(y, mu) + special.xlog1py(f, -mu)
         a, b = y / mu, f / (1 - mu)
         return ll, a - b, -a / mu - b / (1 - mu), 2 * a / mu**2 - 2 * b / (1 - mu) ** 2
 
-    def eta_derivs(self, y, eta, w):
+    def eta_derivs(self, y, eta, w, psi=None):
         if self.link.name != "logit":
-            return super().eta_derivs(y, eta, w)
+            return super().eta_derivs(y, eta, w, psi)
         e = np.exp(-np.abs(eta))
         mu = np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         ll = y * eta - w * (np.maximum(eta, 0.0) + np.log1p(e))
@@ -127,17 +314,22 @@ class Binomial(Family):
         W = w * v
         return ll, y - w * mu, W, W * (1.0 - 2.0 * mu)
 
-    def variance(self, mu):
+    def variance(self, mu, psi=None):
         return mu * (1 - mu)
 
-    def sample(self, mu, w, rng):
-        return rng.binomial(w.astype(np.int64), np.clip(mu, 0.0, 1.0)).astype(float)
+    def sample(self, mu, w, rng, psi=None):
+        return rng.binomial(np.asarray(w).astype(np.int64), np.clip(mu, 0.0, 1.0)).astype(float)
+
+    def cdf(self, y, mu, w, psi=None):
+        return stats.binom.cdf(y, np.round(w), np.clip(mu, 0.0, 1.0))
 
     def start_mu(self, y, w):
         return (y + 0.5) / (w + 1.0)
 
 
 class Poisson(Family):
+    """Counts with var = mu; weights multiply the log density.  No extra parameters; sigma() = 1."""
+
     name = "poisson"
     default_link = "log"
     allowed_links = ("log", "sqrt", "identity")
@@ -161,45 +353,107 @@ class Poisson(Family):
     def loglik_const(self, y, w):
         return -w * special.gammaln(y + 1)
 
-    def mu_derivs(self, y, mu, w):
+    def mu_derivs(self, y, mu, w, psi=None):
         mu = np.maximum(mu, _TINY)
         ll = w * (special.xlogy(y, mu) - mu)
         a = w * y / mu
         return ll, a - w, -a / mu, 2 * a / mu**2
 
-    def eta_derivs(self, y, eta, w):
+    def eta_derivs(self, y, eta, w, psi=None):
         if self.link.name != "log":
-            return super().eta_derivs(y, eta, w)
+            return super().eta_derivs(y, eta, w, psi)
         mu = np.exp(eta)
         W = w * mu
         return w * y * eta - W, w * y - W, W, W
 
-    def variance(self, mu):
+    def variance(self, mu, psi=None):
         return mu
 
-    def sample(self, mu, w, rng):
-        return rng.poisson(mu).astype(float)
+    def sample(self, mu, w, rng, psi=None):
+        return rng.poisson(np.maximum(mu, 0.0)).astype(float)
+
+    def cdf(self, y, mu, w, psi=None):
+        y = np.floor(np.asarray(y, float))
+        mu = np.maximum(mu, 0.0)
+        return np.where(y < 0, 0.0, special.pdtr(np.maximum(y, 0.0), mu))
 
     def start_mu(self, y, w):
         return y + 0.1
 
 
+# ======================================================================================
 class Gaussian(Family):
-    """Normal response; with the identity link the model is fitted as a linear mixed model."""
+    """Normal response, y ~ N(mu, sigma^2 / w): prior weights are precision weights (as in lme4 and
+    R's glm), so the identity-link LMM path and the general Laplace path agree.
+
+    psi = (log sigma,).  ``dispersion(psi)`` = sigma, the residual SD (glmmTMB's ``sigma()``);
+    glmmTMB 1.1.5's ``betad`` for gaussian is log(sigma^2) = 2 psi.  With the identity link the
+    engine fits a linear mixed model and profiles sigma out; other links (log, inverse) go through
+    the Laplace path with log sigma estimated jointly.
+    """
 
     name = "gaussian"
     default_link = "identity"
-    allowed_links = ("identity",)
+    allowed_links = ("identity", "log", "inverse")
     has_dispersion = True
+    psi_names = ("log_sigma",)
+    weight_role = "precision"
 
-    def variance(self, mu):
-        return np.ones_like(mu)
+    def loglik_const(self, y, w):
+        return -0.5 * _LOG_2PI + 0.5 * np.log(w) + np.zeros_like(y)
 
-    def sample(self, mu, w, rng, sigma=1.0):
+    def mu_derivs(self, y, mu, w, psi=None):
+        (a,) = self._psi(psi)
+        p = w * np.exp(-2.0 * a)  # precision w / sigma^2
+        r = y - mu
+        ll = -0.5 * p * r * r - a
+        return ll, p * r, -p + 0.0 * r, np.zeros(np.broadcast(y, mu, w).shape)
+
+    def eta_derivs(self, y, eta, w, psi=None):
+        if self.link.name != "identity":
+            return super().eta_derivs(y, eta, w, psi)
+        (a,) = self._psi(psi)
+        p = w * np.exp(-2.0 * a)
+        r = y - eta
+        shape = np.broadcast(y, eta, w).shape
+        return -0.5 * p * r * r - a, p * r, np.broadcast_to(p, shape).astype(float), np.zeros(shape)
+
+    def _psi_mu_terms(self, y, mu, w, psi):
+        (a,) = self._psi(psi)
+        p = w * np.exp(-2.0 * a)
+        r = y - mu
+        g = -1.0 + p * r * r
+        return [g], [-2.0 * p * r], [2.0 * p + 0.0 * r], [[-2.0 * p * r * r]]
+
+    def psi_start(self, y, mu, w):
+        r2 = np.asarray(w, float) * (np.asarray(y, float) - mu) ** 2
+        return np.array([0.5 * np.log(max(float(np.mean(r2)), 1e-12))])
+
+    def dispersion(self, psi=None):
+        (a,) = self._psi(psi)
+        return _as_float(np.exp(a))
+
+    def glmmtmb_betad(self, psi=None):
+        (a,) = self._psi(psi)
+        return _as_float(2.0 * a)
+
+    def variance(self, mu, psi=None):
+        if psi is None:  # the variance function
+            return np.ones_like(mu)
+        return np.exp(2.0 * self._psi(psi)[0]) * np.ones_like(mu)
+
+    def sample(self, mu, w, rng, psi=None, sigma=None):
+        if sigma is None:
+            sigma = self.dispersion(psi) if psi is not None else 1.0
+        mu = np.asarray(mu, float)
         return mu + rng.standard_normal(mu.shape) * sigma / np.sqrt(w)
 
+    def cdf(self, y, mu, w, psi=None):
+        (a,) = self._psi(psi)
+        return special.ndtr((np.asarray(y, float) - mu) * np.sqrt(w) * np.exp(-a))
+
     def start_mu(self, y, w):
-        return y
+        return _start_for_link(self.link.name, y)
 
     def check_response(self, y, w, name):
         bad = ~np.isfinite(w) | (w <= 0)
@@ -207,17 +461,580 @@ class Gaussian(Family):
             raise ValueError(f"weights must be finite and > 0: {int(bad.sum())} of {len(w)} rows are not")
 
 
-FAMILIES: dict[str, type[Family]] = {"binomial": Binomial, "poisson": Poisson, "gaussian": Gaussian}
-_ALIASES = {"bernoulli": "binomial", "normal": "gaussian"}
+def _start_for_link(link_name, y):
+    """Starting means y, made valid for links whose mean space is positive."""
+    y = np.asarray(y, float)
+    if link_name in ("log", "sqrt", "inverse"):
+        pos = y[y > 0]
+        fill = 0.1 * (float(np.mean(pos)) if pos.size else 1.0)
+        return np.where(y > 0, y, fill)
+    return y.copy()
 
 
-def get_family(family: str | Family, link: str | None = None) -> Family:
+# ======================================================================================
+class GammaFamily(Family):
+    """Gamma response with mean mu and var = phi mu^2: shape k = 1/phi, scale = mu phi.
+
+    psi = (log phi,).  ``dispersion(psi)`` = sigma = sqrt(phi) = 1/sqrt(shape), the coefficient of
+    variation, which is what glmmTMB's ``sigma()`` returns.  glmmTMB stores the shape on the log
+    scale: its ``betad`` = log(shape) = -log(phi) = -psi, so sigma = exp(-betad/2).
+    (rust_gamma reference, glmmTMB 1.1.5: betad = 2.20114, shape 9.0353, sigma = 0.332681.)
+
+    Default link "inverse", as R's ``Gamma()`` and hence ``glmmTMB(family=Gamma)``; the references
+    use ``Gamma(link="log")``, so pass link="log" to match them.  Weights multiply the log density.
+    """
+
+    name = "gamma"
+    default_link = "inverse"
+    allowed_links = ("inverse", "log", "identity")
+    has_dispersion = True
+    psi_names = ("log_phi",)
+
+    @property
+    def display_name(self):
+        return "Gamma"
+
+    def check_response(self, y, w, name):
+        y = np.asarray(y, float)
+        self._check_finite(y, name)
+        bad = y <= 0
+        if bad.any():
+            raise ValueError(
+                f"response {name!r} has {_count_bad(bad)} of {y.size} rows with y <= 0, outside the "
+                f"support of the Gamma family (y > 0); drop them, model the zeros separately (hurdle "
+                f"model), or use a family that allows zeros"
+            )
+        self._check_likelihood_weights(w, name)
+
+    def loglik_const(self, y, w):
+        return -w * np.log(y)
+
+    def mu_derivs(self, y, mu, w, psi=None):
+        (a,) = self._psi(psi)
+        k = np.exp(-a)
+        ok = mu > 0
+        m = np.where(ok, mu, 1.0)
+        z = y / m
+        wk = w * k
+        ll = wk * (np.log(k * z) - z) - w * special.gammaln(k)
+        ll = np.where(ok, ll, -np.inf)
+        l1 = wk * (z - 1.0) / m
+        l2 = wk * (1.0 - 2.0 * z) / (m * m)
+        l3 = wk * (6.0 * z - 2.0) / (m * m * m)
+        return ll, l1, l2, l3
+
+    def eta_derivs(self, y, eta, w, psi=None):
+        if self.link.name != "log":
+            return super().eta_derivs(y, eta, w, psi)
+        (a,) = self._psi(psi)
+        k = np.exp(-a)
+        z = y * np.exp(-eta)  # y / mu
+        wk = w * k
+        ll = wk * (np.log(k * y) - eta - z) - w * special.gammaln(k)
+        W = wk * z
+        return ll, wk * (z - 1.0), W, -W
+
+    def _psi_mu_terms(self, y, mu, w, psi):
+        (a,) = self._psi(psi)
+        k = np.exp(-a)
+        m = np.where(mu > 0, mu, 1.0)
+        z = y / m
+        dl_dk = w * (np.log(k * z) + 1.0 - z - special.digamma(k))
+        d2l_dk2 = w * (1.0 / k - special.polygamma(1, k))
+        g = -k * dl_dk
+        h = k * k * d2l_dk2 + k * dl_dk
+        # l_mu and l_mumu are proportional to k, hence d/dpsi = -(themselves)
+        wk = w * k
+        g1 = -wk * (z - 1.0) / m
+        g2 = -wk * (1.0 - 2.0 * z) / (m * m)
+        return [g], [g1], [g2], [[h]]
+
+    def psi_start(self, y, mu, w):
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        ok = mu > 0
+        cv2 = np.sum(w[ok] * ((y[ok] - mu[ok]) / mu[ok]) ** 2) / max(np.sum(w[ok]), 1e-300)
+        return np.array([np.log(np.clip(cv2, 1e-6, 1e6))])
+
+    def dispersion(self, psi=None):
+        (a,) = self._psi(psi)
+        return _as_float(np.exp(0.5 * a))
+
+    def glmmtmb_betad(self, psi=None):
+        (a,) = self._psi(psi)
+        return _as_float(-a)
+
+    def variance(self, mu, psi=None):
+        if psi is None:  # the variance function V(mu)
+            return mu * mu
+        return np.exp(self._psi(psi)[0]) * mu * mu
+
+    def sample(self, mu, w, rng, psi=None):
+        (a,) = self._psi(psi)
+        k = np.exp(-a)
+        mu = np.asarray(mu, float)
+        return rng.gamma(shape=k, scale=np.maximum(mu, 0.0) / k, size=mu.shape)
+
+    def cdf(self, y, mu, w, psi=None):
+        (a,) = self._psi(psi)
+        k = np.exp(-a)
+        y = np.asarray(y, float)
+        return np.where(y <= 0, 0.0, special.gammainc(k, np.maximum(y, 0.0) * k / mu))
+
+    def start_mu(self, y, w):
+        return np.asarray(y, float).copy()
+
+
+# ======================================================================================
+class Beta(Family):
+    """Beta response in mean-precision form (Ferrari & Cribari-Neto 2004): Beta(mu phi, (1-mu) phi),
+    var = mu (1 - mu) / (1 + phi), 0 < y < 1.
+
+    psi = (log phi,).  ``dispersion(psi)`` = phi, the precision, equal to glmmTMB's ``sigma()``;
+    glmmTMB's ``betad`` = log(phi) = psi (rust_beta, glmmTMB 1.1.5: betad = 3.54447,
+    sigma = exp(betad) = 34.6214).  Weights multiply the log density.  Draws that underflow to
+    exactly 0 or 1 are moved to the nearest representable value inside (0, 1).
+    """
+
+    name = "beta"
+    default_link = "logit"
+    allowed_links = ("logit", "probit", "cloglog")
+    has_dispersion = True
+    psi_names = ("log_phi",)
+
+    def check_response(self, y, w, name):
+        y = np.asarray(y, float)
+        self._check_finite(y, name)
+        lo, hi = y <= 0, y >= 1
+        if lo.any() or hi.any():
+            n = y.size
+            raise ValueError(
+                f"response {name!r} has {_count_bad(lo | hi)} of {n} rows outside the open interval (0, 1) "
+                f"({_count_bad(lo)} with y <= 0, {_count_bad(hi)} with y >= 1), outside the support of the "
+                f"beta family; squeeze the data with y' = (y*(n - 1) + 0.5)/n, n = {n} the number of "
+                f"observations (Smithson & Verkuilen 2006), or use a zero/one-inflated or ordered beta model"
+            )
+        self._check_likelihood_weights(w, name)
+
+    def loglik_const(self, y, w):
+        return -w * (np.log(y) + np.log1p(-y))
+
+    @staticmethod
+    def _clip(mu):
+        return np.clip(mu, _TINY, 1.0 - 1e-15)
+
+    def mu_derivs(self, y, mu, w, psi=None):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        mu = self._clip(mu)
+        a, b = mu * phi, (1.0 - mu) * phi
+        ly, l1y = np.log(y), np.log1p(-y)
+        ll = w * (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + a * ly + b * l1y)
+        l1 = w * phi * (ly - l1y - special.digamma(a) + special.digamma(b))
+        l2 = -w * phi * phi * (special.polygamma(1, a) + special.polygamma(1, b))
+        l3 = -w * phi**3 * (special.polygamma(2, a) - special.polygamma(2, b))
+        return ll, l1, l2, l3
+
+    def _psi_mu_terms(self, y, mu, w, psi):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        mu = self._clip(mu)
+        a, b = mu * phi, (1.0 - mu) * phi
+        ly, l1y = np.log(y), np.log1p(-y)
+        da, db = special.digamma(a), special.digamma(b)
+        ta, tb = special.polygamma(1, a), special.polygamma(1, b)
+        qa, qb = special.polygamma(2, a), special.polygamma(2, b)
+        dl_dphi = w * (special.digamma(phi) - mu * da - (1.0 - mu) * db + mu * ly + (1.0 - mu) * l1y)
+        d2l_dphi2 = w * (special.polygamma(1, phi) - mu * mu * ta - (1.0 - mu) ** 2 * tb)
+        dl1_dphi = w * ((ly - l1y - da + db) - phi * (mu * ta - (1.0 - mu) * tb))
+        dl2_dphi = -w * (2.0 * phi * (ta + tb) + phi * phi * (mu * qa + (1.0 - mu) * qb))
+        g = phi * dl_dphi
+        h = phi * phi * d2l_dphi2 + g
+        return [g], [phi * dl1_dphi], [phi * dl2_dphi], [[h]]
+
+    def psi_start(self, y, mu, w):
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        mu = self._clip(mu)
+        sw = max(np.sum(w), 1e-300)
+        v = np.sum(w * (y - mu) ** 2) / sw
+        m = np.sum(w * mu * (1.0 - mu)) / sw
+        phi = m / max(v, 1e-300) - 1.0
+        return np.array([np.log(np.clip(phi, 0.1, 1e6))])
+
+    def dispersion(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(np.exp(c))
+
+    def glmmtmb_betad(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(c)
+
+    def variance(self, mu, psi=None):
+        (c,) = self._psi(psi)
+        return mu * (1.0 - mu) / (1.0 + np.exp(c))
+
+    def sample(self, mu, w, rng, psi=None):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        mu = self._clip(np.asarray(mu, float))
+        y = rng.beta(mu * phi, (1.0 - mu) * phi, size=mu.shape)
+        return np.clip(y, np.finfo(float).tiny, np.nextafter(1.0, 0.0))
+
+    def cdf(self, y, mu, w, psi=None):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        mu = self._clip(mu)
+        y = np.clip(np.asarray(y, float), 0.0, 1.0)
+        return special.betainc(mu * phi, (1.0 - mu) * phi, y)
+
+    def start_mu(self, y, w):
+        return np.asarray(y, float).copy()
+
+
+# ======================================================================================
+class _NegBin(Family):
+    discrete = True
+    has_dispersion = True
+    default_link = "log"
+    allowed_links = ("log", "sqrt", "identity")
+
+    def check_response(self, y, w, name):
+        self._check_counts(y, name)
+        self._check_likelihood_weights(w, name)
+
+    def loglik_const(self, y, w):
+        return -w * special.gammaln(np.asarray(y, float) + 1.0)
+
+    def start_mu(self, y, w):
+        return np.asarray(y, float) + 0.1
+
+    def _size_prob(self, mu, psi):
+        """(size, p) of numpy's/scipy's negative binomial for these means."""
+        raise NotImplementedError
+
+    def sample(self, mu, w, rng, psi=None):
+        # gamma-Poisson mixture: also valid for size -> 0 (mu = 0 for nbinom1)
+        mu = np.maximum(np.asarray(mu, float), 0.0)
+        size, p = self._size_prob(mu, psi)
+        size = np.broadcast_to(size, mu.shape)
+        lam = rng.gamma(shape=size, scale=(1.0 - p) / p, size=mu.shape)
+        return rng.poisson(lam).astype(float)
+
+    def cdf(self, y, mu, w, psi=None):
+        mu = np.maximum(np.asarray(mu, float), 0.0)
+        size, p = self._size_prob(mu, psi)
+        y = np.floor(np.asarray(y, float))
+        # P(Y <= y) = I_p(size, y + 1)
+        return np.where(y < 0, 0.0, special.betainc(size, np.maximum(y, 0.0) + 1.0, p))
+
+
+class NBinom2(_NegBin):
+    """Negative binomial with var = mu + mu^2 / theta (glmmTMB's nbinom2; NB2 / "quadratic").
+
+    psi = (log theta,).  ``dispersion(psi)`` = theta, glmmTMB's ``sigma()``; its ``betad`` =
+    log(theta) = psi (salamanders_nbinom2, glmmTMB 1.1.5: betad = -0.0593241, sigma = 0.942401).
+    The Poisson limit is theta -> infinity.  Weights multiply the log density.
+    """
+
+    name = "nbinom2"
+    psi_names = ("log_theta",)
+
+    def mu_derivs(self, y, mu, w, psi=None):
+        (c,) = self._psi(psi)
+        th = np.exp(c)
+        neg = mu < 0
+        m = np.maximum(mu, _TINY)
+        mt = m + th
+        ll = w * (special.gammaln(y + th) - special.gammaln(th) - th * np.log1p(m / th)
+                  + special.xlogy(y, m) - y * np.log(mt))
+        ll = np.where(neg, -np.inf, ll)
+        a = y / m
+        b = (y + th) / mt
+        return ll, w * (a - b), w * (b / mt - a / m), w * 2.0 * (a / (m * m) - b / (mt * mt))
+
+    def eta_derivs(self, y, eta, w, psi=None):
+        if self.link.name != "log":
+            return super().eta_derivs(y, eta, w, psi)
+        (c,) = self._psi(psi)
+        th = np.exp(c)
+        m = np.exp(eta)
+        mt = m + th
+        ll = w * (special.gammaln(y + th) - special.gammaln(th) - th * np.log1p(m / th)
+                  + y * eta - y * np.log(mt))
+        wt = w * th
+        s = wt * (y - m) / mt
+        W = wt * m * (y + th) / (mt * mt)
+        dW = W * (th - m) / mt
+        return ll, s, W, dW
+
+    def _psi_mu_terms(self, y, mu, w, psi):
+        (c,) = self._psi(psi)
+        th = np.exp(c)
+        m = np.maximum(mu, _TINY)
+        mt = m + th
+        dl = w * (special.digamma(y + th) - special.digamma(th) - np.log1p(m / th) + (m - y) / mt)
+        d2l = w * (special.polygamma(1, y + th) - special.polygamma(1, th) + 1.0 / th - 1.0 / mt
+                   - (m - y) / (mt * mt))
+        d1 = w * (y - m) / (mt * mt)
+        d2 = w * (m - th - 2.0 * y) / mt**3
+        g = th * dl
+        h = th * th * d2l + g
+        return [g], [th * d1], [th * d2], [[h]]
+
+    def psi_start(self, y, mu, w):
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        mu = np.maximum(mu, _TINY)
+        inv_theta = np.sum(w * ((y - mu) ** 2 - mu)) / max(np.sum(w * mu * mu), 1e-300)
+        return np.array([-np.log(np.clip(inv_theta, 1e-2, 1e4))])
+
+    def _size_prob(self, mu, psi):
+        (c,) = self._psi(psi)
+        th = np.exp(c)
+        return th, th / (th + mu)
+
+    def dispersion(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(np.exp(c))
+
+    def glmmtmb_betad(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(c)
+
+    def variance(self, mu, psi=None):
+        (c,) = self._psi(psi)
+        return mu + mu * mu * np.exp(-c)
+
+
+class NBinom1(_NegBin):
+    """Negative binomial with var = mu (1 + phi) (glmmTMB's nbinom1; NB1 / "linear"): size = mu/phi,
+    probability 1/(1 + phi).
+
+    psi = (log phi,).  ``dispersion(psi)`` = phi, glmmTMB's ``sigma()``; its ``betad`` =
+    log(phi) = psi (salamanders_nbinom1, glmmTMB 1.1.5: betad = 0.731871, sigma = 2.07897).
+    The Poisson limit is phi -> 0.  Weights multiply the log density.
+    """
+
+    name = "nbinom1"
+    psi_names = ("log_phi",)
+
+    def mu_derivs(self, y, mu, w, psi=None):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        neg = mu < 0
+        m = np.maximum(mu, _TINY)
+        r = m / phi
+        L = np.log1p(phi)
+        yr = y + r
+        ll = w * (special.gammaln(yr) - special.gammaln(r) - r * L + y * (c - L))
+        ll = np.where(neg, -np.inf, ll)
+        l1 = w * (special.digamma(yr) - special.digamma(r) - L) / phi
+        l2 = w * (special.polygamma(1, yr) - special.polygamma(1, r)) / phi**2
+        l3 = w * (special.polygamma(2, yr) - special.polygamma(2, r)) / phi**3
+        return ll, l1, l2, l3
+
+    def _psi_mu_terms(self, y, mu, w, psi):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        m = np.maximum(mu, _TINY)
+        r = m / phi
+        L = np.log1p(phi)
+        q = phi / (1.0 + phi)
+        dq = q * (1.0 - q)
+        yr = y + r
+        D0 = special.digamma(yr) - special.digamma(r)
+        D1 = special.polygamma(1, yr) - special.polygamma(1, r)
+        D2 = special.polygamma(2, yr) - special.polygamma(2, r)
+        g = w * (-r * D0 + r * L - r * q + y * (1.0 - q))
+        h = w * (r * D0 + r * r * D1 - r * L + 2.0 * r * q - (r + y) * dq)
+        g1 = -w / phi * (D0 - L + r * D1 + q)
+        g2 = -w / phi**2 * (2.0 * D1 + r * D2)
+        return [g], [g1], [g2], [[h]]
+
+    def psi_start(self, y, mu, w):
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        mu = np.maximum(mu, _TINY)
+        phi = np.sum(w * (y - mu) ** 2 / mu) / max(np.sum(w), 1e-300) - 1.0
+        return np.array([np.log(np.clip(phi, 1e-2, 1e4))])
+
+    def _size_prob(self, mu, psi):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        return mu / phi, 1.0 / (1.0 + phi) + 0.0 * mu
+
+    def dispersion(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(np.exp(c))
+
+    def glmmtmb_betad(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(c)
+
+    def variance(self, mu, psi=None):
+        (c,) = self._psi(psi)
+        return mu * (1.0 + np.exp(c))
+
+
+# ======================================================================================
+class StudentT(Family):
+    """Student t response: y = mu + sigma * T with T ~ t(df), as glmmTMB's ``t_family``.
+
+    psi = (log sigma, log df), or (log sigma,) when the user fixes ``df``.  ``dispersion(psi)`` =
+    sigma, the scale (glmmTMB's ``sigma()``; its ``betad`` = log sigma = psi[0]); the df is
+    reported by ``dispersion_extra(psi)`` as {"df": df}.  var = sigma^2 df / (df - 2) for df > 2
+    (infinite otherwise).  Weights multiply the log density.
+    """
+
+    name = "t"
+    default_link = "identity"
+    allowed_links = ("identity", "log", "inverse")
+    has_dispersion = True
+
+    def __init__(self, link: str | Link | None = None, df: float | None = None):
+        super().__init__(link)
+        if df is not None:
+            df = float(df)
+            if not np.isfinite(df) or df <= 0:
+                raise ValueError(
+                    f"the t family's degrees of freedom df must be a finite number > 0; got df={df!r} "
+                    f"(pass df=None to estimate it)"
+                )
+        self.df = df
+
+    @property
+    def psi_names(self):
+        return ("log_sigma",) if self.df is not None else ("log_sigma", "log_df")
+
+    def _init_kwargs(self):
+        return {"df": self.df}
+
+    def __repr__(self):
+        return f"t({self.link.name}{'' if self.df is None else f', df={self.df:g}'})"
+
+    def _sd(self, psi):
+        p = self._psi(psi)
+        nu = np.exp(p[1]) if self.df is None else np.asarray(self.df)
+        return p[0], nu
+
+    def check_response(self, y, w, name):
+        self._check_finite(np.asarray(y, float), name)
+        self._check_likelihood_weights(w, name)
+
+    def mu_derivs(self, y, mu, w, psi=None):
+        a, nu = self._sd(psi)
+        A = nu * np.exp(2.0 * a)  # nu sigma^2
+        r = y - mu
+        r2 = r * r
+        D = A + r2
+        c = special.gammaln(0.5 * (nu + 1.0)) - special.gammaln(0.5 * nu) - 0.5 * np.log(nu * np.pi) - a
+        ll = w * (c - 0.5 * (nu + 1.0) * np.log1p(r2 / A))
+        l1 = w * (nu + 1.0) * r / D
+        l2 = w * (nu + 1.0) * (r2 - A) / (D * D)
+        l3 = w * 2.0 * (nu + 1.0) * r * (r2 - 3.0 * A) / D**3
+        return ll, l1, l2, l3
+
+    def _psi_mu_terms(self, y, mu, w, psi):
+        a, nu = self._sd(psi)
+        A = nu * np.exp(2.0 * a)
+        r = y - mu
+        r2 = r * r
+        D = A + r2
+        n1 = nu + 1.0
+        u = r2 / D
+        g_a = w * (-1.0 + n1 * u)
+        h_aa = -w * 2.0 * n1 * A * r2 / (D * D)
+        g1_a = -w * 2.0 * n1 * A * r / (D * D)
+        g2_a = -w * 2.0 * n1 * A * (3.0 * r2 - A) / D**3
+        if self.df is not None:
+            return [g_a], [g1_a], [g2_a], [[h_aa]]
+        h1, h0 = 0.5 * n1, 0.5 * nu
+        dpsi = special.digamma(h1) - special.digamma(h0)
+        tpsi = special.polygamma(1, h1) - special.polygamma(1, h0)
+        logDA = np.log1p(r2 / A)
+        g_b = w * (0.5 * nu * dpsi - 0.5 - 0.5 * nu * logDA + 0.5 * n1 * u)
+        h_bb = w * (0.5 * nu * dpsi + 0.25 * nu * nu * tpsi - 0.5 * nu * logDA + nu * u
+                    - 0.5 * n1 * A * r2 / (D * D))
+        h_ab = w * (nu * u - n1 * A * r2 / (D * D))
+        g1_b = w * (nu * r / D - n1 * r * A / (D * D))
+        g2_b = w * (nu * (r2 - A) / (D * D) - n1 * A * (3.0 * r2 - A) / D**3)
+        return [g_a, g_b], [g1_a, g1_b], [g2_a, g2_b], [[h_aa, h_ab], [h_ab, h_bb]]
+
+    def psi_start(self, y, mu, w):
+        r = np.asarray(y, float) - mu
+        mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        sd = float(np.std(r))
+        sigma = mad if mad > 0 else (sd if sd > 0 else 1.0)
+        if self.df is not None:
+            return np.array([np.log(sigma)])
+        z = r / sd if sd > 0 else r
+        kurt = float(np.mean(z**4)) - 3.0 if sd > 0 else 0.0
+        nu = 4.0 + 6.0 / kurt if kurt > 0 else 30.0
+        return np.array([np.log(sigma), np.log(np.clip(nu, 2.5, 100.0))])
+
+    def dispersion(self, psi=None):
+        return _as_float(np.exp(self._psi(psi)[0]))
+
+    def dispersion_extra(self, psi=None):
+        return {"df": _as_float(self._sd(psi)[1])}
+
+    def glmmtmb_betad(self, psi=None):
+        return _as_float(self._psi(psi)[0])
+
+    def variance(self, mu, psi=None):
+        a, nu = self._sd(psi)
+        v = np.where(nu > 2, np.exp(2.0 * a) * nu / np.maximum(nu - 2.0, _TINY), np.inf)
+        return v * np.ones_like(mu)
+
+    def sample(self, mu, w, rng, psi=None):
+        a, nu = self._sd(psi)
+        mu = np.asarray(mu, float)
+        return mu + np.exp(a) * rng.standard_t(np.broadcast_to(nu, mu.shape), size=mu.shape)
+
+    def cdf(self, y, mu, w, psi=None):
+        a, nu = self._sd(psi)
+        return special.stdtr(nu, (np.asarray(y, float) - mu) * np.exp(-a))
+
+    def start_mu(self, y, w):
+        return _start_for_link(self.link.name, y)
+
+
+# ======================================================================================
+FAMILIES: dict[str, type[Family]] = {
+    "binomial": Binomial,
+    "poisson": Poisson,
+    "gaussian": Gaussian,
+    "gamma": GammaFamily,
+    "beta": Beta,
+    "nbinom2": NBinom2,
+    "nbinom1": NBinom1,
+    "t": StudentT,
+}
+_ALIASES = {
+    "bernoulli": "binomial",
+    "normal": "gaussian",
+    "beta_family": "beta",
+    "negative_binomial": "nbinom2",
+    "student_t": "t",
+    "t_family": "t",
+}
+
+
+def get_family(family: str | Family, link: str | None = None, **kwargs) -> Family:
+    """A family object from its name (case-insensitive; aliases: "Gamma", "beta_family",
+    "negative_binomial" -> nbinom2, "student_t"/"t_family" -> t) or an existing family, with an
+    optional link and family arguments (e.g. ``df=`` for t)."""
     if isinstance(family, Family):
-        if link is not None and link != family.link.name:
-            return type(family)(link)
-        return family
-    key = str(family).lower()
-    key = _ALIASES.get(key, key)
-    if key not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
-    return FAMILIES[key](link)
+        if (link is None or get_link(link).name == family.link.name) and not kwargs:
+            return family
+        cls, args = type(family), {**family._init_kwargs(), **kwargs}
+        link = link or family.link
+    else:
+        key = str(family).lower()
+        key = _ALIASES.get(key, key)
+        if key not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+        cls, args = FAMILIES[key], kwargs
+    try:
+        return cls(link, **args)
+    except TypeError:
+        raise ValueError(
+            f"the {cls.name} family does not take the argument(s) {sorted(args)}"
+        ) from None

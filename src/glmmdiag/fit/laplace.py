@@ -187,7 +187,7 @@ class GLMMProblem:
         if sysm.qr == 0:
             return [y1]
         qr, n = sysm.qr, self.n
-        Cr = cp.Cr.toarray() if hasattr(cp.Cr, "toarray") else cp.Cr
+        Cr = sysm.cr_dense(cp)
         lr = sysm.lam_rest_vec(T[1:])
         if sysm.rest_scalar:
             M1 = lr[:, None] * sysm.lam1t(T[0], Cr)  # Lambda_r' C_r Lambda_1, (qr, l1 q1): rows times T1
