@@ -133,33 +133,53 @@ def _fit_lmm(design, reml, opt, start):
 
 # ---------------------------------------------------------------------------- GLMM
 def _fit_glmm(design, family, n_agq, opt, start):
+    """Direct start (GLM beta, theta = 1, as glmmTMB); if that ends with a convergence warning,
+    refit from lme4's nAGQ = 0 stage and keep the better optimum."""
     prob = GLMMProblem(design, family, n_agq=n_agq)
+    tm = prob.thetamap
+    nt = tm.n
+    if start is not None:
+        theta0, beta0 = np.maximum(start[:nt], tm.lower_bounds()), start[nt:]
+        return _glmm_from(prob, theta0, beta0, opt)
+    beta_glm, _, _ = glm_irls(design.X, design.y, design.w, design.offset, family)
+    first = _glmm_from(prob, tm.initial(), beta_glm, opt)
+    if not first.warnings:
+        return first
+    opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+    theta0, beta0 = _stage0(prob, beta_glm, opt2)
+    prob.u = np.zeros(prob.nq)
+    second = _glmm_from(prob, theta0, beta0, opt2)
+    second.opt.stages = opt.stages + second.opt.stages
+    return second if second.deviance < first.deviance - 1e-8 or not second.warnings else first
+
+
+def _stage0(prob, beta_glm, opt):
+    """lme4's nAGQ = 0: beta inside PIRLS, theta optimised alone (a starting point)."""
+    bstate = {"beta": beta_glm.copy()}
+
+    def dev0(th):
+        try:
+            b, dv = prob.beta_hat_stage0(th, bstate["beta"])
+        except Exception:
+            return np.inf
+        bstate["beta"] = b
+        return dv
+
+    opt0 = OptSummary(ftol=1e-8, gtol=1e-4)
+    theta0, _ = minimize(dev0, prob.thetamap.initial(), prob.thetamap.lower_bounds(), opt0, "nAGQ=0")
+    opt.stages += opt0.stages
+    opt.n_eval += opt0.n_eval
+    prob.u = np.zeros(prob.nq)
+    beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"])
+    return theta0, beta0
+
+
+def _glmm_from(prob, theta0, beta0, opt):
+    design = prob.d
+    n_agq = prob.n_agq
     tm = prob.thetamap
     lb_t = tm.lower_bounds()
     nt = tm.n
-    beta_glm, _, _ = glm_irls(design.X, design.y, design.w, design.offset, family)
-    if start is not None:
-        theta0, beta0 = np.maximum(start[:nt], lb_t), start[nt:]
-        prob.u = start_u = np.zeros(prob.nq)
-        del start_u
-    else:
-        # stage 0 (lme4's nAGQ = 0): beta inside PIRLS, optimise theta alone
-        bstate = {"beta": beta_glm.copy()}
-
-        def dev0(th):
-            try:
-                b, dv = prob.beta_hat_stage0(th, bstate["beta"])
-            except Exception:
-                return np.inf
-            bstate["beta"] = b
-            return dv
-
-        opt0 = OptSummary(ftol=1e-8, gtol=1e-4)  # a starting point only
-        theta0, _ = minimize(dev0, tm.initial(), lb_t, opt0, "nAGQ=0")
-        opt.stages += opt0.stages
-        opt.n_eval += opt0.n_eval
-        prob.u = np.zeros(prob.nq)
-        beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"])
     # whitening of beta: beta = beta0 + R^{-1} gamma with R'R ~ 1/2 Hessian of the deviance
     R = _beta_scale(prob, beta0, theta0)
 

@@ -64,6 +64,36 @@ _TINY = 1e-12
 _LOG_2PI = np.log(2.0 * np.pi)
 
 
+# Trigamma and tetragamma for arrays: scipy's polygamma goes through the Hurwitz zeta function and
+# costs ~0.25 us per element; the recurrence psi_n(x) = psi_n(x + 8) + (shift terms) followed by the
+# asymptotic (Bernoulli) series at x + 8 >= 8 is accurate to ~1e-15 relative for x > 0 and 3-4x faster.
+_BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510, 43867 / 798)
+_TRI_SERIES = _BERNOULLI[::-1]
+_TETRA_SERIES = tuple((2 * k + 3) * b for k, b in enumerate(_BERNOULLI))[::-1]
+_SHIFT = np.arange(8.0)
+
+
+def _horner(coefs, t):
+    p = coefs[0]
+    for c in coefs[1:]:
+        p = p * t + c
+    return p
+
+
+def _tri_tetra(x, tetra: bool = True):
+    """(trigamma(x), tetragamma(x)) for x > 0, or trigamma(x) only when ``tetra`` is False."""
+    x = np.asarray(x, float)
+    inv = 1.0 / (x[..., None] + _SHIFT)
+    inv2 = inv * inv
+    iz = 1.0 / (x + 8.0)
+    iz2 = iz * iz
+    tri = inv2.sum(-1) + iz + 0.5 * iz2 + _horner(_TRI_SERIES, iz2) * iz2 * iz
+    if not tetra:
+        return tri
+    tet = -2.0 * (inv2 * inv).sum(-1) - iz2 - iz2 * iz - _horner(_TETRA_SERIES, iz2) * iz2 * iz2
+    return tri, tet
+
+
 def _count_bad(mask) -> int:
     return int(np.count_nonzero(mask))
 
@@ -630,8 +660,10 @@ class Beta(Family):
         ly, l1y = np.log(y), np.log1p(-y)
         ll = w * (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + a * ly + b * l1y)
         l1 = w * phi * (ly - l1y - special.digamma(a) + special.digamma(b))
-        l2 = -w * phi * phi * (special.polygamma(1, a) + special.polygamma(1, b))
-        l3 = -w * phi**3 * (special.polygamma(2, a) - special.polygamma(2, b))
+        ta, qa = _tri_tetra(a)
+        tb, qb = _tri_tetra(b)
+        l2 = -w * phi * phi * (ta + tb)
+        l3 = -w * phi**3 * (qa - qb)
         return ll, l1, l2, l3
 
     def _psi_mu_terms(self, y, mu, w, psi):
@@ -641,8 +673,8 @@ class Beta(Family):
         a, b = mu * phi, (1.0 - mu) * phi
         ly, l1y = np.log(y), np.log1p(-y)
         da, db = special.digamma(a), special.digamma(b)
-        ta, tb = special.polygamma(1, a), special.polygamma(1, b)
-        qa, qb = special.polygamma(2, a), special.polygamma(2, b)
+        ta, qa = _tri_tetra(a)
+        tb, qb = _tri_tetra(b)
         dl_dphi = w * (special.digamma(phi) - mu * da - (1.0 - mu) * db + mu * ly + (1.0 - mu) * l1y)
         d2l_dphi2 = w * (special.polygamma(1, phi) - mu * mu * ta - (1.0 - mu) ** 2 * tb)
         dl1_dphi = w * ((ly - l1y - da + db) - phi * (mu * ta - (1.0 - mu) * tb))
@@ -772,7 +804,7 @@ class NBinom2(_NegBin):
         m = np.maximum(mu, _TINY)
         mt = m + th
         dl = w * (special.digamma(y + th) - special.digamma(th) - np.log1p(m / th) + (m - y) / mt)
-        d2l = w * (special.polygamma(1, y + th) - special.polygamma(1, th) + 1.0 / th - 1.0 / mt
+        d2l = w * (_tri_tetra(y + th, False) - special.polygamma(1, th) + 1.0 / th - 1.0 / mt
                    - (m - y) / (mt * mt))
         d1 = w * (y - m) / (mt * mt)
         d2 = w * (m - th - 2.0 * y) / mt**3
@@ -827,8 +859,10 @@ class NBinom1(_NegBin):
         ll = w * (special.gammaln(yr) - special.gammaln(r) - r * L + y * (c - L))
         ll = np.where(neg, -np.inf, ll)
         l1 = w * (special.digamma(yr) - special.digamma(r) - L) / phi
-        l2 = w * (special.polygamma(1, yr) - special.polygamma(1, r)) / phi**2
-        l3 = w * (special.polygamma(2, yr) - special.polygamma(2, r)) / phi**3
+        t_yr, q_yr = _tri_tetra(yr)
+        t_r, q_r = _tri_tetra(r)
+        l2 = w * (t_yr - t_r) / phi**2
+        l3 = w * (q_yr - q_r) / phi**3
         return ll, l1, l2, l3
 
     def _psi_mu_terms(self, y, mu, w, psi):
@@ -841,8 +875,9 @@ class NBinom1(_NegBin):
         dq = q * (1.0 - q)
         yr = y + r
         D0 = special.digamma(yr) - special.digamma(r)
-        D1 = special.polygamma(1, yr) - special.polygamma(1, r)
-        D2 = special.polygamma(2, yr) - special.polygamma(2, r)
+        t_yr, q_yr = _tri_tetra(yr)
+        t_r, q_r = _tri_tetra(r)
+        D1, D2 = t_yr - t_r, q_yr - q_r
         g = w * (-r * D0 + r * L - r * q + y * (1.0 - q))
         h = w * (r * D0 + r * r * D1 - r * L + 2.0 * r * q - (r + y) * dq)
         g1 = -w / phi * (D0 - L + r * D1 + q)
