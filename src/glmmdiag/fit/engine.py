@@ -112,7 +112,8 @@ def _fit_lmm(design, reml, opt, start):
     tm = prob.thetamap
     lb = tm.lower_bounds()
     th0 = tm.initial() if start is None else np.maximum(start, lb)
-    theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML")
+    jac = prob.objective_and_gradient if prob.has_gradient else None
+    theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML", jac=jac)
     sol = prob.solution(theta)
     vcov = sol.sigma**2 * linalg.cho_solve((sol.RX, True), np.eye(prob.p)) if prob.p else np.zeros((0, 0))
     g = fd_gradient(prob.objective, theta, step=1e-5, lb=lb, central=True)

@@ -43,6 +43,10 @@ class LMMProblem:
         self.n, self.p = design.X.shape
         self.sum_log_w = float(np.sum(np.log(design.w)))
 
+    @property
+    def has_gradient(self) -> bool:
+        return False
+
     def objective(self, theta) -> float:
         F = self.system.factor(self.cp, np.asarray(theta, float), self.thetamap)
         if not F.ok:
