@@ -17,12 +17,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, sparse
+from scipy.linalg import lapack
 
 from glmmdiag.fit.patterns import RestPattern
 
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
 
 _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
+
+
+def spd_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverse of S = L L' from its lower Cholesky factor (LAPACK potri), symmetrised."""
+    inv, info = lapack.dpotri(L, lower=1)
+    if info != 0:
+        return linalg.cho_solve((L, True), np.eye(L.shape[0]), check_finite=False)
+    return np.tril(inv) + np.tril(inv, -1).T
 
 
 @dataclass
@@ -264,44 +273,98 @@ class BlockedSystem:
         return x1, xr
 
     def cond_var(self, F: Factor, cp: CrossProducts, terms) -> list[np.ndarray]:
-        """Per term, the (l_k, q_k, q_k) diagonal blocks of Lambda H^{-1} Lambda' (cp without X)."""
-        sysm = self
-        out = []
+        """Per term, the (l_k, q_k, q_k) diagonal blocks of Lambda H^{-1} Lambda' (cp without X).
+
+        Term 1: A11^{-1} + (A11^{-1} M1') S^{-1} (M1 A11^{-1}) on its diagonal blocks, with
+        M1 = Lambda_r' C_r Lambda_1; the rest: diagonal blocks of S^{-1}.
+        """
         T = F.T
-        # exact blocks of H^{-1} by solving with unit vectors for the (usually small) rest part;
-        # for the first term use A11^{-1} + correction from the Schur complement
-        q1, l1, qr = sysm.q1, sysm.l1, sysm.qr
-        if q1 == 1:
-            inv11 = (1.0 / F.a11)[:, None, None]
-        else:
-            inv11 = np.linalg.inv(F.a11)
-        if qr == 0:
-            blocks1 = inv11
-            rest_inv = None
-        else:
-            Sinv = linalg.cho_solve((F.L22, True), np.eye(F.L22.shape[0]))
-            rest_inv = Sinv[:qr, :qr]
-            # correction for term 1: (A11^{-1} A1r) S^{-1} (Ar1 A11^{-1}), only its diagonal blocks
-            M = np.zeros((qr, l1 * q1))
-            for j in range(qr):
-                e = np.zeros(qr)
-                e[j] = 1.0
-                x = sysm.lam1t(T[0], sysm.c_transpose_times(cp, sysm.lam_tilde(F, e)))
-                M[j] = sysm.a11_solve(F, x)
-            SM = linalg.cho_solve((F.L22, True), M)
-            corr = np.einsum("ja,ja->a", M, SM) if q1 == 1 else None
-            if q1 == 1:
-                blocks1 = inv11 + corr[:, None, None]
-            else:
-                M3 = M.reshape(qr, l1, q1)
-                SM3 = SM.reshape(qr, l1, q1)
-                blocks1 = inv11 + np.einsum("jla,jlb->lab", M3, SM3)
-        out.append(T[0][None] @ blocks1 @ T[0].T[None])
+        q1, l1, qr = self.q1, self.l1, self.qr
+        inv11 = (1.0 / F.a11)[:, None, None] if q1 == 1 else np.linalg.inv(F.a11)
+        blocks1 = inv11
+        if qr:
+            Sinv = spd_inverse(F.L22[:qr, :qr])
+            lr = self.lam_rest_vec(T[1:])
+            M1 = self.lam1t(T[0], self.cr_dense(cp))
+            M1 = lr[:, None] * M1 if self.rest_scalar else np.asarray(lr.T @ M1)
+            M = np.einsum("rla,lab->rlb", M1.reshape(qr, l1, q1), inv11)  # M1 A11^{-1}
+            SM = (Sinv @ M.reshape(qr, -1)).reshape(qr, l1, q1)
+            blocks1 = inv11 + np.einsum("rla,rlb->lab", M, SM)
+        out = [T[0][None] @ blocks1 @ T[0].T[None]]
         off = 0
         for k, t in enumerate(terms[1:], start=1):
-            nb = t.nlev * t.q
-            R = rest_inv[off : off + nb, off : off + nb]
-            blk = np.stack([R[i * t.q : (i + 1) * t.q, i * t.q : (i + 1) * t.q] for i in range(t.nlev)])
+            idx = off + np.arange(t.nlev)[:, None] * t.q + np.arange(t.q)[None, :]
+            blk = Sinv[idx[:, :, None], idx[:, None, :]]
             out.append(T[k][None] @ blk @ T[k].T[None])
-            off += nb
+            off += t.nlev * t.q
         return out
+
+    def own_inverse(self, F: Factor, cp: CrossProducts, terms, X: np.ndarray | None = None) -> list[np.ndarray]:
+        """Per term k, (n, q_k): entries of A^{-1} zbar_i at row i's own random-effect positions.
+
+        A is the random-effects block H (X None) or the (u, beta) block of the system (X given,
+        cp built with D = [X, ...] whose first X.shape[1] dense rows are X); zbar_i =
+        [Lambda'Z'e_i; X'e_i]. Block elimination: y1 = A11^{-1} a_i, x_i = S^{-1}(b_i - M1 y1),
+        A^{-1} zbar_i = [y1 - A11^{-1} M1' x_i; x_i], M1 = L~' C Lambda_1; only row i's own entries
+        are formed, by gathers from S^{-1} and S^{-1} M1, so the cost is O(n k^2) for k own entries.
+        """
+        T = F.T
+        t1 = terms[0]
+        q1, qr = self.q1, self.qr
+        a = t1.z @ T[0]
+        inv11 = (1.0 / F.a11)[:, None, None] if q1 == 1 else np.linalg.inv(F.a11)
+        inv_i = inv11[t1.refs]
+        y1 = np.einsum("iab,ib->ia", inv_i, a)
+        p = 0 if X is None else X.shape[1]
+        m = qr + p
+        if m == 0:
+            return [y1]
+        n = len(t1.refs)
+        Sinv = spd_inverse(F.L22[:m, :m])
+        SM = np.zeros((m, self.l1 * q1))
+        K = np.zeros((self.l1, q1, q1))
+        bt_parts, pos_parts = [], []
+        if qr:
+            lr = self.lam_rest_vec(T[1:])
+            pat = self.pattern
+            if q1 == 1 and self.rest_scalar and not self.rest_dense:
+                m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
+                SM += np.asarray((pat.csr(m1).T @ Sinv[:qr, :]).T)
+                M1r = None
+            else:
+                M1r = self.lam1t(T[0], self.cr_dense(cp))
+                M1r = lr[:, None] * M1r if self.rest_scalar else np.asarray(lr.T @ M1r)
+                SM += Sinv[:, :qr] @ M1r
+            bt_parts.append(np.column_stack([t.z @ Tk for t, Tk in zip(terms[1:], T[1:])]))
+            pos_parts.append(pat.rest_cols)
+        if p:
+            M1x = self.lam1t(T[0], cp.Cx[:p])
+            SM += Sinv[:, qr:] @ M1x
+            bt_parts.append(X)
+            pos_parts.append(np.broadcast_to(qr + np.arange(p), (n, p)))
+        # K_j = (M1' S^{-1} M1) diagonal blocks, from the dense pieces of M1
+        dense_rows = []
+        if qr and M1r is not None:
+            dense_rows.append((M1r, slice(0, qr)))
+        if p:
+            dense_rows.append((M1x, slice(qr, m)))
+        for M, rows in dense_rows:
+            K += np.einsum("rla,rlb->lab", M.reshape(-1, self.l1, q1), SM[rows].reshape(-1, self.l1, q1))
+        if qr and M1r is None:  # the sparse rest rows, once SM is complete
+            K[:, 0, 0] += np.bincount(pat.c_cols, m1 * SM[pat.c_rows, pat.c_cols], minlength=pat.L1)
+        pos = np.concatenate(pos_parts, axis=1)
+        bt = np.concatenate(bt_parts, axis=1)
+        kr = pos_parts[0].shape[1] if qr else 0
+        cols1 = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
+        SMg = SM[pos[:, :, None], cols1[:, None, :]]  # (n, k, q1)
+        v = np.einsum("ikc,ik->ic", SMg, bt) - np.einsum("iab,ib->ia", K[t1.refs], y1)
+        own = [y1 - np.einsum("iab,ib->ia", inv_i, v)]
+        if qr:
+            pr = pos[:, :kr]
+            x_own = np.einsum("ick,ik->ic", Sinv[pr[:, :, None], pos[:, None, :]], bt)
+            x_own -= np.einsum("icd,id->ic", SMg[:, :kr, :], y1)
+            c = 0
+            for t in terms[1:]:
+                own.append(x_own[:, c : c + t.q])
+                c += t.q
+        return own
