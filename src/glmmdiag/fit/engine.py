@@ -1,5 +1,7 @@
-"""Fit a design: LMM (profiled ML/REML), GLMM (nAGQ = 0 stage, then Laplace or AGQ over
-(theta, beta)), or a plain GLM when there are no random-effects terms. Returns the raw estimates
+"""Fit a design: LMM (profiled ML/REML), GLMM (Laplace or AGQ over (theta, beta, psi), with an
+nAGQ = 0 fallback start), or a plain GLM (joint ML over (beta, psi)) when there are no
+random-effects terms. psi are the family's extra parameters on the log scale (dispersion, t's df);
+gaussian with the identity link profiles sigma out instead (LMM / least squares). Returns the raw estimates
 (:class:`FitState`) that :class:`glmmdiag.fit.model.GLMMResults` presents."""
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ class FitState:
     opt: OptSummary
     warnings: list = field(default_factory=list)
     cond_var: list | None = None  # per term (l_k, q_k, q_k) conditional covariance of b
+    psi: np.ndarray | None = None  # the family's extra parameters (log scale); None without any
 
 
-LARGE_DENSE = 3000  # a Schur complement at least this large may use several BLAS threads
+LARGE_DENSE = 1000  # a Schur complement at least this large may use several BLAS threads
 
 
 def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
@@ -57,17 +60,26 @@ def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
 
 
 # ---------------------------------------------------------------------------- GLM
-def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100):
-    """Maximum-likelihood GLM by Newton steps with step halving; returns (beta, loglik, info)."""
+def start_eta(family, y, w):
+    """A starting linear predictor from the family's starting means, kept inside the link's domain."""
+    mu0 = np.asarray(family.start_mu(y, w), float)
+    lk = family.link.name
+    if lk in ("logit", "probit", "cloglog"):
+        mu0 = np.clip(mu0, 1e-6, 1 - 1e-6)
+    elif lk in ("log", "sqrt", "inverse"):
+        mu0 = np.clip(mu0, 1e-8, None)
+    return family.link.link(mu0)
+
+
+def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
+    """Maximum-likelihood GLM at fixed psi by Newton steps with step halving; returns
+    (beta, loglik without the data-only constant, information X'WX)."""
     p = X.shape[1]
     if beta0 is None:
-        mu0 = family.start_mu(y, w)
-        eta0 = family.link.link(np.clip(mu0 / (w if family.name == "binomial" else 1.0), 1e-8, None)
-                                if family.name != "binomial" else np.clip(mu0, 1e-6, 1 - 1e-6))
-        beta = linalg.lstsq(X, eta0 - offset)[0] if p else np.zeros(0)
+        beta = linalg.lstsq(X, start_eta(family, y, w) - offset)[0] if p else np.zeros(0)
     else:
         beta = np.asarray(beta0, float).copy()
-    ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w)
+    ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w, psi)
     obj = -ll.sum()
     for _ in range(max_iter):
         info = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
@@ -75,7 +87,7 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100):
         t = 1.0
         for _ in range(40):
             b_new = beta + t * step_dir
-            ll_n, s_n, W_n, _ = family.eta_derivs(y, offset + X @ b_new, w)
+            ll_n, s_n, W_n, _ = family.eta_derivs(y, offset + X @ b_new, w, psi)
             if np.isfinite(ll_n.sum()) and -ll_n.sum() <= obj + 1e-12 * abs(obj):
                 break
             t *= 0.5
@@ -89,6 +101,66 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100):
     return beta, float(ll.sum()), info
 
 
+def _glm_hessian(X, y, w, offset, family, beta, psi):
+    """(l, gradient, negative Hessian) of the log-likelihood over (beta, psi), exact."""
+    eta = offset + X @ beta
+    ll, s, W, _ = family.eta_derivs(y, eta, w, psi)
+    pd_ = family.psi_derivs(y, eta, w, psi)
+    k = len(pd_)
+    p = X.shape[1]
+    g = np.concatenate([X.T @ s, [d[0].sum() for d in pd_]])
+    J = np.empty((p + k, p + k))
+    J[:p, :p] = X.T @ (W[:, None] * X)
+    for j, d in enumerate(pd_):
+        J[:p, p + j] = J[p + j, :p] = -(X.T @ d[1])
+    J[p:, p:] = -family.psi_hessian(y, eta, w, psi, summed=True)
+    return float(ll.sum()), g, J
+
+
+def glm_ml(X, y, w, offset, family, max_iter=200):
+    """Joint maximum likelihood over (beta, psi) for a family with extra parameters.
+
+    Start: beta by IRLS at the moment estimate of psi, then Newton steps on (beta, psi) with the
+    exact Hessian (a positive-definite block-diagonal surrogate where it is not) and step halving.
+    Returns (beta, psi, loglik without the data-only constant, negative Hessian over (beta, psi)).
+    """
+    p = X.shape[1]
+    beta = linalg.lstsq(X, start_eta(family, y, w) - offset)[0] if p else np.zeros(0)
+    psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
+    if not np.all(np.isfinite(family.eta_derivs(y, offset + X @ beta, w, psi)[0])):
+        beta = np.zeros(p)
+    beta, _, _ = glm_irls(X, y, w, offset, family, beta0=beta, psi=psi)
+    psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
+    z = np.concatenate([beta, psi])
+    ll, g, J = _glm_hessian(X, y, w, offset, family, beta, psi)
+    for _ in range(max_iter):
+        try:
+            step_dir = linalg.solve(J, g, assume_a="pos")
+        except (linalg.LinAlgError, ValueError):
+            eta = offset + X @ z[:p]
+            W = family.eta_derivs(y, eta, w, z[p:])[2]
+            Js = np.zeros_like(J)
+            Js[:p, :p] = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
+            d = np.abs(np.diag(J)[p:])
+            Js[p:, p:] = np.diag(np.where(d > 1e-8, d, 1.0))
+            step_dir = linalg.solve(Js, g, assume_a="pos")
+        t = 1.0
+        for _ in range(50):
+            z_new = z + t * step_dir
+            ll_n = float(np.sum(family.eta_derivs(y, offset + X @ z_new[:p], w, z_new[p:])[0]))
+            if np.isfinite(ll_n) and ll_n >= ll - 1e-12 * abs(ll):
+                break
+            t *= 0.5
+        else:
+            break
+        change = ll_n - ll
+        z = z_new
+        ll, g, J = _glm_hessian(X, y, w, offset, family, z[:p], z[p:])
+        if change < 1e-13 * (abs(ll) + 1.0) and t == 1.0:
+            break
+    return z[:p], z[p:], ll, J
+
+
 def _fit_glm(design, family, reml, opt):
     X, y, w, off = design.X, design.y, design.w, design.offset
     n, p = X.shape
@@ -100,10 +172,45 @@ def _fit_glm(design, family, reml, opt):
         ll = float(-0.5 * (n * np.log(2 * np.pi * sigma**2) + rss / sigma**2) + 0.5 * np.sum(np.log(w)))
         vcov = sigma**2 * linalg.inv(X.T @ (w[:, None] * X))
         return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, float(sigma), opt)
+    const = float(np.sum(family.loglik_const(y, w)))
+    if family.n_psi:
+        beta, psi, ll_var, J = glm_ml(X, y, w, off, family)
+        ll = ll_var + const
+        vcov = _inv_block(J, p)
+        sigma = family.dispersion(psi) if family.name == "gaussian" else None
+        st = FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, sigma, opt, psi=psi)
+        g = _glm_hessian(X, y, w, off, family, beta, psi)[1]
+        _gradient_check(st, opt, g, J)
+        return st
     beta, ll_var, info = glm_irls(X, y, w, off, family)
-    ll = ll_var + float(np.sum(family.loglik_const(y, w)))
+    ll = ll_var + const
     vcov = linalg.inv(info)
     return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, None, opt)
+
+
+def _inv_block(H, p):
+    """The leading p x p block of H^{-1} (pseudo-inverse if H is singular), symmetrised."""
+    try:
+        inv = linalg.inv(H)
+    except linalg.LinAlgError:
+        inv = linalg.pinv(H)
+    V = inv[:p, :p]
+    return 0.5 * (V + V.T)
+
+
+def _gradient_check(st, opt, g, J):
+    """Newton step J^{-1} g at the GLM optimum: a warning above GRAD_TOL."""
+    try:
+        step = linalg.solve(J, g)
+    except (linalg.LinAlgError, ValueError):
+        step = g
+    opt.max_grad = float(np.max(np.abs(step))) if step.size else 0.0
+    if not np.isfinite(opt.max_grad) or opt.max_grad > GRAD_TOL:
+        opt.converged = False
+        st.warnings.append(
+            f"model may not have converged: the Newton step at the optimum is {opt.max_grad:.2g} "
+            f"(tolerance {GRAD_TOL:g})"
+        )
 
 
 # ---------------------------------------------------------------------------- LMM
