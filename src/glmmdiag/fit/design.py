@@ -258,9 +258,13 @@ def build_design(
             f"dropped {n_dropped} of {len(data)} rows with missing values in {', '.join(dropped_cols)}",
             stacklevel=3,
         )
-    df = data.iloc[rows].reset_index(drop=True)
+    df = data.iloc[rows].reset_index(drop=True) if n_dropped else data
     for v in used:
-        if isinstance(df[v].dtype, pd.CategoricalDtype):
+        if isinstance(df[v].dtype, pd.CategoricalDtype) and (df[v].cat.codes.to_numpy().max(initial=-1) + 1
+                                                            < len(df[v].cat.categories)
+                                                            or n_dropped):
+            if df is data:
+                df = data.copy(deep=False)
             df[v] = df[v].cat.remove_unused_categories()
     w_sub = None if w_arr is None else w_arr[rows]
     n = len(df)
@@ -324,10 +328,45 @@ def build_design(
     return Design(pf, y, w, X, xnames, x_spec, off, terms, rname, rows, n_dropped, dropped_cols, x_kept)
 
 
+class SimpleTermSpec:
+    """Model matrix of an intercept and/or plain numeric columns (``1``, ``x``, ``1 + x``, ``0 + x``),
+    built without formulaic; replays on new data like formulaic's ModelSpec."""
+
+    def __init__(self, intercept: bool, columns: list[str]):
+        self.intercept, self.columns = intercept, columns
+
+    @classmethod
+    def parse(cls, lhs: str, df: pd.DataFrame):
+        intercept, cols = True, []
+        for part in [p.strip() for p in lhs.replace("-", "+-").split("+") if p.strip()]:
+            if part in ("0", "-1"):
+                intercept = False
+            elif part == "1":
+                intercept = True
+            elif part.isidentifier() and part in df.columns and pd.api.types.is_numeric_dtype(df[part].dtype) \
+                    and not pd.api.types.is_bool_dtype(df[part].dtype):
+                cols.append(part)
+            else:
+                return None
+        return cls(intercept, cols)
+
+    @property
+    def column_names(self):
+        return (["(Intercept)"] if self.intercept else []) + list(self.columns)
+
+    def get_model_matrix(self, data, na_action=None):
+        parts = ([np.ones(len(data))] if self.intercept else []) + [np.asarray(data[c], float) for c in self.columns]
+        return np.column_stack(parts) if parts else np.zeros((len(data), 0))
+
+
 def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
     n = len(df)
     refs, levels = _group_index(df, spec.group_vars)
-    z, cnames, zspec = _model_matrix(spec.lhs, df)
+    simple = SimpleTermSpec.parse(spec.lhs, df)
+    if simple is not None:
+        z, cnames, zspec = simple.get_model_matrix(df), simple.column_names, simple
+    else:
+        z, cnames, zspec = _model_matrix(spec.lhs, df)
     name = spec.group_name
     if len(levels) < 2:
         raise ValueError(

@@ -16,6 +16,7 @@ Expansion rules (as lme4):
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass, field
 
 import formulaic
@@ -169,6 +170,7 @@ def _r_powers(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_formula(formula: str) -> ParsedFormula:
     """Split an lme4 formula into response, fixed part, random-effects terms and offsets."""
     if not isinstance(formula, str):
@@ -228,7 +230,8 @@ def expression_variables(expr: str) -> set[str]:
     }
 
 
-def formula_variables(rhs: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def formula_variables(rhs: str) -> frozenset[str]:
     """Data columns a formulaic right-hand side refers to."""
     out: set[str] = set()
     try:
@@ -242,4 +245,4 @@ def formula_variables(rhs: str) -> set[str]:
                 out.add(factor.expr)
             elif method == "python":
                 out |= expression_variables(factor.expr)
-    return out
+    return frozenset(out)
