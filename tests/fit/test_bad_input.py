@@ -269,3 +269,98 @@ def test_valid_variants_fit(formula, family, use_weights):
         fit = _glmm()(formula, df, family=family, **kw)
     assert fit.nobs == len(df)
     assert np.all(np.isfinite(fit.fixef.to_numpy(float)))
+
+
+# ---------------------------------------------------------------------------------------------- dispersion families
+# (issue 3) support of the response for beta, Gamma and the negative binomials; t's df
+
+
+def _with_dispersion_responses(df: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    b = np.array([-1.2, -0.5, 0.0, 0.4, 0.8, 1.3])[df["g"].cat.codes.to_numpy()]  # clear group effects
+    eta = 0.2 + 0.4 * df["x"].to_numpy() + b
+    mu = 1 / (1 + np.exp(-eta))
+    df = df.copy()
+    df["prop01"] = rng.beta(mu * 15, (1 - mu) * 15)
+    df["pos"] = rng.gamma(3.0, np.exp(eta) / 3.0)
+    return df
+
+
+def test_beta_response_outside_open_interval():
+    df = _with_dispersion_responses(make_data())
+    df.loc[[3, 8], "prop01"] = 0.0
+    df.loc[11, "prop01"] = 1.0
+    n = len(df)
+    call = lambda: _glmm()("prop01 ~ x + (1 | g)", df, family="beta")  # noqa: E731
+    # the count of offending rows, the column, and the Smithson-Verkuilen squeeze
+    assert_error_naming(call, r"prop01", rf"\b3 of {n} rows", r"\(0, ?1\)",
+                        r"\(y\s*\*?\s*\(n\s*-\s*1\)\s*\+\s*0\.5\)\s*/\s*n")
+
+
+def test_beta_response_below_zero_only():
+    df = _with_dispersion_responses(make_data())
+    df.loc[5, "prop01"] = -0.1
+    assert_error_naming(lambda: _glmm()("prop01 ~ x + (1 | g)", df, family="beta"),
+                        r"prop01", r"\b1 of \d+ rows", r"0\.5\)\s*/\s*n")
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.5], ids=["zero", "negative"])
+def test_gamma_response_not_positive(bad):
+    df = _with_dispersion_responses(make_data())
+    df.loc[[2, 6], "pos"] = bad
+    assert_error_naming(lambda: _glmm()("pos ~ x + (1 | g)", df, family="gamma", link="log"),
+                        r"pos", r"\b2 of \d+ rows", r"y <= 0|support|positive")
+
+
+@pytest.mark.parametrize("family", ["nbinom2", "nbinom1"])
+def test_negative_binomial_negative_counts(family):
+    df = make_data()
+    df.loc[3, "count"] = -2
+    assert_error_naming(lambda: _glmm()("count ~ x + (1 | g)", df, family=family), r"count", PATTERNS["negative"])
+
+
+@pytest.mark.parametrize("family", ["nbinom2", "nbinom1"])
+def test_negative_binomial_non_integer_counts(family):
+    df = make_data()
+    df["count"] = df["count"].astype(float)
+    df.loc[5, "count"] = 2.5
+    assert_error_naming(lambda: _glmm()("count ~ x + (1 | g)", df, family=family), r"count", PATTERNS["integer"])
+
+
+@pytest.mark.parametrize("df_value", [0.0, -3.0, np.inf, np.nan], ids=["zero", "negative", "inf", "nan"])
+def test_t_family_invalid_df(df_value):
+    data = make_data()
+    assert_error_naming(lambda: _glmm()("yresp ~ x + (1 | g)", data, family="t", df=df_value),
+                        r"\bdf\b|degrees of freedom", r"> 0|positive|finite")
+
+
+def test_df_for_a_family_without_df():
+    assert_error_naming(lambda: _glmm()("count ~ x + (1 | g)", make_data(), family="nbinom2", df=4.0),
+                        r"\bdf\b", r"\bt\b family")
+
+
+def test_link_outside_the_mean_space_of_beta():
+    df = _with_dispersion_responses(make_data())
+    assert_error_naming(lambda: _glmm()("prop01 ~ x + (1 | g)", df, family="beta", link="log"),
+                        r"log", PATTERNS["unknown_link"])
+
+
+@pytest.mark.parametrize(
+    "formula, family, kw",
+    [
+        ("prop01 ~ x + (1 | g)", "beta", {}),
+        ("pos ~ x + (1 | g)", "gamma", {"link": "log"}),
+        ("count ~ x + (1 | g)", "nbinom2", {}),
+        ("count ~ x + (1 | g)", "nbinom1", {}),
+        ("yresp ~ x + (1 | g)", "t", {"df": 5.0}),
+    ],
+)
+def test_valid_dispersion_variants_fit(formula, family, kw):
+    """Without the defect the same data fit: the errors above come from the defect."""
+    df = _with_dispersion_responses(make_data())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even a singular-fit or numerical warning
+        fit = _glmm()(formula, df, family=family, **kw)
+    assert fit.nobs == len(df)
+    assert np.all(np.isfinite(fit.fixef.to_numpy(float)))
+    assert fit.dispersion is not None and np.isfinite(fit.dispersion)

@@ -36,6 +36,8 @@ RE_SD_REL_TOL_NONCONVERGED = 5e-3
 RE_CORR_ABS_TOL = 5e-3
 # Residual SD (sigma, `dispersion`) of gaussian fits: relative.
 SIGMA_REL_TOL = 1e-3
+# Dispersion (glmmTMB's sigma(): Gamma CV, beta precision, nbinom2 theta, nbinom1 phi): relative.
+DISPERSION_REL_TOL = 1e-3
 # Conditional modes and conditional SDs of the first random-effect term (first 10 levels):
 # |ours - ref| <= MODE_ABS_TOL + MODE_REL_TOL * |ref|.
 MODE_ABS_TOL = 1e-3
@@ -45,6 +47,11 @@ MODE_REL_TOL = 1e-2
 # no larger (within MODE_ABS_TOL + MODE_REL_TOL) and at least GLMMTMB_CONDSD_MIN_RATIO of it
 # (on these data sets lme4/glmmTMB ratios are 0.86-1.00).
 GLMMTMB_CONDSD_MIN_RATIO = 0.75
+# (added) On Salamanders (mined is constant within site) and rust (4 blocks) the fixed-effect and
+# theta uncertainty is a large part of glmmTMB's conditional SD: ours are 0.49-0.8 of glmmTMB's
+# there. test_glmmtmb_condsd_adds_fixed_effect_uncertainty checks that adding the beta part
+# reproduces glmmTMB's SDs on Salamanders.
+GLMMTMB_CONDSD_MIN_RATIO_CONFOUNDED = 0.45
 # AIC/BIC: equal to -2 logLik + 2k (resp. log(n) k) with k = the reference's df of logLik, to
 # IC_SELF_REL_TOL relative; and within IC_ABS_TOL + 2 |logLik - ref logLik| of the reference AIC/BIC.
 IC_SELF_REL_TOL = 1e-8
@@ -68,6 +75,7 @@ class Case:
     compare_loglik: bool = True  # False: R's logLik uses another constant (glmer nAGQ > 1 on cbind data)
     twin: str | None = None  # the other R engine's fit of the same model (see above)
     slow: bool = False
+    condsd_min_ratio: float = 0.75  # GLMMTMB_CONDSD_MIN_RATIO unless the case says otherwise
 
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -80,6 +88,7 @@ OROB_GLM = "cbind(germ, n - germ) ~ extract * gen"
 OROB_PLATE = "cbind(germ, n - germ) ~ extract * gen + (1 | plate)"
 VERBAGG = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"
 INSTEVAL = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)"
+SAL = "count ~ spp + mined + (1 | site)"
 
 CASES: dict[str, Case] = {
     "sleepstudy_lmer_REML": Case("sleepstudy", SLEEP, "gaussian", {"reml": True}),
@@ -106,6 +115,14 @@ CASES: dict[str, Case] = {
     "orobanche_glmmTMB_plate": Case("orobanche", OROB_PLATE, "binomial", {}, twin="orobanche_glmer_plate"),
     "verbagg_glmer": Case("VerbAgg", VERBAGG, "binomial", {}, twin="verbagg_glmmTMB"),
     "verbagg_glmmTMB": Case("VerbAgg", VERBAGG, "binomial", {}, twin="verbagg_glmer"),
+    # dispersion families (issue 3); the family is spelled as in the R call (glmmdiag's aliases)
+    "rust_beta": Case("rust", "severity ~ fungicide + (1 | block)", "beta_family",
+                      condsd_min_ratio=GLMMTMB_CONDSD_MIN_RATIO_CONFOUNDED),
+    "rust_gamma": Case("rust", "severity_pct ~ fungicide + (1 | block)", "Gamma", {"link": "log"},
+                       condsd_min_ratio=GLMMTMB_CONDSD_MIN_RATIO_CONFOUNDED),
+    "salamanders_poisson": Case("Salamanders", SAL, "poisson", condsd_min_ratio=GLMMTMB_CONDSD_MIN_RATIO_CONFOUNDED),
+    "salamanders_nbinom2": Case("Salamanders", SAL, "nbinom2", condsd_min_ratio=GLMMTMB_CONDSD_MIN_RATIO_CONFOUNDED),
+    "salamanders_nbinom1": Case("Salamanders", SAL, "nbinom1", condsd_min_ratio=GLMMTMB_CONDSD_MIN_RATIO_CONFOUNDED),
     "insteval_lmer": Case("InstEval", INSTEVAL, "gaussian", {"reml": True}, slow=True),
     "insteval_glmmTMB": Case("InstEval", INSTEVAL, "gaussian", {"reml": False}, slow=True),
 }
@@ -381,14 +398,22 @@ def test_random_effect_correlations(name, env):
 
 @pytest.mark.parametrize("name", CASE_PARAMS)
 def test_dispersion(name, env):
+    from glmmdiag.fit.families import get_family
+
     fit, ref = env.fit(name), env.ref(name)
-    if CASES[name].family == "gaussian":
+    fam = get_family(CASES[name].family, CASES[name].kwargs.get("link"))
+    if fam.name == "gaussian":
         assert fit.dispersion is not None
         assert float(fit.dispersion) == pytest.approx(ref["sigma"], rel=SIGMA_REL_TOL)
         resid = fit.varcorr[fit.varcorr["grp"] == "Residual"]
         assert float(resid["sdcor"].iloc[0]) == pytest.approx(float(fit.dispersion), rel=1e-10)
-    else:
+    elif fam.n_psi == 0:
         assert fit.dispersion is None
+    else:
+        # glmmTMB's sigma(), and its log-scale parameter betad from our psi
+        assert float(fit.dispersion) == pytest.approx(ref["sigma"], rel=DISPERSION_REL_TOL)
+        assert float(fam.glmmtmb_betad(fit.psi)) == pytest.approx(ref["betad"], abs=2 * DISPERSION_REL_TOL)
+        assert fit.n_params == ref["df_logLik"]
 
 
 def _first_term(env, name):
@@ -451,6 +476,30 @@ def test_ranef_cond_sd_first_term(name, env):
         tol = MODE_ABS_TOL + MODE_REL_TOL * np.abs(want)
         if glmmtmb:
             assert np.all(got <= want + tol), f"{col}: cond SD {got} above glmmTMB's {want}"
-            assert np.all(got >= GLMMTMB_CONDSD_MIN_RATIO * want), f"{col}: cond SD {got} far below {want}"
+            ratio = CASES[name].condsd_min_ratio
+            assert np.all(got >= ratio * want), f"{col}: cond SD {got} far below {want}"
         else:
             assert _worst(got, want, tol) <= 1, f"{col}: cond SD {got} vs lme4 {want}"
+
+
+@pytest.mark.parametrize("name", ["salamanders_poisson", "salamanders_nbinom2", "salamanders_nbinom1"])
+def test_glmmtmb_condsd_adds_fixed_effect_uncertainty(name, env):
+    """(added) glmmTMB's conditional SDs = ours (beta, theta, psi fixed) plus the propagated
+    uncertainty of beta, g_j' vcov g_j with g_j = d b^_j / d beta (theta's part is negligible on
+    Salamanders' 23 sites, psi's small): within 4 %."""
+    from glmmdiag.fit.laplace import GLMMProblem
+
+    fit, rf, group = _first_term(env, name)
+    st = fit._st
+    prob = GLMMProblem(fit.design, fit.family)
+
+    def modes(beta):
+        return st.theta[0] * prob.pirls(beta, st.theta, u0=st.u, psi=st.psi)[0]
+
+    h = 1e-6
+    b0 = modes(st.beta)
+    G = np.column_stack([(modes(st.beta + h * e) - b0) / h for e in np.eye(len(st.beta))])
+    k = len(rf["levels"])
+    total = fit.ranef_condvar[group].to_numpy(float)[:k, 0] + np.einsum("ja,ab,jb->j", G, st.vcov, G)[:k]
+    want = np.asarray(rf["cond_sd"]["(Intercept)"], float)
+    np.testing.assert_allclose(np.sqrt(total), want, rtol=0.04)

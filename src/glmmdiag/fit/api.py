@@ -24,6 +24,7 @@ def glmm(
     offset=None,
     reml: bool = False,
     n_agq: int = 1,
+    df: float | None = None,
 ) -> GLMMResults:
     """Fit a (generalized) linear mixed model from an lme4-style formula.
 
@@ -35,10 +36,14 @@ def glmm(
         the bars, expressions follow formulaic (Python operators: ``I(x**2)``).
     data : DataFrame
         Factor level order (treatment-contrast reference) comes from pandas Categorical columns.
-    family : {"gaussian", "binomial", "poisson"} or Family
-        Gaussian with the identity link is fitted as a linear mixed model (ML or REML).
+    family : str or Family
+        "gaussian", "binomial", "poisson", "gamma" (or "Gamma"), "beta" (or "beta_family"),
+        "nbinom2", "nbinom1", "t" (or "t_family"). Gaussian with the identity link is fitted as
+        a linear mixed model (ML or REML); every other family and link by the Laplace
+        approximation, with the family's dispersion parameter (and t's df) estimated jointly on
+        the log scale, as glmmTMB. ``fit.dispersion`` holds glmmTMB's ``sigma()``.
     link : str, optional
-        Link function; the family's canonical link by default.
+        Link function; the family's default link by default (R's: inverse for Gamma).
     weights, offset : array-like or column name, optional
         Prior weights (binomial: the number of trials when the response is a proportion) and an
         offset added to the linear predictor.
@@ -47,27 +52,39 @@ def glmm(
     n_agq : int
         1 = Laplace approximation; > 1 = adaptive Gauss-Hermite quadrature with that many nodes,
         available for a single scalar random-effects term.
+    df : float, optional
+        Student t family only: fix the degrees of freedom at this value (> 0); by default they
+        are estimated.
 
     Returns
     -------
     GLMMResults
     """
-    fam = get_family(family, link)
+    if df is not None:
+        name = family.name if isinstance(family, Family) else str(family).lower()
+        if name not in ("t", "student_t", "t_family"):
+            raise ValueError(f"df= applies to the t family only; got family={family!r}")
+        fam = get_family(family, link, df=df)
+    else:
+        fam = get_family(family, link)
     n_agq = int(n_agq)
     if n_agq < 1:
         raise ValueError("n_agq must be >= 1 (1 = Laplace approximation)")
     with blas_threads(1):
         design = build_design(formula, data, fam, weights=weights, offset=offset)
+    lmm = fam.name == "gaussian" and fam.link.name == "identity"
     if n_agq > 1:
-        if fam.name == "gaussian":
+        if lmm:
             raise ValueError("n_agq > 1 applies to GLMMs; a linear mixed model is fitted exactly")
         if len(design.terms) != 1 or design.terms[0].q != 1:
             raise ValueError(
                 "adaptive Gauss-Hermite quadrature (n_agq > 1) needs exactly one random-effects term with "
                 "a single coefficient, such as (1 | g); use n_agq=1 (Laplace) for this model"
             )
-    if reml and fam.name != "gaussian":
-        raise ValueError("REML is available for linear mixed models (family='gaussian') only")
+    if reml and not lmm:
+        raise ValueError(
+            "REML is available for linear mixed models (family='gaussian' with the identity link) only"
+        )
     state = fit_design(design, fam, reml=reml, n_agq=n_agq)
     for w in state.warnings:
         warnings.warn(w, stacklevel=2)

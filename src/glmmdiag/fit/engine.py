@@ -125,10 +125,15 @@ def glm_ml(X, y, w, offset, family, max_iter=200):
     Returns (beta, psi, loglik without the data-only constant, negative Hessian over (beta, psi)).
     """
     p = X.shape[1]
-    beta = linalg.lstsq(X, start_eta(family, y, w) - offset)[0] if p else np.zeros(0)
+    eta0 = start_eta(family, y, w)
+    beta = linalg.lstsq(X, eta0 - offset)[0] if p else np.zeros(0)
+    if not np.all(np.isfinite(family.link.inverse(offset + X @ beta))) or not np.all(
+        np.isfinite(family.eta_derivs(y, offset + X @ beta, w, family.psi_start(y, family.link.inverse(eta0), w))[0])
+    ):
+        # the least-squares start leaves the mean space (e.g. inverse link): a constant predictor
+        mu_bar = family.link.inverse(eta0).mean()
+        beta = linalg.lstsq(X, np.full(len(y), float(family.link.link(mu_bar))) - offset)[0] if p else beta
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
-    if not np.all(np.isfinite(family.eta_derivs(y, offset + X @ beta, w, psi)[0])):
-        beta = np.zeros(p)
     beta, _, _ = glm_irls(X, y, w, offset, family, beta0=beta, psi=psi)
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
     z = np.concatenate([beta, psi])
@@ -240,34 +245,87 @@ def _fit_lmm(design, reml, opt, start):
 
 
 # ---------------------------------------------------------------------------- GLMM
+def _glm_start(design, family):
+    """(beta, psi) of the GLM without random effects: the starting point of the GLMM fit."""
+    X, y, w, off = design.X, design.y, design.w, design.offset
+    if family.n_psi:
+        beta, psi, _, _ = glm_ml(X, y, w, off, family)
+        return beta, psi
+    return glm_irls(X, y, w, off, family)[0], None
+
+
 def _fit_glmm(design, family, n_agq, opt, start):
-    """Direct start (GLM beta, theta = 1, as glmmTMB); if that ends with a convergence warning,
-    refit from lme4's nAGQ = 0 stage and keep the better optimum."""
+    """Direct start (GLM beta and psi, theta = 1, as glmmTMB); if that ends with a convergence
+    warning, refit from lme4's nAGQ = 0 stage and keep the better optimum.
+
+    ``start`` (a warm start, e.g. from ``refit``) is [theta, beta, psi]."""
     prob = GLMMProblem(design, family, n_agq=n_agq)
     tm = prob.thetamap
-    nt = tm.n
+    nt, p = tm.n, prob.p
     if start is not None:
-        theta0, beta0 = np.maximum(start[:nt], tm.lower_bounds()), start[nt:]
-        return _glmm_from(prob, theta0, beta0, opt)
-    beta_glm, _, _ = glm_irls(design.X, design.y, design.w, design.offset, family)
-    first = _glmm_from(prob, tm.initial(), beta_glm, opt)
+        start = np.asarray(start, float)
+        theta0, beta0 = np.maximum(start[:nt], tm.lower_bounds()), start[nt : nt + p]
+        psi0 = start[nt + p :] if family.n_psi else None
+        if family.n_psi and len(psi0) != family.n_psi:
+            beta_glm, psi0 = _glm_start(design, family)
+        return _off_boundary(prob, _glmm_from(prob, theta0, beta0, psi0, opt), opt)
+    beta_glm, psi_glm = _glm_start(design, family)
+    first = _off_boundary(prob, _glmm_from(prob, tm.initial(), beta_glm, psi_glm, opt), opt)
     if not first.warnings:
         return first
     opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
-    theta0, beta0 = _stage0(prob, beta_glm, opt2)
+    theta0, beta0 = _stage0(prob, beta_glm, psi_glm, opt2)
     prob.u = np.zeros(prob.nq)
-    second = _glmm_from(prob, theta0, beta0, opt2)
+    second = _glmm_from(prob, theta0, beta0, psi_glm, opt2)
     second.opt.stages = opt.stages + second.opt.stages
     return second if second.deviance < first.deviance - 1e-8 or not second.warnings else first
 
 
-def _stage0(prob, beta_glm, opt):
-    """lme4's nAGQ = 0: beta inside PIRLS, theta optimised alone (a starting point)."""
+def _off_boundary(prob, st, opt):
+    """A variance component that ends at 0 while the deviance decreases away from 0.
+
+    For a scalar term the gradient in theta_j vanishes at theta_j = 0 (u^_j = 0 there, and the
+    deviance is even in theta_j), so a bounded quasi-Newton run that steps onto the bound stays
+    there although theta_j = 0 may be a maximum along that direction (glmmTMB, on the log-SD
+    scale, never reaches 0). Probe the gradient at theta_j = 1e-3: if it is negative, restart from
+    the best of a few values of theta_j and keep the better optimum.
+    """
+    tm = prob.thetamap
+    lb = tm.lower_bounds()
+    at0 = np.flatnonzero(tm.diag_mask() & (st.theta <= lb + 1e-8))
+    if not at0.size or prob.n_agq > 1:
+        return st
+    th = st.theta.copy()
+    th[at0] = 1e-3
+    _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
+    if g is None or not np.any(g[at0] < 0):
+        return st
+    move = at0[g[at0] < 0]
+    best_dev, best_th = st.deviance, None
+    for t in (1.0, 0.3, 0.1, 0.03, 0.01):
+        th = st.theta.copy()
+        th[move] = t
+        dv = prob.laplace_deviance(st.beta, th, psi=st.psi)
+        if dv < best_dev:
+            best_dev, best_th = dv, th
+    if best_th is None:
+        return st
+    opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+    again = _glmm_from(prob, best_th, st.beta, st.psi, opt2)
+    if again.deviance < st.deviance - 1e-8:
+        again.opt.stages = st.opt.stages + again.opt.stages
+        again.opt.n_eval += st.opt.n_eval
+        return again
+    return st
+
+
+def _stage0(prob, beta_glm, psi, opt):
+    """lme4's nAGQ = 0: beta inside PIRLS, theta optimised alone at fixed psi (a starting point)."""
     bstate = {"beta": beta_glm.copy()}
 
     def dev0(th):
         try:
-            b, dv = prob.beta_hat_stage0(th, bstate["beta"])
+            b, dv = prob.beta_hat_stage0(th, bstate["beta"], psi=psi)
         except Exception:
             return np.inf
         bstate["beta"] = b
@@ -278,50 +336,59 @@ def _stage0(prob, beta_glm, opt):
     opt.stages += opt0.stages
     opt.n_eval += opt0.n_eval
     prob.u = np.zeros(prob.nq)
-    beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"])
+    beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"], psi=psi)
     return theta0, beta0
 
 
-def _glmm_from(prob, theta0, beta0, opt):
+def _glmm_from(prob, theta0, beta0, psi0, opt):
     design = prob.d
     n_agq = prob.n_agq
     tm = prob.thetamap
     lb_t = tm.lower_bounds()
-    nt = tm.n
-    # whitening of beta: beta = beta0 + R^{-1} gamma with R'R ~ 1/2 Hessian of the deviance
-    R = _beta_scale(prob, beta0, theta0)
+    nt, p = tm.n, len(beta0)
+    k = prob.family.n_psi
+    # whitening: beta = beta0 + R^{-1} gamma with R'R ~ the Hessian of the deviance in beta (after
+    # eliminating u), psi = psi0 + Rp^{-1} delta with Rp'Rp ~ its Hessian in psi (conditional on u)
+    R, Rp = _scales(prob, beta0, theta0, psi0)
 
     def to_params(x):
-        return x[:nt], beta0 + linalg.solve_triangular(R, x[nt:], lower=False)
+        b = beta0 + linalg.solve_triangular(R, x[nt : nt + p], lower=False)
+        ps = psi0 + linalg.solve_triangular(Rp, x[nt + p :], lower=False) if k else None
+        return x[:nt], b, ps
 
     def dev(x):
-        th, b = to_params(x)
-        return prob.laplace_deviance(b, th)
+        th, b, ps = to_params(x)
+        return prob.laplace_deviance(b, th, psi=ps)
 
     def dev_grad(x):
-        th, b = to_params(x)
-        f, g = prob.deviance_and_gradient(b, th)
-        if g is None or not np.isfinite(f):
+        th, b, ps = to_params(x)
+        f, g = prob.deviance_and_gradient(b, th, psi=ps)
+        if g is None or not np.isfinite(f) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(x)
-        return f, np.concatenate([g[:nt], linalg.solve_triangular(R, g[nt:], trans="T", lower=False)])
+        parts = [g[:nt], linalg.solve_triangular(R, g[nt : nt + p], trans="T", lower=False)]
+        if k:
+            parts.append(linalg.solve_triangular(Rp, g[nt + p :], trans="T", lower=False))
+        return f, np.concatenate(parts)
 
-    lb = np.concatenate([lb_t, np.full(len(beta0), -np.inf)])
-    x0 = np.concatenate([theta0, np.zeros(len(beta0))])
+    lb = np.concatenate([lb_t, np.full(p + k, -np.inf)])
+    x0 = np.concatenate([theta0, np.zeros(p + k)])
     stage = f"AGQ({n_agq})" if n_agq > 1 else "Laplace"
     exact = n_agq == 1
     x, fval = minimize(dev, x0, lb, opt, stage, jac=dev_grad if exact else None)
-    theta, beta = to_params(x)
+    theta, beta, psi = to_params(x)
     if exact:
         deviance, g = dev_grad(x)
     else:
-        deviance = prob.laplace_deviance(beta, theta)
+        deviance = prob.laplace_deviance(beta, theta, psi=psi)
         g = fd_gradient(dev, x, step=1e-5, lb=lb, central=True)
-    free = np.concatenate([theta > lb_t + 1e-8, np.ones(len(beta), bool)])
+    free = np.concatenate([theta > lb_t + 1e-8, np.ones(p + k, bool)])
     opt.max_grad = newton_step_size(opt, g, free)
-    vcov = _glmm_vcov(prob, beta, theta, lb_t)
-    u, _, F, cp, *_ = prob.pirls(beta, theta)
+    vcov = _glmm_vcov(prob, beta, theta, psi, lb_t)
+    u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)
     cv = prob.system.cond_var(F, cp, design.terms)
-    st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, None, opt, cond_var=cv)
+    sigma = prob.family.dispersion(psi) if prob.family.name == "gaussian" else None
+    st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv,
+                  psi=None if psi is None else np.asarray(psi, float))
     if opt.max_grad > GRAD_TOL:
         st.warnings.append(
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
@@ -330,38 +397,58 @@ def _glmm_from(prob, theta0, beta0, opt):
     return st
 
 
-def _beta_scale(prob, beta, theta):
-    """Upper-triangular R with R'R = the beta block of the penalised information at (beta, theta)."""
-    u, b, F, cp, ll, s, W, dW = prob.pirls(beta, theta)
+def _scales(prob, beta, theta, psi):
+    """Upper-triangular (R, Rp): R'R = 2 x the beta block of the penalised information at
+    (beta, theta, psi) with u eliminated; Rp'Rp = -2 d2 l / dpsi2 at the conditional modes
+    (identity where these are not positive definite)."""
+    p, k = prob.p, prob.family.n_psi
+    try:
+        u, b, F, cp, ll, s, W, dW = prob.pirls(beta, theta, psi=psi)
+    except Exception:
+        return np.eye(p), np.eye(k)
+    Rp = np.eye(k)
+    if k:
+        Hp = -2.0 * prob.family.psi_hessian(prob.y, prob.eta, prob.w, psi, summed=True)
+        try:
+            Rp = linalg.cholesky(Hp, lower=False)
+        except (linalg.LinAlgError, ValueError):
+            d = np.abs(np.diag(Hp))
+            Rp = np.diag(np.sqrt(np.where(np.isfinite(d) & (d > 1e-8), d, 1.0)))
     sysm = prob.system
     cpx = sysm.crossprods(np.maximum(W, 1e-300), prob.X)
     Fx = sysm.factor(cpx, theta, prob.thetamap)
-    p = prob.p
     if not Fx.ok or p == 0:
-        return np.eye(p)
+        return np.eye(p), Rp
     LX = Fx.L22[sysm.qr :, sysm.qr :]
-    return np.sqrt(2.0) * LX.T
+    return np.sqrt(2.0) * LX.T, Rp
 
 
-def _glmm_vcov(prob, beta, theta, lb_t):
-    """Inverse Hessian of the deviance/2 over (theta, beta) (glmmTMB, lme4 use.hessian), beta block."""
-    nt = len(theta)
+def _glmm_vcov(prob, beta, theta, psi, lb_t):
+    """Inverse Hessian of the deviance/2 over (theta, beta, psi) (glmmTMB's sdreport, lme4's
+    use.hessian), beta block. theta on the boundary is held fixed."""
+    nt, p = len(theta), len(beta)
+    k = prob.family.n_psi
     free_t = theta > lb_t + SINGULAR_TOL
     idx_t = np.flatnonzero(free_t)
+    m = len(idx_t)
+
+    def split(z):
+        th = theta.copy()
+        th[idx_t] = z[:m]
+        return th, z[m : m + p], (z[m + p :] if k else None)
 
     def f(z):
-        th = theta.copy()
-        th[idx_t] = z[: len(idx_t)]
-        return prob.laplace_deviance(z[len(idx_t):], th)
+        th, b, ps = split(z)
+        return prob.laplace_deviance(b, th, psi=ps)
 
-    z0 = np.concatenate([theta[idx_t], beta])
+    z0 = np.concatenate([theta[idx_t], beta, psi if k else np.zeros(0)])
     if prob.n_agq == 1:
-        k = len(idx_t)
 
         def grad(z):
-            th = theta.copy()
-            th[idx_t] = z[:k]
-            g = prob.deviance_and_gradient(z[k:], th)[1]
+            th, b, ps = split(z)
+            g = prob.deviance_and_gradient(b, th, psi=ps)[1]
+            if g is None:
+                return np.full(z.size, np.nan)
             return np.concatenate([g[idx_t], g[nt:]])
 
         H = np.empty((z0.size, z0.size))
@@ -374,12 +461,13 @@ def _glmm_vcov(prob, beta, theta, lb_t):
         H = 0.25 * (H + H.T)
     else:
         H = fd_hessian(f, z0, step=1e-4) / 2.0
+    if not np.all(np.isfinite(H)):
+        return np.full((p, p), np.nan)
     try:
         inv = linalg.inv(H)
     except linalg.LinAlgError:
         inv = linalg.pinv(H)
-    k = len(idx_t)
-    V = inv[k:, k:]
+    V = inv[m : m + p, m : m + p]
     return 0.5 * (V + V.T)
 
 

@@ -1,14 +1,23 @@
 """GLMM objectives: penalised IRLS for the conditional modes, the Laplace approximation and
 adaptive Gauss-Hermite quadrature.
 
-For given (beta, theta) the conditional mode u^ maximises  l(y | u) - |u|^2 / 2  with
-eta = X beta + Z Lambda u + offset. Newton steps on u (with beta in the step for the nAGQ = 0
-stage) use H = Lambda'Z'WZ Lambda + I, W = -d2 l / d eta2, with step halving. The Laplace
-deviance is
+For given (beta, theta, psi) the conditional mode u^ maximises  l(y | u) - |u|^2 / 2  with
+eta = X beta + Z Lambda u + offset and psi the family's extra parameters (log dispersion, t's
+log df; empty for binomial and Poisson). Newton steps on u (with beta in the step for the
+nAGQ = 0 stage) use H = Lambda'Z'WZ Lambda + I, W = -d2 l / d eta2, with step halving. The
+Laplace deviance is
 
     -2 l(y | u^) + |u^|^2 + log det H(u^),
 
 l including every constant, so logLik = -deviance / 2 compares with lme4 and glmmTMB.
+
+W is the observed information. For canonical links it is the IRLS weight and positive; for
+Student t and for non-canonical links (Gamma with log or inverse link, beta, nbinom1) single
+rows can have W < 0. The log-determinant is always taken with the observed W at the mode (TMB's
+exact Hessian, which glmmTMB uses). The Newton step for u uses the observed H too when it is
+positive definite (quadratic convergence near the mode); otherwise it uses H with max(W, 0),
+positive definite because of the identity, so the step is still a descent direction and step
+halving keeps PIRLS monotone (Fisher-scoring-like, linear convergence, only away from the mode).
 AGQ (one scalar term): per group j, with sd_j = H_jj^{-1/2} and nodes z_k, weights w_k for a
 standard normal,  log int = log sd_j + log sum_k w_k exp(l_j(u^_j + sd_j z_k) - (u^_j + sd_j z_k)^2/2 + z_k^2/2).
 """
@@ -79,10 +88,23 @@ class GLMMProblem:
         return np.concatenate(parts)
 
     # ------------------------------------------------------------------ PIRLS
-    def pirls(self, beta, theta, u0=None, with_beta=False):
+    def _factor(self, W, theta, D=None):
+        """Cross-products and blocked factor of H with weights W; ``ok`` False unless H is
+        positive definite (with negative weights a scalar first block can reach a11 <= 0)."""
+        sysm = self.system
+        cp = sysm.crossprods(W, D)
+        with np.errstate(invalid="ignore", divide="ignore"):  # log(a11 <= 0): flagged just below
+            F = sysm.factor(cp, theta, self.thetamap)
+        if F.ok and sysm.q1 == 1 and not np.all(F.a11 > 0):
+            F.ok = False
+        return cp, F
+
+    def pirls(self, beta, theta, u0=None, with_beta=False, psi=None):
         """Conditional modes u^ (and beta^ if with_beta) by Newton steps with step halving.
 
-        Returns (u, beta, factor, cross-products, ll, W, dW) at the optimum.
+        Returns (u, beta, factor, cross-products, ll, s, W, dW) at the optimum; the factor and
+        cross-products are those of H with the observed W at the mode. ``self.eta`` holds the
+        linear predictor at the mode.
         """
         fam, sysm = self.family, self.system
         T = self.thetamap.factors(theta)
@@ -90,14 +112,22 @@ class GLMMProblem:
         beta = np.asarray(beta, float).copy()
         base = self.offset + self.X @ beta
         eta = base + self.zlam(T, u)
-        ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w)
+        ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi)
         obj = -2.0 * ll.sum() + u @ u
+        if not np.isfinite(obj) and u0 is None and np.any(u != 0):
+            u = np.zeros_like(u)  # the warm start is outside the support at these parameters
+            eta = base
+            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi)
+            obj = -2.0 * ll.sum()
+        if not np.isfinite(obj):
+            raise PirlsError("log-likelihood not finite at the starting conditional modes")
         q1 = sysm.l1 * sysm.q1
+        D = self.X if with_beta else None
         for it in range(self.max_iter):
-            Wc = np.maximum(W, 1e-300)
             g_u = self.lamt_zt(T, s) - u
-            cp = sysm.crossprods(Wc, self.X if with_beta else None)
-            F = sysm.factor(cp, theta, self.thetamap)
+            cp, F = self._factor(W, theta, D)
+            if not F.ok and W.min() < 0:
+                cp, F = self._factor(np.maximum(W, 0.0), theta, D)
             if not F.ok:
                 raise PirlsError("penalised Hessian not positive definite")
             grest = g_u[q1:]
@@ -115,14 +145,14 @@ class GLMMProblem:
                 else:
                     base_new = base
                 eta_new = base_new + self.zlam(T, u_new)
-                ll_n, s_n, W_n, dW_n = fam.eta_derivs(self.y, eta_new, self.w)
+                ll_n, s_n, W_n, dW_n = fam.eta_derivs(self.y, eta_new, self.w, psi)
                 obj_new = -2.0 * ll_n.sum() + u_new @ u_new
                 if np.isfinite(obj_new) and obj_new <= obj + 1e-10 * abs(obj):
                     break
                 step *= 0.5
             else:
                 break  # no improvement possible: at the optimum to machine precision
-            u, ll, s, W, dW = u_new, ll_n, s_n, W_n, dW_n
+            u, ll, s, W, dW, eta = u_new, ll_n, s_n, W_n, dW_n, eta_new
             if with_beta:
                 beta, base = b_new, base_new
             change = obj - obj_new
@@ -130,26 +160,25 @@ class GLMMProblem:
             # Newton converges quadratically: stop once the decrease is at rounding level
             if change < self.tol * (abs(obj) + 1.0) and step == 1.0:
                 break
-        Wc = np.maximum(W, 1e-300)
-        cp = sysm.crossprods(Wc, None)
-        F = sysm.factor(cp, theta, self.thetamap)
+        cp, F = self._factor(W, theta)
         if not F.ok:
             raise PirlsError("penalised Hessian not positive definite at the mode")
         self.u = u
+        self.eta = eta
         return u, beta, F, cp, ll, s, W, dW
 
     # ------------------------------------------------------------------ objectives
-    def laplace_deviance(self, beta, theta, with_beta=False, u0=None):
+    def laplace_deviance(self, beta, theta, with_beta=False, u0=None, psi=None):
         try:
-            u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta, u0=u0, with_beta=with_beta)
+            u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta, u0=u0, with_beta=with_beta, psi=psi)
         except PirlsError:
             return np.inf
         if self.n_agq > 1:
-            return self._agq_deviance(beta, theta, u, F)
+            return self._agq_deviance(beta, theta, u, F, psi)
         logdet = F.logdet11 + (self.system.logdet_rest(F) if self.system.qr else 0.0)
         return float(-2.0 * (ll.sum() + self.const) + u @ u + logdet)
 
-    def _agq_deviance(self, beta, theta, u, F):
+    def _agq_deviance(self, beta, theta, u, F, psi=None):
         """Adaptive Gauss-Hermite deviance for one scalar random-intercept-like term."""
         t = self.terms[0]
         z, wk = gauss_hermite(self.n_agq)
@@ -157,16 +186,16 @@ class GLMMProblem:
         sd = 1.0 / np.sqrt(F.a11)  # conditional sd of u_j
         nodes = u[:, None] + sd[:, None] * z[None, :]  # (l, K)
         eta = (self.offset + self.X @ beta)[:, None] + th * t.z[:, :1] * nodes[t.refs]
-        ll = self.family.eta_derivs(np.repeat(self.y[:, None], len(z), 1), eta, self.w[:, None])[0]
+        ll = self.family.eta_derivs(np.repeat(self.y[:, None], len(z), 1), eta, self.w[:, None], psi)[0]
         llg = np.stack([np.bincount(t.refs, ll[:, k], minlength=t.nlev) for k in range(len(z))], axis=1)
         logterm = llg - 0.5 * nodes**2 + 0.5 * z[None, :] ** 2 + np.log(wk)[None, :]
         mx = logterm.max(axis=1, keepdims=True)
         lse = mx[:, 0] + np.log(np.exp(logterm - mx).sum(axis=1))
         return float(-2.0 * (np.sum(lse + np.log(sd)) + self.const))
 
-    def beta_hat_stage0(self, theta, beta0):
+    def beta_hat_stage0(self, theta, beta0, psi=None):
         """nAGQ = 0: beta inside PIRLS; returns (beta, deviance)."""
-        u, beta, F, cp, ll, s, W, dW = self.pirls(beta0, theta, with_beta=True)
+        u, beta, F, cp, ll, s, W, dW = self.pirls(beta0, theta, with_beta=True, psi=psi)
         logdet = F.logdet11 + (self.system.logdet_rest(F) if self.system.qr else 0.0)
         return beta, float(-2.0 * (ll.sum() + self.const) + u @ u + logdet)
 
@@ -220,21 +249,28 @@ class GLMMProblem:
             c += t.q
         return own
 
-    def deviance_and_gradient(self, beta, theta):
-        """Laplace deviance and its exact gradient in (theta, beta).
+    def deviance_and_gradient(self, beta, theta, psi=None):
+        """Laplace deviance and its exact gradient in (theta, beta, psi).
 
         With r = c - 2 s - W (Z Lambda t), c_i = lev_i dW_i, lev_i = z~_i' H^{-1} z~_i and
         t = H^{-1} Lambda'Z'c:  dF/dbeta = X'r;  for theta_m with dLambda/dtheta_m = D_m,
         dF/dtheta_m = r'(Z D_m u) + s'(Z D_m t) + 2 tr(H^{-1} Lambda'Z'WZ D_m).
+
+        For psi_k (the family's extra parameters; l_psi, s_psi = d l_eta/dpsi_k and
+        W_psi = dW/dpsi_k per row):  dF/dpsi_k = sum_i [-2 l_psi,i + lev_i W_psi,i + (Z Lambda t)_i s_psi,i].
+        The first term is the envelope theorem on -2 l + |u|^2 (d/du vanishes at u^); the second
+        is d log det H / dpsi at fixed u; the third the change of log det H through the mode,
+        du^/dpsi = H^{-1} Lambda'Z' s_psi, paired with d log det H / du = Lambda'Z'c.
+        The gradient has the order [theta, beta, psi] (no psi entries for families without).
         """
         try:
-            u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta)
+            u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta, psi=psi)
         except PirlsError:
             return np.inf, None
         sysm = self.system
         logdet = F.logdet11 + (sysm.logdet_rest(F) if sysm.qr else 0.0)
         dev = float(-2.0 * (ll.sum() + self.const) + u @ u + logdet)
-        Wc = np.maximum(W, 1e-300)
+        Wc = W  # the observed W: F and cp were built with it
         T = F.T
         own = self._own_inverse(F, cp, Wc)
         lev = np.zeros(self.n)
@@ -245,7 +281,8 @@ class GLMMProblem:
         q1 = sysm.l1 * sysm.q1
         t1, tr = sysm.solve(cp, F, g[:q1], g[q1:])
         tvec = np.concatenate([t1, tr])
-        r = c - 2.0 * s - Wc * self.zlam(T, tvec)
+        zt = self.zlam(T, tvec)
+        r = c - 2.0 * s - Wc * zt
         grad_beta = self.X.T @ r
         grad_theta = np.empty(self.thetamap.n)
         m = 0
@@ -259,4 +296,10 @@ class GLMMProblem:
                     r @ (za * uk[t.refs, b]) + s @ (za * tk[t.refs, b]) + 2.0 * np.sum(Wc * za * own[k][:, b])
                 )
                 m += 1
-        return dev, np.concatenate([grad_theta, grad_beta])
+        if not self.family.n_psi:
+            return dev, np.concatenate([grad_theta, grad_beta])
+        grad_psi = np.array([
+            -2.0 * l_p.sum() + lev @ W_p + zt @ s_p
+            for l_p, s_p, W_p, _ in self.family.psi_derivs(self.y, self.eta, self.w, psi)
+        ])
+        return dev, np.concatenate([grad_theta, grad_beta, grad_psi])

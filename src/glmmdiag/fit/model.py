@@ -25,8 +25,13 @@ class GLMMResults:
 
     Attributes follow lme4/glmmTMB: ``fixef``, ``se``, ``vcov``, ``varcorr``, ``ranef``,
     ``loglik``, ``aic``, ``bic``, ``deviance``, ``df_resid``, ``nobs``, ``ngroups``,
-    ``dispersion`` (sigma for gaussian, None for binomial and Poisson), ``converged``,
-    ``warnings``.
+    ``dispersion``, ``psi``, ``df`` (t only), ``converged``, ``warnings``.
+
+    ``dispersion`` is the number glmmTMB's ``sigma()`` reports: gaussian the residual SD sigma;
+    Gamma the coefficient of variation 1/sqrt(shape) (glmmTMB's summary prints its square,
+    "sigma^2"); beta the precision phi; nbinom2 theta (var = mu + mu^2/theta); nbinom1 phi
+    (var = mu (1 + phi)); t the scale sigma. It is None for binomial and Poisson, which have
+    none. ``psi`` holds the family's extra parameters on the estimation (log) scale.
     """
 
     def __init__(self, design: Design, family, state, *, reml=False, n_agq=1, data_name="data"):
@@ -38,6 +43,8 @@ class GLMMResults:
         self.data_name = data_name
         self.formula = design.formula.text
         self._thetamap = ThetaMap([t.q for t in design.terms])
+        # the LMM path (gaussian, identity link) keeps theta relative to sigma, as lme4
+        self._relative = family.name == "gaussian" and family.link.name == "identity"
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -58,8 +65,32 @@ class GLMMResults:
         return self._st.theta.copy()
 
     @property
+    def psi(self) -> np.ndarray:
+        """The family's extra parameters on the log scale (``family.psi_names``); empty if none."""
+        psi = self._st.psi
+        if psi is None:
+            if self.family.name == "gaussian" and self._st.sigma is not None:
+                return np.array([np.log(self._st.sigma)])
+            return np.zeros(0)
+        return np.asarray(psi, float).copy()
+
+    @property
     def dispersion(self) -> float | None:
+        """glmmTMB's ``sigma()`` (see the class docstring); None for binomial and Poisson."""
+        if self._st.psi is not None and self.family.n_psi:
+            return float(self.family.dispersion(self._st.psi))
         return self._st.sigma
+
+    @property
+    def df(self) -> float | None:
+        """The t family's degrees of freedom (estimated, or as fixed by the user); None otherwise."""
+        if self.family.name != "t":
+            return None
+        return float(self.family.dispersion_extra(self._st.psi)["df"])
+
+    @property
+    def df_fixed(self) -> bool:
+        return self.family.name == "t" and getattr(self.family, "df", None) is not None
 
     @property
     def sigma(self) -> float:
@@ -68,7 +99,11 @@ class GLMMResults:
     @property
     def varcorr(self) -> pd.DataFrame:
         T = self._thetamap.factors(self._st.theta)
-        return varcorr_table(self.design.terms, T, self._st.sigma)
+        sigma = self._st.sigma
+        if sigma is not None and not self._relative:
+            # gaussian with a non-identity link: theta is absolute; the Residual row is sigma
+            T = [Tk / sigma for Tk in T]
+        return varcorr_table(self.design.terms, T, sigma)
 
     def _b_blocks(self) -> list[np.ndarray]:
         """Random effects b = Lambda u per term, shape (levels, q)."""
@@ -109,7 +144,9 @@ class GLMMResults:
 
     @property
     def n_params(self) -> int:
-        return len(self._st.beta) + len(self._st.theta) + (self._st.sigma is not None)
+        """Estimated parameters: beta, theta, and sigma or the family's psi (a fixed t df is not one)."""
+        extra = len(self._st.psi) if self._st.psi is not None else int(self._st.sigma is not None)
+        return len(self._st.beta) + len(self._st.theta) + extra
 
     @property
     def nobs(self) -> int:
@@ -212,26 +249,37 @@ class GLMMResults:
 
         conditional=False draws new random effects u ~ N(0, I) per simulation (lme4/glmmTMB
         default); True keeps the conditional modes. Binomial: success counts.
+
+        Families whose weights are likelihood weights (Poisson, Gamma, beta, nbinom1, nbinom2, t)
+        have no generative model for a weighted row: the draws ignore the weights, with a warning
+        when the weights are not all 1 (DHARMa's rule).
         """
         rng = _as_generator(seed)
         d = self.design
         n = d.n
+        if self.family.weight_role == "likelihood" and not np.all(d.w == 1.0):
+            warnings.warn(
+                f"the model has prior weights, which the {self.family.name} family uses as likelihood "
+                f"weights: simulated responses ignore the weights (a weighted likelihood has no "
+                f"generative model), so residuals computed from these simulations may be miscalibrated",
+                UserWarning,
+                stacklevel=2,
+            )
         if conditional or not d.terms:
             eta = np.repeat(self.predict(type="link")[:, None], nsim, axis=1)
         else:
             eta = np.repeat((d.X @ self._st.beta + d.offset)[:, None], nsim, axis=1)
             T = self._thetamap.factors(self._st.theta)
+            scale = self.sigma if self._relative else 1.0
             for t, Tk in zip(d.terms, T):
                 u = rng.standard_normal((t.nlev, t.q, nsim))
-                b = np.einsum("ab,lbs->las", Tk, u) * self.sigma if self._st.sigma is not None else np.einsum(
-                    "ab,lbs->las", Tk, u
-                )
+                b = np.einsum("ab,lbs->las", Tk, u) * scale
                 eta += np.einsum("ia,ias->is", t.z, b[t.refs])
         mu = self.family.link.inverse(eta)
         w = np.broadcast_to(d.w[:, None], mu.shape)
         if self.family.name == "gaussian":
             return mu + rng.standard_normal(mu.shape) * self.sigma / np.sqrt(w)
-        return self.family.sample(mu, w, rng).reshape(n, nsim)
+        return self.family.sample(mu, w, rng, self._st.psi).reshape(n, nsim)
 
     def refit(self, new_response) -> "GLMMResults":
         """Refit to a new response (successes for binomial), warm-started from this optimum."""
@@ -242,8 +290,9 @@ class GLMMResults:
             raise ValueError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
         self.family.check_response(y, self.design.w, self.design.response_name)
         d = dataclasses.replace(self.design, y=y)
-        start = np.concatenate([self._st.theta, self._st.beta])
-        if self.family.name == "gaussian":
+        psi = self._st.psi if self._st.psi is not None else np.zeros(0)
+        start = np.concatenate([self._st.theta, self._st.beta, psi])
+        if self._relative:
             start = self._st.theta
         st = fit_design(d, self.family, reml=self.reml, n_agq=self.n_agq, start=start if d.terms else None,
                         opt=self._st.opt)

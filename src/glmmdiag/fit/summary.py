@@ -14,9 +14,30 @@ def _fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+# glmmTMB's summary reports sigma^2 for the families whose sigma() is a residual scale (gaussian,
+# Gamma: the CV, t: the scale) and sigma() itself, with an empty "()", for the others.
+_SIGMA_SQUARED = ("gaussian", "gamma", "t")
+
+
+def _dispersion_lines(fit) -> list[str]:
+    """glmmTMB 1.1.5's dispersion line (3 significant digits), plus t's df (ours)."""
+    fam = fit.family
+    disp = fit.dispersion
+    if disp is None:
+        return []
+    if fam.name in _SIGMA_SQUARED:
+        out = ["", f"Dispersion estimate for {fam.display_name} family (sigma^2): {_fmt(disp ** 2, 3)}"]
+    else:
+        out = ["", f"Dispersion parameter for {fam.display_name} family (): {_fmt(disp, 3)}"]
+    if fam.name == "t":
+        how = "fixed" if fit.df_fixed else "estimated"
+        out.append(f"Degrees of freedom for t family ({how}): {_fmt(fit.df, 3)}")
+    return out
+
+
 def format_summary(fit) -> str:
     fam = fit.family
-    lines = [f" Family: {fam.name}  ( {fam.link.name} )", f"Formula:          {fit.formula}",
+    lines = [f" Family: {fam.display_name}  ( {fam.link.name} )", f"Formula:          {fit.formula}",
              f"Data: {fit.data_name}", ""]
     if fit.n_dropped:
         lines.insert(3, f"({fit.n_dropped} rows dropped for missing values)")
@@ -52,8 +73,7 @@ def format_summary(fit) -> str:
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     else:
         lines.append(f"Number of obs: {fit.nobs}")
-    if fit.dispersion is not None and fam.name == "gaussian":
-        lines += ["", f"Dispersion estimate for gaussian family (sigma^2): {_fmt(fit.dispersion ** 2)}"]
+    lines += _dispersion_lines(fit)
     lines += ["", "Conditional model:"]
     tab = fit.coef_table()
     cells = [("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", "")]
