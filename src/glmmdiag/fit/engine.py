@@ -228,7 +228,7 @@ def _fit_lmm(design, reml, opt, start):
     theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML", jac=jac)
     sol = prob.solution(theta)
     vcov = sol.sigma**2 * linalg.cho_solve((sol.RX, True), np.eye(prob.p)) if prob.p else np.zeros((0, 0))
-    g = fd_gradient(prob.objective, theta, step=1e-5, lb=lb, central=True)
+    g = prob.objective_and_gradient(theta)[1]
     free = theta > lb + 1e-8
     opt.max_grad = newton_step_size(opt, g, free)
     cp_u = prob.system.crossprods(design.w, None)
