@@ -1,0 +1,381 @@
+"""Adapters from concrete model objects to the ``SimulableModel`` protocol (protocol.py).
+
+This is the only module of the diagnostics that names concrete model classes:
+
+* ``GLMMAdapter`` wraps a glmmdiag fit (``glmmdiag.glmm(...)``, class ``GLMMResults``);
+* ``SimulationsAdapter`` (made by ``from_simulations``) wraps a user's own observed response,
+  simulation matrix and fitted values -- DHARMa's ``createDHARMa``: a PyMC posterior predictive, a
+  scikit-learn model with a bootstrap, anything that can simulate;
+* ``StatsmodelsGLMAdapter`` wraps ``statsmodels`` GLM results when statsmodels is installed (it is
+  not a dependency: nothing here imports it).
+
+``as_simulable(model)`` picks the right one.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from glmmdiag.protocol import missing_members
+
+__all__ = [
+    "as_simulable",
+    "from_simulations",
+    "GLMMAdapter",
+    "SimulationsAdapter",
+    "StatsmodelsGLMAdapter",
+]
+
+
+def _vector(x, name: str, n: int | None = None) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 2 and 1 in a.shape:
+        a = a.reshape(-1)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional; got shape {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} values, expected {n} (one per observation)")
+    return a
+
+
+def _is_integral(a: np.ndarray) -> bool:
+    a = np.asarray(a)
+    if a.dtype.kind in "iub":
+        return True
+    finite = a[np.isfinite(a)]
+    return bool(np.all(finite == np.round(finite)))
+
+
+# ====================================================================== user simulations
+class SimulationsAdapter:
+    """A model given by its simulations (DHARMa's ``createDHARMa``); made by ``from_simulations``."""
+
+    def __init__(self, observed, simulated, fitted, integer_response=None, family_name="unknown"):
+        y = _vector(observed, "observed")
+        n = y.shape[0]
+        S = np.asarray(simulated, dtype=float)
+        if S.ndim == 1:
+            raise ValueError(
+                f"simulated must be a 2-D array of shape (nobs, nsim) = ({n}, nsim); got a 1-D array of "
+                f"length {S.shape[0]}"
+            )
+        if S.ndim != 2:
+            raise ValueError(f"simulated must be 2-D (nobs, nsim); got shape {S.shape}")
+        if S.shape[0] != n:
+            if S.shape[1] == n:
+                raise ValueError(
+                    f"simulated has shape {S.shape} but observed has {n} values: simulations must be "
+                    f"(nobs, nsim) with one row per observation; pass simulated.T"
+                )
+            raise ValueError(f"simulated has {S.shape[0]} rows but observed has {n} values (one row per observation)")
+        if S.shape[1] < 2:
+            raise ValueError(f"at least 2 simulations are needed; simulated has {S.shape[1]} column(s)")
+        if not np.all(np.isfinite(y)):
+            bad = np.flatnonzero(~np.isfinite(y))
+            raise ValueError(f"observed has {bad.size} missing/non-finite values (first at row {bad[0]})")
+        finite = np.isfinite(S)
+        if not finite.all():
+            rows = np.flatnonzero(~finite.all(axis=1))
+            raise ValueError(
+                f"simulated has {int((~finite).sum())} NaN/infinite values in {rows.size} rows (first row "
+                f"{rows[0]}): every simulation must be a finite number"
+            )
+        f = _vector(fitted, "fitted", n)
+        if integer_response is None:
+            integer_response = _is_integral(y) and _is_integral(S)
+        self._y = y
+        self._S = S
+        self._S.setflags(write=False)
+        self._fitted = f
+        self.nobs = n
+        self.integer_response = bool(integer_response)
+        self.family_name = family_name
+        self.simulate_re = "given"
+
+    @property
+    def simulations(self) -> np.ndarray:
+        return self._S
+
+    def observed(self):
+        return self._y
+
+    def trials(self):
+        return np.ones(self.nobs)
+
+    def fitted(self):
+        return self._fitted
+
+    def simulate(self, n, rng=None, conditional=True):
+        if n > self._S.shape[1]:
+            raise ValueError(f"only {self._S.shape[1]} simulations were given; {n} requested")
+        return self._S[:, :n]
+
+
+def from_simulations(observed, simulated, fitted, integer_response=None) -> SimulationsAdapter:
+    """Wrap a user's own simulations for ``simulate_residuals`` (DHARMa's ``createDHARMa``).
+
+    Parameters
+    ----------
+    observed : (nobs,) array
+        The observed response (binomial: successes).
+    simulated : (nobs, nsim) array
+        nsim >= 2 responses simulated from the fitted model, one row per observation.
+    fitted : (nobs,) array
+        The model's (population-level) predicted mean, used for the dispersion statistic and plots.
+    integer_response : bool, optional
+        Whether responses are whole numbers; guessed from the data when omitted.
+
+    ``simulate_residuals(from_simulations(...))`` then uses exactly these columns (its ``n_sim``
+    defaults to all of them and cannot exceed them); ``simulate_re`` is recorded as "given".
+    """
+    return SimulationsAdapter(observed, simulated, fitted, integer_response)
+
+
+# ====================================================================== glmmdiag fits
+class GLMMAdapter:
+    """A glmmdiag ``GLMMResults`` seen through the protocol (binomial: successes and trials)."""
+
+    def __init__(self, fit):
+        self.fit = fit
+        fam = fit.family
+        self.family_name = fam.name
+        self.nobs = int(fit.nobs)
+        self.integer_response = bool(fam.discrete)
+        self._binomial = fam.name == "binomial"
+
+    def observed(self):
+        return np.asarray(self.fit.design.y, float)
+
+    def trials(self):
+        if self._binomial:
+            return np.asarray(self.fit.design.w, float)
+        return np.ones(self.nobs)
+
+    def fitted(self):
+        return np.asarray(self.fit.predict(type="response", re_form="~0"), float)
+
+    def conditional_fitted(self):
+        return np.asarray(self.fit.predict(type="response"), float)
+
+    def simulate(self, n, rng, conditional=True):
+        with warnings.catch_warnings():
+            # the fitter warns about likelihood weights on every call; simulate_residuals warns once
+            warnings.filterwarnings("ignore", message="the model has prior weights")
+            return np.asarray(self.fit.simulate(int(n), seed=rng, conditional=bool(conditional)), float)
+
+    def simulation_warnings(self) -> list[str]:
+        fam, w = self.fit.family, np.asarray(self.fit.design.w, float)
+        if getattr(fam, "weight_role", "") == "likelihood" and not np.all(w == 1.0):
+            return [
+                f"the model has prior weights, which the {fam.name} family uses as likelihood weights: "
+                f"simulated responses ignore them, so the scaled residuals may be miscalibrated"
+            ]
+        return []
+
+    def refit(self, y):
+        return GLMMAdapter(self.fit.refit(y))
+
+    @property
+    def converged(self) -> bool:
+        return bool(getattr(self.fit, "converged", True))
+
+    @property
+    def fixef(self) -> np.ndarray:
+        return np.asarray(self.fit.fixef, float)
+
+    @property
+    def df_resid(self) -> float:
+        return float(self.fit.df_resid)
+
+    def pearson_residuals(self):
+        fit, fam = self.fit, self.fit.family
+        y = self.observed()
+        mu = self.conditional_fitted()
+        w = np.asarray(fit.design.w, float)
+        if self._binomial:
+            return (y - w * mu) / np.sqrt(np.maximum(w * mu * (1 - mu), 1e-300))
+        psi = fit.psi if fam.n_psi else None
+        v = np.asarray(fam.variance(mu, psi), float)
+        if fam.name == "gaussian":
+            return (y - mu) * np.sqrt(w) / np.sqrt(v)
+        return (y - mu) / np.sqrt(np.maximum(v, 1e-300))
+
+    def edf(self):
+        """(trace H, trace H^2) of the penalised weighted least-squares hat matrix at the optimum.
+
+        H = C M^-1 C'W with C = [Z Lambda, X], M = C'WC + blockdiag(I_q, 0) and W the working
+        weights (negative second derivative of the log density in eta) at the conditional modes.
+        trace H = p + q - tr(M^-1)_uu and trace H^2 = p + q - 2 tr(M^-1)_uu + ||(M^-1)_uu||_F^2.
+        None when the random-effects dimension is too large for a dense inverse (q > 4000).
+        """
+        return _glmm_edf(self.fit)
+
+
+def _glmm_edf(fit):
+    import scipy.sparse as sp
+
+    d, fam = fit.design, fit.family
+    X = np.asarray(d.X, float)
+    n, p = X.shape
+    y, w = np.asarray(d.y, float), np.asarray(d.w, float)
+    eta = np.asarray(fit.predict(type="link"), float)
+    psi = fit.psi if fam.n_psi else None
+    Wd = np.asarray(fam.eta_derivs(y, eta, w, psi)[2], float)
+    Wd = np.maximum(Wd, 0.0)
+    if not d.terms:
+        return float(p), float(p)
+    try:
+        factors = fit._thetamap.factors(fit.theta)
+    except AttributeError:  # pragma: no cover - the fitter's private layout changed
+        return None
+    scale = fit.sigma if getattr(fit, "_relative", False) else 1.0
+    q = sum(t.nlev * t.q for t in d.terms)
+    if q > 4000:
+        return None
+    blocks, off = [], 0
+    for t, T in zip(d.terms, factors):
+        zl = np.asarray(t.z, float) @ (np.asarray(T) * scale)  # row i: z_i T_k
+        cols = off + np.asarray(t.refs)[:, None] * t.q + np.arange(t.q)[None, :]
+        rows = np.repeat(np.arange(n), t.q)
+        blocks.append(sp.csr_matrix((zl.reshape(-1), (rows, cols.reshape(-1))), shape=(n, q)))
+        off += t.nlev * t.q
+    ZL = blocks[0]
+    for b in blocks[1:]:
+        ZL = ZL + b
+    C = sp.hstack([ZL, sp.csr_matrix(X)]).tocsr()
+    CW = C.multiply(Wd[:, None]).tocsr()
+    M = np.asarray((C.T @ CW).todense())
+    M[np.arange(q), np.arange(q)] += 1.0
+    try:
+        Minv = np.linalg.inv(M)
+    except np.linalg.LinAlgError:
+        return None
+    Muu = Minv[:q, :q]
+    t1 = float(np.trace(Muu))
+    t2 = float(np.sum(Muu * Muu))
+    return float(p + q - t1), float(p + q - 2 * t1 + t2)
+
+
+# ====================================================================== statsmodels GLM
+class StatsmodelsGLMAdapter:
+    """statsmodels ``GLMResults`` (Poisson, Binomial, Gaussian, Gamma, NegativeBinomial families).
+
+    Binomial models with a two-column (successes, failures) response simulate success counts.
+    ``simulate`` ignores ``conditional`` (a GLM has no random effects).
+    """
+
+    _FAMILIES = {
+        "Poisson": "poisson",
+        "Binomial": "binomial",
+        "Gaussian": "gaussian",
+        "Gamma": "gamma",
+        "NegativeBinomial": "nbinom2",
+    }
+
+    def __init__(self, results):
+        model = results.model
+        fname = type(model.family).__name__
+        if fname not in self._FAMILIES:
+            raise TypeError(
+                f"statsmodels GLM family {fname} is not supported for simulation (supported: "
+                f"{', '.join(self._FAMILIES)}); simulate yourself and use from_simulations(...)"
+            )
+        self.results = results
+        self.family_name = self._FAMILIES[fname]
+        self._fname = fname
+        endog = np.asarray(model.endog, float)
+        n_trials = getattr(model, "n_trials", None)
+        if self.family_name == "binomial" and n_trials is not None:
+            self._trials = np.asarray(n_trials, float) * np.ones_like(endog)
+        else:
+            self._trials = np.ones_like(endog)
+        self._y = endog * self._trials if self.family_name == "binomial" else endog
+        self.nobs = endog.shape[0]
+        self.integer_response = self.family_name in ("poisson", "binomial", "nbinom2")
+        self._mu = np.asarray(results.fittedvalues, float)
+
+    def observed(self):
+        return self._y
+
+    def trials(self):
+        return self._trials
+
+    def fitted(self):
+        return self._mu
+
+    conditional_fitted = fitted
+
+    def simulate(self, n, rng, conditional=True):
+        mu = np.repeat(self._mu[:, None], int(n), axis=1)
+        fam = self.results.model.family
+        if self.family_name == "poisson":
+            return rng.poisson(mu).astype(float)
+        if self.family_name == "binomial":
+            return rng.binomial(self._trials.astype(np.int64)[:, None], np.clip(mu, 0, 1)).astype(float)
+        if self.family_name == "gaussian":
+            return mu + rng.standard_normal(mu.shape) * np.sqrt(self.results.scale)
+        if self.family_name == "gamma":
+            k = 1.0 / self.results.scale
+            return rng.gamma(k, mu / k)
+        alpha = float(fam.alpha)  # NB2: var = mu + alpha mu^2
+        lam = rng.gamma(1.0 / alpha, mu * alpha)
+        return rng.poisson(lam).astype(float)
+
+    def refit(self, y):
+        m = self.results.model
+        y = np.asarray(y, float)
+        if self.family_name == "binomial" and np.any(self._trials != 1):
+            endog = np.column_stack([y, self._trials - y])
+        else:
+            endog = y
+        kw = {}
+        if getattr(m, "offset", None) is not None:
+            kw["offset"] = m.offset
+        if getattr(m, "exposure", None) is not None:
+            kw["exposure"] = np.exp(m.exposure) if np.all(np.asarray(m.exposure) <= 50) else m.exposure
+        new = type(m)(endog, m.exog, family=m.family, **kw)
+        return StatsmodelsGLMAdapter(new.fit(start_params=self.results.params))
+
+    @property
+    def converged(self) -> bool:
+        return bool(getattr(self.results, "converged", True))
+
+    @property
+    def fixef(self):
+        return np.asarray(self.results.params, float)
+
+    @property
+    def df_resid(self) -> float:
+        return float(self.results.df_resid)
+
+    def pearson_residuals(self):
+        return np.asarray(self.results.resid_pearson, float)
+
+    def edf(self):
+        p = float(self.results.df_model + 1)
+        return p, p
+
+
+# ====================================================================== dispatch
+def as_simulable(model):
+    """The protocol view of ``model``; a clear TypeError for objects that cannot simulate."""
+    if not missing_members(model):
+        return model
+    cls = type(model)
+    if cls.__name__ == "GLMMResults" and cls.__module__.startswith("glmmdiag."):
+        return GLMMAdapter(model)
+    if cls.__module__.startswith("statsmodels.") and hasattr(model, "model") and hasattr(model, "fittedvalues"):
+        mname = type(model.model).__name__
+        if mname == "GLM":
+            return StatsmodelsGLMAdapter(model)
+        raise TypeError(
+            f"statsmodels {mname} results cannot simulate new responses here (GLM results are supported); "
+            f"simulate them yourself and use glmmdiag.from_simulations(observed, simulated, fitted)"
+        )
+    missing = missing_members(model)
+    raise TypeError(
+        f"cannot simulate from a {cls.__module__}.{cls.__name__}: it is not a glmmdiag fit, a statsmodels "
+        f"GLM result, or an object with the SimulableModel members (missing: {', '.join(missing)}); "
+        f"simulate responses yourself and wrap them with glmmdiag.from_simulations(observed, simulated, fitted)"
+    )
