@@ -1,0 +1,382 @@
+"""Simulated scaled quantile residuals (DHARMa's definition, DESIGN.md section 3).
+
+``simulate_residuals(model, n_sim)`` draws n_sim responses per observation from the fitted model
+and returns the randomised PIT of each observation within its simulations:
+
+    L_i = #{y*_ij < y_i} / n_sim,  U_i = #{y*_ij <= y_i} / n_sim,
+    r_i = L_i if L_i == U_i else L_i + u_i (U_i - L_i),  u_i ~ Uniform(0, 1).
+
+Simulations stream in chunks (simulate.py); the tie-breaking uniforms u come from their own stream
+(spawn key (1, 0)), so residuals are bit-identical for any ``n_jobs``.
+
+``recalculate_residuals(res, group)`` aggregates observed and simulated responses per group (sum by
+default) and recomputes the residuals from the same simulations (replayed from their seeds when
+they were not kept).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from joblib import Parallel, delayed, effective_n_jobs
+
+from glmmdiag._rng import child_generator, root_seed
+from glmmdiag.adapters import as_simulable
+from glmmdiag.results import ScaledResiduals
+from glmmdiag.simulate import Reductions, SimulationPlan, default_chunk_size, stream
+
+__all__ = ["simulate_residuals", "recalculate_residuals", "pit_residuals", "replay"]
+
+_MODES = ("conditional", "unconditional")
+
+
+def pit_residuals(less, leq, n_sim: int, rng) -> np.ndarray:
+    """r = L if L == U else Uniform(L, U), with L = less / n_sim and U = leq / n_sim.
+
+    One uniform is drawn per row (used or not), so the stream position does not depend on the data.
+    """
+    less = np.asarray(less, float)
+    leq = np.asarray(leq, float)
+    u = rng.random(less.shape[0])
+    lo, hi = less / n_sim, leq / n_sim
+    return np.where(hi > lo, lo + u * (hi - lo), lo)
+
+
+def _check_n_sim(n_sim) -> int:
+    if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)):
+        raise TypeError(f"n_sim must be an integer >= 2; got {n_sim!r}")
+    if n_sim < 2:
+        raise ValueError(f"n_sim must be >= 2 (at least two simulations are needed); got {n_sim}")
+    return int(n_sim)
+
+
+def simulate_residuals(
+    model,
+    n_sim: int | None = None,
+    *,
+    seed=None,
+    n_jobs=1,
+    simulate_re: str = "conditional",
+    refit: bool = False,
+    keep_simulations: bool = False,
+    chunk_size: int | None = None,
+    summaries: dict | None = None,
+) -> ScaledResiduals:
+    """Scaled quantile residuals of ``model`` from ``n_sim`` simulated responses.
+
+    Parameters
+    ----------
+    model
+        A glmmdiag fit, a statsmodels GLM result, ``from_simulations(...)``, or any object with
+        the ``SimulableModel`` members (protocol.py).
+    n_sim : int, default 250
+        Number of simulations (>= 2). For ``from_simulations`` the default is every given column.
+    seed : None, int, SeedSequence or Generator
+        Root of every random stream. None draws fresh entropy, recorded in ``res.seed``.
+    n_jobs : int or None, default 1
+        joblib workers (-1: all cores). The residuals do not depend on it. None defers to an
+        enclosing ``joblib.parallel_config(...)`` (e.g. ``backend="dask"``; see simulate.py).
+    simulate_re : "conditional" or "unconditional"
+        Simulate conditional on the fitted random effects (default, DHARMa >= 0.5) or with new
+        random effects drawn from their estimated distribution.
+    refit : bool
+        Refit the model to every simulated response (a parametric bootstrap; one joblib task per
+        refit, warm-started) and rank the observed model's response residual y - mu_cond among the
+        refitted models' residuals, with the same randomised-PIT rule. Enables the refit-based
+        dispersion test. Much slower; the model needs ``refit``.
+    keep_simulations : bool
+        Keep the (nobs, n_sim) matrix in ``res.simulations`` (memory O(nobs x n_sim)). Otherwise
+        only counts and per-simulation summaries are kept and simulations are replayed from their
+        seeds when a later test needs them.
+    chunk_size : int, optional
+        Simulations per random stream (default: ~4M values per chunk, at most 64). Part of what
+        makes a result reproducible: the same seed with another chunk size gives other draws.
+    summaries : dict name -> function, optional
+        Extra per-simulation summaries fn(response vector) -> float to accumulate while streaming
+        (available to ``generic_test`` without replaying).
+    """
+    m = as_simulable(model)
+    fixed = getattr(m, "simulations", None)
+    if n_sim is None:
+        n_sim = fixed.shape[1] if fixed is not None else 250
+    n_sim = _check_n_sim(n_sim)
+    if fixed is not None and n_sim > fixed.shape[1]:
+        raise ValueError(f"n_sim = {n_sim} but only {fixed.shape[1]} simulations were given")
+    if simulate_re not in _MODES:
+        raise ValueError(f"simulate_re must be 'conditional' or 'unconditional'; got {simulate_re!r}")
+    if chunk_size is None:
+        chunk_size = default_chunk_size(m.nobs)
+    chunk_size = int(chunk_size)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    y = np.asarray(m.observed(), float)
+    n = int(m.nobs)
+    if y.shape != (n,):
+        raise ValueError(f"the model's observed response has shape {y.shape}; expected ({n},)")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"the observed response has {int((~np.isfinite(y)).sum())} NaN/infinite values")
+    fitted = np.asarray(m.fitted(), float)
+    if fitted.shape != (n,):
+        raise ValueError(f"the model's fitted values have shape {fitted.shape}; expected ({n},)")
+    trials = np.asarray(m.trials(), float)
+    root = root_seed(seed)
+    plan = SimulationPlan(n_sim, chunk_size, root, simulate_re == "conditional")
+    mode = "given" if fixed is not None else simulate_re
+    for msg in getattr(m, "simulation_warnings", lambda: [])():
+        warnings.warn(msg, UserWarning, stacklevel=2)
+
+    centres = {"spread": fitted}
+    if np.any(trials != 1.0):
+        centres["spread_expected"] = trials * fitted
+    summaries = dict(summaries or {})
+    if refit:
+        return _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep_simulations, centres, summaries)
+
+    red = Reductions(target=y, centres=centres, zeros=True, summaries=summaries, keep=keep_simulations)
+    out = stream(m, plan, red, n_jobs=n_jobs)
+    for msg in out.warnings:
+        warnings.warn(f"while simulating: {msg}", UserWarning, stacklevel=2)
+    r = pit_residuals(out.less, out.leq, n_sim, child_generator(root, 1, 0))
+    obs_stats = _observed_stats(y, centres, summaries)
+    return ScaledResiduals(
+        residuals=r,
+        observed=y,
+        fitted=fitted,
+        trials=trials,
+        integer_response=bool(m.integer_response),
+        n_sim=n_sim,
+        simulate_re=mode,
+        method="PIT",
+        seed=root.entropy,
+        chunk_size=chunk_size,
+        counts_less=out.less,
+        counts_leq=out.leq,
+        sim_stats=out.sim_stats,
+        obs_stats=obs_stats,
+        family_name=getattr(m, "family_name", "unknown"),
+        simulations=out.kept,
+        model=m,
+        _source={"plan": plan, "agg": None},
+    )
+
+
+def _observed_stats(y, centres, summaries) -> dict:
+    obs = {name: float(np.var(y - c, ddof=1)) for name, c in centres.items()}
+    obs["zeros"] = float(np.count_nonzero(y == 0))
+    for name, fn in summaries.items():
+        obs[name] = float(fn(y))
+    return obs
+
+
+# ---------------------------------------------------------------------------------- refit
+def _refit_one(model, y_new):
+    """Refit to one simulated response: (response residual, Pearson chi2, fixef, converged, warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            m = model.refit(y_new)
+            mu = np.asarray(m.conditional_fitted(), float)
+            e = y_new - np.asarray(m.trials(), float) * mu
+            pe = np.asarray(m.pearson_residuals(), float)
+            conv = bool(getattr(m, "converged", True))
+            fe = np.asarray(getattr(m, "fixef", np.zeros(0)), float)
+            ok = bool(np.all(np.isfinite(e)) and np.all(np.isfinite(pe)))
+            return (e if ok else None), float(np.sum(pe * pe)), fe, conv, sorted({str(w.message) for w in caught}), None
+        except Exception as exc:  # a failed refit is recorded, not fatal
+            return None, np.nan, None, False, [], f"{type(exc).__name__}: {exc}"
+
+
+def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, summaries):
+    for need in ("refit", "conditional_fitted", "pearson_residuals"):
+        if not hasattr(m, need):
+            raise TypeError(
+                f"refit=True needs a model that can be refitted; this {type(m).__name__} has no {need}()"
+            )
+    red = Reductions(centres=centres, zeros=True, summaries=summaries, keep=True)
+    sims = stream(m, plan, red, n_jobs=n_jobs)
+    S = sims.kept
+    if effective_n_jobs(n_jobs) == 1:
+        outs = [_refit_one(m, S[:, j].copy()) for j in range(plan.n_sim)]
+    else:
+        outs = Parallel(n_jobs=n_jobs)(delayed(_refit_one)(m, S[:, j].copy()) for j in range(plan.n_sim))
+    ok = [j for j, o in enumerate(outs) if o[0] is not None]
+    failed = plan.n_sim - len(ok)
+    if len(ok) < 2:
+        errs = sorted({o[5] for o in outs if o[5]})
+        raise RuntimeError(f"only {len(ok)} of {plan.n_sim} refits succeeded; errors: {errs[:3]}")
+    if failed:
+        warnings.warn(f"{failed} of {plan.n_sim} refits failed and were dropped", UserWarning, stacklevel=3)
+    E = np.column_stack([outs[j][0] for j in ok])
+    pearson_sims = np.array([outs[j][1] for j in ok])
+    fixefs = np.array([outs[j][2] for j in ok]) if outs[ok[0]][2] is not None and outs[ok[0]][2].size else None
+    nconv = sum(1 for j in ok if not outs[j][3])
+    if nconv:
+        warnings.warn(f"{nconv} of {len(ok)} refits reported convergence problems", UserWarning, stacklevel=3)
+    if fixefs is not None and fixefs.shape[0] > 1:
+        dup = len(np.unique(np.round(fixefs, 12), axis=0)) < fixefs.shape[0]
+        if dup:
+            warnings.warn("some refits returned identical fixed effects (possible non-convergence)", UserWarning, stacklevel=3)
+    mu_c = np.asarray(m.conditional_fitted(), float)
+    e_obs = y - trials * mu_c
+    pe_obs = np.asarray(m.pearson_residuals(), float)
+    less = np.count_nonzero(E < e_obs[:, None], axis=1)
+    leq = less + np.count_nonzero(E == e_obs[:, None], axis=1)
+    n_ok = len(ok)
+    r = pit_residuals(less, leq, n_ok, child_generator(plan.seed, 1, 0))
+    sim_stats = {k: v[ok] for k, v in sims.sim_stats.items()}
+    refit_info = {
+        "pearson_obs": float(np.sum(pe_obs * pe_obs)),
+        "pearson_sims": pearson_sims,
+        "fixef": fixefs,
+        "n_failed": failed,
+        "n_not_converged": nconv,
+        "residuals_obs": e_obs,
+        "residuals_sims": E,
+    }
+    return ScaledResiduals(
+        residuals=r,
+        observed=y,
+        fitted=fitted,
+        trials=trials,
+        integer_response=bool(m.integer_response),
+        n_sim=n_ok,
+        simulate_re=mode,
+        method="refit",
+        seed=plan.seed.entropy,
+        chunk_size=plan.chunk_size,
+        counts_less=less,
+        counts_leq=leq,
+        sim_stats=sim_stats,
+        obs_stats=_observed_stats(y, centres, summaries),
+        family_name=getattr(m, "family_name", "unknown"),
+        simulations=S[:, ok] if keep else None,
+        refit=refit_info,
+        model=m,
+        _source={"plan": plan, "agg": None, "columns": np.array(ok)},
+    )
+
+
+# ---------------------------------------------------------------------------------- replay
+def replay(res: ScaledResiduals, red: Reductions, n_jobs=1):
+    """Run reductions over the same simulations as ``res``, at the level of its residuals (per group
+    after ``recalculate_residuals``): the kept matrix when there is one, else replayed from seeds."""
+    src = res._source
+    if src is None or res.model is None:
+        raise ValueError("these residuals carry no simulation source (were they made by simulate_residuals?)")
+    plan, agg = src["plan"], src["agg"]
+    if red.agg is not None:
+        raise ValueError("replay applies the residuals' own aggregation; pass Reductions without agg")
+    if res.simulations is not None:
+        S = res.simulations
+        return stream(_MatrixSource(S), SimulationPlan(S.shape[1], plan.chunk_size, plan.seed, plan.conditional), red)
+    if res.method == "refit":
+        raise ValueError("refit-based residuals keep no simulations; use keep_simulations=True")
+    if agg is not None:
+        red = _with_agg(red, agg)
+    return stream(res.model, plan, red, n_jobs=n_jobs)
+
+
+class _MatrixSource:
+    def __init__(self, S):
+        self.simulations = S
+        self.nobs = S.shape[0]
+
+
+def _with_agg(red: Reductions, agg) -> Reductions:
+    import dataclasses
+
+    return dataclasses.replace(red, agg=agg)
+
+
+def _group_matrix(group, n: int):
+    if isinstance(group, (pd.Series, pd.Index)):
+        g = group.to_numpy()
+    else:
+        g = np.asarray(group)
+    if g.ndim != 1:
+        raise ValueError(f"group must be one-dimensional; got shape {g.shape}")
+    if g.shape[0] != n:
+        raise ValueError(f"group has {g.shape[0]} values but the residuals have {n} observations (one label per row)")
+    if pd.isna(pd.Series(g)).any():
+        raise ValueError("group has missing values")
+    codes, uniques = pd.factorize(g, sort=True)
+    P = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(uniques), n))
+    return P, np.asarray(uniques), codes
+
+
+def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *, seed=None, n_jobs=1) -> ScaledResiduals:
+    """Residuals per group: observed, fitted and every simulation aggregated within each group.
+
+    DHARMa's ``recalculateResiduals``. ``aggregate`` is "sum" (default; keeps the residuals uniform
+    under the model) or "mean" (means over the rows of a group: for equal-sized groups identical
+    to the sum; otherwise uniformity is not guaranteed, as DHARMa warns). The simulations are the
+    same as in ``res``: taken from ``res.simulations`` when kept, replayed from their seeds
+    otherwise (no extra memory). Tie-breaking uses a fresh stream: ``seed`` (default: derived from
+    ``res.seed``, so the result is reproducible). Refit-based residuals aggregate the response
+    residuals of the observed and refitted models instead.
+    """
+    if aggregate not in ("sum", "mean"):
+        raise ValueError(f"aggregate must be 'sum' or 'mean'; got {aggregate!r}")
+    if res.group is not None:
+        raise ValueError("these residuals are already grouped; recalculate from the original residuals")
+    n = res.nobs
+    P, labels, codes = _group_matrix(group, n)
+    if aggregate == "mean":
+        sizes = np.asarray(P.sum(axis=1)).ravel()
+        P = sp.diags(1.0 / sizes) @ P
+    P = P.tocsr()
+    plan = res._source["plan"]
+    rng = child_generator(root_seed(seed), 1, 0) if seed is not None else child_generator(plan.seed, 1, 1)
+    y_g = P @ res.observed
+    fit_g = P @ res.fitted
+    tr_g = P @ res.trials
+    centres = {"spread": fit_g}
+    if "spread_expected" in res.sim_stats:
+        centres["spread_expected"] = P @ (res.trials * res.fitted)
+    if res.method == "refit":
+        e_g = P @ res.refit["residuals_obs"]
+        E_g = P @ res.refit["residuals_sims"]
+        less = np.count_nonzero(E_g < e_g[:, None], axis=1)
+        leq = less + np.count_nonzero(E_g == e_g[:, None], axis=1)
+        sim_stats = {k: v for k, v in res.sim_stats.items()}
+        kept = None
+        n_sim = res.n_sim
+        refit_info = dict(res.refit)
+        refit_info["residuals_obs"], refit_info["residuals_sims"] = e_g, E_g
+    else:
+        red = Reductions(target=y_g, centres=centres, zeros=True, keep=res.simulations is not None)
+        if res.simulations is not None:
+            holder = _MatrixSource(np.asarray(P @ res.simulations))
+            out = stream(holder, SimulationPlan(res.n_sim, plan.chunk_size, plan.seed, plan.conditional), red)
+        else:
+            out = stream(res.model, plan, _with_agg(red, P), n_jobs=n_jobs)
+        less, leq, sim_stats, kept, n_sim = out.less, out.leq, out.sim_stats, out.kept, res.n_sim
+        refit_info = None
+    r = pit_residuals(less, leq, n_sim, rng)
+    obs = {name: float(np.var(y_g - c, ddof=1)) for name, c in centres.items()}
+    obs["zeros"] = float(np.count_nonzero(y_g == 0))
+    return ScaledResiduals(
+        residuals=r,
+        observed=y_g,
+        fitted=fit_g,
+        trials=tr_g,
+        integer_response=res.integer_response and aggregate == "sum",
+        n_sim=n_sim,
+        simulate_re=res.simulate_re,
+        method=res.method,
+        seed=res.seed,
+        chunk_size=res.chunk_size,
+        counts_less=less,
+        counts_leq=leq,
+        sim_stats=sim_stats,
+        obs_stats=obs,
+        family_name=res.family_name,
+        simulations=kept,
+        group=labels,
+        aggregate=aggregate,
+        refit=refit_info,
+        model=res.model,
+        _source={"plan": plan, "agg": P, "columns": res._source.get("columns")},
+    )

@@ -1,0 +1,240 @@
+"""Frozen result objects: ``ScaledResiduals`` and ``TestResult`` (printed like R's htest).
+
+They hold numbers and the data a plot needs; they never compute tests or draw.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["ScaledResiduals", "TestResult", "ResidualTests", "format_pvalue"]
+
+
+def _frozen_array(a) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+def _signif(x: float, digits: int = 5) -> str:
+    if x is None:
+        return "NA"
+    x = float(x)
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Inf" if x > 0 else "-Inf")
+    if x == 0:
+        return "0"
+    return f"{x:.{digits}g}"
+
+
+def format_pvalue(p: float | None, digits: int = 4) -> str:
+    """As R's format.pval(p, digits = 4) inside print.htest: 'p-value = 0.203' or '< 2.2e-16'."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "p-value = NA"
+    if p < 2.220446e-16:
+        return "p-value < 2.2e-16"
+    return f"p-value = {_signif(p, digits)}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class TestResult:
+    """One test: statistic, p-value, alternative, method, Monte-Carlo SE and what its plot needs.
+
+    ``mc_se`` is the Monte-Carlo standard error of a simulation-based p-value (binomial SE of an
+    empirical proportion over the simulations; doubled for two-sided p-values), None for tests
+    whose p-value is analytic. ``plot_data`` maps names to arrays/values (e.g. the simulated
+    statistics for a histogram). ``parameter`` and ``estimate`` print as in R.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    method: str
+    statistic: float
+    statistic_name: str
+    p_value: float
+    alternative: str
+    data_name: str = "res"
+    parameter: Mapping[str, float] | None = None
+    estimate: Mapping[str, float] | None = None
+    mc_se: float | None = None
+    n_sim: int | None = None
+    simulate_re: str | None = None
+    note: str | None = None
+    plot_data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    table: Any = None  # a pandas DataFrame for tests made of several parts (quantile, categorical)
+
+    def __post_init__(self):
+        object.__setattr__(self, "plot_data", MappingProxyType(dict(self.plot_data)))
+        if self.parameter is not None:
+            object.__setattr__(self, "parameter", MappingProxyType(dict(self.parameter)))
+        if self.estimate is not None:
+            object.__setattr__(self, "estimate", MappingProxyType(dict(self.estimate)))
+
+    # tuple-like access as in R: res$statistic, res$p.value
+    @property
+    def pvalue(self) -> float:
+        return self.p_value
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        return bool(self.p_value is not None and self.p_value < alpha)
+
+    def __str__(self) -> str:
+        out = ["", f"\t{self.method}", "", f"data:  {self.data_name}"]
+        parts = [f"{self.statistic_name} = {_signif(self.statistic)}"]
+        if self.parameter:
+            parts += [f"{k} = {_signif(v)}" for k, v in self.parameter.items()]
+        parts.append(format_pvalue(self.p_value))
+        out.append(", ".join(parts))
+        out.append(f"alternative hypothesis: {self.alternative}")
+        if self.estimate:
+            out.append("sample estimates:")
+            for k, v in self.estimate.items():
+                out.append(f"{k}: {_signif(v, 7)}")
+        if self.mc_se is not None:
+            extra = f" ({self.n_sim} simulations" + (f", {self.simulate_re}" if self.simulate_re else "") + ")"
+            out.append(f"Monte-Carlo standard error of the p-value: {_signif(self.mc_se, 2)}{extra}")
+        if self.table is not None:
+            out.append("")
+            out.append(self.table.to_string())
+        if self.note:
+            out.append(self.note)
+        out.append("")
+        return "\n".join(out)
+
+    __repr__ = __str__
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class ResidualTests:
+    """``residual_tests(res)``: uniformity, dispersion and outliers together (mapping-like)."""
+
+    uniformity: TestResult
+    dispersion: TestResult
+    outliers: TestResult
+
+    def __getitem__(self, k):
+        return getattr(self, k)
+
+    def items(self):
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+    def __str__(self):
+        return "\n".join(str(t) for _, t in self.items())
+
+    __repr__ = __str__
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class ScaledResiduals:
+    """Simulated scaled (randomised-PIT) residuals of a model: DHARMa's ``simulateResiduals`` object.
+
+    Attributes
+    ----------
+    residuals : (n,) array in [0, 1]
+        r_i = L_i if L_i == U_i else a uniform draw in [L_i, U_i], with L_i = #{sims < y_i} / n_sim
+        and U_i = #{sims <= y_i} / n_sim. Uniform under a correct model.
+    observed, fitted, trials : (n,) arrays
+        Observed response (binomial: successes), population-level fitted mean (binomial: the
+        probability) and binomial trials (ones otherwise).
+    integer_response : bool
+    n_sim : int
+        Number of simulations (refit mode: of successful refits).
+    simulate_re : str
+        "conditional", "unconditional" (random effects redrawn) or "given" (from_simulations).
+    method : str
+        "PIT" (simulated responses) or "refit" (ranks of the observed model's residuals among the
+        residuals of models refitted to simulated responses).
+    seed : int-like entropy
+        The root SeedSequence entropy: with the same model, n_sim, chunk_size and seed the
+        simulations and residuals are reproduced bit for bit (whatever ``n_jobs``).
+    chunk_size : int
+        Simulations per random stream.
+    counts_less, counts_leq : (n,) int arrays
+        #{sims < y_i} and #{sims <= y_i}.
+    sim_stats : mapping name -> (n_sim,) array
+        Per-simulation summaries accumulated while streaming ("spread": var(y* - fitted),
+        "spread_expected": var(y* - trials * fitted), "zeros": number of zeros, user summaries).
+    obs_stats : mapping name -> float
+        The same summaries of the observed response.
+    simulations : (n, n_sim) array or None
+        Only with ``keep_simulations=True`` (or given to ``from_simulations``).
+    group : optional labels (n,) after ``recalculate_residuals``; ``aggregate`` the aggregator.
+    refit : mapping or None
+        Refit mode: observed and simulated Pearson chi-square sums, fixed effects per refit,
+        number of failed refits.
+    """
+
+    residuals: np.ndarray
+    observed: np.ndarray
+    fitted: np.ndarray
+    trials: np.ndarray
+    integer_response: bool
+    n_sim: int
+    simulate_re: str
+    method: str
+    seed: Any
+    chunk_size: int
+    counts_less: np.ndarray
+    counts_leq: np.ndarray
+    sim_stats: Mapping[str, np.ndarray]
+    obs_stats: Mapping[str, float]
+    family_name: str = "unknown"
+    simulations: np.ndarray | None = None
+    group: np.ndarray | None = None
+    aggregate: str | None = None
+    refit: Mapping[str, Any] | None = None
+    model: Any = None  # the SimulableModel (adapter); lets tests regenerate simulations
+    _source: Any = None  # the engine's plan to regenerate simulations (simulate.py)
+
+    def __post_init__(self):
+        for name in ("residuals", "observed", "fitted", "trials", "counts_less", "counts_leq", "simulations", "group"):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name)))
+        object.__setattr__(self, "sim_stats", MappingProxyType({k: _frozen_array(v) for k, v in self.sim_stats.items()}))
+        object.__setattr__(self, "obs_stats", MappingProxyType(dict(self.obs_stats)))
+        if self.refit is not None:
+            object.__setattr__(self, "refit", MappingProxyType(dict(self.refit)))
+
+    @property
+    def nobs(self) -> int:
+        return int(self.residuals.shape[0])
+
+    def __len__(self) -> int:
+        return self.nobs
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.residuals, dtype=dtype)
+
+    def outliers(self, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
+        """Indices of rows with residual <= lower or >= upper (default: outside the simulation envelope)."""
+        r = self.residuals
+        return np.flatnonzero((r <= lower) | (r >= upper))
+
+    def quantile_residuals(self, dist=stats.norm, outlier_values=(-7.0, 7.0)) -> np.ndarray:
+        """Residuals transformed by ``dist.ppf`` (normal by default); 0 and 1 map to ``outlier_values``."""
+        r = self.residuals
+        out = np.asarray(dist.ppf(r), float)
+        if outlier_values is not None:
+            out = np.where(r <= 0, outlier_values[0], out)
+            out = np.where(r >= 1, outlier_values[1], out)
+        return out
+
+    def __str__(self) -> str:
+        r = self.residuals
+        head = ", ".join(f"{v:.4g}" for v in r[:10])
+        grp = f", grouped by {len(r)} groups ({self.aggregate})" if self.group is not None else ""
+        return (
+            f"Scaled residuals ({self.method}, {self.simulate_re} simulation, n_sim = {self.n_sim}, "
+            f"{self.nobs} observations{grp}, {'integer' if self.integer_response else 'continuous'} response, "
+            f"family {self.family_name})\n"
+            f"  {head}{', ...' if len(r) > 10 else ''}\n"
+            f"  outliers (outside the simulation envelope): {self.outliers().size}"
+        )
+
+    __repr__ = __str__

@@ -1,0 +1,217 @@
+"""Streaming simulation: chunks of simulated responses, each from its own spawned stream, reduced
+to counts and per-simulation summaries as they are made (memory O(nobs x chunk)).
+
+The plan
+--------
+``n_sim`` simulations are cut into chunks of ``chunk_size`` columns (the last may be shorter).
+Chunk ``i`` is drawn by ``model.simulate(stop - start, rng_i, conditional)`` with
+``rng_i = Generator(PCG64(SeedSequence(entropy, spawn_key=(0, i))))`` (see _rng.py). Chunks are
+grouped into joblib tasks; a task reduces its chunks to integer counts (exact to add up) and to
+per-simulation values stored by simulation index, so the result does not depend on how chunks are
+grouped into tasks or on ``n_jobs``. Because each chunk can be redrawn on its own, any later
+computation that needs the simulations again (a user summary, grouped residuals, the outlier
+bootstrap) replays exactly the same draws instead of storing them.
+
+Parallel backends
+-----------------
+Work goes through ``joblib.Parallel``: ``n_jobs=-1`` uses all cores with joblib's default
+process backend (loky); ``n_jobs=None`` defers to an enclosing ``joblib.parallel_config``, so
+
+    with joblib.parallel_config(backend="dask"):      # a dask.distributed Client must exist
+        res = simulate_residuals(fit, 250, refit=True, n_jobs=None)
+
+ships the chunks (or the refits) to a dask or ray cluster unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+
+from glmmdiag._rng import child_generator
+
+__all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult"]
+
+#: elements (nobs x chunk) per chunk that the automatic chunk size aims at (32 MB of float64)
+CHUNK_ELEMENTS = 1 << 22
+MAX_CHUNK = 64
+
+
+def default_chunk_size(nobs: int) -> int:
+    """Simulations per chunk: ~4M values per chunk, at most 64 columns, at least 1."""
+    return int(max(1, min(MAX_CHUNK, CHUNK_ELEMENTS // max(int(nobs), 1))))
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationPlan:
+    n_sim: int
+    chunk_size: int
+    seed: np.random.SeedSequence
+    conditional: bool
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_sim // self.chunk_size)
+
+    def bounds(self, i: int) -> tuple[int, int]:
+        start = i * self.chunk_size
+        return start, min(start + self.chunk_size, self.n_sim)
+
+
+def draw_chunk(model, plan: SimulationPlan, i: int) -> np.ndarray:
+    """Simulations start..stop-1 of chunk i as a float (nobs, stop - start) array (validated)."""
+    start, stop = plan.bounds(i)
+    fixed = getattr(model, "simulations", None)
+    if fixed is not None:
+        S = np.asarray(fixed[:, start:stop], float)
+    else:
+        S = np.asarray(model.simulate(stop - start, child_generator(plan.seed, 0, i), plan.conditional), float)
+    n = model.nobs
+    if S.ndim == 1 and stop - start == 1:
+        S = S[:, None]
+    if S.shape != (n, stop - start):
+        raise ValueError(
+            f"the model's simulate({stop - start}, ...) returned shape {S.shape}; expected ({n}, {stop - start}) "
+            f"= (nobs, nsim)"
+        )
+    if not np.all(np.isfinite(S)):
+        bad = ~np.isfinite(S)
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"simulated responses contain {int(bad.sum())} NaN/infinite values (rows {rows[:5].tolist()}"
+            f"{'...' if rows.size > 5 else ''}, simulations {start}..{stop - 1}): the model cannot simulate "
+            f"valid responses for these rows (check fitted means, weights and trials)"
+        )
+    return S
+
+
+@dataclasses.dataclass
+class Reductions:
+    """What a pass over the simulations computes (all optional)."""
+
+    target: np.ndarray | None = None  # count #{sims < target} and #{sims <= target}
+    agg: Any = None  # sparse (groups x nobs) matrix applied to every chunk first
+    centres: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # per-sim var(S - c)
+    zeros: bool = False
+    summaries: Mapping[str, Callable] = dataclasses.field(default_factory=dict)  # per-sim fn(column)
+    envelope: bool = False  # two smallest / two largest values per row
+    keep: bool = False  # return every column
+    keep_first: int = 0  # return the first k columns
+
+
+@dataclasses.dataclass
+class StreamResult:
+    less: np.ndarray | None
+    leq: np.ndarray | None
+    sim_stats: dict
+    envelope: tuple | None
+    kept: np.ndarray | None
+    warnings: list
+
+
+def _min2(S):
+    if S.shape[1] == 1:
+        return S[:, 0], np.full(S.shape[0], np.inf)
+    part = np.partition(S, 1, axis=1)
+    return part[:, 0], part[:, 1]
+
+
+def _merge_min2(a, b):
+    # two smallest of the union of (a1 <= a2) and (b1 <= b2)
+    a1, a2 = a
+    b1, b2 = b
+    m1 = np.minimum(a1, b1)
+    m2 = np.minimum(np.maximum(a1, b1), np.minimum(a2, b2))
+    return m1, m2
+
+
+def _run_task(model, plan: SimulationPlan, chunk_ids, red: Reductions) -> dict:
+    n_out = None
+    less = leq = None
+    stats: dict[str, list] = {}
+    env_lo = env_hi = None
+    kept = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in chunk_ids:
+            start, stop = plan.bounds(i)
+            S = draw_chunk(model, plan, i)
+            if red.agg is not None:
+                S = np.asarray(red.agg @ S)
+            if n_out is None:
+                n_out = S.shape[0]
+            if red.target is not None:
+                t = red.target[:, None]
+                c_less = np.count_nonzero(S < t, axis=1)
+                c_leq = c_less + np.count_nonzero(S == t, axis=1)
+                less = c_less if less is None else less + c_less
+                leq = c_leq if leq is None else leq + c_leq
+            for name, c in red.centres.items():
+                stats.setdefault(name, []).append((start, np.var(S - c[:, None], axis=0, ddof=1)))
+            if red.zeros:
+                stats.setdefault("zeros", []).append((start, np.count_nonzero(S == 0, axis=0).astype(float)))
+            for name, fn in red.summaries.items():
+                vals = np.array([float(fn(S[:, j])) for j in range(S.shape[1])])
+                stats.setdefault(name, []).append((start, vals))
+            if red.envelope:
+                lo = _min2(S)
+                hi = _min2(-S)
+                env_lo = lo if env_lo is None else _merge_min2(env_lo, lo)
+                env_hi = hi if env_hi is None else _merge_min2(env_hi, hi)
+            if red.keep:
+                kept.append((start, S.copy() if red.agg is None else S))
+            elif red.keep_first and start < red.keep_first:
+                kept.append((start, S[:, : red.keep_first - start].copy()))
+    msgs = sorted({str(w.message) for w in caught})
+    return {"less": less, "leq": leq, "stats": stats, "env": (env_lo, env_hi), "kept": kept, "warnings": msgs}
+
+
+def _task_groups(n_chunks: int, n_jobs) -> list[list[int]]:
+    try:
+        jobs = effective_n_jobs(n_jobs)
+    except Exception:  # pragma: no cover
+        jobs = 1
+    n_tasks = 1 if jobs == 1 else min(n_chunks, 4 * jobs)
+    edges = np.linspace(0, n_chunks, n_tasks + 1).round().astype(int)
+    return [list(range(edges[k], edges[k + 1])) for k in range(n_tasks) if edges[k + 1] > edges[k]]
+
+
+def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResult:
+    """Draw every chunk of ``plan`` (in parallel with joblib) and combine the reductions."""
+    groups = _task_groups(plan.n_chunks, n_jobs)
+    if len(groups) == 1:
+        parts = [_run_task(model, plan, groups[0], red)]
+    else:
+        parts = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_run_task)(model, plan, g, red) for g in groups
+        )
+    less = leq = None
+    stats: dict[str, np.ndarray] = {}
+    env_lo = env_hi = None
+    kept_parts = []
+    msgs: set[str] = set()
+    for part in parts:
+        if part["less"] is not None:
+            less = part["less"] if less is None else less + part["less"]
+            leq = part["leq"] if leq is None else leq + part["leq"]
+        for name, pieces in part["stats"].items():
+            arr = stats.setdefault(name, np.full(plan.n_sim, np.nan))
+            for start, vals in pieces:
+                arr[start : start + len(vals)] = vals
+        lo, hi = part["env"]
+        if lo is not None:
+            env_lo = lo if env_lo is None else _merge_min2(env_lo, lo)
+            env_hi = hi if env_hi is None else _merge_min2(env_hi, hi)
+        kept_parts.extend(part["kept"])
+        msgs.update(part["warnings"])
+    kept = None
+    if kept_parts:
+        kept_parts.sort(key=lambda t: t[0])
+        kept = np.concatenate([k for _, k in kept_parts], axis=1)
+    envelope = None
+    if env_lo is not None:
+        envelope = (env_lo[0], env_lo[1], -env_hi[0], -env_hi[1])  # min1, min2, max1, max2
+    return StreamResult(less, leq, stats, envelope, kept, sorted(msgs))
