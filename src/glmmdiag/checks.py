@@ -1,0 +1,828 @@
+"""Tests on simulated scaled residuals. Each returns a frozen ``TestResult`` (results.py) that prints
+like R's htest and carries what its plot needs; nothing here draws.
+
+Simulation-based p-values (``dispersion_test``, ``zero_inflation_test``, ``generic_test``,
+the Monte-Carlo ``outlier_test``) carry ``mc_se``, their Monte-Carlo standard error: the binomial
+SE sqrt(p (1 - p) / n_sim) of the tail proportion, doubled for two-sided p-values.
+
+Alternatives are "two-sided" (also accepted: "two.sided"), "greater" and "less".
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import integrate, interpolate, stats
+
+from glmmdiag._rng import child_generator
+from glmmdiag.residuals import replay
+from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
+from glmmdiag.simulate import Reductions
+
+__all__ = [
+    "uniformity_test",
+    "dispersion_test",
+    "outlier_test",
+    "zero_inflation_test",
+    "generic_test",
+    "quantile_test",
+    "categorical_test",
+    "temporal_autocorrelation_test",
+    "spatial_autocorrelation_test",
+    "residual_tests",
+    "durbin_watson_pvalue",
+    "benjamini_hochberg",
+    "holm",
+]
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _alt(alternative: str) -> str:
+    a = str(alternative).lower().replace(".", "-").replace("_", "-")
+    if a in ("two-sided", "twosided", "both"):
+        return "two-sided"
+    if a in ("greater", "less"):
+        return a
+    raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less'; got {alternative!r}")
+
+
+def _check_res(res) -> ScaledResiduals:
+    if not isinstance(res, ScaledResiduals):
+        raise TypeError(
+            f"expected the ScaledResiduals returned by simulate_residuals(...); got {type(res).__name__}"
+        )
+    return res
+
+
+def _generic_p(obs: float, sims: np.ndarray, alternative: str) -> tuple[float, float]:
+    """DHARMa's testGeneric p-value (no +1 correction) and its Monte-Carlo SE."""
+    sims = np.asarray(sims, float)
+    sims = sims[np.isfinite(sims)]
+    n = sims.size
+    p_gr = float(np.mean(sims >= obs))
+    p_le = float(np.mean(sims <= obs))
+    if alternative == "greater":
+        p = p_gr
+        se = math.sqrt(p * (1 - p) / n)
+    elif alternative == "less":
+        p = p_le
+        se = math.sqrt(p * (1 - p) / n)
+    else:
+        m = min(p_gr, p_le)
+        p = min(1.0, 2 * m)
+        se = min(1.0, 2 * math.sqrt(m * (1 - m) / n))
+    # a p-value of exactly 0 or 1 has binomial SE 0: report the resolution 1/n instead
+    return p, max(se, 1.0 / n) if p in (0.0, 1.0) else se
+
+
+def _ratio(obs, sims):
+    m = float(np.nanmean(sims))
+    if m == 0:
+        return math.inf if obs > 0 else math.nan
+    return float(obs / m)
+
+
+def benjamini_hochberg(p) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (as R's p.adjust(method = "BH"))."""
+    p = np.asarray(p, float)
+    n = p.size
+    if n == 0:
+        return p
+    order = np.argsort(p)[::-1]
+    ranks = np.arange(n, 0, -1)
+    adj = np.minimum.accumulate(p[order] * n / ranks)
+    out = np.empty(n)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def holm(p) -> np.ndarray:
+    """Holm adjusted p-values (as R's p.adjust(method = "holm"))."""
+    p = np.asarray(p, float)
+    n = p.size
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    adj = np.maximum.accumulate(p[order] * (n - np.arange(n)))
+    out = np.empty(n)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _data_name(res, extra="") -> str:
+    return "simulated scaled residuals" + extra
+
+
+# ---------------------------------------------------------------------------------- uniformity
+def uniformity_test(res: ScaledResiduals, alternative: str = "two-sided") -> TestResult:
+    """One-sample Kolmogorov-Smirnov test of the scaled residuals against Uniform(0, 1).
+
+    "greater": the residuals' ECDF lies above the uniform CDF somewhere (R's and scipy's
+    convention; statistic D+), "less": below (D-).
+    """
+    res = _check_res(res)
+    alt = _alt(alternative)
+    r = np.asarray(res.residuals, float)
+    kt = stats.kstest(r, "uniform", alternative=alt if alt != "two-sided" else "two-sided")
+    exact = r.size < 100
+    method = ("Exact" if exact else "Asymptotic") + " one-sample Kolmogorov-Smirnov test"
+    if not exact:
+        # R's asymptotic p-value (Kolmogorov distribution / Smirnov's limit) for n >= 100
+        n = r.size
+        if alt == "two-sided":
+            p = float(stats.kstwobign.sf(kt.statistic * math.sqrt(n)))
+        else:
+            p = float(math.exp(-2.0 * n * kt.statistic**2))
+    else:
+        p = float(kt.pvalue)
+    rs = np.sort(r)
+    return TestResult(
+        method=method,
+        statistic=float(kt.statistic),
+        statistic_name="D" if alt == "two-sided" else ("D^+" if alt == "greater" else "D^-"),
+        p_value=min(1.0, p),
+        alternative=alt,
+        data_name=_data_name(res),
+        simulate_re=res.simulate_re,
+        plot_data={"sorted_residuals": rs, "expected": (np.arange(1, rs.size + 1) - 0.5) / rs.size},
+    )
+
+
+# ---------------------------------------------------------------------------------- dispersion
+def dispersion_test(
+    res: ScaledResiduals,
+    alternative: str = "two-sided",
+    kind: str | None = None,
+    *,
+    df: str = "honest",
+    centre: str = "fitted",
+) -> TestResult:
+    """Over/underdispersion.
+
+    kind="simulation" (default unless the residuals were made with refit=True)
+        DHARMa's test: spread(y) = var(y - mu_pop), mu_pop the population-level fitted value;
+        statistic = spread(observed) / mean(spread(simulation_j)); p-value as ``generic_test``.
+        > 1 overdispersion, < 1 underdispersion. ``centre="expected"`` centres binomial counts on
+        trials * mu_pop instead of DHARMa's mu_pop (the probability).
+    kind="refit" (default for refit residuals)
+        Pearson chi-square of the observed model against those of the models refitted to each
+        simulation (a parametric bootstrap).
+    kind="pearson"
+        Pearson chi-square / residual df against chi-square(df). ``df="honest"`` uses
+        n - tr(2H - H^2) with H the hat matrix of the penalised fit (random effects counted by
+        their shrinkage: E[chi2] = df for a linear Gaussian smoother); ``df="model"`` uses
+        n - #parameters as R's df.residual and DHARMa, which is biased towards underdispersion
+        for mixed models.
+    """
+    res = _check_res(res)
+    alt = _alt(alternative)
+    if kind is None:
+        kind = "refit" if res.method == "refit" else "simulation"
+    kind = {"dharma": "simulation", "pearsonchisq": "pearson"}.get(kind.lower(), kind.lower())
+    if kind == "simulation":
+        key = "spread" if centre == "fitted" else "spread_expected"
+        if centre not in ("fitted", "expected"):
+            raise ValueError("centre must be 'fitted' or 'expected'")
+        if key not in res.sim_stats:
+            key = "spread"
+        obs, sims = res.obs_stats[key], res.sim_stats[key]
+        p, se = _generic_p(obs, sims, alt)
+        return TestResult(
+            method="Simulation-based dispersion test: var(y - fitted) observed vs simulated",
+            statistic=_ratio(obs, sims),
+            statistic_name="dispersion",
+            p_value=p,
+            alternative=alt,
+            data_name=_data_name(res),
+            mc_se=se,
+            n_sim=int(np.isfinite(sims).sum()),
+            simulate_re=res.simulate_re,
+            plot_data={"observed": obs, "simulated": np.asarray(sims)},
+        )
+    if kind == "refit":
+        if res.method != "refit" or res.refit is None:
+            raise ValueError("kind='refit' needs residuals made with simulate_residuals(..., refit=True)")
+        obs, sims = res.refit["pearson_obs"], np.asarray(res.refit["pearson_sims"])
+        p, se = _generic_p(obs, sims, alt)
+        return TestResult(
+            method="Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted",
+            statistic=_ratio(obs, sims),
+            statistic_name="dispersion",
+            p_value=p,
+            alternative=alt,
+            data_name=_data_name(res),
+            mc_se=se,
+            n_sim=int(np.isfinite(sims).sum()),
+            simulate_re=res.simulate_re,
+            plot_data={"observed": obs, "simulated": sims},
+        )
+    if kind == "pearson":
+        m = res.model
+        if m is None or not hasattr(m, "pearson_residuals"):
+            raise ValueError("kind='pearson' needs a model with Pearson residuals (a fitted model, not simulations)")
+        if res.group is not None:
+            raise ValueError("kind='pearson' is not available for grouped residuals")
+        pr = np.asarray(m.pearson_residuals(), float)
+        chi2 = float(np.sum(pr * pr))
+        n = pr.size
+        if df == "honest":
+            edf = m.edf() if hasattr(m, "edf") else None
+            if edf is None:
+                warnings.warn("effective df unavailable for this model; using the model's residual df", UserWarning, stacklevel=2)
+                rdf = float(m.df_resid)
+                df_label = "model"
+            else:
+                rdf = float(n - (2 * edf[0] - edf[1]))
+                df_label = "honest"
+        elif df == "model":
+            rdf = float(m.df_resid)
+            df_label = "model"
+        else:
+            raise ValueError("df must be 'honest' or 'model'")
+        lo, hi = stats.chi2.cdf(chi2, rdf), stats.chi2.sf(chi2, rdf)
+        p = {"greater": hi, "less": lo}.get(alt, min(1.0, 2 * min(lo, hi)))
+        return TestResult(
+            method=f"Parametric dispersion test via Pearson chi-square ({df_label} residual df)",
+            statistic=chi2 / rdf,
+            statistic_name="dispersion",
+            p_value=float(p),
+            alternative=alt,
+            data_name=_data_name(res),
+            parameter={"df": rdf},
+            estimate={"Pearson chi-square": chi2},
+            simulate_re=res.simulate_re,
+            note=None if alt == "greater" else "Note: the Pearson test is reliable for overdispersion (alternative='greater')",
+            plot_data={"pearson_residuals": pr},
+        )
+    raise ValueError(f"kind must be 'simulation', 'refit' or 'pearson'; got {kind!r}")
+
+
+# ---------------------------------------------------------------------------------- outliers
+def outlier_test(
+    res: ScaledResiduals,
+    alternative: str = "two-sided",
+    margin: str = "both",
+    type: str = "default",
+    n_boot: int = 100,
+    n_jobs=1,
+) -> TestResult:
+    """Too many (or too few) observations outside the simulation envelope.
+
+    type="binomial": the number of residuals below 1/(n_sim + 1) and/or above 1 - 1/(n_sim + 1)
+        against Binomial(n, p0), p0 = 1/(n_sim + 1) per margin (exact for continuous responses,
+        approximate for integer ones), as DHARMa.
+    type="bootstrap": a Monte-Carlo test. An outlier is a residual of exactly 0 or 1 (outside
+        every simulation). The first ``n_boot`` simulations are used in turn as pseudo-observed
+        data, each judged against the other simulations plus the observed data, so under the
+        model they are exchangeable with the observed data and the p-value
+        (1 + #{T_k >= T_obs}) / (n_boot + 1) is exact (DHARMa resamples instead). Needs the
+        simulations: replayed from their seeds when not kept.
+    type="default": bootstrap for integer responses with at most 500 observations, binomial
+        otherwise (DHARMa's rule).
+    """
+    res = _check_res(res)
+    alt = _alt(alternative)
+    if margin not in ("both", "upper", "lower"):
+        raise ValueError("margin must be 'both', 'upper' or 'lower'")
+    if type not in ("default", "binomial", "bootstrap"):
+        raise ValueError("type must be 'default', 'binomial' or 'bootstrap'")
+    if type == "default":
+        type = "bootstrap" if (res.integer_response and res.nobs <= 500 and res.method != "refit") else "binomial"
+    n, N = res.nobs, res.n_sim
+    r = res.residuals
+    if type == "binomial":
+        t = 1.0 / (N + 1)
+        lo, hi = int(np.sum(r < t)), int(np.sum(r > 1 - t))
+        k = {"both": lo + hi, "upper": hi, "lower": lo}[margin]
+        p0 = t * (2 if margin == "both" else 1)
+        bt = stats.binomtest(k, n, p0, alternative=alt)
+        return TestResult(
+            method="Outlier test: exact binomial test with approximate expectations",
+            statistic=float(k),
+            statistic_name=f"outliers at {margin} margin(s)",
+            p_value=float(bt.pvalue),
+            alternative=alt,
+            data_name=_data_name(res),
+            parameter={"observations": float(n)},
+            estimate={f"frequency of outliers (expected: {p0:.6g})": k / n},
+            simulate_re=res.simulate_re,
+            note=(
+                "Note: for integer responses the binomial expectation is approximate; type='bootstrap' is exact"
+                if res.integer_response
+                else None
+            ),
+            plot_data={"lower": np.flatnonzero(r < t), "upper": np.flatnonzero(r > 1 - t), "expected_frequency": p0},
+        )
+    # Monte-Carlo test with exchangeable pseudo-observations
+    if res.method == "refit":
+        raise ValueError("the bootstrap outlier test needs simulated responses; use type='binomial' for refit residuals")
+    K = int(min(n_boot, N))
+    if K < 1:
+        raise ValueError("n_boot must be >= 1")
+    out = replay(res, Reductions(envelope=True, keep_first=K), n_jobs=n_jobs)
+    min1, min2, max1, max2 = out.envelope
+    y = np.asarray(res.observed, float)
+    obs_lo = int(np.sum(y < min1))
+    obs_hi = int(np.sum(y > max1))
+    V = out.kept[:, :K]
+    min_ex = np.minimum(np.where(V == min1[:, None], min2[:, None], min1[:, None]), y[:, None])
+    max_ex = np.maximum(np.where(V == max1[:, None], max2[:, None], max1[:, None]), y[:, None])
+    T_lo = np.sum(V < min_ex, axis=0)
+    T_hi = np.sum(V > max_ex, axis=0)
+    T = {"both": T_lo + T_hi, "upper": T_hi, "lower": T_lo}[margin].astype(float)
+    t_obs = float({"both": obs_lo + obs_hi, "upper": obs_hi, "lower": obs_lo}[margin])
+    p_gr = (1 + np.sum(T >= t_obs)) / (K + 1)
+    p_le = (1 + np.sum(T <= t_obs)) / (K + 1)
+    p = {"greater": p_gr, "less": p_le}.get(alt, min(1.0, 2 * min(p_gr, p_le)))
+    pm = min(p_gr, p_le) if alt == "two-sided" else p
+    se = math.sqrt(max(pm * (1 - pm), 0.0) / K) * (2 if alt == "two-sided" else 1)
+    return TestResult(
+        method="Outlier test: Monte-Carlo (simulations as exchangeable pseudo-observations)",
+        statistic=t_obs,
+        statistic_name=f"outliers at {margin} margin(s)",
+        p_value=float(min(1.0, p)),
+        alternative=alt,
+        data_name=_data_name(res),
+        parameter={"observations": float(n)},
+        estimate={f"outlier frequency (expected: {np.mean(T) / n:.6g})": t_obs / n},
+        mc_se=max(se, 1.0 / (K + 1)),
+        n_sim=K,
+        simulate_re=res.simulate_re,
+        plot_data={"simulated": T, "observed": t_obs, "lower": np.flatnonzero(y < min1), "upper": np.flatnonzero(y > max1)},
+    )
+
+
+# ---------------------------------------------------------------------------------- zero inflation, generic
+def zero_inflation_test(res: ScaledResiduals, alternative: str = "two-sided") -> TestResult:
+    """Observed number of zeros against the simulated numbers; statistic = observed / mean simulated."""
+    res = _check_res(res)
+    alt = _alt(alternative)
+    obs, sims = res.obs_stats["zeros"], res.sim_stats["zeros"]
+    p, se = _generic_p(obs, sims, alt)
+    return TestResult(
+        method="Zero-inflation test: observed vs simulated number of zeros",
+        statistic=_ratio(obs, sims),
+        statistic_name="ratioObsSim",
+        p_value=p,
+        alternative=alt,
+        data_name=_data_name(res),
+        mc_se=se,
+        n_sim=int(np.size(sims)),
+        simulate_re=res.simulate_re,
+        plot_data={"observed": obs, "simulated": np.asarray(sims)},
+    )
+
+
+def generic_test(res: ScaledResiduals, summary_fn, alternative: str = "two-sided", *, name: str | None = None,
+                 n_jobs=1) -> TestResult:
+    """Any summary of the response, observed against simulated (DHARMa's testGeneric).
+
+    statistic = summary(observed) / mean(summary(simulation_j)); p-values: greater =
+    mean(T_j >= T_obs), less = mean(T_j <= T_obs), two-sided = min(1, 2 min). When ``name`` names
+    a summary accumulated by ``simulate_residuals(..., summaries={name: fn})`` it is reused;
+    otherwise the simulations are replayed from their seeds (or read when kept).
+    """
+    res = _check_res(res)
+    alt = _alt(alternative)
+    if not callable(summary_fn):
+        raise TypeError("summary_fn must be a function of a response vector returning a number")
+    label = name or getattr(summary_fn, "__name__", "summary")
+    if name is not None and name in res.sim_stats:
+        sims = res.sim_stats[name]
+    else:
+        out = replay(res, Reductions(summaries={"_user": summary_fn}), n_jobs=n_jobs)
+        sims = out.sim_stats["_user"]
+    obs = float(summary_fn(np.asarray(res.observed)))
+    p, se = _generic_p(obs, sims, alt)
+    return TestResult(
+        method=f"Simulation-based test of {label}: observed vs simulated",
+        statistic=_ratio(obs, sims),
+        statistic_name="ratioObsSim",
+        p_value=p,
+        alternative=alt,
+        data_name=_data_name(res),
+        mc_se=se,
+        n_sim=int(np.size(sims)),
+        simulate_re=res.simulate_re,
+        plot_data={"observed": obs, "simulated": np.asarray(sims)},
+    )
+
+
+# ---------------------------------------------------------------------------------- quantiles
+def _rank01(x) -> np.ndarray:
+    x = np.asarray(x, float)
+    rk = stats.rankdata(x, method="average")
+    return rk / rk.max()
+
+
+def _spline_basis(x: np.ndarray, df: int):
+    """Cubic B-spline basis (partition of unity) on [0, 1] with df + 1 columns and interior knots at
+    quantiles of x; returns (basis function, n_columns)."""
+    n_int = df - 3
+    if df < 1:
+        return None, 1
+    if df <= 3:  # polynomial of degree df: a B-spline basis without interior knots
+        k = df
+        t = np.r_[np.zeros(k + 1), np.ones(k + 1)]
+    else:
+        k = 3
+        inner = np.quantile(x, np.linspace(0, 1, n_int + 2)[1:-1])
+        inner = np.unique(np.clip(inner, 1e-9, 1 - 1e-9))
+        t = np.r_[np.zeros(k + 1), inner, np.ones(k + 1)]
+    ncol = len(t) - k - 1
+
+    def basis(z):
+        z = np.clip(np.asarray(z, float), 0.0, 1.0)
+        return interpolate.BSpline.design_matrix(z, t, k, extrapolate=False).toarray()
+
+    return basis, ncol
+
+
+def _quantile_lp(B: np.ndarray, r: np.ndarray, q: float):
+    """Exact linear quantile regression (pinball loss) by HiGHS; None when the solver fails."""
+    from scipy.optimize import linprog
+
+    n, p = B.shape
+    c = np.r_[np.zeros(p), np.full(n, q), np.full(n, 1 - q)]
+    import scipy.sparse as sp
+
+    A = sp.hstack([sp.csr_matrix(B), sp.identity(n, format="csr"), -sp.identity(n, format="csr")]).tocsr()
+    bounds = [(None, None)] * p + [(0, None)] * (2 * n)
+    try:
+        sol = linprog(c, A_eq=A, b_eq=r, bounds=bounds, method="highs")
+    except Exception:  # pragma: no cover
+        return None
+    if not sol.success:
+        return None
+    return sol.x[:p]
+
+
+def quantile_test(
+    res: ScaledResiduals,
+    predictor=None,
+    quantiles=(0.25, 0.5, 0.75),
+    *,
+    rank: bool = True,
+    df: int = 4,
+    curves: bool = True,
+    max_curve_points: int = 20000,
+) -> TestResult:
+    """Do the quantiles of the residuals depend on the predictor (default: fitted values)?
+
+    For each quantile q, under the model the residuals are Uniform(0, 1) whatever the predictor, so
+    the q-quantile of r given x is exactly q: a completely specified null. With sign scores
+    a_i = q - 1{r_i < q} (mean 0, variance q(1 - q) under H0) and a cubic B-spline basis B of the
+    rank-transformed predictor (``df`` shape degrees of freedom), two rank-score tests follow:
+    level: (sum a)^2 / (n q(1-q)) ~ chi2(1); shape: S'(Bc'Bc)^-1 S / (q(1-q)) ~ chi2(df) with Bc the
+    centred non-constant columns and S = Bc'a. Per q, p = min of the two Benjamini-Hochberg
+    adjusted p-values; overall p = smallest BH-adjusted per-q p-value (DHARMa's combination).
+    No model is fitted for the p-values, so the test cannot fail and works for any n.
+
+    With ``curves=True`` the plot data also hold the quantile-regression curves (exact pinball LP on
+    the same basis, on at most ``max_curve_points`` points, evenly subsampled by rank) and the null
+    +-1.96 SE band around each q.
+    """
+    res = _check_res(res)
+    r = np.asarray(res.residuals, float)
+    n = r.size
+    x = np.asarray(res.fitted if predictor is None else predictor, float).reshape(-1)
+    if x.shape[0] != n:
+        raise ValueError(f"predictor has {x.shape[0]} values but there are {n} residuals")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("predictor has NaN/infinite values")
+    xr = _rank01(x) if rank else (x - x.min()) / max(np.ptp(x), 1e-300)
+    n_unique = np.unique(xr).size
+    dfe = int(min(df, n_unique - 1))
+    basis, ncol = _spline_basis(xr, dfe) if dfe >= 1 else (None, 1)
+    qs = np.asarray(quantiles, float)
+    if np.any((qs <= 0) | (qs >= 1)):
+        raise ValueError("quantiles must lie strictly between 0 and 1")
+    rows = []
+    B = basis(xr) if basis is not None else None
+    if B is not None:
+        Bc = B[:, 1:] - B[:, 1:].mean(axis=0)
+        G = Bc.T @ Bc
+        Ginv = np.linalg.pinv(G)
+        rank_G = int(np.linalg.matrix_rank(G))
+    grid = np.linspace(0, 1, 101)
+    curves_out = {}
+    for q in qs:
+        a = q - (r < q).astype(float)
+        v = q * (1 - q)
+        t_level = a.sum() ** 2 / (n * v)
+        p_level = float(stats.chi2.sf(t_level, 1))
+        if B is not None and rank_G > 0:
+            s = Bc.T @ a
+            t_shape = float(s @ Ginv @ s / v)
+            p_shape = float(stats.chi2.sf(t_shape, rank_G))
+        else:
+            t_shape, p_shape = math.nan, math.nan
+        ps = [p_level] + ([p_shape] if np.isfinite(p_shape) else [])
+        p_q = float(np.min(benjamini_hochberg(ps)))
+        rows.append((q, t_level, p_level, t_shape, p_shape, p_q))
+        if curves:
+            curves_out[float(q)] = _curve(xr, r, q, basis, grid, max_curve_points)
+    table = pd.DataFrame(rows, columns=["quantile", "level_chi2", "level_p", "shape_chi2", "shape_p", "p_value"])
+    adj = benjamini_hochberg(table["p_value"].to_numpy())
+    table["p_adjusted"] = adj
+    p_all = float(np.min(adj))
+    # the null band of a fitted quantile curve: Var(fit(x)) = q(1-q) b(x)'(B'B)^-1 b(x)
+    band = {}
+    if B is not None:
+        BtBi = np.linalg.pinv(B.T @ B)
+        bg = basis(grid)
+        h = np.einsum("ij,jk,ik->i", bg, BtBi, bg)
+        for q in qs:
+            band[float(q)] = 1.96 * np.sqrt(q * (1 - q) * h)
+    return TestResult(
+        method=f"Quantile test: rank-score tests of residual quantiles vs predictor (cubic B-spline, {dfe} df)",
+        statistic=float(np.max(table["level_chi2"].to_numpy())) if B is None else float(np.nanmax(table["shape_chi2"].to_numpy(), initial=0.0)),
+        statistic_name="max shape chi-square" if B is not None else "max level chi-square",
+        p_value=p_all,
+        alternative="two-sided",
+        data_name=_data_name(res, " vs " + ("fitted values" if predictor is None else "predictor") + (" (ranked)" if rank else "")),
+        parameter={"df": float(dfe)},
+        simulate_re=res.simulate_re,
+        table=table.set_index("quantile"),
+        plot_data={"x": xr, "residuals": r, "grid": grid, "curves": curves_out, "null_band": band,
+                   "p_per_quantile": dict(zip(map(float, qs), adj))},
+    )
+
+
+def _curve(xr, r, q, basis, grid, max_points):
+    if basis is None:
+        return np.full(grid.shape, float(np.quantile(r, q)))
+    n = xr.size
+    idx = np.argsort(xr)
+    if n > max_points:
+        idx = idx[np.linspace(0, n - 1, max_points).round().astype(int)]
+    beta = _quantile_lp(basis(xr[idx]), r[idx], q)
+    if beta is None:
+        return None
+    return basis(grid) @ beta
+
+
+# ---------------------------------------------------------------------------------- categorical
+def categorical_test(res: ScaledResiduals, catpred) -> TestResult:
+    """Per-level uniformity (KS, Holm-adjusted) and equal spread across levels (Brown-Forsythe:
+    Levene's test centred on the median). p-value = min(1, 2 min(smallest Holm-adjusted KS p,
+    Levene p)) (Bonferroni over the two parts); both parts are in ``table``/``estimate``."""
+    res = _check_res(res)
+    r = np.asarray(res.residuals, float)
+    g = pd.Series(np.asarray(catpred))
+    if g.shape[0] != r.size:
+        raise ValueError(f"catpred has {g.shape[0]} values but there are {r.size} residuals")
+    if g.isna().any():
+        raise ValueError("catpred has missing values")
+    codes, levels = pd.factorize(g, sort=True)
+    if len(levels) < 2:
+        raise ValueError("catpred needs at least two levels")
+    groups = [r[codes == k] for k in range(len(levels))]
+    ks = [stats.kstest(gr, "uniform") for gr in groups]
+    p_ks = np.array([float(k.pvalue) for k in ks])
+    p_holm = holm(p_ks)
+    usable = [gr for gr in groups if gr.size >= 2]
+    if len(usable) >= 2:
+        lev = stats.levene(*usable, center="median")
+        F, p_lev = float(lev.statistic), float(lev.pvalue)
+    else:
+        F, p_lev = math.nan, math.nan
+    table = pd.DataFrame(
+        {"n": [gr.size for gr in groups], "D": [float(k.statistic) for k in ks], "p_value": p_ks, "p_holm": p_holm},
+        index=pd.Index([str(v) for v in levels], name="level"),
+    )
+    parts = [float(np.min(p_holm))] + ([p_lev] if np.isfinite(p_lev) else [])
+    p = min(1.0, len(parts) * min(parts))
+    return TestResult(
+        method="Categorical test: per-level KS uniformity (Holm) and Brown-Forsythe homogeneity of spread",
+        statistic=F,
+        statistic_name="Levene F (median-centred)",
+        p_value=float(p),
+        alternative="two-sided",
+        data_name=_data_name(res, " by level"),
+        parameter={"levels": float(len(levels))},
+        estimate={"smallest Holm-adjusted KS p": float(np.min(p_holm)), "Levene p": p_lev},
+        simulate_re=res.simulate_re,
+        table=table,
+        plot_data={"groups": dict(zip(map(str, levels), groups)), "levene_p": p_lev, "ks_holm": p_holm},
+    )
+
+
+# ---------------------------------------------------------------------------------- temporal
+def durbin_watson_pvalue(dw: float, n: int, alternative: str = "two-sided", exact: bool | None = None) -> float:
+    """P-value of the Durbin-Watson statistic of intercept-only residuals of length n (iid normal H0).
+
+    The eigenvalues of M A M (M = I - 11'/n, A the first-difference matrix) are
+    2 (1 - cos(pi j / n)), j = 1..n-1, so DW = sum l_j z_j^2 / sum z_j^2. P(DW <= d) is computed by
+    Imhof's (1961) inversion for n <= 2000 (``exact``), else by the normal approximation with the
+    exact mean and variance. "greater" (positive autocorrelation): P(DW <= d).
+    """
+    alt = _alt(alternative)
+    if n < 3:
+        raise ValueError("the Durbin-Watson test needs at least 3 observations")
+    lam = 2.0 * (1.0 - np.cos(np.pi * np.arange(1, n) / n))
+    if exact is None:
+        exact = n <= 2000
+    if exact:
+        c = lam - dw
+
+        def f(u):
+            if u == 0:
+                return 0.5 * c.sum()
+            cu = c * u
+            theta = 0.5 * np.arctan(cu).sum()
+            logrho = 0.25 * np.log1p(cu * cu).sum()
+            return math.sin(theta) / (u * math.exp(logrho))
+
+        val, _ = integrate.quad(f, 0, np.inf, limit=1000, epsabs=1e-10)
+        p_gt0 = 0.5 + val / math.pi  # P(sum c z^2 > 0) = P(DW > d)
+        lower = min(1.0, max(0.0, 1.0 - p_gt0))
+    else:
+        m = n - 1
+        mean = lam.mean()
+        var = 2.0 * np.sum((lam - mean) ** 2) / (m * (m + 2))
+        lower = float(stats.norm.cdf(dw, mean, math.sqrt(var)))
+    upper = 1.0 - lower
+    if alt == "greater":
+        return float(lower)
+    if alt == "less":
+        return float(upper)
+    return float(min(1.0, 2 * min(lower, upper)))
+
+
+def temporal_autocorrelation_test(res: ScaledResiduals, time, alternative: str = "two-sided") -> TestResult:
+    """Durbin-Watson test of the residuals ordered by ``time`` (DHARMa: lmtest::dwtest(r ~ 1)).
+
+    Times must be unique: with several observations per time (several series, repeated measures),
+    aggregate first with ``recalculate_residuals(res, group=time)`` or test each series.
+    """
+    res = _check_res(res)
+    alt = _alt(alternative)
+    t = np.asarray(time)
+    r = np.asarray(res.residuals, float)
+    if t.ndim != 1 or t.shape[0] != r.size:
+        raise ValueError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
+    if pd.isna(pd.Series(t)).any():
+        raise ValueError("time has missing values")
+    uniq, counts = np.unique(t, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(
+            f"time has duplicated values ({int(np.sum(counts > 1))} times occur more than once, e.g. {uniq[counts > 1][0]!r}): "
+            f"the Durbin-Watson test needs one residual per time. Aggregate with "
+            f"recalculate_residuals(res, group=time) and pass the unique times, or test each series separately"
+        )
+    order = np.argsort(t, kind="stable")
+    e = r[order] - r.mean()
+    dw = float(np.sum(np.diff(e) ** 2) / np.sum(e * e))
+    p = durbin_watson_pvalue(dw, r.size, alt)
+    return TestResult(
+        method="Durbin-Watson test",
+        statistic=dw,
+        statistic_name="DW",
+        p_value=p,
+        alternative={"two-sided": "true autocorrelation is not 0", "greater": "true autocorrelation is greater than 0",
+                     "less": "true autocorrelation is less than 0"}[alt],
+        data_name=_data_name(res, " ordered by time"),
+        simulate_re=res.simulate_re,
+        plot_data={"time": t[order], "residuals": r[order]},
+    )
+
+
+# ---------------------------------------------------------------------------------- spatial
+def _moran_from_weights(z: np.ndarray, W) -> tuple[float, float, float, float]:
+    """(I, S0, S1, S2) for weights W (dense or sparse), z centred."""
+    import scipy.sparse as sp
+
+    if sp.issparse(W):
+        W = W.tocsr()
+        S0 = float(W.sum())
+        cv = float(z @ (W @ z))
+        Wt = W.T.tocsr()
+        S1 = 0.5 * float((W + Wt).multiply(W + Wt).sum())
+        S2 = float(np.sum((np.asarray(W.sum(axis=1)).ravel() + np.asarray(W.sum(axis=0)).ravel()) ** 2))
+    else:
+        W = np.asarray(W, float)
+        S0 = float(W.sum())
+        cv = float(z @ W @ z)
+        S1 = 0.5 * float(np.sum((W + W.T) ** 2))
+        S2 = float(np.sum((W.sum(axis=1) + W.sum(axis=0)) ** 2))
+    n = z.size
+    I = n / S0 * cv / float(z @ z)
+    return I, S0, S1, S2
+
+
+def _moran_inverse_distance(z, coords, block: int = 2048):
+    """Moran's I with row-standardised 1/d weights from coordinates, in row blocks (O(n x block) memory)."""
+    n = coords.shape[0]
+    rs = np.empty(n)
+    for s in range(0, n, block):
+        d = np.sqrt(((coords[s : s + block, None, :] - coords[None, :, :]) ** 2).sum(-1))
+        with np.errstate(divide="ignore"):
+            w = 1.0 / d
+        w[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = 0.0
+        if not np.all(np.isfinite(w)):
+            i, j = np.argwhere(~np.isfinite(w))[0]
+            raise ValueError(
+                f"duplicate locations (rows {s + i} and {j} share coordinates): inverse-distance weights are "
+                f"undefined. Aggregate with recalculate_residuals(res, group=location) or pass weights="
+            )
+        rs[s : s + block] = w.sum(axis=1)
+    rs[rs == 0] = 1.0
+    cv = S1 = 0.0
+    colsum = np.zeros(n)
+    rowsum = np.zeros(n)
+    for s in range(0, n, block):
+        d = np.sqrt(((coords[s : s + block, None, :] - coords[None, :, :]) ** 2).sum(-1))
+        with np.errstate(divide="ignore"):
+            inv = 1.0 / d
+        inv[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = 0.0
+        w = inv / rs[s : s + block, None]  # w_ij for rows i in the block
+        wt = inv / rs[None, :]  # w_ji (distances are symmetric)
+        cv += float(z[s : s + block] @ (w @ z))
+        S1 += 0.5 * float(np.sum((w + wt) ** 2))
+        colsum += w.sum(axis=0)
+        rowsum[s : s + block] = w.sum(axis=1)
+    S0 = float(colsum.sum())
+    S2 = float(np.sum((rowsum + colsum) ** 2))
+    I = n / S0 * cv / float(z @ z)
+    return I, S0, S1, S2
+
+
+def spatial_autocorrelation_test(
+    res: ScaledResiduals, x=None, y=None, *, distance_matrix=None, weights=None, alternative: str = "two-sided"
+) -> TestResult:
+    """Moran's I of the residuals (DHARMa: ape::Moran.I).
+
+    Weights: ``weights`` as given (dense or scipy sparse), or 1/distance (zero diagonal) from
+    ``distance_matrix`` or from Euclidean distances of coordinates ``x``, ``y``; rows are scaled to
+    sum to 1 (as ape does). The null moments are Cliff & Ord's under randomisation (kurtosis of the
+    residuals included); p-value from the normal approximation. Coordinates are processed in row
+    blocks, so memory stays O(n x 2048) for large n (time is O(n^2)).
+    """
+    res = _check_res(res)
+    alt = _alt(alternative)
+    r = np.asarray(res.residuals, float)
+    n = r.size
+    z = r - r.mean()
+    given = sum(v is not None for v in (weights, distance_matrix)) + (x is not None or y is not None)
+    if given != 1:
+        raise ValueError("give exactly one of: coordinates x and y, distance_matrix=, or weights=")
+    if weights is not None or distance_matrix is not None:
+        import scipy.sparse as sp
+
+        M = weights if weights is not None else distance_matrix
+        if M.shape != (n, n):
+            raise ValueError(f"the matrix must be ({n}, {n}); got {M.shape}")
+        if weights is not None:
+            W = M.tocsr().astype(float) if sp.issparse(M) else np.array(M, float)
+        else:
+            D = np.asarray(M.toarray() if sp.issparse(M) else M, float)
+            off = ~np.eye(n, dtype=bool)
+            if np.any(D[off] <= 0):
+                raise ValueError("distance_matrix has zero/negative off-diagonal distances (duplicate locations)")
+            W = np.zeros((n, n))
+            W[off] = 1.0 / D[off]
+        if sp.issparse(W):
+            rsum = np.asarray(W.sum(axis=1)).ravel()
+            rsum[rsum == 0] = 1.0
+            W = sp.diags(1.0 / rsum) @ W
+        else:
+            rsum = W.sum(axis=1)
+            rsum[rsum == 0] = 1.0
+            W = W / rsum[:, None]
+        I, S0, S1, S2 = _moran_from_weights(z, W)
+        coords = None
+    else:
+        if x is None or y is None:
+            raise ValueError("give both x and y coordinates")
+        coords = np.column_stack([np.asarray(x, float).reshape(-1), np.asarray(y, float).reshape(-1)])
+        if coords.shape[0] != n:
+            raise ValueError(f"x and y must have {n} values (one per residual); got {coords.shape[0]}")
+        I, S0, S1, S2 = _moran_inverse_distance(z, coords)
+    EI = -1.0 / (n - 1)
+    b2 = (np.sum(z**4) / n) / (np.sum(z**2) / n) ** 2
+    num = n * ((n * n - 3 * n + 3) * S1 - n * S2 + 3 * S0**2) - b2 * ((n * n - n) * S1 - 2 * n * S2 + 6 * S0**2)
+    EI2 = num / ((n - 1) * (n - 2) * (n - 3) * S0**2)
+    sd = math.sqrt(max(EI2 - EI**2, 0.0))
+    zstat = (I - EI) / sd if sd > 0 else math.nan
+    lower = float(stats.norm.cdf(zstat))
+    p = {"greater": 1 - lower, "less": lower}.get(alt, 2 * min(lower, 1 - lower))
+    return TestResult(
+        method="Moran's I test for distance-based autocorrelation",
+        statistic=float(I),
+        statistic_name="observed",
+        p_value=float(min(1.0, p)),
+        alternative=alt,
+        data_name=_data_name(res),
+        estimate={"observed": float(I), "expected": EI, "sd": sd},
+        simulate_re=res.simulate_re,
+        plot_data={"coords": coords, "residuals": r},
+    )
+
+
+# ---------------------------------------------------------------------------------- together
+def residual_tests(res: ScaledResiduals) -> ResidualTests:
+    """Uniformity (KS), dispersion (default kind) and outliers (default type) together."""
+    return ResidualTests(uniformity_test(res), dispersion_test(res), outlier_test(res))
