@@ -333,7 +333,7 @@ class StatsmodelsGLMAdapter:
         if getattr(m, "offset", None) is not None:
             kw["offset"] = m.offset
         if getattr(m, "exposure", None) is not None:
-            kw["exposure"] = np.exp(m.exposure) if np.all(np.asarray(m.exposure) <= 50) else m.exposure
+            kw["exposure"] = np.exp(m.exposure)  # statsmodels stores log(exposure)
         new = type(m)(endog, m.exog, family=m.family, **kw)
         return StatsmodelsGLMAdapter(new.fit(start_params=self.results.params))
 

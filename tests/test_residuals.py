@@ -1,0 +1,307 @@
+"""simulate_residuals / recalculate_residuals: the randomised PIT by hand, reproducibility across
+n_jobs and chunkings of the same plan, streaming vs kept simulations, refit mode, bad input."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import glmmdiag as gd
+from glmmdiag.adapters import GLMMAdapter, SimulationsAdapter
+from glmmdiag.protocol import SimulableModel
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def cbpp_fit(load_data):
+    return gd.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", load_data("cbpp"), family="binomial")
+
+
+@pytest.fixture(scope="module")
+def pois_fit():
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(20), 8)
+    x = rng.normal(size=g.size)
+    y = rng.poisson(np.exp(0.3 + 0.5 * x + rng.normal(0, 0.6, 20)[g]))
+    import pandas as pd
+
+    df = pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+    return gd.glmm("y ~ x + (1 | g)", df, family="poisson")
+
+
+def _known_case(n=40, nsim=25, integer=True, seed=3):
+    rng = np.random.default_rng(seed)
+    if integer:
+        S = rng.poisson(3.0, size=(n, nsim)).astype(float)
+        y = rng.poisson(3.0, size=n).astype(float)
+    else:
+        S = rng.normal(size=(n, nsim))
+        y = rng.normal(size=n)
+    return y, S, np.full(n, 3.0)
+
+
+# ------------------------------------------------------------------ the PIT by hand
+@pytest.mark.parametrize("integer", [True, False])
+def test_first_20_residuals_match_hand_computation(integer):
+    y, S, f = _known_case(integer=integer)
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=2024)
+    nsim = S.shape[1]
+    # the tie-breaking stream: spawn key (1, 0) of SeedSequence(2024), reached here through spawn()
+    u = np.random.Generator(np.random.PCG64(np.random.SeedSequence(2024).spawn(2)[1].spawn(1)[0])).random(y.size)
+    expected = []
+    for i in range(20):
+        less = sum(1 for j in range(nsim) if S[i, j] < y[i])
+        leq = sum(1 for j in range(nsim) if S[i, j] <= y[i])
+        lo, hi = less / nsim, leq / nsim
+        expected.append(lo if lo == hi else lo + u[i] * (hi - lo))
+    assert np.array_equal(res.residuals[:20], np.array(expected))
+    assert res.n_sim == nsim and res.simulate_re == "given"
+    assert res.integer_response is integer
+    if integer:
+        assert np.any(res.counts_less != res.counts_leq)  # ties happened and were randomised
+    else:
+        assert np.allclose(res.residuals * nsim, np.round(res.residuals * nsim))  # on the grid {0, 1/n, ..., 1}
+
+
+def test_outliers_are_exact_zero_and_one():
+    y = np.array([-10.0, 10.0, 0.0])
+    S = np.tile(np.linspace(-1, 1, 9), (3, 1))
+    res = gd.simulate_residuals(gd.from_simulations(y, S, np.zeros(3)), seed=1)
+    assert res.residuals[0] == 0.0 and res.residuals[1] == 1.0
+    assert list(res.outliers()) == [0, 1]
+    q = res.quantile_residuals()
+    assert q[0] == -7 and q[1] == 7
+
+
+def test_per_simulation_summaries_by_hand():
+    y, S, f = _known_case()
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=1)
+    assert np.allclose(res.sim_stats["spread"], np.var(S - f[:, None], axis=0, ddof=1))
+    assert np.array_equal(res.sim_stats["zeros"], (S == 0).sum(axis=0))
+    assert res.obs_stats["spread"] == pytest.approx(np.var(y - f, ddof=1))
+
+
+# ------------------------------------------------------------------ reproducibility
+def test_same_seed_same_residuals_for_any_n_jobs(pois_fit):
+    kw = dict(seed=7, chunk_size=16)
+    r1 = gd.simulate_residuals(pois_fit, 100, n_jobs=1, **kw)
+    r2 = gd.simulate_residuals(pois_fit, 100, n_jobs=2, **kw)
+    r3 = gd.simulate_residuals(pois_fit, 100, n_jobs=-1, **kw)
+    for r in (r2, r3):
+        assert np.array_equal(r1.residuals, r.residuals)
+        assert np.array_equal(r1.counts_less, r.counts_less)
+        for k in r1.sim_stats:
+            assert np.array_equal(r1.sim_stats[k], r.sim_stats[k])
+    r4 = gd.simulate_residuals(pois_fit, 100, seed=8, chunk_size=16)
+    assert not np.array_equal(r1.residuals, r4.residuals)
+
+
+def test_chunks_are_the_documented_streams(pois_fit):
+    res = gd.simulate_residuals(pois_fit, 40, seed=5, chunk_size=16, keep_simulations=True)
+    ss = np.random.SeedSequence(5).spawn(1)[0].spawn(3)  # spawn key (0, i)
+    for i, (a, b) in enumerate([(0, 16), (16, 32), (32, 40)]):
+        rng = np.random.Generator(np.random.PCG64(ss[i]))
+        assert np.array_equal(res.simulations[:, a:b], pois_fit.simulate(b - a, seed=rng, conditional=True))
+    # more simulations with the same seed and chunk size repeat the same full chunks
+    longer = gd.simulate_residuals(pois_fit, 64, seed=5, chunk_size=16, keep_simulations=True)
+    assert np.array_equal(longer.simulations[:, :32], res.simulations[:, :32])  # the full chunks
+
+
+def test_streamed_equals_kept(pois_fit):
+    a = gd.simulate_residuals(pois_fit, 90, seed=3, chunk_size=7)
+    b = gd.simulate_residuals(pois_fit, 90, seed=3, chunk_size=7, keep_simulations=True)
+    assert a.simulations is None and b.simulations.shape == (pois_fit.nobs, 90)
+    assert np.array_equal(a.residuals, b.residuals)
+    S, y = b.simulations, b.observed
+    assert np.array_equal(a.counts_less, (S < y[:, None]).sum(1))
+    # a user summary replayed from the seeds equals one computed on the kept matrix
+    t1 = gd.generic_test(a, np.max)
+    t2 = gd.generic_test(b, np.max)
+    assert np.array_equal(t1.plot_data["simulated"], S.max(axis=0))
+    assert t1.p_value == t2.p_value
+
+
+def test_conditional_and_unconditional_modes_recorded(pois_fit):
+    c = gd.simulate_residuals(pois_fit, 20, seed=1)
+    u = gd.simulate_residuals(pois_fit, 20, seed=1, simulate_re="unconditional")
+    assert c.simulate_re == "conditional" and u.simulate_re == "unconditional"
+    assert not np.array_equal(c.residuals, u.residuals)
+    assert np.allclose(c.fitted, pois_fit.predict(type="response", re_form="~0"))
+
+
+def test_seed_none_is_recorded_and_reproducible(pois_fit):
+    a = gd.simulate_residuals(pois_fit, 30)
+    b = gd.simulate_residuals(pois_fit, 30, seed=np.random.SeedSequence(a.seed))
+    assert np.array_equal(a.residuals, b.residuals)
+
+
+def test_binomial_successes_and_trials(cbpp_fit):
+    res = gd.simulate_residuals(cbpp_fit, 50, seed=1, keep_simulations=True)
+    assert np.array_equal(res.observed, cbpp_fit.design.y)
+    assert np.array_equal(res.trials, cbpp_fit.design.w)
+    assert np.all(res.simulations <= res.trials[:, None])
+    assert "spread_expected" in res.sim_stats
+
+
+# ------------------------------------------------------------------ grouped residuals
+def test_recalculate_residuals_sums_by_group():
+    y, S, f = _known_case(n=30, nsim=40)
+    g = np.repeat(["c", "a", "b"], 10)
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=4)
+    grp = gd.recalculate_residuals(res, g)
+    assert list(grp.group) == ["a", "b", "c"]
+    for k, lab in enumerate(["a", "b", "c"]):
+        m = g == lab
+        ys, Ss = y[m].sum(), S[m].sum(axis=0)
+        assert grp.observed[k] == ys and grp.fitted[k] == pytest.approx(f[m].sum())
+        assert grp.counts_less[k] == np.sum(Ss < ys) and grp.counts_leq[k] == np.sum(Ss <= ys)
+        lo, hi = np.sum(Ss < ys) / 40, np.sum(Ss <= ys) / 40
+        assert lo <= grp.residuals[k] <= hi
+    again = gd.recalculate_residuals(res, g)
+    assert np.array_equal(again.residuals, grp.residuals)
+    mean = gd.recalculate_residuals(res, g, aggregate="mean")
+    assert mean.observed[0] == pytest.approx(y[g == "a"].mean())
+
+
+def test_recalculate_replays_the_same_simulations(pois_fit):
+    g = np.asarray(pois_fit.design.y * 0 + np.arange(pois_fit.nobs) // 8)
+    streamed = gd.simulate_residuals(pois_fit, 60, seed=9, chunk_size=8)
+    kept = gd.simulate_residuals(pois_fit, 60, seed=9, chunk_size=8, keep_simulations=True)
+    a = gd.recalculate_residuals(streamed, g, n_jobs=2)
+    b = gd.recalculate_residuals(kept, g)
+    assert np.array_equal(a.residuals, b.residuals)
+    assert np.array_equal(a.sim_stats["spread"], b.sim_stats["spread"])
+    assert a.nobs == 20
+
+
+# ------------------------------------------------------------------ refit
+def test_refit_mode(cbpp_fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r1 = gd.simulate_residuals(cbpp_fit, 12, seed=2, refit=True)
+        r2 = gd.simulate_residuals(cbpp_fit, 12, seed=2, refit=True, n_jobs=2)
+    assert r1.method == "refit" and r1.n_sim + r1.refit["n_failed"] == 12
+    assert np.array_equal(r1.residuals, r2.residuals)
+    assert r1.refit["pearson_sims"].shape == (r1.n_sim,)
+    t = gd.dispersion_test(r1)
+    assert t.method.startswith("Refit-based") and 0 <= t.p_value <= 1
+    assert t.statistic == pytest.approx(r1.refit["pearson_obs"] / np.mean(r1.refit["pearson_sims"]))
+    grp = gd.recalculate_residuals(r1, np.asarray(cbpp_fit.design.y * 0 + np.arange(56) // 4))
+    assert grp.nobs == 14
+
+
+def test_refit_needs_a_refittable_model():
+    y, S, f = _known_case()
+    with pytest.raises(TypeError, match="refit"):
+        gd.simulate_residuals(gd.from_simulations(y, S, f), refit=True)
+
+
+# ------------------------------------------------------------------ protocol conformance
+def test_adapters_conform(cbpp_fit, pois_fit, load_data):
+    lmm = gd.glmm("Reaction ~ Days + (Days | Subject)", load_data("sleepstudy"))
+    y, S, f = _known_case()
+    adapters = [GLMMAdapter(cbpp_fit), GLMMAdapter(pois_fit), GLMMAdapter(lmm), SimulationsAdapter(y, S, f)]
+    for a in adapters:
+        assert isinstance(a, SimulableModel)
+        assert gd.as_simulable(a) is a
+        n = a.nobs
+        for arr in (a.observed(), a.fitted(), a.trials()):
+            assert arr.shape == (n,)
+        s1 = a.simulate(3, np.random.default_rng(1), True)
+        s2 = a.simulate(3, np.random.default_rng(1), True)
+        assert s1.shape == (n, 3) and np.array_equal(s1, s2)
+        res = gd.simulate_residuals(a, 20, seed=1)
+        assert res.residuals.shape == (n,) and np.all((res.residuals >= 0) & (res.residuals <= 1))
+    assert isinstance(gd.as_simulable(cbpp_fit), GLMMAdapter)
+    assert GLMMAdapter(lmm).integer_response is False and GLMMAdapter(pois_fit).integer_response is True
+
+
+def test_results_are_frozen(pois_fit):
+    res = gd.simulate_residuals(pois_fit, 20, seed=1)
+    with pytest.raises(Exception):
+        res.n_sim = 3
+    with pytest.raises(ValueError):
+        res.residuals[0] = 0.5
+    assert "Scaled residuals" in str(res)
+
+
+def test_statsmodels_glm_adapter():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    y = rng.poisson(np.exp(0.5 + 0.3 * x))
+    fit = sm.GLM(y, sm.add_constant(x), family=sm.families.Poisson()).fit()
+    res = gd.simulate_residuals(fit, 100, seed=1)
+    assert res.family_name == "poisson" and res.integer_response
+    assert gd.uniformity_test(res).p_value > 1e-4
+    rb = gd.simulate_residuals(fit, 10, seed=1, refit=True)
+    assert rb.method == "refit"
+    t = gd.dispersion_test(res, kind="pearson", df="model")
+    assert t.parameter["df"] == pytest.approx(198)
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input_messages(pois_fit):
+    y, S, f = _known_case()
+    with pytest.raises(ValueError, match="n_sim must be >= 2"):
+        gd.simulate_residuals(pois_fit, 1)
+    with pytest.raises(TypeError, match="n_sim must be an integer"):
+        gd.simulate_residuals(pois_fit, 2.5)
+    with pytest.raises(TypeError, match="cannot simulate from a"):
+        gd.simulate_residuals(object(), 10)
+    with pytest.raises(ValueError, match="pass simulated.T"):
+        gd.from_simulations(y, S.T, f)
+    with pytest.raises(ValueError, match="rows but observed has"):
+        gd.from_simulations(y, S[:-1], f)
+    with pytest.raises(ValueError, match="fitted has 39 values"):
+        gd.from_simulations(y, S, f[:-1])
+    with pytest.raises(ValueError, match="at least 2 simulations"):
+        gd.from_simulations(y, S[:, :1], f)
+    bad = S.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN/infinite"):
+        gd.from_simulations(y, bad, f)
+    with pytest.raises(ValueError, match="only 25 simulations"):
+        gd.simulate_residuals(gd.from_simulations(y, S, f), 30)
+    with pytest.raises(ValueError, match="simulate_re"):
+        gd.simulate_residuals(pois_fit, 10, simulate_re="marginal")
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=1)
+    with pytest.raises(ValueError, match="group has 39 values but the residuals have 40"):
+        gd.recalculate_residuals(res, np.arange(39))
+    with pytest.raises(ValueError, match="aggregate"):
+        gd.recalculate_residuals(res, np.arange(40), aggregate="median")
+
+
+class _NaNModel:
+    """A protocol model whose simulations go wrong."""
+
+    family_name = "poisson"
+    nobs = 5
+    integer_response = True
+
+    def observed(self):
+        return np.arange(5.0)
+
+    def trials(self):
+        return np.ones(5)
+
+    def fitted(self):
+        return np.ones(5)
+
+    def simulate(self, n, rng, conditional=True):
+        out = rng.poisson(1.0, size=(5, n)).astype(float)
+        out[2, 0] = np.nan
+        return out
+
+
+class _WrongShape(_NaNModel):
+    def simulate(self, n, rng, conditional=True):
+        return np.zeros((n, 5))
+
+
+def test_model_simulating_nan_or_wrong_shape():
+    with pytest.raises(ValueError, match=r"NaN/infinite values \(rows \[2\]"):
+        gd.simulate_residuals(_NaNModel(), 10, seed=1)
+    with pytest.raises(ValueError, match=r"expected \(5, 10\)"):
+        gd.simulate_residuals(_WrongShape(), 10, seed=1)
