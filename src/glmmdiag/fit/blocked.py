@@ -176,39 +176,51 @@ class BlockedSystem:
         m = cp.G.shape[0]
         if m == 0:
             return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True)
-        S = cp.G.copy()
-        # subtract C W1 C'
-        sparse_r = isinstance(cp.Cr, SparseRest)
-        if cp.Cr is not None and cp.Cx is not None and not sparse_r:
-            C = np.vstack([cp.Cr, cp.Cx])
-            S -= self._right_w1(C, W1) @ C.T
-        else:
-            if cp.Cr is not None:
-                if sparse_r:
-                    S[:qr, :qr] -= self.pattern.schur_update(cp.Cr.vals, W1)
-                else:
-                    S[:qr, :qr] -= self._right_w1(cp.Cr, W1) @ cp.Cr.T
-            if cp.Cx is not None:
-                CxW = self._right_w1(cp.Cx, W1)
-                S[qr:, qr:] -= CxW @ cp.Cx.T
-                if cp.Cr is not None:
-                    blk = self.pattern.right_dense(cp.Cr.vals, CxW)
-                    S[qr:, :qr] -= blk
-                    S[:qr, qr:] -= blk.T
+        S = self.scale_rest(cp.G - self.c_w_ct(cp, W1), T)
         if qr:
-            lr = self.lam_rest_vec(T[1:])
-            if self.rest_scalar:
-                S[:qr, :] *= lr[:, None]
-                S[:, :qr] *= lr[None, :]
-            else:
-                S[:qr, :] = np.asarray(lr.T @ S[:qr, :])
-                S[:, :qr] = np.asarray((lr.T @ S[:, :qr].T).T)
             S[np.arange(qr), np.arange(qr)] += 1.0
         try:
             L22 = linalg.cholesky(S, lower=True, check_finite=False)
         except linalg.LinAlgError:
             return Factor(theta, T, a11, W1, None, logdet11, False)
         return Factor(theta, T, a11, W1, L22, logdet11, True)
+
+    def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
+        """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
+        qr, m = self.qr, cp.G.shape[0]
+        sparse_r = isinstance(cp.Cr, SparseRest)
+        if cp.Cr is not None and cp.Cx is not None and not sparse_r:
+            C = np.vstack([cp.Cr, cp.Cx])
+            return self._right_w1(C, W1) @ C.T
+        M = np.zeros((m, m))
+        if cp.Cr is not None:
+            if sparse_r:
+                M[:qr, :qr] = self.pattern.schur_update(cp.Cr.vals, W1)
+            else:
+                M[:qr, :qr] = self._right_w1(cp.Cr, W1) @ cp.Cr.T
+        if cp.Cx is not None:
+            CxW = self._right_w1(cp.Cx, W1)
+            M[qr:, qr:] = CxW @ cp.Cx.T
+            if cp.Cr is not None:
+                blk = self.pattern.right_dense(cp.Cr.vals, CxW)
+                M[qr:, :qr] = blk
+                M[:qr, qr:] = blk.T
+        return M
+
+    def scale_rest(self, M: np.ndarray, T) -> np.ndarray:
+        """L~' M L~: rows and columns of the rest random effects multiplied by Lambda_rest."""
+        qr = self.qr
+        if not qr:
+            return M
+        M = M.copy()
+        lr = self.lam_rest_vec(T[1:])
+        if self.rest_scalar:
+            M[:qr, :] *= lr[:, None]
+            M[:, :qr] *= lr[None, :]
+        else:
+            M[:qr, :] = np.asarray(lr.T @ M[:qr, :])
+            M[:, :qr] = np.asarray((lr.T @ M[:, :qr].T).T)
+        return M
 
     def _right_w1(self, C, W1):
         """C W1 where W1 is block diagonal (l1 blocks of q1 x q1)."""

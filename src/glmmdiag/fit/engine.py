@@ -36,7 +36,7 @@ class FitState:
     psi: np.ndarray | None = None  # the family's extra parameters (log scale); None without any
 
 
-LARGE_DENSE = 1000  # a Schur complement at least this large may use several BLAS threads
+LARGE_DENSE = 4000  # Schur complements this large may use several BLAS threads (threads under load cost 10x)
 
 
 def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
@@ -223,7 +223,7 @@ def _fit_lmm(design, reml, opt, start):
     prob = LMMProblem(design, reml)
     tm = prob.thetamap
     lb = tm.lower_bounds()
-    th0 = tm.initial() if start is None else np.maximum(start, lb)
+    th0 = prob.start_theta() if start is None else np.maximum(start, lb)
     jac = prob.objective_and_gradient if prob.has_gradient else None
     theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML", jac=jac)
     sol = prob.solution(theta)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from glmmdiag.fit.blocked import BlockedSystem
+from glmmdiag.fit.blocked import BlockedSystem, spd_inverse
 from glmmdiag.fit.covariance import ThetaMap
 
 __all__ = ["LMMProblem", "LMMSolution"]
+
+SCALAR_TRICK_MIN = 1e-3  # below this theta the general (own-entries) gradient is used
 
 
 @dataclass
@@ -44,6 +46,26 @@ class LMMProblem:
         self.sum_log_w = float(np.sum(np.log(design.w)))
 
     has_gradient = True
+
+    def start_theta(self) -> np.ndarray:
+        """Moment starting values: for each scalar intercept term, sqrt(max(var of the group means of
+        the OLS residuals - sigma^2 / mean group size, small) / sigma^2); other entries as lme4 (1 / 0)."""
+        d = self.design
+        theta = self.thetamap.initial()
+        sw = np.sqrt(d.w)
+        beta, *_ = linalg.lstsq(d.X * sw[:, None], (d.y - d.offset) * sw)
+        res = d.y - d.offset - d.X @ beta
+        s2 = float(np.sum(d.w * res**2) / max(self.n - self.p, 1))
+        if not s2 > 0:
+            return theta
+        for k, t in enumerate(d.terms):
+            if t.q != 1 or not np.allclose(t.z[:, 0], 1.0):
+                continue
+            cnt = np.bincount(t.refs, minlength=t.nlev)
+            means = np.bincount(t.refs, res, minlength=t.nlev) / np.maximum(cnt, 1)
+            between = float(np.var(means[cnt > 0])) - s2 / float(np.mean(cnt[cnt > 0]))
+            theta[self.thetamap.starts[k]] = np.sqrt(max(between, 0.01 * s2) / s2)
+        return theta
 
     def objective(self, theta) -> float:
         F = self.system.factor(self.cp, np.asarray(theta, float), self.thetamap)
@@ -92,7 +114,8 @@ class LMMProblem:
         beta, u = self._solve(F)
         T = F.T
         terms = d.terms
-        own = sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
+        scalar = all(t.q == 1 for t in terms) and np.all(theta > SCALAR_TRICK_MIN)
+        own = None if scalar else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
         starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in terms])]).astype(int)
         fitted = d.offset + d.X @ beta
         for k, t in enumerate(terms):
@@ -101,15 +124,43 @@ class LMMProblem:
         we = d.w * (d.y - fitted)
         nu = (self.n - self.p) if self.reml else self.n
         grad = np.empty(self.thetamap.n)
+        trace = self._scalar_traces(F) if scalar else None
         m = 0
         for k, t in enumerate(terms):
             uk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q)
             rows, cols = self.thetamap._order[k]
             for a, b in zip(rows, cols):
                 za = t.z[:, a]
-                grad[m] = 2.0 * np.sum(d.w * za * own[k][:, b]) - 2.0 * nu / r2 * np.sum(we * za * uk[t.refs, b])
+                tr = trace[k] if scalar else 2.0 * np.sum(d.w * za * own[k][:, b])
+                grad[m] = tr - 2.0 * nu / r2 * np.sum(we * za * uk[t.refs, b])
                 m += 1
         return dev, grad
+
+    def _scalar_traces(self, F):
+        """tr(A^{-1} dA/dtheta_k) for scalar terms with theta_k > 0.
+
+        With L~'Zbar'WZbar L~ = A - J, tr(A^{-1} dA/dtheta_k) = 2 (l_k - sum_{j in k} (A^{-1})_jj) / theta_k.
+        Rest terms: diagonal of S^{-1}; term 1: sum 1/a11 + tr(S^{-1} L~'C D C'L~), D = theta_1^2 / a11^2.
+        """
+        sysm, d = self.system, self.design
+        qr = sysm.qr
+        m = qr + (self.p if self.reml else 0)
+        theta = F.theta
+        t1 = theta[0]
+        out = []
+        if m:
+            Sinv = spd_inverse(F.L22[:m, :m])
+            Mw = sysm.scale_rest(sysm.c_w_ct(self.cp, t1 * t1 / F.a11**2), F.T)[:m, :m]
+            corr = float(np.sum(Mw * Sinv))
+        else:
+            corr = 0.0
+        out.append(2.0 * (d.terms[0].nlev - (np.sum(1.0 / F.a11) + corr)) / t1)
+        off = 0
+        for k, t in enumerate(d.terms[1:], start=1):
+            dk = float(np.sum(np.diag(Sinv)[off : off + t.nlev]))
+            out.append(2.0 * (t.nlev - dk) / theta[k])
+            off += t.nlev
+        return out
 
     def solution(self, theta) -> LMMSolution:
         theta = np.asarray(theta, float)
