@@ -1,0 +1,334 @@
+"""Estimated marginal means over a reference grid (Searle, Speed & Milliken 1980; Lenth's emmeans).
+
+The reference grid crosses the levels of every factor of the fixed part; each numeric covariate
+sits at its mean over the rows used in the fit (or at the values given in ``at=``), and
+transformed terms are computed from it (``I(age^2)`` at mean(age)^2, as emmeans does). Each row of
+the grid gives a row x of the fixed-effects model matrix (formulaic's model spec replays the
+encoding). A marginal mean for a combination of the ``specs`` factors is the equally weighted
+average of the grid rows with that combination, l = mean(x), so
+
+    estimate (link scale)  eta = l'b (+ offset),   SE = sqrt(l' V l).
+
+On the response scale the estimate is h(eta) for the inverse link h, its SE h'(eta) SE (delta
+method), and the interval is the link-scale interval eta +- q SE mapped through h, with q the
+normal quantile (``df=None``: asymptotic intervals, emmeans' ``df = Inf``, ``asymp.LCL``) or a t
+quantile with ``df`` degrees of freedom (``df="residual"``: ``fit.df_resid``, what emmeans uses for
+glmmTMB fits).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from glmmdiag.fit.design import evaluate_expression
+from glmmdiag.fit.formula import expression_variables
+
+__all__ = ["marginal_means", "MarginalMeans"]
+
+
+def _kind_name(kind) -> str:
+    return str(getattr(kind, "value", kind)).lower()
+
+
+def model_variables(fit) -> tuple[dict, list]:
+    """({factor variable: levels}, [numeric variables]) of the fixed part and the formula offsets."""
+    spec = fit.design.x_spec
+    data_vars = set(spec.variables_by_source.get("data", set()))
+    factors: dict[str, list] = {}
+    for key, (kind, state) in spec.encoder_state.items():
+        if _kind_name(kind) != "categorical":
+            continue
+        vs = (expression_variables(key) & data_vars) if key not in data_vars else {key}
+        if len(vs) != 1:
+            raise ValueError(
+                f"the factor {key!r} is built from {len(vs)} variables; marginal means need each factor "
+                f"to come from one column (create the combined factor in the data first)"
+            )
+        (v,) = vs
+        factors[v] = list(state.get("categories", []))
+    numeric = [v for v in sorted(data_vars) if v not in factors]
+    for e in fit.design.formula.offsets:
+        for v in sorted(expression_variables(e)):
+            if v not in factors and v not in numeric:
+                numeric.append(v)
+    # keep the order in which the variables enter the formula (for the grid's column order)
+    order = []
+    for term in spec.terms:
+        for v in sorted(spec.term_variables[term] & data_vars, key=lambda s: str(term).find(s)):
+            if v not in order:
+                order.append(v)
+    rank = {v: i for i, v in enumerate(order)}
+    numeric.sort(key=lambda v: rank.get(v, len(rank)))
+    factors = dict(sorted(factors.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    return factors, numeric
+
+
+def parse_specs(specs) -> list[str]:
+    """``"a"``, ``"~ a * b"``, ``"a:b"``, ``["a", "b"]`` -> ["a", "b"]."""
+    if isinstance(specs, str):
+        text = specs.strip()
+        if "|" in text:
+            raise ValueError(
+                f"specs {specs!r}: conditioning with '|' is not supported; give the factors to cross "
+                f"(e.g. '~ a * b') and compare within groups yourself"
+            )
+        text = text.lstrip("~").strip()
+        names = [p for p in re.split(r"[\s*:+]+", text) if p]
+    else:
+        names = [str(s).strip() for s in specs]
+    if not names:
+        raise ValueError("specs names no variable; give e.g. '~ treatment' or ['a', 'b']")
+    if len(set(names)) != len(names):
+        raise ValueError(f"specs repeats a variable: {names}")
+    return names
+
+
+def _fit_data(fit, data):
+    if data is None:
+        data = getattr(fit, "data", None)
+    if data is None:
+        return None
+    data = pd.DataFrame(data)
+    rows = np.asarray(fit.design.rows)
+    if len(data) < (rows.max() + 1 if rows.size else 0):
+        raise ValueError(
+            f"data= has {len(data)} rows but the fit used rows up to position {rows.max()}: pass the data "
+            f"frame the model was fitted to"
+        )
+    return data.iloc[rows]
+
+
+def _covariate_mean(fit, var, used) -> float:
+    if used is not None:
+        if var not in used.columns:
+            raise KeyError(f"covariate {var!r} is not a column of data=")
+        vals = pd.to_numeric(used[var], errors="coerce").to_numpy(float)
+        return float(np.nanmean(vals))
+    # without the data: a covariate that is its own term has its values as a column of X
+    spec = fit.design.x_spec
+    kept = fit.design.x_kept
+    for term, cols in spec.term_indices.items():
+        fs = list(term.factors)
+        if len(fs) == 1 and str(fs[0].expr) == var and len(cols) == 1:
+            c = cols[0]
+            if kept is not None:
+                pos = np.flatnonzero(np.asarray(kept) == c)
+                if not pos.size:
+                    continue
+                c = int(pos[0])
+            return float(np.mean(fit.design.X[:, c]))
+    raise ValueError(
+        f"cannot recover the mean of covariate {var!r} from the fit (it enters the model only through a "
+        f"transformation); pass data= (the data frame the model was fitted to) or give its value in at="
+    )
+
+
+def _as_values(v) -> list:
+    if isinstance(v, (str, bytes)) or np.ndim(v) == 0:
+        return [v]
+    return list(v)
+
+
+_RESPONSE_LABEL = {"binomial": "prob", "poisson": "rate", "nbinom1": "rate", "nbinom2": "rate"}
+
+
+class MarginalMeans:
+    """Estimated marginal means (``marginal_means``): ``table`` is the DataFrame emmeans prints.
+
+    Also kept, for contrasts: ``labels`` (one per mean), ``L`` (rows of the linear functions of
+    the fixed effects), ``eta`` and ``vcov_eta`` (link scale, offset included), ``df``, ``level``,
+    ``type``, ``link`` and ``estimate_name`` (the table's estimate column).
+    """
+
+    def __init__(self, table, specs, labels, L, eta, vcov_eta, df, level, type_, link, family_name,
+                 estimate_name, notes):
+        self.table = table
+        self.specs = specs
+        self.labels = labels
+        self.L = L
+        self.eta = eta
+        self.vcov_eta = vcov_eta
+        self.df = df
+        self.level = level
+        self.type = type_
+        self.link = link
+        self.family_name = family_name
+        self.estimate_name = estimate_name
+        self.notes = notes
+
+    @property
+    def columns(self):
+        return self.table.columns
+
+    def __getitem__(self, key):
+        return self.table[key]
+
+    def __len__(self):
+        return len(self.table)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def __repr__(self):
+        return self.table.to_string(index=False) + "\n\n" + "\n".join(self.notes)
+
+    def _repr_html_(self):
+        return self.table.to_html(index=False) + "<p>" + "<br>".join(self.notes) + "</p>"
+
+
+def resolve_df(fit, df) -> float:
+    if df is None:
+        return np.inf
+    if isinstance(df, str):
+        if df != "residual":
+            raise ValueError(f"df must be None (asymptotic), 'residual' or a number; got {df!r}")
+        return float(fit.df_resid)
+    df = float(df)
+    if not df > 0:
+        raise ValueError(f"df must be positive; got {df}")
+    return df
+
+
+def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level: float = 0.95,
+                   df=None, data=None, offset: float | None = None) -> MarginalMeans:
+    """Estimated marginal means, as ``emmeans(m, specs, type=...)``.
+
+    Parameters
+    ----------
+    fit : GLMMResults
+    specs : str or list of str
+        The factors whose level combinations get a mean: ``"fungicide"``, ``"~ extract * gen"``,
+        ``["extract", "gen"]``. A numeric covariate may appear only with its values in ``at``.
+    type : "link" or "response"
+        Link scale (column ``emmean``) or back-transformed (``prob`` for binomial, ``rate`` for
+        Poisson / negative binomial, ``response`` otherwise; identity links stay ``emmean``).
+    at : dict, optional
+        Values for grid variables: factor -> levels to keep, covariate -> value(s) (several values
+        of a covariate not in ``specs`` are averaged over).
+    level : float
+        Confidence level of the intervals.
+    df : None, "residual" or number
+        None: asymptotic (z) intervals (``df = inf``, columns ``asymp.LCL``/``asymp.UCL``);
+        "residual": t intervals with ``fit.df_resid`` (emmeans' choice for glmmTMB fits);
+        a number: t intervals with that many degrees of freedom (``lower.CL``/``upper.CL``).
+    data : DataFrame, optional
+        The data the model was fitted to; needed only for covariates that enter the model only
+        through a transformation (e.g. ``log(x)``) or an offset, whose mean cannot be read off the
+        fit.
+    offset : float, optional
+        The offset (link scale) at which to evaluate the means; by default offset expressions of
+        the formula are evaluated on the grid and an ``offset=`` vector is taken at its mean.
+
+    Returns
+    -------
+    MarginalMeans (``.table`` is the DataFrame; ``pairwise()`` takes the object).
+    """
+    if type not in ("link", "response"):
+        raise ValueError(f"type must be 'link' or 'response'; got {type!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    df_val = resolve_df(fit, df)
+    design = fit.design
+    factors, numeric = model_variables(fit)
+    names = parse_specs(specs)
+    known = list(factors) + numeric
+    at = dict(at or {})
+    for v in list(at):
+        if v not in known:
+            raise KeyError(f"at= names {v!r}, which is not a variable of the model's fixed part ({known})")
+    for v in names:
+        if v not in known:
+            raise KeyError(
+                f"specs names {v!r}, which is not a variable of the model's fixed part; its variables are "
+                f"{known}" + (f" (factors: {list(factors)})" if factors else " (no factors)")
+            )
+        if v in numeric and v not in at:
+            raise ValueError(
+                f"specs names the numeric covariate {v!r}: give the values at which to evaluate it, e.g. "
+                f"at={{{v!r}: [1, 2, 3]}}; without at= emmeans would report it at its mean only"
+            )
+
+    used = _fit_data(fit, data)
+    values: dict[str, list] = {}
+    for v, levels in factors.items():
+        if v in at:
+            keep = _as_values(at[v])
+            bad = [x for x in keep if x not in levels and str(x) not in map(str, levels)]
+            if bad:
+                raise ValueError(f"at[{v!r}] has levels {bad} that the factor does not have ({levels})")
+            by_str = {str(x): x for x in levels}
+            values[v] = [x if x in levels else by_str[str(x)] for x in keep]
+        else:
+            values[v] = list(levels)
+    for v in numeric:
+        values[v] = [float(x) for x in _as_values(at[v])] if v in at else [_covariate_mean(fit, v, used)]
+
+    # the grid: specs variables first (the first varying fastest, as emmeans), then the rest
+    others = [v for v in values if v not in names]
+    order = list(names) + others
+    combos = list(itertools.product(*[values[v] for v in reversed(order)]))
+    grid = pd.DataFrame([tuple(reversed(c)) for c in combos], columns=order)
+    for v in factors:
+        grid[v] = pd.Categorical(grid[v], categories=factors[v])
+    Xg = np.asarray(design.x_spec.get_model_matrix(grid, na_action="ignore"), float)
+    if design.x_kept is not None:
+        Xg = Xg[:, np.asarray(design.x_kept, int)]
+    off = np.zeros(len(grid))
+    if offset is not None:
+        off[:] = float(offset)
+    else:
+        for e in design.formula.offsets:
+            off += np.asarray(evaluate_expression(e, grid), float)
+        if design.formula.offsets and used is not None:
+            formula_off = sum(np.asarray(evaluate_expression(e, used), float) for e in design.formula.offsets)
+            off += float(np.mean(design.offset - formula_off))
+        elif not design.formula.offsets:
+            off += float(np.mean(design.offset)) if design.offset.size else 0.0
+
+    # average the grid rows sharing a specs combination (equal weights)
+    n_spec = int(np.prod([len(values[v]) for v in names]))
+    group = np.arange(len(grid)) % n_spec  # specs vary fastest in the product above
+    counts = np.bincount(group, minlength=n_spec)
+    A = np.zeros((n_spec, len(grid)))
+    A[group, np.arange(len(grid))] = 1.0 / counts[group]
+    L = A @ Xg
+    b = np.asarray(fit.fixef, float)
+    V = np.asarray(fit.vcov, float)
+    eta = L @ b + A @ off
+    Veta = L @ V @ L.T
+    se = np.sqrt(np.clip(np.diag(Veta), 0, None))
+
+    q = stats.norm.ppf(0.5 + level / 2) if np.isinf(df_val) else stats.t.ppf(0.5 + level / 2, df_val)
+    link = fit.family.link
+    fam = fit.family.name
+    out = grid.iloc[:n_spec][names].reset_index(drop=True)
+    lo_eta, hi_eta = eta - q * se, eta + q * se
+    notes = []
+    if type == "response" and link.name != "identity":
+        mu, d1 = link.inverse_derivs(eta)[:2]
+        est_name = _RESPONSE_LABEL.get(fam, "response")
+        est, se_out = mu, np.abs(d1) * se
+        a, c = link.inverse(lo_eta), link.inverse(hi_eta)
+        lo, hi = np.minimum(a, c), np.maximum(a, c)
+        notes.append(f"Intervals are back-transformed from the {link.name} scale")
+    else:
+        est_name = "emmean"
+        est, se_out, lo, hi = eta, se, lo_eta, hi_eta
+        if type == "link" and link.name != "identity":
+            notes.append(f"Results are given on the {link.name} (not the response) scale.")
+    lcl, ucl = ("asymp.LCL", "asymp.UCL") if np.isinf(df_val) else ("lower.CL", "upper.CL")
+    out[est_name] = est
+    out["SE"] = se_out
+    out["df"] = df_val
+    out[lcl] = lo
+    out[ucl] = hi
+    avg = [v for v in others if len(values[v]) > 1 and v in factors]
+    if avg:
+        notes.insert(0, f"Results are averaged over the levels of: {', '.join(avg)}")
+    notes.append(f"Confidence level used: {level:g}")
+    labels = [" ".join(str(out.at[i, v]) for v in names) for i in range(n_spec)]
+    return MarginalMeans(out, names, labels, L, eta, Veta, df_val, level, type, link, fam, est_name, notes)

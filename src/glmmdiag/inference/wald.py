@@ -1,0 +1,146 @@
+"""Wald chi-square tests per fixed-effect term (type II / III), as ``car::Anova``.
+
+Wald tests use only ``fit.fixef`` and ``fit.vcov`` (the inverse Hessian of the full
+likelihood, as glmmTMB's and lme4's ``vcov``).
+
+Type II (the default): a term is tested after all terms that do not contain it, but before its
+higher-order relatives (the terms whose factors include all of its factors, ``a:b`` for ``a``).
+On the quadratic approximation of the log-likelihood that ``vcov`` describes, dropping the
+relatives' coefficients R changes the term's coefficients T to the conditional estimate
+
+    b_T|R = b_T - V_TR V_RR^-1 b_R,   Var(b_T|R) = V_TT - V_TR V_RR^-1 V_RT,
+
+so the statistic is b_T|R' Var(b_T|R)^-1 b_T|R with as many degrees of freedom as the rank of
+Var(b_T|R). This is the Wald test of the hypothesis L b = 0 whose rows L = I_T - V_TR V_RR^-1 I_R
+span the part of the (term + relatives) coefficient space orthogonal, in the metric V, to the
+relatives -- the definition of a type II hypothesis. Terms without relatives are tested by their
+own coefficients.
+
+Type III tests every term's own coefficients, b_T' V_TT^-1 b_T, the intercept included. What a
+type III main-effect test means depends on the contrasts: with treatment contrasts (R's and
+formulaic's default) the main effect of ``a`` in ``a*b`` is the effect of ``a`` at the reference
+level of ``b``; use sum-to-zero contrasts (``C(a, contr.sum)``) for the classical meaning.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import linalg, stats
+
+from glmmdiag.inference._terms import find_terms, model_terms
+
+__all__ = ["wald_anova"]
+
+_COLUMNS = ["Chisq", "Df", "Pr(>Chisq)"]
+
+
+def _wald(b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
+    """b' V^- b and the rank of V (a generalised inverse for a singular V, as a Wald test needs)."""
+    if b.size == 0:
+        return np.nan, 0
+    w, U = linalg.eigh(0.5 * (V + V.T))
+    tol = max(w.max(initial=0.0), 0.0) * b.size * 1e-10
+    keep = w > tol
+    if not keep.any():
+        return np.nan, 0
+    z = U[:, keep].T @ b
+    return float(np.sum(z * z / w[keep])), int(keep.sum())
+
+
+def _check_fit(fit):
+    if not hasattr(fit, "design") or not hasattr(fit, "vcov"):
+        raise TypeError(f"expected a fitted model from glmmdiag.glmm(); got {type(fit).__name__}")
+    V = np.asarray(fit.vcov, float)
+    if not np.all(np.isfinite(V)):
+        raise ValueError(
+            "the fit's covariance matrix of the fixed effects has non-finite entries (a failed Hessian); "
+            "Wald tests and intervals need a finite vcov -- check the fit's warnings"
+        )
+    return np.asarray(fit.fixef, float), V
+
+
+def _contrast_note(fit, terms) -> str | None:
+    """A note for type III when some term has higher-order relatives and a factor is not coded with
+    sum-to-zero contrasts (its main-effect tests then depend on the reference levels)."""
+    contained = [t for t in terms if any(o.contains(t) for o in terms)]
+    if not contained:
+        return None
+    non_sum = []
+    for var, state in fit.design.x_spec.factor_contrasts.items():
+        name = type(getattr(state, "contrasts", None)).__name__
+        if "Sum" not in name and "Helmert" not in name and "Poly" not in name:
+            non_sum.append(str(var))
+    labels = ", ".join(t.label for t in contained)
+    if non_sum:
+        return (
+            f"type III tests of {labels} depend on the contrasts: with treatment contrasts "
+            f"({', '.join(non_sum)}) each is tested at the reference level of the factors it interacts "
+            f"with (and at 0 of interacting covariates); refit with sum-to-zero contrasts, e.g. "
+            f"C({non_sum[0]}, contr.sum), for the classical type III hypotheses, or use type II"
+        )
+    return (
+        f"type III tests of {labels} are tested at 0 of any interacting covariate; centre covariates "
+        f"for the classical type III hypotheses"
+    )
+
+
+def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
+    """Wald chi-square test per fixed-effect term, as ``car::Anova(m, type=...)``.
+
+    Parameters
+    ----------
+    fit : GLMMResults
+    type : 2 or 3 (also "II" / "III")
+        2: each term after all terms that do not contain it (marginality respected, the intercept
+        not tested); 3: each term's own coefficients, the intercept included (see the module doc
+        for what that means under treatment contrasts).
+    terms : str or list of str, optional
+        Only these terms (R's spelling ``"a:b"`` or formulaic's); an unknown name is a KeyError.
+
+    Returns
+    -------
+    DataFrame indexed by term with columns ``Chisq``, ``Df``, ``Pr(>Chisq)``; ``attrs["heading"]``
+    and, for type III with interactions, ``attrs["note"]``. Columns dropped as rank deficient
+    (aliased) do not count towards ``Df``.
+    """
+    kind = {2: 2, "2": 2, "II": 2, "ii": 2, 3: 3, "3": 3, "III": 3, "iii": 3}.get(type)
+    if kind is None:
+        raise ValueError(f"type must be 2 ('II') or 3 ('III'); got {type!r}")
+    b, V = _check_fit(fit)
+    all_terms = model_terms(fit)
+    tested = [t for t in all_terms if kind == 3 or not t.is_intercept]
+    if terms is not None:
+        wanted = find_terms(all_terms, terms)
+        if kind == 2 and any(t.is_intercept for t in wanted):
+            raise ValueError("the intercept has no type II test (car::Anova omits it); use type=3")
+        tested = [t for t in tested if t in wanted]
+    rows = []
+    for t in tested:
+        cT = list(t.columns)
+        if kind == 2:
+            cR = sorted({c for o in all_terms if o.contains(t) for c in o.columns})
+        else:
+            cR = []
+        bT, VTT = b[cT], V[np.ix_(cT, cT)]
+        if cR and cT:
+            VTR, VRR = V[np.ix_(cT, cR)], V[np.ix_(cR, cR)]
+            K = VTR @ linalg.pinvh(VRR)
+            bT = bT - K @ b[cR]
+            VTT = VTT - K @ VTR.T
+        chisq, df = _wald(bT, VTT)
+        p = stats.chi2.sf(chisq, df) if df > 0 else np.nan
+        rows.append((t.label, chisq, df, p))
+    out = pd.DataFrame([r[1:] for r in rows], index=pd.Index([r[0] for r in rows]), columns=_COLUMNS)
+    out["Df"] = out["Df"].astype(int)
+    out.attrs["heading"] = (
+        f"Analysis of Deviance Table (Type {'II' if kind == 2 else 'III'} Wald chisquare tests)\n\n"
+        f"Response: {fit.design.response_name}"
+    )
+    if kind == 3:
+        note = _contrast_note(fit, all_terms)
+        if note:
+            out.attrs["note"] = note
+            warnings.warn(note, UserWarning, stacklevel=2)
+    return out
