@@ -63,6 +63,7 @@ def simulate_residuals(
     keep_simulations: bool = False,
     chunk_size: int | None = None,
     summaries: dict | None = None,
+    refit_batch: int | None = None,
 ) -> ScaledResiduals:
     """Scaled quantile residuals of ``model`` from ``n_sim`` simulated responses.
 
@@ -96,6 +97,9 @@ def simulate_residuals(
     summaries : dict name -> function, optional
         Extra per-simulation summaries fn(response vector) -> float to accumulate while streaming
         (available to ``generic_test`` without replaying).
+    refit_batch : int, optional
+        Refits per joblib task (default: about four tasks per worker, so each worker receives the
+        model a few times only; 1 gives one task per refit, e.g. for a dask/ray cluster).
     """
     m = as_simulable(model)
     fixed = getattr(m, "simulations", None)
@@ -132,7 +136,8 @@ def simulate_residuals(
         centres["spread_expected"] = trials * fitted
     summaries = dict(summaries or {})
     if refit:
-        return _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep_simulations, centres, summaries)
+        return _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep_simulations, centres, summaries,
+                                refit_batch)
 
     red = Reductions(target=y, centres=centres, zeros=True, summaries=summaries, keep=keep_simulations)
     out = stream(m, plan, red, n_jobs=n_jobs)
@@ -188,7 +193,11 @@ def _refit_one(model, y_new):
             return None, np.nan, None, False, [], f"{type(exc).__name__}: {exc}"
 
 
-def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, summaries):
+def _refit_many(model, Y):
+    return [_refit_one(model, Y[:, j].copy()) for j in range(Y.shape[1])]
+
+
+def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, summaries, refit_batch=None):
     for need in ("refit", "conditional_fitted", "pearson_residuals"):
         if not hasattr(m, need):
             raise TypeError(
@@ -197,10 +206,16 @@ def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, su
     red = Reductions(centres=centres, zeros=True, summaries=summaries, keep=True)
     sims = stream(m, plan, red, n_jobs=n_jobs)
     S = sims.kept
-    if effective_n_jobs(n_jobs) == 1:
+    jobs = effective_n_jobs(n_jobs)
+    if jobs == 1:
         outs = [_refit_one(m, S[:, j].copy()) for j in range(plan.n_sim)]
     else:
-        outs = Parallel(n_jobs=n_jobs)(delayed(_refit_one)(m, S[:, j].copy()) for j in range(plan.n_sim))
+        # refits are grouped into ~4 tasks per worker: each task receives the model once
+        if refit_batch is None:
+            refit_batch = max(1, -(-plan.n_sim // (4 * jobs)))
+        groups = [list(range(a, min(a + refit_batch, plan.n_sim))) for a in range(0, plan.n_sim, refit_batch)]
+        parts = Parallel(n_jobs=n_jobs)(delayed(_refit_many)(m, S[:, g]) for g in groups)
+        outs = [o for part in parts for o in part]
     ok = [j for j, o in enumerate(outs) if o[0] is not None]
     failed = plan.n_sim - len(ok)
     if len(ok) < 2:

@@ -1,0 +1,211 @@
+"""Calibration study of the residual tests (``make calibrate``).
+
+Data sets are simulated from known GLMMs (30 groups x 10 observations, one covariate x ~ N(0, 1),
+random intercept SD 0.5), the model is fitted with glmmdiag, residuals are simulated (n_sim = 250,
+both simulation modes), and every test is run at alpha = 0.05. Printed: the rejection rate of each
+test with its 95% binomial (Clopper-Pearson) interval.
+
+Scenarios (``name: data-generating model -> fitted model``):
+
+* ``poisson``: Poisson log-link GLMM -> the same (H0 true)
+* ``poisson_olre``: + observation-level N(0, 0.5^2) on the linear predictor -> Poisson (overdispersed)
+* ``poisson_zi``: + 30% structural zeros -> Poisson (zero-inflated)
+* ``bernoulli``: logit GLMM with 0/1 response -> the same (H0 true)
+* ``beta``: beta (phi = 10) logit GLMM -> the same (H0 true)
+* ``gamma``: Gamma (shape 2) log GLMM -> the same (H0 true)
+* ``gamma_as_beta``: Gamma data rescaled into (0, 1) by y / (max y + 1) -> beta (misspecified)
+* ``beta_as_gamma``: beta data -> Gamma log link (misspecified)
+
+A scenario whose family the fitter rejects is skipped with a message. Targets (issue 4): type I
+error within [0.03, 0.07] for every test under a correct model; power >= 0.9 of the dispersion test
+against ``poisson_olre``.
+
+Usage::
+
+    python benchmarks/calibration.py                   # full: 200 replicates, all scenarios, both modes
+    python benchmarks/calibration.py --reps 50 --scenarios poisson bernoulli
+    python benchmarks/calibration.py --refit 100       # add the refit-based dispersion test (slow)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from scipy import stats
+
+import glmmdiag as gd
+
+N_GROUPS, N_PER = 30, 10
+SD_RE = 0.5
+ALPHA = 0.05
+
+SCENARIOS = {
+    # name: (generator, fitted family, link, which hypothesis is true)
+    "poisson": ("poisson", "poisson", None, "H0"),
+    "poisson_olre": ("poisson_olre", "poisson", None, "overdispersion"),
+    "poisson_zi": ("poisson_zi", "poisson", None, "zero-inflation"),
+    "bernoulli": ("bernoulli", "binomial", None, "H0"),
+    "beta": ("beta", "beta", None, "H0"),
+    "gamma": ("gamma", "gamma", "log", "H0"),
+    "gamma_as_beta": ("gamma_as_beta", "beta", None, "wrong family"),
+    "beta_as_gamma": ("beta", "gamma", "log", "wrong family"),
+}
+
+
+def simulate_data(kind: str, rng: np.random.Generator) -> pd.DataFrame:
+    g = np.repeat(np.arange(N_GROUPS), N_PER)
+    n = g.size
+    x = rng.standard_normal(n)
+    u = rng.normal(0.0, SD_RE, N_GROUPS)[g]
+    if kind.startswith("poisson"):
+        eta = 0.5 + 0.4 * x + u
+        if kind == "poisson_olre":
+            eta = eta + rng.normal(0.0, 0.5, n)
+        y = rng.poisson(np.exp(eta)).astype(float)
+        if kind == "poisson_zi":
+            y[rng.random(n) < 0.3] = 0.0
+    elif kind == "bernoulli":
+        p = 1.0 / (1.0 + np.exp(-(0.2 + 0.6 * x + u)))
+        y = (rng.random(n) < p).astype(float)
+    elif kind == "beta":
+        p = 1.0 / (1.0 + np.exp(-(0.2 + 0.5 * x + u)))
+        phi = 10.0
+        y = np.clip(rng.beta(p * phi, (1 - p) * phi), 1e-6, 1 - 1e-6)
+    elif kind in ("gamma", "gamma_as_beta"):
+        mu = np.exp(0.5 + 0.4 * x + u)
+        y = rng.gamma(2.0, mu / 2.0)
+        if kind == "gamma_as_beta":
+            y = y / (y.max() + 1.0)
+    else:
+        raise ValueError(kind)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
+TESTS = ["uniformity", "dispersion", "dispersion_pearson", "outliers", "zero_inflation", "quantiles"]
+
+
+def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit: int) -> list[dict]:
+    kind, family, link, _ = SCENARIOS[scenario]
+    ss = np.random.SeedSequence([seed, rep, sum(map(ord, scenario))])
+    rng = np.random.default_rng(ss)
+    df = simulate_data(kind, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fit = gd.glmm("y ~ x + (1 | g)", df, family=family, link=link)
+        except Exception as exc:  # a failed fit is recorded, not fatal
+            return [{"scenario": scenario, "rep": rep, "mode": m, "error": f"{type(exc).__name__}: {exc}"} for m in modes]
+        rows = []
+        for mode in modes:
+            res = gd.simulate_residuals(fit, n_sim, seed=rng.integers(2**63), simulate_re=mode)
+            row = {"scenario": scenario, "rep": rep, "mode": mode, "error": None}
+            row["uniformity"] = gd.uniformity_test(res).p_value
+            row["dispersion"] = gd.dispersion_test(res).p_value
+            row["dispersion_pearson"] = gd.dispersion_test(res, kind="pearson", alternative="greater").p_value
+            row["outliers"] = gd.outlier_test(res).p_value
+            row["zero_inflation"] = gd.zero_inflation_test(res).p_value
+            row["quantiles"] = gd.quantile_test(res, curves=False).p_value
+            rows.append(row)
+        if n_refit:
+            res = gd.simulate_residuals(fit, n_refit, seed=rng.integers(2**63), simulate_re="unconditional", refit=True)
+            rows.append({"scenario": scenario, "rep": rep, "mode": "refit", "error": None,
+                         "dispersion": gd.dispersion_test(res).p_value})
+    return rows
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else stats.beta.ppf(a, k, n - k + 1)
+    hi = 1.0 if k == n else stats.beta.ppf(1 - a, k + 1, n - k)
+    return float(lo), float(hi)
+
+
+def run_study(scenarios, n_rep=200, modes=("conditional", "unconditional"), n_sim=250, seed=2024, n_jobs=-1,
+              n_refit=0, refit_scenarios=("poisson", "poisson_olre")) -> pd.DataFrame:
+    """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value."""
+    jobs = []
+    for sc in scenarios:
+        nr = n_refit if sc in refit_scenarios else 0
+        jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr) for r in range(n_rep)]
+    out = Parallel(n_jobs=n_jobs, batch_size=4)(jobs)
+    return pd.DataFrame([row for rows in out for row in rows])
+
+
+def summarise(raw: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    rows = []
+    ok = raw[raw["error"].isna()]
+    for (sc, mode), d in ok.groupby(["scenario", "mode"], sort=False):
+        for t in TESTS:
+            if t not in d or d[t].isna().all():
+                continue
+            p = d[t].dropna().to_numpy()
+            k, n = int(np.sum(p < alpha)), p.size
+            lo, hi = clopper_pearson(k, n)
+            rows.append({"scenario": sc, "truth": SCENARIOS[sc][3], "mode": mode, "test": t, "n": n,
+                         "rejection_rate": k / n, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def available_scenarios(names) -> list[str]:
+    """Scenarios whose family the fitter accepts (a probe fit on one simulated data set)."""
+    ok = []
+    for sc in names:
+        kind, family, link, _ = SCENARIOS[sc]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gd.glmm("y ~ x + (1 | g)", simulate_data(kind, np.random.default_rng(0)), family=family, link=link)
+            ok.append(sc)
+        except Exception as exc:
+            print(f"skipping {sc}: the fitter rejects family {family!r} ({type(exc).__name__}: {exc})", file=sys.stderr)
+    return ok
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--n-sim", type=int, default=250)
+    ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
+    ap.add_argument("--modes", nargs="*", default=["conditional", "unconditional"])
+    ap.add_argument("--refit", type=int, default=0, help="refits per replicate for the refit dispersion test (0: off)")
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--n-jobs", type=int, default=-1)
+    ap.add_argument("--out", default=None, help="write the per-replicate p-values to this CSV")
+    a = ap.parse_args(argv)
+    scen = available_scenarios(a.scenarios)
+    t0 = time.perf_counter()
+    raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit)
+    el = time.perf_counter() - t0
+    if a.out:
+        raw.to_csv(a.out, index=False)
+    nerr = int(raw["error"].notna().sum())
+    summ = summarise(raw)
+    pd.set_option("display.width", 200)
+    print(f"calibration: {a.reps} replicates x {len(scen)} scenarios, n_sim = {a.n_sim}, alpha = {ALPHA}, "
+          f"{N_GROUPS} groups x {N_PER} obs; {el:.0f} s; failed fits: {nerr}")
+    wide = summ.assign(cell=lambda d: d.apply(lambda r: f"{r.rejection_rate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]", axis=1))
+    print(wide.pivot_table(index=["scenario", "truth", "mode"], columns="test", values="cell", aggfunc="first",
+                           sort=False).to_string())
+    h0 = summ[summ["truth"] == "H0"]
+    bad = h0[(h0["rejection_rate"] < 0.03) | (h0["rejection_rate"] > 0.07)]
+    print("\ntype I error outside [0.03, 0.07]:" if len(bad) else "\nall type I error rates within [0.03, 0.07]")
+    if len(bad):
+        print(bad[["scenario", "mode", "test", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
+    pw = summ[(summ["scenario"] == "poisson_olre") & (summ["test"] == "dispersion")]
+    if len(pw):
+        print("\npower of the dispersion test vs observation-level overdispersion (sigma = 0.5), target >= 0.9:")
+        print(pw[["mode", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
+    return summ
+
+
+if __name__ == "__main__":
+    main()
