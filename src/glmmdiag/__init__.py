@@ -13,6 +13,7 @@ from glmmdiag.checks import (
     zero_inflation_test,
 )
 from glmmdiag.fit import glmm
+from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, wald_anova
 from glmmdiag.protocol import SimulableModel
 from glmmdiag.residuals import recalculate_residuals, simulate_residuals
 from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
@@ -39,4 +40,10 @@ __all__ = [
     "temporal_autocorrelation_test",
     "spatial_autocorrelation_test",
     "residual_tests",
+    "wald_anova",
+    "anova",
+    "marginal_means",
+    "pairwise",
+    "cld",
+    "confint",
 ]
