@@ -305,6 +305,26 @@ def test_transformed_covariate_needs_data(contra):
     assert mm_at["emmean"][0] == pytest.approx(b[0] + b[1] * np.log(30.0), rel=1e-10)
 
 
+def test_offset_in_the_formula_is_evaluated_on_the_grid():
+    rng = np.random.default_rng(5)
+    n = 90
+    d = pd.DataFrame({"f": pd.Categorical(rng.choice(list("abc"), n)),
+                      "g": pd.Categorical(rng.choice([f"G{i}" for i in range(6)], n)),
+                      "t": rng.uniform(1, 5, n)})
+    d["y"] = rng.poisson(d["t"] * np.exp(0.4 * (d["f"] == "b")))
+    fit = _fit("y ~ f + offset(log(t)) + (1 | g)", d, family="poisson")
+    with pytest.raises(ValueError, match="offset uses 't'.*data="):
+        marginal_means(fit, "f")
+    b = fit.fixef.to_numpy()
+    mm = marginal_means(fit, "f", type="response", data=d)
+    assert list(mm.columns)[1] == "rate"
+    np.testing.assert_allclose(mm["rate"], np.exp(b[0] + np.r_[0, b[1:]] + np.log(d["t"].mean())), rtol=1e-10)
+    per_unit = marginal_means(fit, "f", type="response", offset=0.0)
+    np.testing.assert_allclose(per_unit["rate"], np.exp(b[0] + np.r_[0, b[1:]]), rtol=1e-10)
+    pw = pairwise(per_unit).contrasts
+    assert "ratio" in pw.columns and pw["ratio"][0] == pytest.approx(np.exp(-b[1]), rel=1e-10)
+
+
 def test_marginal_means_bad_input(oro_glm, contra_fit):
     with pytest.raises(KeyError, match="'nitrogen', which is not a variable"):
         marginal_means(oro_glm, "nitrogen")

@@ -23,6 +23,7 @@ the letters are named in the order of their first mean, so the first mean in the
 """
 from __future__ import annotations
 
+import itertools
 import string
 from dataclasses import dataclass, field
 
@@ -72,7 +73,7 @@ def _letter_names(n: int, alphabet: str) -> list[str]:
     names = list(alphabet)
     k = 2
     while len(names) < n:  # then aa, ab, ... (never reached with <= 52 groups)
-        names += ["".join(t) for t in __import__("itertools").product(alphabet, repeat=k)]
+        names += ["".join(t) for t in itertools.product(alphabet, repeat=k)]
         k += 1
     return names[:n]
 

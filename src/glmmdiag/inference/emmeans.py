@@ -13,7 +13,11 @@ On the response scale the estimate is h(eta) for the inverse link h, its SE h'(e
 method), and the interval is the link-scale interval eta +- q SE mapped through h, with q the
 normal quantile (``df=None``: asymptotic intervals, emmeans' ``df = Inf``, ``asymp.LCL``) or a t
 quantile with ``df`` degrees of freedom (``df="residual"``: ``fit.df_resid``, what emmeans uses for
-glmmTMB fits).
+glmmTMB fits). emmeans' default for lme4's linear mixed models, Kenward-Roger degrees of freedom,
+is not implemented: give ``df="residual"`` or a number there.
+
+Offsets written in the formula (``offset(log(t))``) are evaluated on the grid, i.e. at the mean of
+their variables, as emmeans does; ``offset=`` sets the link-scale offset directly.
 """
 from __future__ import annotations
 
@@ -264,8 +268,23 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
             values[v] = [x if x in levels else by_str[str(x)] for x in keep]
         else:
             values[v] = list(levels)
+    offset_only = set(numeric) - set(design.x_spec.variables_by_source.get("data", set()))
     for v in numeric:
-        values[v] = [float(x) for x in _as_values(at[v])] if v in at else [_covariate_mean(fit, v, used)]
+        if v in offset_only and offset is not None:
+            continue  # the offset is given: its variables are not needed
+        if v in at:
+            values[v] = [float(x) for x in _as_values(at[v])]
+            continue
+        try:
+            values[v] = [_covariate_mean(fit, v, used)]
+        except ValueError:
+            if v in offset_only:
+                raise ValueError(
+                    f"the offset uses {v!r}, whose mean cannot be read off the fit: pass data= (the data "
+                    f"frame the model was fitted to), its value in at=, or the offset itself as offset= "
+                    f"(link scale, e.g. 0 for rates per unit)"
+                ) from None
+            raise
 
     # the grid: specs variables first (the first varying fastest, as emmeans), then the rest
     others = [v for v in values if v not in names]
