@@ -325,6 +325,27 @@ def test_offset_in_the_formula_is_evaluated_on_the_grid():
     assert "ratio" in pw.columns and pw["ratio"][0] == pytest.approx(np.exp(-b[1]), rel=1e-10)
 
 
+def test_non_estimable_means_in_a_rank_deficient_model():
+    rng = np.random.default_rng(2)
+    a = ["a1"] * 10 + ["a2"] * 10 + ["a1"] * 10
+    b = ["b1"] * 20 + ["b2"] * 10  # the cell a2:b2 is empty
+    d = pd.DataFrame({"a": pd.Categorical(a), "b": pd.Categorical(b), "y": rng.normal(size=30)})
+    fit = _fit("y ~ a * b", d)
+    assert len(fit.fixef) == 3
+    with pytest.raises(ValueError, match="aliased.*pass data="):
+        marginal_means(fit, ["a", "b"])
+    cells = marginal_means(fit, ["a", "b"], data=d)
+    assert np.isnan(cells["emmean"][3]) and np.all(np.isfinite(cells["emmean"][:3]))
+    b_ = fit.fixef.to_numpy()
+    np.testing.assert_allclose(cells["emmean"][:3], [b_[0], b_[0] + b_[1], b_[0] + b_[2]], rtol=1e-10)
+    assert np.isnan(marginal_means(fit, "a", data=d)["emmean"][1])
+    pw = pairwise(cells)
+    assert len(pw.contrasts) == 3 and len(pw.letters) == 3
+    assert any("not estimable" in n for n in pw.notes)
+    tab = wald_anova(fit)
+    assert tab.loc["a:b", "Df"] == 0
+
+
 def test_marginal_means_bad_input(oro_glm, contra_fit):
     with pytest.raises(KeyError, match="'nitrogen', which is not a variable"):
         marginal_means(oro_glm, "nitrogen")

@@ -208,13 +208,15 @@ def pairwise(means, adjust: str = "tukey", alpha: float = 0.05, type: str | None
     scale = means.type if type is None else type
     if scale not in ("link", "response"):
         raise ValueError(f"type must be 'link' or 'response'; got {scale!r}")
-    k = len(means.labels)
+    ok = np.isfinite(means.eta)
+    keep = np.flatnonzero(ok)
+    k = keep.size
     if k < 2:
-        raise ValueError("pairwise comparisons need at least two means")
+        raise ValueError("pairwise comparisons need at least two (estimable) means")
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     if reverse:
         pairs = [(j, i) for i, j in pairs]
-    eta, V, df = means.eta, means.vcov_eta, means.df
+    eta, V, df = means.eta[keep], means.vcov_eta[np.ix_(keep, keep)], means.df
     C = np.zeros((len(pairs), k))
     for r, (i, j) in enumerate(pairs):
         C[r, i], C[r, j] = 1.0, -1.0
@@ -227,9 +229,12 @@ def pairwise(means, adjust: str = "tukey", alpha: float = 0.05, type: str | None
 
     link = means.link.name
     notes = []
+    if k < len(means.labels):
+        dropped = [means.labels[i] for i in np.flatnonzero(~ok)]
+        notes.append(f"not estimable, left out of the comparisons: {', '.join(dropped)}")
     ratio = scale == "response" and link in ("logit", "log")
     sep = " / " if ratio else " - "
-    labels = means.labels
+    labels = [means.labels[i] for i in keep]
     out = pd.DataFrame({"contrast": [f"{labels[i]}{sep}{labels[j]}" for i, j in pairs]})
     if ratio:
         est_name = "odds.ratio" if link == "logit" else "ratio"
@@ -255,8 +260,8 @@ def pairwise(means, adjust: str = "tukey", alpha: float = 0.05, type: str | None
     sig = np.zeros((k, k), bool)
     for (i, j), pv in zip(pairs, p):
         sig[i, j] = sig[j, i] = bool(pv < alpha)
-    letters = cld(labels, sig, estimates=means.table[means.estimate_name].to_numpy(), decreasing=decreasing)
-    tab = means.table.copy()
+    letters = cld(labels, sig, estimates=means.table[means.estimate_name].to_numpy()[keep], decreasing=decreasing)
+    tab = means.table.iloc[keep].copy()
     tab.index = pd.Index(labels)
     tab = tab.loc[letters.index].reset_index(drop=True)
     tab[".group"] = letters.to_numpy()

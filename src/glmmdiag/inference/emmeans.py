@@ -137,6 +137,29 @@ def _as_values(v) -> list:
     return list(v)
 
 
+def _non_estimable(fit, Xg_full, used) -> np.ndarray:
+    """Grid rows outside the row space of the full model matrix (columns dropped as aliased).
+
+    A linear function l'beta of a rank-deficient model is estimable iff l is orthogonal to the
+    null space of X; that needs the full X, rebuilt from the data.
+    """
+    if used is None:
+        raise ValueError(
+            "the model dropped aliased (rank-deficient) fixed-effect columns, so some marginal means may "
+            "not be estimable; pass data= (the data frame the model was fitted to) so that they can be "
+            "detected"
+        )
+    X = np.asarray(fit.design.x_spec.get_model_matrix(used, na_action="ignore"), float)
+    _, sv, Vt = np.linalg.svd(X, full_matrices=True)
+    tol = (sv[0] if sv.size else 0.0) * max(X.shape) * np.finfo(float).eps * 10
+    rank = int(np.sum(sv > tol))
+    N = Vt[rank:].T  # null space of X
+    if N.size == 0:
+        return np.zeros(len(Xg_full), bool)
+    scale = np.maximum(np.linalg.norm(Xg_full, axis=1), 1.0)
+    return np.max(np.abs(Xg_full @ N), axis=1) > 1e-6 * scale
+
+
 _RESPONSE_LABEL = {"binomial": "prob", "poisson": "rate", "nbinom1": "rate", "nbinom2": "rate"}
 
 
@@ -294,7 +317,9 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     for v in factors:
         grid[v] = pd.Categorical(grid[v], categories=factors[v])
     Xg = np.asarray(design.x_spec.get_model_matrix(grid, na_action="ignore"), float)
+    non_est = np.zeros(len(grid), bool)
     if design.x_kept is not None:
+        non_est = _non_estimable(fit, Xg, used)
         Xg = Xg[:, np.asarray(design.x_kept, int)]
     off = np.zeros(len(grid))
     if offset is not None:
@@ -315,10 +340,14 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     A = np.zeros((n_spec, len(grid)))
     A[group, np.arange(len(grid))] = 1.0 / counts[group]
     L = A @ Xg
+    bad = (A @ non_est.astype(float)) > 0  # a mean averaging any non-estimable grid row
     b = np.asarray(fit.fixef, float)
     V = np.asarray(fit.vcov, float)
     eta = L @ b + A @ off
     Veta = L @ V @ L.T
+    eta[bad] = np.nan
+    Veta[bad, :] = np.nan
+    Veta[:, bad] = np.nan
     se = np.sqrt(np.clip(np.diag(Veta), 0, None))
 
     q = stats.norm.ppf(0.5 + level / 2) if np.isinf(df_val) else stats.t.ppf(0.5 + level / 2, df_val)
@@ -348,6 +377,9 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     avg = [v for v in others if len(values[v]) > 1 and v in factors]
     if avg:
         notes.insert(0, f"Results are averaged over the levels of: {', '.join(avg)}")
+    if bad.any():
+        notes.insert(0, f"{int(bad.sum())} mean(s) not estimable (aliased columns were dropped from the "
+                        f"model; e.g. an empty cell): reported as NaN")
     notes.append(f"Confidence level used: {level:g}")
     labels = [" ".join(str(out.at[i, v]) for v in names) for i in range(n_spec)]
     return MarginalMeans(out, names, labels, L, eta, Veta, df_val, level, type, link, fam, est_name, notes)
