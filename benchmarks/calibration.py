@@ -25,6 +25,7 @@ Usage::
     python benchmarks/calibration.py                   # full: 200 replicates, all scenarios, both modes
     python benchmarks/calibration.py --reps 50 --scenarios poisson bernoulli
     python benchmarks/calibration.py --refit 100       # add the refit-based dispersion test (slow)
+    python benchmarks/calibration.py --calibrate 39    # add parametric-bootstrap calibrated p-values (cal_*)
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from joblib import Parallel, delayed
 from scipy import stats
 
 import glmmdiag as gd
+import glmmdiag.checks
 
 N_GROUPS, N_PER = 30, 10
 SD_RE = 0.5
@@ -91,9 +93,12 @@ def simulate_data(kind: str, rng: np.random.Generator) -> pd.DataFrame:
 
 
 TESTS = ["uniformity", "dispersion", "dispersion_pearson", "outliers", "zero_inflation", "quantiles"]
+CAL_TESTS = ["uniformity", "dispersion", "outliers", "zero_inflation", "quantiles"]
+ALL_TESTS = TESTS + [f"cal_{t}" for t in CAL_TESTS]
 
 
-def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit: int) -> list[dict]:
+def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit: int, n_cal: int = 0,
+                  cal_modes=("conditional",)) -> list[dict]:
     kind, family, link, _ = SCENARIOS[scenario]
     ss = np.random.SeedSequence([seed, rep, sum(map(ord, scenario))])
     rng = np.random.default_rng(ss)
@@ -114,6 +119,10 @@ def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit
             row["outliers"] = gd.outlier_test(res).p_value
             row["zero_inflation"] = gd.zero_inflation_test(res).p_value
             row["quantiles"] = gd.quantile_test(res, curves=False).p_value
+            if n_cal and mode in cal_modes:
+                cal = gd.checks.calibrated_tests(res, n_cal, CAL_TESTS, seed=rng.integers(2**63))
+                for t in CAL_TESTS:
+                    row[f"cal_{t}"] = cal[t].p_value
             rows.append(row)
         if n_refit:
             res = gd.simulate_residuals(fit, n_refit, seed=rng.integers(2**63), simulate_re="unconditional", refit=True)
@@ -130,12 +139,13 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def run_study(scenarios, n_rep=200, modes=("conditional", "unconditional"), n_sim=250, seed=2024, n_jobs=-1,
-              n_refit=0, refit_scenarios=("poisson", "poisson_olre")) -> pd.DataFrame:
+              n_refit=0, refit_scenarios=("poisson", "poisson_olre"), n_cal=0, cal_modes=("conditional",)) -> pd.DataFrame:
     """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value."""
     jobs = []
     for sc in scenarios:
         nr = n_refit if sc in refit_scenarios else 0
-        jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr) for r in range(n_rep)]
+        jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr, n_cal, tuple(cal_modes))
+                 for r in range(n_rep)]
     out = Parallel(n_jobs=n_jobs, batch_size=4)(jobs)
     return pd.DataFrame([row for rows in out for row in rows])
 
@@ -144,7 +154,7 @@ def summarise(raw: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     rows = []
     ok = raw[raw["error"].isna()]
     for (sc, mode), d in ok.groupby(["scenario", "mode"], sort=False):
-        for t in TESTS:
+        for t in ALL_TESTS:
             if t not in d or d[t].isna().all():
                 continue
             p = d[t].dropna().to_numpy()
@@ -177,13 +187,17 @@ def main(argv=None):
     ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     ap.add_argument("--modes", nargs="*", default=["conditional", "unconditional"])
     ap.add_argument("--refit", type=int, default=0, help="refits per replicate for the refit dispersion test (0: off)")
+    ap.add_argument("--calibrate", type=int, default=0,
+                    help="bootstrap refits per replicate for calibrated_tests (cal_* columns; 0: off)")
+    ap.add_argument("--cal-modes", nargs="*", default=["conditional"])
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--out", default=None, help="write the per-replicate p-values to this CSV")
     a = ap.parse_args(argv)
     scen = available_scenarios(a.scenarios)
     t0 = time.perf_counter()
-    raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit)
+    raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit, n_cal=a.calibrate,
+                    cal_modes=a.cal_modes)
     el = time.perf_counter() - t0
     if a.out:
         raw.to_csv(a.out, index=False)
@@ -200,10 +214,10 @@ def main(argv=None):
     print("\ntype I error outside [0.03, 0.07]:" if len(bad) else "\nall type I error rates within [0.03, 0.07]")
     if len(bad):
         print(bad[["scenario", "mode", "test", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
-    pw = summ[(summ["scenario"] == "poisson_olre") & (summ["test"] == "dispersion")]
+    pw = summ[(summ["scenario"] == "poisson_olre") & summ["test"].isin(["dispersion", "cal_dispersion"])]
     if len(pw):
         print("\npower of the dispersion test vs observation-level overdispersion (sigma = 0.5), target >= 0.9:")
-        print(pw[["mode", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
+        print(pw[["mode", "test", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
     return summ
 
 
