@@ -11,7 +11,7 @@ import numpy as np
 from scipy import linalg
 
 from glmmdiag._threads import blas_threads
-from glmmdiag.fit.laplace import GLMMProblem
+from glmmdiag.fit.laplace import GLMMProblem, _read_only
 from glmmdiag.fit.lmm import LMMProblem
 from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize, newton_step_size
 
@@ -179,6 +179,7 @@ def _fit_glm(design, family, reml, opt):
         return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, float(sigma), opt)
     const = float(np.sum(family.loglik_const(y, w)))
     if family.n_psi:
+        y = _read_only(y)
         beta, psi, ll_var, J = glm_ml(X, y, w, off, family)
         ll = ll_var + const
         vcov = _inv_block(J, p)
@@ -247,7 +248,7 @@ def _fit_lmm(design, reml, opt, start):
 # ---------------------------------------------------------------------------- GLMM
 def _glm_start(design, family):
     """(beta, psi) of the GLM without random effects: the starting point of the GLMM fit."""
-    X, y, w, off = design.X, design.y, design.w, design.offset
+    X, y, w, off = design.X, _read_only(design.y), design.w, design.offset
     if family.n_psi:
         beta, psi, _, _ = glm_ml(X, y, w, off, family)
         return beta, psi
@@ -270,7 +271,8 @@ def _fit_glmm(design, family, n_agq, opt, start):
             beta_glm, psi0 = _glm_start(design, family)
         return _off_boundary(prob, _glmm_from(prob, theta0, beta0, psi0, opt), opt)
     beta_glm, psi_glm = _glm_start(design, family)
-    first = _off_boundary(prob, _glmm_from(prob, tm.initial(), beta_glm, psi_glm, opt), opt)
+    theta0 = _theta_start(prob, beta_glm, psi_glm)
+    first = _off_boundary(prob, _glmm_from(prob, theta0, beta_glm, psi_glm, opt), opt)
     if not first.warnings:
         return first
     opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
@@ -279,6 +281,38 @@ def _fit_glmm(design, family, n_agq, opt, start):
     second = _glmm_from(prob, theta0, beta0, psi_glm, opt2)
     second.opt.stages = opt.stages + second.opt.stages
     return second if second.deviance < first.deviance - 1e-8 or not second.warnings else first
+
+
+THETA_START_MIN, THETA_START_MAX = 0.05, 3.0
+
+
+def _theta_start(prob, beta, psi):
+    """Starting theta: 1 on the diagonals (glmmTMB's start) except for scalar terms, which get a
+    moment estimate at the GLM fit. Per level j of the term, one Newton step from b_j = 0 gives
+    b^_j = S_j / I_j (score and information of the level's rows) with sampling variance 1 / I_j,
+    so var(b) ~ mean(b^_j^2) - mean(1 / I_j), clipped to [THETA_START_MIN, THETA_START_MAX]
+    (a start at 1 far above a small optimum sends the first quasi-Newton step onto the bound)."""
+    tm = prob.thetamap
+    theta = tm.initial()
+    eta = prob.offset + prob.X @ beta
+    try:
+        _, s, W, _ = prob.family.eta_derivs(prob.y, eta, prob.w, psi, 2)
+    except Exception:
+        return theta
+    W = np.maximum(W, 0.0)
+    for k, t in enumerate(prob.terms):
+        if t.q != 1:
+            continue
+        z = t.z[:, 0]
+        S = np.bincount(t.refs, z * s, minlength=t.nlev)
+        info = np.bincount(t.refs, z * z * W, minlength=t.nlev)
+        ok = info > 1e-8
+        if ok.sum() < 2:
+            continue
+        var = np.mean((S[ok] / info[ok]) ** 2) - np.mean(1.0 / info[ok])
+        sd = np.sqrt(var) if np.isfinite(var) and var > 0 else THETA_START_MIN
+        theta[tm.starts[k]] = float(np.clip(sd, THETA_START_MIN, THETA_START_MAX))
+    return theta
 
 
 def _off_boundary(prob, st, opt):
@@ -340,6 +374,83 @@ def _stage0(prob, beta_glm, psi, opt):
     return theta0, beta0
 
 
+T_PHI_MIN = 1e-4  # t family: 1/df >= this, i.e. df <= 1e4 (indistinguishable from the normal)
+
+
+def _t_info_phi(nu):
+    """Expected information per unit weight of phi = 1/df in the t density, I(df) df^4, with
+    I(df) = [psi'(df/2) - psi'((df+1)/2)]/4 - (df+5)/(2 df (df+1)(df+3)) (about 0.45 at df = 1,
+    1.9 at 5, 3.5 as df -> infinity)."""
+    from scipy import special
+
+    nu = float(nu)
+    info = 0.25 * (special.polygamma(1, nu / 2) - special.polygamma(1, (nu + 1) / 2)) - (nu + 5) / (
+        2 * nu * (nu + 1) * (nu + 3))
+    return max(float(info) * nu**4, 0.1)
+
+
+class _PsiCoords:
+    """The optimiser's coordinates for psi.
+
+    Every component is whitened linearly, psi = psi0 + Rp^{-1} d, except t's log df when it is
+    estimated: along log df the deviance flattens like df^-2 as df grows (a quasi-Newton run that
+    starts at a large df stalls there), while in phi = 1/df its curvature stays within a factor
+    of about 8 for df in [1, infinity) (``_t_info_phi``). So that component is optimised as
+    phi = phi0 + d / s, bounded below by T_PHI_MIN, and mapped back to psi = -log(phi).
+    """
+
+    def __init__(self, prob, psi0, Hp):
+        fam = prob.family
+        self.k = k = fam.n_psi
+        self.psi0 = None if psi0 is None else np.asarray(psi0, float).copy()
+        self.df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
+        lin = [j for j in range(k) if j != self.df_idx]
+        self.lin = np.asarray(lin, int)
+        self.Rp = np.eye(len(lin))
+        if len(lin):
+            H = Hp[np.ix_(lin, lin)] if Hp is not None else None
+            try:
+                self.Rp = linalg.cholesky(H, lower=False)
+            except (linalg.LinAlgError, ValueError, TypeError):
+                d = np.abs(np.diag(H)) if H is not None else np.ones(len(lin))
+                self.Rp = np.diag(np.sqrt(np.where(np.isfinite(d) & (d > 1e-8), d, 1.0)))
+        if self.df_idx is not None:
+            self.phi0 = max(float(np.exp(-self.psi0[self.df_idx])), T_PHI_MIN)
+            self.s = np.sqrt(2.0 * float(np.sum(prob.w)) * _t_info_phi(1.0 / self.phi0))
+
+    def lower(self):
+        lb = np.full(self.k, -np.inf)
+        if self.df_idx is not None:
+            lb[self.df_idx] = (T_PHI_MIN - self.phi0) * self.s
+        return lb
+
+    def to_psi(self, d):
+        if not self.k:
+            return None
+        psi = self.psi0.copy()
+        if len(self.lin):
+            psi[self.lin] += linalg.solve_triangular(self.Rp, d[self.lin], lower=False)
+        if self.df_idx is not None:
+            phi = max(self.phi0 + d[self.df_idx] / self.s, T_PHI_MIN)
+            psi[self.df_idx] = -np.log(phi)
+        return psi
+
+    def grad(self, d, g_psi):
+        out = np.empty(self.k)
+        if len(self.lin):
+            out[self.lin] = linalg.solve_triangular(self.Rp, g_psi[self.lin], trans="T", lower=False)
+        if self.df_idx is not None:
+            phi = max(self.phi0 + d[self.df_idx] / self.s, T_PHI_MIN)
+            out[self.df_idx] = g_psi[self.df_idx] * (-1.0 / phi) / self.s
+        return out
+
+    def free(self, psi):
+        f = np.ones(self.k, bool)
+        if self.df_idx is not None:
+            f[self.df_idx] = np.exp(-psi[self.df_idx]) > T_PHI_MIN * (1 + 1e-6)
+        return f
+
+
 def _glmm_from(prob, theta0, beta0, psi0, opt):
     design = prob.d
     n_agq = prob.n_agq
@@ -348,13 +459,13 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     nt, p = tm.n, len(beta0)
     k = prob.family.n_psi
     # whitening: beta = beta0 + R^{-1} gamma with R'R ~ the Hessian of the deviance in beta (after
-    # eliminating u), psi = psi0 + Rp^{-1} delta with Rp'Rp ~ its Hessian in psi (conditional on u)
-    R, Rp = _scales(prob, beta0, theta0, psi0)
+    # eliminating u); psi through _PsiCoords (its Hessian conditional on u)
+    R, Hp = _scales(prob, beta0, theta0, psi0)
+    pc = _PsiCoords(prob, psi0, Hp)
 
     def to_params(x):
         b = beta0 + linalg.solve_triangular(R, x[nt : nt + p], lower=False)
-        ps = psi0 + linalg.solve_triangular(Rp, x[nt + p :], lower=False) if k else None
-        return x[:nt], b, ps
+        return x[:nt], b, pc.to_psi(x[nt + p :])
 
     def dev(x):
         th, b, ps = to_params(x)
@@ -367,10 +478,10 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
             return 1e300, np.zeros_like(x)
         parts = [g[:nt], linalg.solve_triangular(R, g[nt : nt + p], trans="T", lower=False)]
         if k:
-            parts.append(linalg.solve_triangular(Rp, g[nt + p :], trans="T", lower=False))
+            parts.append(pc.grad(x[nt + p :], g[nt + p :]))
         return f, np.concatenate(parts)
 
-    lb = np.concatenate([lb_t, np.full(p + k, -np.inf)])
+    lb = np.concatenate([lb_t, np.full(p, -np.inf), pc.lower()])
     x0 = np.concatenate([theta0, np.zeros(p + k)])
     stage = f"AGQ({n_agq})" if n_agq > 1 else "Laplace"
     exact = n_agq == 1
@@ -381,9 +492,10 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     else:
         deviance = prob.laplace_deviance(beta, theta, psi=psi)
         g = fd_gradient(dev, x, step=1e-5, lb=lb, central=True)
-    free = np.concatenate([theta > lb_t + 1e-8, np.ones(p + k, bool)])
+    free_psi = pc.free(psi) if k else np.zeros(0, bool)
+    free = np.concatenate([theta > lb_t + 1e-8, np.ones(p, bool), free_psi])
     opt.max_grad = newton_step_size(opt, g, free)
-    vcov = _glmm_vcov(prob, beta, theta, psi, lb_t)
+    vcov = _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi)
     u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)
     cv = prob.system.cond_var(F, cp, design.terms)
     sigma = prob.family.dispersion(psi) if prob.family.name == "gaussian" else None
@@ -394,54 +506,69 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
             f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
         )
+    if k and not np.all(free_psi):
+        st.warnings.append(
+            f"the t family's df reached its upper limit {1 / T_PHI_MIN:g}: the data show no heavier "
+            f"tails than the normal distribution (consider family='gaussian')"
+        )
     return st
 
 
 def _scales(prob, beta, theta, psi):
-    """Upper-triangular (R, Rp): R'R = 2 x the beta block of the penalised information at
-    (beta, theta, psi) with u eliminated; Rp'Rp = -2 d2 l / dpsi2 at the conditional modes
-    (identity where these are not positive definite)."""
+    """(R, Hp): upper-triangular R with R'R = 2 x the beta block of the penalised information at
+    (beta, theta, psi) with u eliminated (identity if not positive definite); Hp = -2 d2 l/dpsi2
+    at the conditional modes (None without psi or if PIRLS fails)."""
     p, k = prob.p, prob.family.n_psi
     try:
         u, b, F, cp, ll, s, W, dW = prob.pirls(beta, theta, psi=psi)
     except Exception:
-        return np.eye(p), np.eye(k)
-    Rp = np.eye(k)
-    if k:
-        Hp = -2.0 * prob.family.psi_hessian(prob.y, prob.eta, prob.w, psi, summed=True)
-        try:
-            Rp = linalg.cholesky(Hp, lower=False)
-        except (linalg.LinAlgError, ValueError):
-            d = np.abs(np.diag(Hp))
-            Rp = np.diag(np.sqrt(np.where(np.isfinite(d) & (d > 1e-8), d, 1.0)))
+        return np.eye(p), None
+    Hp = -2.0 * prob.family.psi_hessian(prob.y, prob.eta, prob.w, psi, summed=True) if k else None
     sysm = prob.system
     cpx = sysm.crossprods(np.maximum(W, 1e-300), prob.X)
     Fx = sysm.factor(cpx, theta, prob.thetamap)
     if not Fx.ok or p == 0:
-        return np.eye(p), Rp
+        return np.eye(p), Hp
     LX = Fx.L22[sysm.qr :, sysm.qr :]
-    return np.sqrt(2.0) * LX.T, Rp
+    return np.sqrt(2.0) * LX.T, Hp
 
 
-def _glmm_vcov(prob, beta, theta, psi, lb_t):
+def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
     """Inverse Hessian of the deviance/2 over (theta, beta, psi) (glmmTMB's sdreport, lme4's
-    use.hessian), beta block. theta on the boundary is held fixed."""
+    use.hessian), beta block. theta on the boundary (and t's df at its limit) is held fixed.
+
+    The beta block of the inverse Hessian at the optimum does not depend on how the other
+    parameters are parameterised; t's df enters as 1/df, where the deviance is far from flat."""
     nt, p = len(theta), len(beta)
-    k = prob.family.n_psi
+    fam = prob.family
+    k = fam.n_psi
     free_t = theta > lb_t + SINGULAR_TOL
     idx_t = np.flatnonzero(free_t)
     m = len(idx_t)
+    idx_p = np.flatnonzero(free_psi) if (k and free_psi is not None) else np.arange(k)
+    df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
+    pos_df = int(np.flatnonzero(idx_p == df_idx)[0]) if df_idx is not None and df_idx in idx_p else None
 
     def split(z):
         th = theta.copy()
         th[idx_t] = z[:m]
-        return th, z[m : m + p], (z[m + p :] if k else None)
+        ps = None
+        if k:
+            ps = np.array(psi, float)
+            zp = z[m + p :].copy()
+            if pos_df is not None:
+                zp[pos_df] = -np.log(zp[pos_df])
+            ps[idx_p] = zp
+        return th, z[m : m + p], ps
 
     def f(z):
         th, b, ps = split(z)
         return prob.laplace_deviance(b, th, psi=ps)
 
-    z0 = np.concatenate([theta[idx_t], beta, psi if k else np.zeros(0)])
+    zp0 = np.array(psi, float)[idx_p] if k else np.zeros(0)
+    if pos_df is not None:
+        zp0[pos_df] = np.exp(-zp0[pos_df])
+    z0 = np.concatenate([theta[idx_t], beta, zp0])
     if prob.n_agq == 1:
 
         def grad(z):
@@ -449,7 +576,10 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t):
             g = prob.deviance_and_gradient(b, th, psi=ps)[1]
             if g is None:
                 return np.full(z.size, np.nan)
-            return np.concatenate([g[idx_t], g[nt:]])
+            gp = g[nt + p :][idx_p] if k else np.zeros(0)
+            if pos_df is not None:
+                gp[pos_df] *= -1.0 / z[m + p + pos_df]
+            return np.concatenate([g[idx_t], g[nt : nt + p], gp])
 
         H = np.empty((z0.size, z0.size))
         g0 = grad(z0)

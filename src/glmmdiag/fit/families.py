@@ -23,10 +23,11 @@ Per-row density interface (every method vectorised; y, mu, eta, w broadcast toge
 ``mu_derivs(y, mu, w, psi=None)``
     (l, l_mu, l_mumu, l_mumumu): the log density without the data-only constant returned by
     ``loglik_const(y, w)`` (everything that depends on mu or psi is in l) and its derivatives in mu.
-``eta_derivs(y, eta, w, psi=None)``
+``eta_derivs(y, eta, w, psi=None, order=3)``
     (l, s, W, dW) with s = dl/deta, W = -d2l/deta2 (observed, not expected, information: it can
     be negative for non-canonical links) and dW = dW/deta, the latter being what the gradient of
-    the Laplace log-determinant needs.
+    the Laplace log-determinant needs; with ``order=2`` dW may be returned as None (families
+    with ``dw_costly`` then skip the tetragamma function).
 ``loglik(y, mu, w, psi=None)``
     the full log density per row, constants included.
 ``psi_derivs(y, eta, w, psi)``
@@ -112,6 +113,9 @@ class Family:
     has_dispersion: bool = False
     psi_names: tuple[str, ...] = ()
     weight_role: str = "likelihood"
+    # True where the third eta-derivative (dW) costs much more than (l, s, W) (tetragamma in
+    # beta and nbinom1): the engine then asks for it only at the conditional modes (order=3)
+    dw_costly: bool = False
 
     def __init__(self, link: str | Link | None = None):
         link = get_link(link or self.default_link)
@@ -161,15 +165,17 @@ class Family:
         """Per-row part of the log density that depends on the data only."""
         return np.zeros(np.broadcast(y, w).shape)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         """(l, l_mu, l_mumu, l_mumumu) of the log density without constants, per row."""
         raise NotImplementedError
 
-    def eta_derivs(self, y, eta, w, psi=None):
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
         mu, d1, d2, d3 = self.link.inverse_derivs(eta)
-        ll, l1, l2, l3 = self.mu_derivs(y, mu, w, psi)
+        ll, l1, l2, l3 = self.mu_derivs(y, mu, w, psi, order)
         s = l1 * d1
         W = -(l2 * d1 * d1 + l1 * d2)
+        if order < 3:
+            return ll, s, W, None
         dW = -(l3 * d1**3 + 3.0 * l2 * d1 * d2 + l1 * d3)
         return ll, s, W, dW
 
@@ -178,23 +184,25 @@ class Family:
         return self.mu_derivs(y, mu, w, psi)[0] + self.loglik_const(y, w)
 
     # -- derivatives in psi ------------------------------------------------------------
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         """(g, g_mu, g_mumu, H): lists over k of dl/dpsi_k, d l_mu/dpsi_k, d l_mumu/dpsi_k, and the
         nested list H[j][k] = d2l/dpsi_j dpsi_k, per row."""
         return [], [], [], []
 
-    def psi_derivs(self, y, eta, w, psi):
-        """List over psi components of (l_psi, s_psi, W_psi, l_psipsi) per row (see module doc)."""
+    def psi_derivs(self, y, eta, w, psi, second: bool = True):
+        """List over psi components of (l_psi, s_psi, W_psi, l_psipsi) per row (see module doc);
+        with ``second=False`` l_psipsi is None (not computed: the Laplace gradient needs the rest)."""
         if self.n_psi == 0:
             return []
         mu, d1, d2, _ = self.link.inverse_derivs(eta)
-        g, g1, g2, H = self._psi_mu_terms(y, mu, w, psi)
+        g, g1, g2, H = self._psi_mu_terms(y, mu, w, psi, second)
         shape = np.broadcast(y, eta, w).shape
         out = []
         for k in range(self.n_psi):
             s_k = g1[k] * d1
             W_k = -(g2[k] * d1 * d1 + g1[k] * d2)
-            out.append(tuple(np.broadcast_to(a, shape) for a in (g[k], s_k, W_k, H[k][k])))
+            hk = np.broadcast_to(H[k][k], shape) if second else None
+            out.append(tuple(np.broadcast_to(a, shape) for a in (g[k], s_k, W_k)) + (hk,))
         return out
 
     def psi_hessian(self, y, eta, w, psi, summed: bool = False):
@@ -327,16 +335,16 @@ class Binomial(Family):
     def loglik_const(self, y, w):
         return special.gammaln(w + 1) - special.gammaln(y + 1) - special.gammaln(w - y + 1)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         mu = np.clip(mu, _TINY, 1 - _TINY)
         f = w - y
         ll = special.xlogy(y, mu) + special.xlog1py(f, -mu)
         a, b = y / mu, f / (1 - mu)
         return ll, a - b, -a / mu - b / (1 - mu), 2 * a / mu**2 - 2 * b / (1 - mu) ** 2
 
-    def eta_derivs(self, y, eta, w, psi=None):
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
         if self.link.name != "logit":
-            return super().eta_derivs(y, eta, w, psi)
+            return super().eta_derivs(y, eta, w, psi, order)
         e = np.exp(-np.abs(eta))
         mu = np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         ll = y * eta - w * (np.maximum(eta, 0.0) + np.log1p(e))
@@ -383,15 +391,15 @@ class Poisson(Family):
     def loglik_const(self, y, w):
         return -w * special.gammaln(y + 1)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         mu = np.maximum(mu, _TINY)
         ll = w * (special.xlogy(y, mu) - mu)
         a = w * y / mu
         return ll, a - w, -a / mu, 2 * a / mu**2
 
-    def eta_derivs(self, y, eta, w, psi=None):
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
         if self.link.name != "log":
-            return super().eta_derivs(y, eta, w, psi)
+            return super().eta_derivs(y, eta, w, psi, order)
         mu = np.exp(eta)
         W = w * mu
         return w * y * eta - W, w * y - W, W, W
@@ -432,23 +440,23 @@ class Gaussian(Family):
     def loglik_const(self, y, w):
         return -0.5 * _LOG_2PI + 0.5 * np.log(w) + np.zeros_like(y)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         (a,) = self._psi(psi)
         p = w * np.exp(-2.0 * a)  # precision w / sigma^2
         r = y - mu
         ll = -0.5 * p * r * r - a
         return ll, p * r, -p + 0.0 * r, np.zeros(np.broadcast(y, mu, w).shape)
 
-    def eta_derivs(self, y, eta, w, psi=None):
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
         if self.link.name != "identity":
-            return super().eta_derivs(y, eta, w, psi)
+            return super().eta_derivs(y, eta, w, psi, order)
         (a,) = self._psi(psi)
         p = w * np.exp(-2.0 * a)
         r = y - eta
         shape = np.broadcast(y, eta, w).shape
         return -0.5 * p * r * r - a, p * r, np.broadcast_to(p, shape).astype(float), np.zeros(shape)
 
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (a,) = self._psi(psi)
         p = w * np.exp(-2.0 * a)
         r = y - mu
@@ -539,7 +547,7 @@ class GammaFamily(Family):
     def loglik_const(self, y, w):
         return -w * np.log(y)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         (a,) = self._psi(psi)
         k = np.exp(-a)
         ok = mu > 0
@@ -553,9 +561,9 @@ class GammaFamily(Family):
         l3 = wk * (6.0 * z - 2.0) / (m * m * m)
         return ll, l1, l2, l3
 
-    def eta_derivs(self, y, eta, w, psi=None):
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
         if self.link.name != "log":
-            return super().eta_derivs(y, eta, w, psi)
+            return super().eta_derivs(y, eta, w, psi, order)
         (a,) = self._psi(psi)
         k = np.exp(-a)
         z = y * np.exp(-eta)  # y / mu
@@ -564,7 +572,7 @@ class GammaFamily(Family):
         W = wk * z
         return ll, wk * (z - 1.0), W, -W
 
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (a,) = self._psi(psi)
         k = np.exp(-a)
         m = np.where(mu > 0, mu, 1.0)
@@ -626,6 +634,7 @@ class Beta(Family):
     """
 
     name = "beta"
+    dw_costly = True
     default_link = "logit"
     allowed_links = ("logit", "probit", "cloglog")
     has_dispersion = True
@@ -652,7 +661,7 @@ class Beta(Family):
     def _clip(mu):
         return np.clip(mu, _TINY, 1.0 - 1e-15)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         (c,) = self._psi(psi)
         phi = np.exp(c)
         mu = self._clip(mu)
@@ -660,13 +669,15 @@ class Beta(Family):
         ly, l1y = np.log(y), np.log1p(-y)
         ll = w * (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + a * ly + b * l1y)
         l1 = w * phi * (ly - l1y - special.digamma(a) + special.digamma(b))
+        if order < 3:
+            return ll, l1, -w * phi * phi * (_tri_tetra(a, False) + _tri_tetra(b, False)), None
         ta, qa = _tri_tetra(a)
         tb, qb = _tri_tetra(b)
         l2 = -w * phi * phi * (ta + tb)
         l3 = -w * phi**3 * (qa - qb)
         return ll, l1, l2, l3
 
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (c,) = self._psi(psi)
         phi = np.exp(c)
         mu = self._clip(mu)
@@ -759,6 +770,13 @@ class _NegBin(Family):
         return np.where(y < 0, 0.0, special.betainc(size, np.maximum(y, 0.0) + 1.0, p))
 
 
+_NB2_TERMS = {
+    "lgamma": lambda y, th: special.gammaln(y + th) - special.gammaln(th),
+    "digamma": lambda y, th: special.digamma(y + th) - special.digamma(th),
+    "trigamma": lambda y, th: _tri_tetra(y + th, False) - special.polygamma(1, th),
+}
+
+
 class NBinom2(_NegBin):
     """Negative binomial with var = mu + mu^2 / theta (glmmTMB's nbinom2; NB2 / "quadratic").
 
@@ -770,7 +788,7 @@ class NBinom2(_NegBin):
     name = "nbinom2"
     psi_names = ("log_theta",)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         (c,) = self._psi(psi)
         th = np.exp(c)
         neg = mu < 0
@@ -783,32 +801,56 @@ class NBinom2(_NegBin):
         b = (y + th) / mt
         return ll, w * (a - b), w * (b / mt - a / m), w * 2.0 * (a / (m * m) - b / (mt * mt))
 
-    def eta_derivs(self, y, eta, w, psi=None):
+    _cache: tuple = (None, None, None)
+
+    def _y_theta_terms(self, y, th, kind):
+        """Terms that depend on y and theta only (not on mu): "lgamma" = lgamma(y + th) - lgamma(th),
+        "digamma" = digamma(y + th) - digamma(th), "trigamma" = trigamma(y + th) - trigamma(th).
+        Cached for the last (y, theta) when y is a read-only array (which cannot change in place;
+        the engine passes its response so): within PIRLS and the gradient theta is fixed while mu
+        changes, and these special functions are the costly part of the density."""
+        if not (isinstance(y, np.ndarray) and not y.flags.writeable):
+            return _NB2_TERMS[kind](y, th)
+        cy, cth, vals = self._cache
+        if cy is not y or cth != th:
+            vals = {}
+            self._cache = (y, th, vals)
+        if kind not in vals:
+            vals[kind] = _NB2_TERMS[kind](y, th)
+        return vals[kind]
+
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
         if self.link.name != "log":
-            return super().eta_derivs(y, eta, w, psi)
+            return super().eta_derivs(y, eta, w, psi, order)
         (c,) = self._psi(psi)
-        th = np.exp(c)
+        th = float(np.exp(c)) if np.ndim(c) == 0 else np.exp(c)
         m = np.exp(eta)
         mt = m + th
-        ll = w * (special.gammaln(y + th) - special.gammaln(th) - th * np.log1p(m / th)
-                  + y * eta - y * np.log(mt))
+        lg = self._y_theta_terms(y, th, "lgamma") if np.ndim(th) == 0 else (
+            special.gammaln(y + th) - special.gammaln(th))
+        ll = w * (lg - th * np.log1p(m / th) + y * eta - y * np.log(mt))
         wt = w * th
         s = wt * (y - m) / mt
         W = wt * m * (y + th) / (mt * mt)
-        dW = W * (th - m) / mt
+        dW = W * (th - m) / mt if order >= 3 else None
         return ll, s, W, dW
 
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (c,) = self._psi(psi)
-        th = np.exp(c)
+        scalar = np.ndim(c) == 0
+        th = float(np.exp(c)) if scalar else np.exp(c)
         m = np.maximum(mu, _TINY)
         mt = m + th
-        dl = w * (special.digamma(y + th) - special.digamma(th) - np.log1p(m / th) + (m - y) / mt)
-        d2l = w * (_tri_tetra(y + th, False) - special.polygamma(1, th) + 1.0 / th - 1.0 / mt
-                   - (m - y) / (mt * mt))
+        dg = self._y_theta_terms(y, th, "digamma") if scalar else special.digamma(y + th) - special.digamma(th)
+        dl = w * (dg - np.log1p(m / th) + (m - y) / mt)
         d1 = w * (y - m) / (mt * mt)
         d2 = w * (m - th - 2.0 * y) / mt**3
         g = th * dl
+        if not second:
+            return [g], [th * d1], [th * d2], None
+        tg = self._y_theta_terms(y, th, "trigamma") if scalar else (
+            _tri_tetra(y + th, False) - special.polygamma(1, th))
+        d2l = w * (tg + 1.0 / th - 1.0 / mt - (m - y) / (mt * mt))
         h = th * th * d2l + g
         return [g], [th * d1], [th * d2], [[h]]
 
@@ -847,8 +889,9 @@ class NBinom1(_NegBin):
 
     name = "nbinom1"
     psi_names = ("log_phi",)
+    dw_costly = True
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         (c,) = self._psi(psi)
         phi = np.exp(c)
         neg = mu < 0
@@ -859,13 +902,16 @@ class NBinom1(_NegBin):
         ll = w * (special.gammaln(yr) - special.gammaln(r) - r * L + y * (c - L))
         ll = np.where(neg, -np.inf, ll)
         l1 = w * (special.digamma(yr) - special.digamma(r) - L) / phi
+        if order < 3:
+            l2 = w * (_tri_tetra(yr, False) - _tri_tetra(r, False)) / phi**2
+            return ll, l1, l2, None
         t_yr, q_yr = _tri_tetra(yr)
         t_r, q_r = _tri_tetra(r)
         l2 = w * (t_yr - t_r) / phi**2
         l3 = w * (q_yr - q_r) / phi**3
         return ll, l1, l2, l3
 
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (c,) = self._psi(psi)
         phi = np.exp(c)
         m = np.maximum(mu, _TINY)
@@ -953,7 +999,7 @@ class StudentT(Family):
         self._check_finite(np.asarray(y, float), name)
         self._check_likelihood_weights(w, name)
 
-    def mu_derivs(self, y, mu, w, psi=None):
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
         a, nu = self._sd(psi)
         A = nu * np.exp(2.0 * a)  # nu sigma^2
         r = y - mu
@@ -966,7 +1012,7 @@ class StudentT(Family):
         l3 = w * 2.0 * (nu + 1.0) * r * (r2 - 3.0 * A) / D**3
         return ll, l1, l2, l3
 
-    def _psi_mu_terms(self, y, mu, w, psi):
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
         a, nu = self._sd(psi)
         A = nu * np.exp(2.0 * a)
         r = y - mu

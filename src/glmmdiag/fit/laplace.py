@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from glmmdiag.fit.blocked import BlockedSystem
+from glmmdiag.fit.blocked import BlockedSystem, CrossProducts, Factor
 from glmmdiag.fit.covariance import ThetaMap
 
 __all__ = ["GLMMProblem", "gauss_hermite"]
@@ -42,6 +42,13 @@ def gauss_hermite(k: int) -> tuple[np.ndarray, np.ndarray]:
     return _GH_CACHE[k]
 
 
+def _read_only(a):
+    """A read-only copy: families may cache terms that depend on the data only (NBinom2)."""
+    a = np.array(a, float)
+    a.flags.writeable = False
+    return a
+
+
 class PirlsError(RuntimeError):
     pass
 
@@ -50,7 +57,7 @@ class GLMMProblem:
     def __init__(self, design, family, n_agq: int = 1, tol: float = 1e-14, max_iter: int = 100):
         self.d = design
         self.family = family
-        self.y, self.w, self.X, self.offset = design.y, design.w, design.X, design.offset
+        self.y, self.w, self.X, self.offset = (_read_only(a) for a in (design.y, design.w, design.X, design.offset))
         self.n, self.p = design.X.shape
         self.terms = design.terms
         self.thetamap = ThetaMap([t.q for t in design.terms])
@@ -62,6 +69,16 @@ class GLMMProblem:
         self.max_iter = max_iter
         self.u = np.zeros(self.nq)  # warm start, updated after each solve
         self._starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in design.terms])]).astype(int)
+        # a single scalar term: diagonal H, handled without the blocked system (``_pirls_diag``)
+        self._diag = len(design.terms) == 1 and design.terms[0].q == 1
+        if self._diag:
+            t = design.terms[0]
+            self._refs, self._nlev = t.refs, t.nlev
+            zc = np.ascontiguousarray(t.z[:, 0], dtype=float)
+            ones = bool(np.all(zc == 1.0))
+            self._z = None if ones else zc
+            self._z2 = None if ones else zc * zc
+        self._empty22 = np.zeros((0, 0))
 
     # ------------------------------------------------------------------ Z Lambda maps
     def zlam(self, T, u) -> np.ndarray:
@@ -99,6 +116,14 @@ class GLMMProblem:
             F.ok = False
         return cp, F
 
+    # PIRLS stopping rule, on the Newton decrement dec = g'H^{-1}g = |u - u^|_H^2 to first order
+    # (the predicted decrease of the objective -2 l + |u|^2). With s = |objective| + 1: if
+    # sqrt(dec) < DEC_TOL s, u is the mode to that precision and its factor is reused; if
+    # dec < DEC_TOL s, one more full Newton step (quadratic convergence: error about dec) ends the
+    # iteration without checking the objective. The exact gradient and the finite-difference
+    # Hessian built from it need u^ to ~1e-14 relative (the old rule: decrease < 1e-14 s).
+    DEC_TOL = 1e-14
+
     def pirls(self, beta, theta, u0=None, with_beta=False, psi=None):
         """Conditional modes u^ (and beta^ if with_beta) by Newton steps with step halving.
 
@@ -106,36 +131,50 @@ class GLMMProblem:
         cross-products are those of H with the observed W at the mode. ``self.eta`` holds the
         linear predictor at the mode.
         """
+        if self._diag and not with_beta:
+            return self._pirls_diag(beta, theta, u0, psi)
         fam, sysm = self.family, self.system
+        order = 2 if fam.dw_costly else 3
         T = self.thetamap.factors(theta)
         u = (self.u if u0 is None else u0).copy()
         beta = np.asarray(beta, float).copy()
         base = self.offset + self.X @ beta
         eta = base + self.zlam(T, u)
-        ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi)
+        ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
         obj = -2.0 * ll.sum() + u @ u
         if not np.isfinite(obj) and u0 is None and np.any(u != 0):
             u = np.zeros_like(u)  # the warm start is outside the support at these parameters
             eta = base
-            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi)
+            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
             obj = -2.0 * ll.sum()
         if not np.isfinite(obj):
             raise PirlsError("log-likelihood not finite at the starting conditional modes")
         q1 = sysm.l1 * sysm.q1
         D = self.X if with_beta else None
+        final = None
         for it in range(self.max_iter):
             g_u = self.lamt_zt(T, s) - u
             cp, F = self._factor(W, theta, D)
+            observed = True
             if not F.ok and W.min() < 0:
                 cp, F = self._factor(np.maximum(W, 0.0), theta, D)
+                observed = False
             if not F.ok:
                 raise PirlsError("penalised Hessian not positive definite")
             grest = g_u[q1:]
             if with_beta:
-                grest = np.concatenate([grest, self.X.T @ s])
+                gb = self.X.T @ s
+                grest = np.concatenate([grest, gb])
             d1, dr = sysm.solve(cp, F, g_u[:q1], grest)
             du = np.concatenate([d1, dr[: sysm.qr]])
             db = dr[sysm.qr :] if with_beta else None
+            dec = float(g_u @ du) + (float(gb @ db) if with_beta else 0.0)
+            scale = abs(obj) + 1.0
+            if dec < (self.DEC_TOL * scale) ** 2:
+                if observed and not with_beta:
+                    final = (cp, F)
+                break
+            last = dec < self.DEC_TOL * scale
             step = 1.0
             for _ in range(30):
                 u_new = u + step * du
@@ -145,27 +184,104 @@ class GLMMProblem:
                 else:
                     base_new = base
                 eta_new = base_new + self.zlam(T, u_new)
-                ll_n, s_n, W_n, dW_n = fam.eta_derivs(self.y, eta_new, self.w, psi)
+                ll_n, s_n, W_n, dW_n = fam.eta_derivs(self.y, eta_new, self.w, psi, order)
                 obj_new = -2.0 * ll_n.sum() + u_new @ u_new
-                if np.isfinite(obj_new) and obj_new <= obj + 1e-10 * abs(obj):
+                if last or (np.isfinite(obj_new) and obj_new <= obj + 1e-10 * abs(obj)):
                     break
                 step *= 0.5
             else:
                 break  # no improvement possible: at the optimum to machine precision
+            if not np.isfinite(obj_new):
+                break
             u, ll, s, W, dW, eta = u_new, ll_n, s_n, W_n, dW_n, eta_new
             if with_beta:
                 beta, base = b_new, base_new
             change = obj - obj_new
             obj = obj_new
             # Newton converges quadratically: stop once the decrease is at rounding level
-            if change < self.tol * (abs(obj) + 1.0) and step == 1.0:
+            if last or (change < self.tol * (abs(obj) + 1.0) and step == 1.0):
                 break
-        cp, F = self._factor(W, theta)
+        if final is None:
+            final = self._factor(W, theta)
+        cp, F = final
         if not F.ok:
             raise PirlsError("penalised Hessian not positive definite at the mode")
         self.u = u
         self.eta = eta
         return u, beta, F, cp, ll, s, W, dW
+
+    def _pirls_diag(self, beta, theta, u0, psi):
+        """PIRLS for a single scalar term, (1 | g) or (0 + x | g): H is diagonal, one entry per
+        level, so every step is a pair of bincounts (same algorithm and stopping rule as
+        ``pirls``)."""
+        fam = self.family
+        order = 2 if fam.dw_costly else 3
+        th = float(theta[0])
+        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
+        u = (self.u if u0 is None else u0).copy()
+        base = self.offset + self.X @ np.asarray(beta, float)
+        zu = u[refs] if z is None else z * u[refs]
+        eta = base + th * zu
+        ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
+        obj = -2.0 * ll.sum() + u @ u
+        if not np.isfinite(obj) and u0 is None and np.any(u != 0):
+            u = np.zeros_like(u)
+            eta = base
+            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
+            obj = -2.0 * ll.sum()
+        if not np.isfinite(obj):
+            raise PirlsError("log-likelihood not finite at the starting conditional modes")
+        t2 = th * th
+        h = None
+        for it in range(self.max_iter):
+            g = th * np.bincount(refs, s if z is None else z * s, minlength=nl) - u
+            Dw = np.bincount(refs, W if z2 is None else W * z2, minlength=nl)
+            h = t2 * Dw + 1.0
+            observed = True
+            if h.min() <= 0.0:
+                Wp = np.maximum(W, 0.0)
+                h = t2 * np.bincount(refs, Wp if z2 is None else Wp * z2, minlength=nl) + 1.0
+                observed = False
+            du = g / h
+            dec = float(g @ du)
+            scale = abs(obj) + 1.0
+            if dec < (self.DEC_TOL * scale) ** 2:
+                if not observed:
+                    h = None
+                break
+            last = dec < self.DEC_TOL * scale
+            step = 1.0
+            for _ in range(30):
+                u_new = u + step * du
+                zu = u_new[refs] if z is None else z * u_new[refs]
+                eta_new = base + th * zu
+                ll_n, s_n, W_n, dW_n = fam.eta_derivs(self.y, eta_new, self.w, psi, order)
+                obj_new = -2.0 * ll_n.sum() + u_new @ u_new
+                if last or (np.isfinite(obj_new) and obj_new <= obj + 1e-10 * abs(obj)):
+                    break
+                step *= 0.5
+            else:
+                h = None
+                break
+            if not np.isfinite(obj_new):
+                h = None
+                break
+            u, ll, s, W, dW, eta = u_new, ll_n, s_n, W_n, dW_n, eta_new
+            change = obj - obj_new
+            obj = obj_new
+            h = None
+            if last or (change < self.tol * (abs(obj) + 1.0) and step == 1.0):
+                break
+        if h is None:
+            Dw = np.bincount(refs, W if z2 is None else W * z2, minlength=nl)
+            h = t2 * Dw + 1.0
+        if not h.min() > 0.0:
+            raise PirlsError("penalised Hessian not positive definite at the mode")
+        F = Factor(theta, [np.array([[th]])], h, t2 / h, self._empty22, float(np.log(h).sum()), True)
+        cp = CrossProducts(Dw[:, None, None], None, None, self._empty22)
+        self.u = u
+        self.eta = eta
+        return u, np.asarray(beta, float), F, cp, ll, s, W, dW
 
     # ------------------------------------------------------------------ objectives
     def laplace_deviance(self, beta, theta, with_beta=False, u0=None, psi=None):
@@ -267,6 +383,10 @@ class GLMMProblem:
             u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta, psi=psi)
         except PirlsError:
             return np.inf, None
+        if dW is None:  # PIRLS skipped the costly third derivative: take it at the mode
+            dW = self.family.eta_derivs(self.y, self.eta, self.w, psi)[3]
+        if self._diag:
+            return self._diag_gradient(u, F, ll, s, W, dW, theta, psi)
         sysm = self.system
         logdet = F.logdet11 + (sysm.logdet_rest(F) if sysm.qr else 0.0)
         dev = float(-2.0 * (ll.sum() + self.const) + u @ u + logdet)
@@ -300,6 +420,31 @@ class GLMMProblem:
             return dev, np.concatenate([grad_theta, grad_beta])
         grad_psi = np.array([
             -2.0 * l_p.sum() + lev @ W_p + zt @ s_p
-            for l_p, s_p, W_p, _ in self.family.psi_derivs(self.y, self.eta, self.w, psi)
+            for l_p, s_p, W_p, _ in self.family.psi_derivs(self.y, self.eta, self.w, psi, second=False)
         ])
         return dev, np.concatenate([grad_theta, grad_beta, grad_psi])
+
+    def _diag_gradient(self, u, F, ll, s, W, dW, theta, psi):
+        """``deviance_and_gradient`` for a single scalar term: H = diag(h), h_j = theta^2 sum_i W_i z_i^2 + 1,
+        lev_i = theta^2 z_i^2 / h_j(i), t = H^{-1} Lambda'Z'c and the trace term
+        2 tr(H^{-1} Lambda'Z'WZ) / theta = 2 theta sum_i W_i z_i^2 / h_j(i)."""
+        th = float(theta[0])
+        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
+        h = F.a11
+        dev = float(-2.0 * (ll.sum() + self.const) + u @ u + F.logdet11)
+        ih = (1.0 / h)[refs]
+        lev = th * th * ih if z2 is None else th * th * z2 * ih
+        c = lev * dW
+        tvec = th * np.bincount(refs, c if z is None else z * c, minlength=nl) / h
+        zt_ = tvec[refs] if z is None else z * tvec[refs]  # Z t (without theta)
+        zt = th * zt_
+        r = c - 2.0 * s - W * zt
+        grad_beta = self.X.T @ r
+        zu = u[refs] if z is None else z * u[refs]
+        wz2 = W if z2 is None else W * z2
+        grad_theta = float(r @ zu + s @ zt_ + 2.0 * th * (wz2 @ ih))
+        if not self.family.n_psi:
+            return dev, np.concatenate([[grad_theta], grad_beta])
+        grad_psi = [-2.0 * l_p.sum() + lev @ W_p + zt @ s_p
+                    for l_p, s_p, W_p, _ in self.family.psi_derivs(self.y, self.eta, self.w, psi, second=False)]
+        return dev, np.concatenate([[grad_theta], grad_beta, grad_psi])
