@@ -159,10 +159,67 @@ class GLMMAdapter:
         return np.asarray(self.fit.predict(type="response"), float)
 
     def simulate(self, n, rng, conditional=True):
-        with warnings.catch_warnings():
-            # the fitter warns about likelihood weights on every call; simulate_residuals warns once
-            warnings.filterwarnings("ignore", message="the model has prior weights")
-            return np.asarray(self.fit.simulate(int(n), seed=rng, conditional=bool(conditional)), float)
+        """(nobs, n) responses. The means are made here: conditional ones computed once and
+        cached (the fitter recomputes the linear predictor on every call), unconditional ones with
+        new random effects drawn as the fitter does; the draws use ``rng.random() < p`` for
+        Bernoulli rows (~10x faster than numpy's binomial), ``rng.poisson`` for Poisson and the
+        family's own ``sample`` otherwise. Gaussian models use ``fit.simulate``. Integer families
+        return integer arrays (no float copy)."""
+        n = int(n)
+        fam = self.fit.family
+        mu = None
+        if fam.name != "gaussian":
+            if conditional:
+                mu = self._mu_cond()[:, None]
+            else:
+                mu = self._mu_unconditional(n, rng)
+        if mu is None:
+            with warnings.catch_warnings():
+                # the fitter warns about likelihood weights on every call; simulate_residuals warns once
+                warnings.filterwarnings("ignore", message="the model has prior weights")
+                return np.asarray(self.fit.simulate(n, seed=rng, conditional=bool(conditional)), float)
+        shape = (self.nobs, n)
+        if self._binomial and self._bernoulli:
+            return (rng.random(shape) < mu).astype(np.int8)
+        if fam.name == "poisson":
+            return rng.poisson(mu, size=shape)
+        w = np.broadcast_to(np.asarray(self.fit.design.w, float)[:, None], shape)
+        psi = self.fit.psi if fam.n_psi else None
+        return np.asarray(fam.sample(np.broadcast_to(mu, shape), w, rng, psi)).reshape(shape)
+
+    def _mu_unconditional(self, n, rng):
+        """(nobs, n) means with new random effects b = T u, u ~ N(0, I) per simulation (as the
+        fitter's simulate does); None if the fit's layout is not the expected one."""
+        fit = self.fit
+        try:
+            T = fit._thetamap.factors(fit.theta)
+            scale = fit.sigma if getattr(fit, "_relative", False) else 1.0
+            terms = fit.design.terms
+        except AttributeError:  # pragma: no cover - the fitter's private layout changed
+            return None
+        eta = np.asarray(fit.predict(type="link", re_form="~0"), float)[:, None] + np.zeros((1, n))
+        for t, Tk in zip(terms, T):
+            u = rng.standard_normal((t.nlev, t.q, n))
+            b = np.einsum("ab,lbs->las", np.asarray(Tk) * scale, u)
+            if t.q == 1:
+                eta += np.asarray(t.z)[:, :1] * b[np.asarray(t.refs), 0, :]
+            else:
+                eta += np.einsum("ia,ias->is", np.asarray(t.z), b[np.asarray(t.refs)])
+        mu = np.asarray(fit.family.link.inverse(eta), float)
+        return np.maximum(mu, 0.0) if fit.family.name == "poisson" else mu
+
+    def _mu_cond(self):
+        mu = self.__dict__.get("_mu_cache")
+        if mu is None:
+            mu = np.asarray(self.fit.predict(type="response"), float)
+            if self.fit.family.name == "poisson":
+                mu = np.maximum(mu, 0.0)
+            self.__dict__["_mu_cache"] = mu
+        return mu
+
+    @property
+    def _bernoulli(self) -> bool:
+        return bool(np.all(np.asarray(self.fit.design.w) == 1.0))
 
     def simulation_warnings(self) -> list[str]:
         fam, w = self.fit.family, np.asarray(self.fit.design.w, float)

@@ -66,9 +66,11 @@ def draw_chunk(model, plan: SimulationPlan, i: int) -> np.ndarray:
     start, stop = plan.bounds(i)
     fixed = getattr(model, "simulations", None)
     if fixed is not None:
-        S = np.asarray(fixed[:, start:stop], float)
+        S = np.asarray(fixed[:, start:stop])
     else:
-        S = np.asarray(model.simulate(stop - start, child_generator(plan.seed, 0, i), plan.conditional), float)
+        S = np.asarray(model.simulate(stop - start, child_generator(plan.seed, 0, i), plan.conditional))
+    if S.dtype.kind not in "iuf":  # integer draws stay integer (no float copy); bool, object -> float
+        S = S.astype(float)
     n = model.nobs
     if S.ndim == 1 and stop - start == 1:
         S = S[:, None]
@@ -77,7 +79,7 @@ def draw_chunk(model, plan: SimulationPlan, i: int) -> np.ndarray:
             f"the model's simulate({stop - start}, ...) returned shape {S.shape}; expected ({n}, {stop - start}) "
             f"= (nobs, nsim)"
         )
-    if not np.all(np.isfinite(S)):
+    if S.dtype.kind == "f" and not np.all(np.isfinite(S)):
         bad = ~np.isfinite(S)
         rows = np.flatnonzero(bad.any(axis=1))
         raise ValueError(

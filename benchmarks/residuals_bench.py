@@ -1,0 +1,244 @@
+"""Timings of simulate_residuals against DHARMa, and a 1e6 x 1000 memory/time run.
+
+1. The reference models of tests/reference/dharma (fitted with glmmdiag): simulate_residuals with
+   n_sim = 250 and 1000 in the reference's simulation mode, n_jobs = 1 and 2, median of 3 runs.
+   DHARMa's simulateResiduals is timed in the same run when R has DHARMa installed (not available
+   from Debian's packages here); otherwise its stored timings (same machine type, DHARMa 0.5.0,
+   median of 3) are shown and marked "stored".
+2. The refit-based dispersion test: 250 refits of the Salamanders Poisson GLMM against DHARMa's
+   stored 52 s for 50 refits (refit = TRUE).
+3. A Poisson GLMM with 1e6 observations (1000 groups), 1000 conditional simulations with n_jobs=2:
+   wall time, peak resident memory of the whole process tree (sampled from /proc), and the time the
+   random number generator alone needs for the same 1e9 Poisson draws (one core, then / 2).
+
+Usage: python benchmarks/residuals_bench.py [--skip-big] [--big-only] [--reps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import pandas as pd
+
+import glmmdiag as gd
+from glmmdiag import datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "tests" / "reference" / "dharma"
+
+CASES = [  # reference json, data set, formula, family, link, DHARMa mode key
+    ("cbpp_glmer_nAGQ1", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", None, "conditional"),
+    ("contra_glmer_nAGQ1", "Contraception", "use ~ age + I(age**2) + urban + livch + (1 | district)", "binomial", None, "conditional"),
+    ("contra_glmmTMB", "Contraception", "use ~ age + I(age**2) + urban + livch + (1 | district)", "binomial", None, "user-specified"),
+    ("orobanche_glm_glmmTMB", "orobanche", "cbind(germ, n - germ) ~ extract * gen", "binomial", None, "user-specified"),
+    ("salamanders_poisson", "Salamanders", "count ~ spp + mined + (1 | site)", "poisson", None, "user-specified"),
+    ("salamanders_nbinom2", "Salamanders", "count ~ spp + mined + (1 | site)", "nbinom2", None, "user-specified"),
+    ("rust_beta", "rust", "severity ~ fungicide + (1 | block)", "beta", None, "user-specified"),
+    ("rust_gamma", "rust", "severity_pct ~ fungicide + (1 | block)", "gamma", "log", "user-specified"),
+    ("verbagg_glmer", "VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial", None, "conditional"),
+]
+
+
+def _median_time(fn, reps):
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _dharma_in_r() -> bool:
+    if not shutil.which("Rscript"):
+        return False
+    r = subprocess.run(["Rscript", "-e", "quit(status = !requireNamespace('DHARMa', quietly = TRUE))"],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+def _stored_dharma(case, mode, n_sim):
+    extra = json.loads((REF / "extra_timings.json").read_text())
+    if n_sim == 1000:
+        p = REF / f"{case}.json"
+        if p.exists():
+            res = json.loads(p.read_text())["results"].get(mode)
+            if res:
+                return float(res["timing_simulateResiduals"]["median_s"])
+    key = {"salamanders_nbinom2": "salamanders_nbinom2_n250", "verbagg_glmer": "verbagg_glmer_n250"}.get(case)
+    if n_sim == 250 and key in extra:
+        return float(extra[key]["median_s"])
+    return None
+
+
+def _load(ds):
+    df = datasets.load(ds)
+    if ds == "rust" and "severity_pct" not in df:
+        df["severity_pct"] = df["severity"] * 100
+    return df
+
+
+def bench_reference(reps: int):
+    rows = []
+    live_r = _dharma_in_r()
+    for case, ds, formula, family, link, mode in CASES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit = gd.glmm(formula, _load(ds), family=family, link=link)
+            except Exception as exc:
+                print(f"  {case}: cannot fit ({type(exc).__name__}: {exc}); skipped", file=sys.stderr)
+                continue
+        sim_re = "conditional" if mode == "conditional" else "unconditional"
+        gd.simulate_residuals(fit, 20, seed=1, simulate_re=sim_re, n_jobs=2)  # start the workers
+        for n_sim in (250, 1000):
+            t1 = _median_time(lambda: gd.simulate_residuals(fit, n_sim, seed=1, simulate_re=sim_re), reps)
+            t2 = _median_time(lambda: gd.simulate_residuals(fit, n_sim, seed=1, simulate_re=sim_re, n_jobs=2), reps)
+            d = None if live_r else _stored_dharma(case, mode, n_sim)
+            rows.append({"case": case, "nobs": fit.nobs, "mode": sim_re, "n_sim": n_sim, "glmmdiag_1job_s": t1,
+                         "glmmdiag_2jobs_s": t2, "dharma_s": d, "dharma_source": "live" if live_r else ("stored" if d else "-"),
+                         "speedup": (d / min(t1, t2)) if d else None})
+    return pd.DataFrame(rows)
+
+
+def bench_refit(reps: int = 1):
+    fit = gd.glmm("count ~ spp + mined + (1 | site)", _load("Salamanders"), family="poisson")
+    out = {}
+    for n_jobs in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = _median_time(lambda: gd.simulate_residuals(fit, 250, seed=1, simulate_re="unconditional", refit=True,
+                                                           n_jobs=n_jobs), reps)
+        out[n_jobs] = t
+    res = gd.simulate_residuals(fit, 250, seed=1, simulate_re="unconditional", refit=True, n_jobs=2)
+    disp = gd.dispersion_test(res)
+    extra = json.loads((REF / "extra_timings.json").read_text())["salamanders_poisson_refit_n50"]
+    d50 = float(extra["median_s"])
+    return {"refits": 250, "glmmdiag_1job_s": out[1], "glmmdiag_2jobs_s": out[2],
+            "dharma_50_refits_s (stored)": d50, "dharma_250_refits_s (x5, extrapolated)": 5 * d50,
+            "speedup_vs_extrapolated": 5 * d50 / min(out.values()),
+            "dispersion": disp.statistic, "p_value": disp.p_value,
+            "dharma_dispersion_50_refits": extra["testDispersion_refit"]["statistic"]}
+
+
+# ------------------------------------------------------------------ the big run
+def _tree_rss_kb(pid: int) -> int:
+    total = 0
+    stack = [pid]
+    seen = set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as fh:
+                    stack += [int(c) for c in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+class PeakRSS:
+    def __init__(self, interval=0.1):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def __enter__(self):
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss_kb(os.getpid()))
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def bench_big(n=1_000_000, n_sim=1000, n_groups=1000):
+    rng = np.random.default_rng(1)
+    g = rng.integers(0, n_groups, n)
+    x = rng.standard_normal(n)
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 0.5, n_groups)[g]))
+    df = pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+    t = time.perf_counter()
+    fit = gd.glmm("y ~ x + (1 | g)", df, family="poisson")
+    t_fit = time.perf_counter() - t
+    del df
+    base = _tree_rss_kb(os.getpid())
+    mu = fit.predict(type="response")
+    # the random number generator alone: the same 1e9 Poisson draws with per-row means, one core
+    r = np.random.default_rng(2)
+    c = 4
+    t = time.perf_counter()
+    for _ in range(25):
+        r.poisson(np.broadcast_to(mu[:, None], (n, c)))
+    t_rng_1core = (time.perf_counter() - t) * n_sim / (25 * c)
+    with PeakRSS() as peak:
+        t = time.perf_counter()
+        res = gd.simulate_residuals(fit, n_sim, seed=1, n_jobs=2)
+        t_sim = time.perf_counter() - t
+    return {"nobs": n, "n_sim": n_sim, "fit_s": t_fit, "simulate_residuals_2jobs_s": t_sim,
+            "rng_only_1core_s": t_rng_1core, "rng_only_2cores_s": t_rng_1core / 2,
+            "ratio_to_rng_2cores": t_sim / (t_rng_1core / 2), "chunk_size": res.chunk_size,
+            "rss_before_MB": base / 1024, "peak_rss_process_tree_MB": peak.peak / 1024,
+            "ks_D": gd.uniformity_test(res).statistic}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--big-only", action="store_true")
+    ap.add_argument("--big-n", type=int, default=1_000_000)
+    a = ap.parse_args(argv)
+    pd.set_option("display.width", 200)
+    if not a.big_only:
+        print("simulate_residuals on the DHARMa reference models (seconds, median of %d)" % a.reps)
+        if not _dharma_in_r():
+            print("  DHARMa is not installed for R here (no Debian package): DHARMa columns are its stored timings "
+                  "from tests/reference/dharma (DHARMa 0.5.0, R 4.2.2, same machine type)")
+        print(bench_reference(a.reps).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print("\nrefit-based dispersion test, Salamanders Poisson GLMM (644 rows):")
+        for k, v in bench_refit().items():
+            print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    if not a.skip_big:
+        # in a fresh process so that the memory of the runs above does not count
+        if a.big_only:
+            out = bench_big(a.big_n)
+            print(json.dumps(out))
+        else:
+            r = subprocess.run([sys.executable, __file__, "--big-only", "--big-n", str(a.big_n)], capture_output=True,
+                               text=True)
+            print(f"\nPoisson GLMM, {a.big_n} observations x 1000 simulations (n_jobs=2):")
+            try:
+                out = json.loads(r.stdout.strip().splitlines()[-1])
+                for k, v in out.items():
+                    print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+            except Exception:
+                print(r.stdout, r.stderr)
+
+
+if __name__ == "__main__":
+    main()
