@@ -305,3 +305,18 @@ def test_model_simulating_nan_or_wrong_shape():
         gd.simulate_residuals(_NaNModel(), 10, seed=1)
     with pytest.raises(ValueError, match=r"expected \(5, 10\)"):
         gd.simulate_residuals(_WrongShape(), 10, seed=1)
+
+
+def test_dask_backend_gives_the_same_residuals(pois_fit):
+    """joblib.parallel_config(backend="dask") moves chunks and refits to a dask cluster unchanged."""
+    distributed = pytest.importorskip("dask.distributed")
+    import joblib
+
+    ref = gd.simulate_residuals(pois_fit, 60, seed=3, chunk_size=8)
+    ref_refit = gd.simulate_residuals(pois_fit, 6, seed=3, refit=True)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None):
+        with joblib.parallel_config(backend="dask"):
+            a = gd.simulate_residuals(pois_fit, 60, seed=3, chunk_size=8, n_jobs=None)
+            r = gd.simulate_residuals(pois_fit, 6, seed=3, refit=True, n_jobs=None)
+    assert np.array_equal(a.residuals, ref.residuals)
+    assert np.array_equal(r.residuals, ref_refit.residuals)
