@@ -31,7 +31,10 @@ bench: $(STAMP)
 	-$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/fit_bench.py
 
+# the residual-test calibration study (benchmarks/calibration.py: 200 replicates per scenario, both
+# simulation modes, bootstrap-calibrated p-values in conditional mode), then the slow test studies
 calibrate: $(STAMP)
+	$(PY) benchmarks/calibration.py --reps 200 --calibrate 39
 	$(PY) -m pytest -q -n 2 -m slow
 
 clean:
