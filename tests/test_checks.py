@@ -310,3 +310,26 @@ def test_check_functions_reject_non_residuals():
     y, S, f, res = _case()
     with pytest.raises(ValueError, match="alternative"):
         gd.uniformity_test(res, alternative="bigger")
+
+
+def test_quantile_curve_lp_is_the_pinball_minimiser():
+    from glmmdiag.checks import _quantile_lp, _spline_basis
+
+    rng = np.random.default_rng(8)
+    x = rng.random(400)
+    r = rng.random(400) * (0.5 + x)
+    basis, _ = _spline_basis(x, 4)
+    B = basis(x)
+    for q in (0.25, 0.5):
+        beta = _quantile_lp(B, r, q)
+
+        def loss(b):
+            e = r - B @ b
+            return np.sum(np.where(e >= 0, q * e, (q - 1) * e))
+
+        best = loss(beta)
+        for _ in range(200):
+            assert loss(beta + rng.normal(0, 0.01, beta.size)) >= best - 1e-9
+        # an intercept-only basis gives a sample q-quantile
+        b0 = _quantile_lp(np.ones((400, 1)), r, q)[0]
+        assert np.mean(r < b0) <= q <= np.mean(r <= b0)
