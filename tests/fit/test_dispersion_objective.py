@@ -119,3 +119,48 @@ def test_deviance_at_glmmtmb_estimates(load_data, load_reference, case, formula,
     psi = np.atleast_1d(to_psi(fit["betad"]))
     dev = prob.laplace_deviance(np.asarray(fit["fixed"]["estimate"]), theta, psi=psi)
     assert dev == pytest.approx(-2 * fit["logLik"], abs=1e-6)
+
+
+def _family_cases():
+    from glmmdiag.fit.families import FAMILIES
+
+    out = []
+    for name, kw in [("gaussian", {}), ("gamma", {}), ("beta", {}), ("nbinom2", {}), ("nbinom1", {}),
+                     ("t", {}), ("t", {"df": 4.0})]:
+        for link in FAMILIES[name].allowed_links:
+            out.append((name, kw, link))
+    return out
+
+
+@pytest.mark.parametrize("name, kw, link", _family_cases())
+@pytest.mark.parametrize("read_only", [True, False])
+def test_laplace_gradient_terms_match_separate_derivatives(name, kw, link, read_only):
+    """The fused/cached per-row terms the Laplace gradient uses equal eta_derivs' dW and
+    psi_derivs' (l_psi, s_psi, W_psi), with and without the read-only-y caches."""
+    fam = get_family(name, link, **kw)
+    rng = np.random.default_rng(4)
+    n = 60
+    mu = {"beta": rng.uniform(0.1, 0.9, n)}.get(name, rng.uniform(0.5, 4.0, n))
+    eta = fam.link.link(mu)
+    if name == "beta":
+        y = rng.uniform(0.02, 0.98, n)
+    elif name in ("nbinom1", "nbinom2"):
+        y = rng.integers(0, 12, n).astype(float)
+    elif name == "gamma":
+        y = rng.uniform(0.05, 6.0, n)
+    else:
+        y = mu + rng.standard_normal(n)
+    if read_only:
+        y.flags.writeable = False
+    w = rng.uniform(0.5, 2.0, n)
+    psi = np.array([0.2, 1.3])[: fam.n_psi]
+    for _ in range(2):  # the second call may come from a cache
+        dW, terms = fam.laplace_gradient_terms(y, eta, w, psi)
+        np.testing.assert_allclose(dW, fam.eta_derivs(y, eta, w, psi)[3], rtol=1e-12, atol=1e-12)
+        for got, want in zip(terms, fam.psi_derivs(y, eta, w, psi)):
+            for a, b in zip(got, want[:3]):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # order=2 gives the same (l, s, W)
+    full, short = fam.eta_derivs(y, eta, w, psi), fam.eta_derivs(y, eta, w, psi, 2)
+    for a, b in zip(full[:3], short[:3]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -79,7 +79,7 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
         beta = linalg.lstsq(X, start_eta(family, y, w) - offset)[0] if p else np.zeros(0)
     else:
         beta = np.asarray(beta0, float).copy()
-    ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w, psi)
+    ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w, psi, 2)
     obj = -ll.sum()
     for _ in range(max_iter):
         info = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
@@ -87,7 +87,7 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
         t = 1.0
         for _ in range(40):
             b_new = beta + t * step_dir
-            ll_n, s_n, W_n, _ = family.eta_derivs(y, offset + X @ b_new, w, psi)
+            ll_n, s_n, W_n, _ = family.eta_derivs(y, offset + X @ b_new, w, psi, 2)
             if np.isfinite(ll_n.sum()) and -ll_n.sum() <= obj + 1e-12 * abs(obj):
                 break
             t *= 0.5
@@ -104,8 +104,8 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
 def _glm_hessian(X, y, w, offset, family, beta, psi):
     """(l, gradient, negative Hessian) of the log-likelihood over (beta, psi), exact."""
     eta = offset + X @ beta
-    ll, s, W, _ = family.eta_derivs(y, eta, w, psi)
-    pd_ = family.psi_derivs(y, eta, w, psi)
+    ll, s, W, _ = family.eta_derivs(y, eta, w, psi, 2)
+    pd_ = family.psi_derivs(y, eta, w, psi, second=True)
     k = len(pd_)
     p = X.shape[1]
     g = np.concatenate([X.T @ s, [d[0].sum() for d in pd_]])
@@ -113,15 +113,20 @@ def _glm_hessian(X, y, w, offset, family, beta, psi):
     J[:p, :p] = X.T @ (W[:, None] * X)
     for j, d in enumerate(pd_):
         J[:p, p + j] = J[p + j, :p] = -(X.T @ d[1])
-    J[p:, p:] = -family.psi_hessian(y, eta, w, psi, summed=True)
+    if k == 1:
+        J[p, p] = -float(np.sum(pd_[0][3]))
+    else:  # cross terms (t's log sigma and log df)
+        J[p:, p:] = -family.psi_hessian(y, eta, w, psi, summed=True)
     return float(ll.sum()), g, J
 
 
-def glm_ml(X, y, w, offset, family, max_iter=200):
+def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
     """Joint maximum likelihood over (beta, psi) for a family with extra parameters.
 
-    Start: beta by IRLS at the moment estimate of psi, then Newton steps on (beta, psi) with the
-    exact Hessian (a positive-definite block-diagonal surrogate where it is not) and step halving.
+    Start: beta by a few IRLS steps at the moment estimate of psi, then Newton steps on
+    (beta, psi) with the exact Hessian (a positive-definite block-diagonal surrogate where it is
+    not) and step halving, until the Newton decrement g'J^{-1}g (the predicted gain in l) falls
+    below tol (|l| + 1) (a looser tol for a GLMM's starting values).
     Returns (beta, psi, loglik without the data-only constant, negative Hessian over (beta, psi)).
     """
     p = X.shape[1]
@@ -134,34 +139,39 @@ def glm_ml(X, y, w, offset, family, max_iter=200):
         mu_bar = family.link.inverse(eta0).mean()
         beta = linalg.lstsq(X, np.full(len(y), float(family.link.link(mu_bar))) - offset)[0] if p else beta
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
-    beta, _, _ = glm_irls(X, y, w, offset, family, beta0=beta, psi=psi)
+    beta, _, _ = glm_irls(X, y, w, offset, family, beta0=beta, psi=psi, max_iter=4)
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
     z = np.concatenate([beta, psi])
     ll, g, J = _glm_hessian(X, y, w, offset, family, beta, psi)
     for _ in range(max_iter):
+        last = False
         try:
             step_dir = linalg.solve(J, g, assume_a="pos")
+            # quadratic convergence: after this full step the error is about the decrement squared
+            last = float(g @ step_dir) < tol * (abs(ll) + 1.0)
         except (linalg.LinAlgError, ValueError):
             eta = offset + X @ z[:p]
-            W = family.eta_derivs(y, eta, w, z[p:])[2]
+            W = family.eta_derivs(y, eta, w, z[p:], 2)[2]
             Js = np.zeros_like(J)
             Js[:p, :p] = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
             d = np.abs(np.diag(J)[p:])
             Js[p:, p:] = np.diag(np.where(d > 1e-8, d, 1.0))
             step_dir = linalg.solve(Js, g, assume_a="pos")
-        t = 1.0
-        for _ in range(50):
-            z_new = z + t * step_dir
-            ll_n = float(np.sum(family.eta_derivs(y, offset + X @ z_new[:p], w, z_new[p:])[0]))
-            if np.isfinite(ll_n) and ll_n >= ll - 1e-12 * abs(ll):
-                break
-            t *= 0.5
+        if last:
+            z_new = z + step_dir
         else:
-            break
-        change = ll_n - ll
+            t = 1.0
+            for _ in range(50):
+                z_new = z + t * step_dir
+                ll_n = float(np.sum(family.eta_derivs(y, offset + X @ z_new[:p], w, z_new[p:], 2)[0]))
+                if np.isfinite(ll_n) and ll_n >= ll - 1e-12 * abs(ll):
+                    break
+                t *= 0.5
+            else:
+                break
         z = z_new
         ll, g, J = _glm_hessian(X, y, w, offset, family, z[:p], z[p:])
-        if change < 1e-13 * (abs(ll) + 1.0) and t == 1.0:
+        if last:
             break
     return z[:p], z[p:], ll, J
 
@@ -250,7 +260,7 @@ def _glm_start(design, family):
     """(beta, psi) of the GLM without random effects: the starting point of the GLMM fit."""
     X, y, w, off = design.X, _read_only(design.y), design.w, design.offset
     if family.n_psi:
-        beta, psi, _, _ = glm_ml(X, y, w, off, family)
+        beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=1e-8)
         return beta, psi
     return glm_irls(X, y, w, off, family)[0], None
 
@@ -417,6 +427,8 @@ class _PsiCoords:
         if self.df_idx is not None:
             self.phi0 = max(float(np.exp(-self.psi0[self.df_idx])), T_PHI_MIN)
             self.s = np.sqrt(2.0 * float(np.sum(prob.w)) * _t_info_phi(1.0 / self.phi0))
+        self.Rp_inv = linalg.solve_triangular(self.Rp, np.eye(len(lin)), lower=False) if len(lin) else self.Rp
+        self.all_lin = self.df_idx is None
 
     def lower(self):
         lb = np.full(self.k, -np.inf)
@@ -427,18 +439,22 @@ class _PsiCoords:
     def to_psi(self, d):
         if not self.k:
             return None
+        if self.all_lin:
+            return self.psi0 + self.Rp_inv @ d
         psi = self.psi0.copy()
         if len(self.lin):
-            psi[self.lin] += linalg.solve_triangular(self.Rp, d[self.lin], lower=False)
+            psi[self.lin] += self.Rp_inv @ d[self.lin]
         if self.df_idx is not None:
             phi = max(self.phi0 + d[self.df_idx] / self.s, T_PHI_MIN)
             psi[self.df_idx] = -np.log(phi)
         return psi
 
     def grad(self, d, g_psi):
+        if self.all_lin:
+            return self.Rp_inv.T @ g_psi
         out = np.empty(self.k)
         if len(self.lin):
-            out[self.lin] = linalg.solve_triangular(self.Rp, g_psi[self.lin], trans="T", lower=False)
+            out[self.lin] = self.Rp_inv.T @ g_psi[self.lin]
         if self.df_idx is not None:
             phi = max(self.phi0 + d[self.df_idx] / self.s, T_PHI_MIN)
             out[self.df_idx] = g_psi[self.df_idx] * (-1.0 / phi) / self.s
@@ -462,9 +478,11 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     # eliminating u); psi through _PsiCoords (its Hessian conditional on u)
     R, Hp = _scales(prob, beta0, theta0, psi0)
     pc = _PsiCoords(prob, psi0, Hp)
+    R_inv = linalg.solve_triangular(R, np.eye(p), lower=False)
+    R_inv_t = np.ascontiguousarray(R_inv.T)
 
     def to_params(x):
-        b = beta0 + linalg.solve_triangular(R, x[nt : nt + p], lower=False)
+        b = beta0 + R_inv @ x[nt : nt + p]
         return x[:nt], b, pc.to_psi(x[nt + p :])
 
     def dev(x):
@@ -476,7 +494,7 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
         f, g = prob.deviance_and_gradient(b, th, psi=ps)
         if g is None or not np.isfinite(f) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(x)
-        parts = [g[:nt], linalg.solve_triangular(R, g[nt : nt + p], trans="T", lower=False)]
+        parts = [g[:nt], R_inv_t @ g[nt : nt + p]]
         if k:
             parts.append(pc.grad(x[nt + p :], g[nt + p :]))
         return f, np.concatenate(parts)

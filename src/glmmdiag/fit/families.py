@@ -74,6 +74,12 @@ _TETRA_SERIES = tuple((2 * k + 3) * b for k, b in enumerate(_BERNOULLI))[::-1]
 _SHIFT = np.arange(8.0)
 
 
+def _trigamma(x):
+    """trigamma = Hurwitz zeta(2, x) for x > 0 (scipy's polygamma(1, x) computes the same value
+    through more Python layers: 8x slower on a scalar)."""
+    return special.zeta(2.0, x)
+
+
 def _horner(coefs, t):
     p = coefs[0]
     for c in coefs[1:]:
@@ -152,6 +158,8 @@ class Family:
             raise ValueError(
                 f"the {self.name} family needs its parameter(s) {list(self.psi_names)} as psi=[...]"
             )
+        if type(psi) is np.ndarray and psi.ndim == 1 and psi.shape[0] == len(self.psi_names):
+            return tuple(psi)  # the engine's case: a plain vector of scalars
         psi = np.asarray(psi, float)
         if psi.ndim == 0 or psi.shape[0] != self.n_psi:
             raise ValueError(
@@ -204,6 +212,35 @@ class Family:
             hk = np.broadcast_to(H[k][k], shape) if second else None
             out.append(tuple(np.broadcast_to(a, shape) for a in (g[k], s_k, W_k)) + (hk,))
         return out
+
+    def laplace_gradient_terms(self, y, eta, w, psi, dW=None):
+        """(dW, [(l_psi, s_psi, W_psi) per psi component]) at one point: what the exact Laplace
+        gradient needs besides (l, s, W) (dW is passed through when already known). Families
+        whose derivatives share costly special functions (``_fused_mu_terms``: beta, nbinom1)
+        compute them once."""
+        fused = getattr(self, "_fused_mu_terms", None)
+        if fused is None or dW is not None:
+            if dW is None:
+                dW = self.eta_derivs(y, eta, w, psi, 3)[3]
+            return dW, [d[:3] for d in self.psi_derivs(y, eta, w, psi, second=False)]
+        mu, d1, d2, d3 = self.link.inverse_derivs(eta)
+        l1, l2, l3, g, g1, g2 = fused(y, mu, w, psi)
+        dW = -(l3 * d1**3 + 3.0 * l2 * d1 * d2 + l1 * d3)
+        return dW, [(g[k], g1[k] * d1, -(g2[k] * d1 * d1 + g1[k] * d2)) for k in range(len(g))]
+
+    _ycache: tuple = (None, None)
+
+    def _y_terms(self, y, key, fn):
+        """fn(y), cached per family object for the last read-only y (which cannot change in place)."""
+        if not (isinstance(y, np.ndarray) and not y.flags.writeable):
+            return fn(y)
+        cy, vals = self._ycache
+        if cy is not y:
+            vals = {}
+            self._ycache = (y, vals)
+        if key not in vals:
+            vals[key] = fn(y)
+        return vals[key]
 
     def psi_hessian(self, y, eta, w, psi, summed: bool = False):
         """d2l/dpsi dpsi per row, shape (..., n_psi, n_psi); summed over rows if ``summed``."""
@@ -572,13 +609,28 @@ class GammaFamily(Family):
         W = wk * z
         return ll, wk * (z - 1.0), W, -W
 
+    def laplace_gradient_terms(self, y, eta, w, psi, dW=None):
+        if self.link.name != "log" or np.ndim(self._psi(psi)[0]) != 0:
+            return super().laplace_gradient_terms(y, eta, w, psi, dW)
+        # log link, psi = log phi, shape k = 1/phi, z = y/mu: s and W are proportional to k, so
+        # s_psi = -s, W_psi = -W; l_psi = -k w (log(k z) + 1 - z - digamma(k)); dW = -W
+        (a,) = self._psi(psi)
+        k = float(np.exp(-a))
+        ez = np.exp(-eta)
+        z = y * ez
+        wk = w * k
+        logz = self._y_terms(y, "log", np.log) - eta
+        l_psi = -wk * (np.log(k) + logz + 1.0 - z - special.digamma(k))
+        W = wk * z
+        return (-W if dW is None else dW), [(l_psi, -wk * (z - 1.0), -W)]
+
     def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (a,) = self._psi(psi)
         k = np.exp(-a)
         m = np.where(mu > 0, mu, 1.0)
         z = y / m
         dl_dk = w * (np.log(k * z) + 1.0 - z - special.digamma(k))
-        d2l_dk2 = w * (1.0 / k - special.polygamma(1, k))
+        d2l_dk2 = w * (1.0 / k - _trigamma(k)) if second else 0.0
         g = -k * dl_dk
         h = k * k * d2l_dk2 + k * dl_dk
         # l_mu and l_mumu are proportional to k, hence d/dpsi = -(themselves)
@@ -661,12 +713,36 @@ class Beta(Family):
     def _clip(mu):
         return np.clip(mu, _TINY, 1.0 - 1e-15)
 
+    def _logs(self, y):
+        return self._y_terms(y, "log", np.log), self._y_terms(y, "log1m", lambda v: np.log1p(-v))
+
+    def _fused_mu_terms(self, y, mu, w, psi):
+        """(l_mu, l_mumu, l_mumumu, [g], [g_mu], [g_mumu]) sharing the digamma/trigamma/tetragamma
+        values of a = mu phi and b = (1 - mu) phi (see ``laplace_gradient_terms``)."""
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        mu = self._clip(mu)
+        a, b = mu * phi, (1.0 - mu) * phi
+        ly, l1y = self._logs(y)
+        da, db = special.digamma(a), special.digamma(b)
+        ta, qa = _tri_tetra(a)
+        tb, qb = _tri_tetra(b)
+        e = ly - l1y - da + db
+        wp = w * phi
+        l1 = wp * e
+        l2 = -wp * phi * (ta + tb)
+        l3 = -wp * phi * phi * (qa - qb)
+        g = wp * (special.digamma(phi) - mu * da - (1.0 - mu) * db + mu * ly + (1.0 - mu) * l1y)
+        g1 = wp * (e - phi * (mu * ta - (1.0 - mu) * tb))
+        g2 = -wp * (2.0 * phi * (ta + tb) + phi * phi * (mu * qa + (1.0 - mu) * qb))
+        return l1, l2, l3, [g], [g1], [g2]
+
     def mu_derivs(self, y, mu, w, psi=None, order=3):
         (c,) = self._psi(psi)
         phi = np.exp(c)
         mu = self._clip(mu)
         a, b = mu * phi, (1.0 - mu) * phi
-        ly, l1y = np.log(y), np.log1p(-y)
+        ly, l1y = self._logs(y)
         ll = w * (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + a * ly + b * l1y)
         l1 = w * phi * (ly - l1y - special.digamma(a) + special.digamma(b))
         if order < 3:
@@ -687,7 +763,7 @@ class Beta(Family):
         ta, qa = _tri_tetra(a)
         tb, qb = _tri_tetra(b)
         dl_dphi = w * (special.digamma(phi) - mu * da - (1.0 - mu) * db + mu * ly + (1.0 - mu) * l1y)
-        d2l_dphi2 = w * (special.polygamma(1, phi) - mu * mu * ta - (1.0 - mu) ** 2 * tb)
+        d2l_dphi2 = w * (_trigamma(phi) - mu * mu * ta - (1.0 - mu) ** 2 * tb)
         dl1_dphi = w * ((ly - l1y - da + db) - phi * (mu * ta - (1.0 - mu) * tb))
         dl2_dphi = -w * (2.0 * phi * (ta + tb) + phi * phi * (mu * qa + (1.0 - mu) * qb))
         g = phi * dl_dphi
@@ -773,7 +849,7 @@ class _NegBin(Family):
 _NB2_TERMS = {
     "lgamma": lambda y, th: special.gammaln(y + th) - special.gammaln(th),
     "digamma": lambda y, th: special.digamma(y + th) - special.digamma(th),
-    "trigamma": lambda y, th: _tri_tetra(y + th, False) - special.polygamma(1, th),
+    "trigamma": lambda y, th: _tri_tetra(y + th, False) - _trigamma(th),
 }
 
 
@@ -835,6 +911,29 @@ class NBinom2(_NegBin):
         dW = W * (th - m) / mt if order >= 3 else None
         return ll, s, W, dW
 
+    def laplace_gradient_terms(self, y, eta, w, psi, dW=None):
+        if self.link.name != "log" or np.ndim(self._psi(psi)[0]) != 0:
+            return super().laplace_gradient_terms(y, eta, w, psi, dW)
+        # log link, mu = exp(eta), psi = log th: l_psi = th w [dg(y, th) - log1p(mu/th) - (y - mu)/(mu + th)],
+        # s_psi = th w mu (y - mu)/(mu + th)^2 and, from W = th w mu (y + th)/(mu + th)^2,
+        # W_psi = th dW/dth = th w mu/(mu + th)^2 [y + 2 th - 2 th (y + th)/(mu + th)]
+        (c,) = self._psi(psi)
+        th = float(np.exp(c))
+        m = np.exp(eta)
+        mt = m + th
+        imt = 1.0 / mt
+        dg = self._y_theta_terms(y, th, "digamma")
+        wt = w * th
+        ym = y - m
+        l_psi = wt * (dg - np.log1p(m / th) - ym * imt)
+        a = wt * m * imt * imt  # th w mu / (mu + th)^2
+        s_psi = a * ym
+        W_psi = a * (y + 2.0 * th - 2.0 * th * (y + th) * imt)
+        if dW is None:
+            W = wt * m * (y + th) * imt * imt
+            dW = W * (th - m) * imt
+        return dW, [(l_psi, s_psi, W_psi)]
+
     def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (c,) = self._psi(psi)
         scalar = np.ndim(c) == 0
@@ -849,7 +948,7 @@ class NBinom2(_NegBin):
         if not second:
             return [g], [th * d1], [th * d2], None
         tg = self._y_theta_terms(y, th, "trigamma") if scalar else (
-            _tri_tetra(y + th, False) - special.polygamma(1, th))
+            _tri_tetra(y + th, False) - _trigamma(th))
         d2l = w * (tg + 1.0 / th - 1.0 / mt - (m - y) / (mt * mt))
         h = th * th * d2l + g
         return [g], [th * d1], [th * d2], [[h]]
@@ -910,6 +1009,29 @@ class NBinom1(_NegBin):
         l2 = w * (t_yr - t_r) / phi**2
         l3 = w * (q_yr - q_r) / phi**3
         return ll, l1, l2, l3
+
+    def _fused_mu_terms(self, y, mu, w, psi):
+        """(l_mu, l_mumu, l_mumumu, [g], [g_mu], [g_mumu]) from one set of digamma/trigamma/
+        tetragamma values of y + r and r, r = mu / phi (see ``laplace_gradient_terms``)."""
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        m = np.maximum(mu, _TINY)
+        r = m / phi
+        L = np.log1p(phi)
+        q = phi / (1.0 + phi)
+        yr = y + r
+        D0 = special.digamma(yr) - special.digamma(r)
+        t_yr, q_yr = _tri_tetra(yr)
+        t_r, q_r = _tri_tetra(r)
+        D1, D2 = t_yr - t_r, q_yr - q_r
+        wp = w / phi
+        l1 = wp * (D0 - L)
+        l2 = wp * D1 / phi
+        l3 = wp * D2 / (phi * phi)
+        g = w * (-r * D0 + r * L - r * q + y * (1.0 - q))
+        g1 = -wp * (D0 - L + r * D1 + q)
+        g2 = -wp / phi * (2.0 * D1 + r * D2)
+        return l1, l2, l3, [g], [g1], [g2]
 
     def _psi_mu_terms(self, y, mu, w, psi, second=True):
         (c,) = self._psi(psi)
@@ -1028,7 +1150,7 @@ class StudentT(Family):
             return [g_a], [g1_a], [g2_a], [[h_aa]]
         h1, h0 = 0.5 * n1, 0.5 * nu
         dpsi = special.digamma(h1) - special.digamma(h0)
-        tpsi = special.polygamma(1, h1) - special.polygamma(1, h0)
+        tpsi = _trigamma(h1) - _trigamma(h0)
         logDA = np.log1p(r2 / A)
         g_b = w * (0.5 * nu * dpsi - 0.5 - 0.5 * nu * logDA + 0.5 * n1 * u)
         h_bb = w * (0.5 * nu * dpsi + 0.25 * nu * nu * tpsi - 0.5 * nu * logDA + nu * u

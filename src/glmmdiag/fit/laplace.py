@@ -79,6 +79,7 @@ class GLMMProblem:
             self._z = None if ones else zc
             self._z2 = None if ones else zc * zc
         self._empty22 = np.zeros((0, 0))
+        self._last = None  # the last mode of the diagonal path (``_predict_u``)
 
     # ------------------------------------------------------------------ Z Lambda maps
     def zlam(self, T, u) -> np.ndarray:
@@ -123,6 +124,7 @@ class GLMMProblem:
     # iteration without checking the objective. The exact gradient and the finite-difference
     # Hessian built from it need u^ to ~1e-14 relative (the old rule: decrease < 1e-14 s).
     DEC_TOL = 1e-14
+    PREDICT = True
 
     def pirls(self, beta, theta, u0=None, with_beta=False, psi=None):
         """Conditional modes u^ (and beta^ if with_beta) by Newton steps with step halving.
@@ -131,8 +133,14 @@ class GLMMProblem:
         cross-products are those of H with the observed W at the mode. ``self.eta`` holds the
         linear predictor at the mode.
         """
-        if self._diag and not with_beta:
-            return self._pirls_diag(beta, theta, u0, psi)
+        # trial points may leave the family's support (inf/nan): handled below, not warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if self._diag and not with_beta:
+                return self._pirls_diag(beta, theta, u0, psi)
+            return self._pirls(beta, theta, u0, with_beta, psi)
+
+    def _pirls(self, beta, theta, u0, with_beta, psi):
+        self._last = None
         fam, sysm = self.family, self.system
         order = 2 if fam.dw_costly else 3
         T = self.thetamap.factors(theta)
@@ -218,12 +226,23 @@ class GLMMProblem:
         order = 2 if fam.dw_costly else 3
         th = float(theta[0])
         refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
-        u = (self.u if u0 is None else u0).copy()
-        base = self.offset + self.X @ np.asarray(beta, float)
+        beta = np.asarray(beta, float)
+        base = self.offset + self.X @ beta
+        u = None
+        if u0 is None and self._last is not None and self.PREDICT:
+            u = self._predict_u(beta, th, psi, base)
+        if u is None:
+            u = (self.u if u0 is None else u0).copy()
         zu = u[refs] if z is None else z * u[refs]
         eta = base + th * zu
         ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
         obj = -2.0 * ll.sum() + u @ u
+        if not np.isfinite(obj) and u0 is None and u is not self.u:
+            u = self.u.copy()  # the prediction left the support: the last mode instead
+            zu = u[refs] if z is None else z * u[refs]
+            eta = base + th * zu
+            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
+            obj = -2.0 * ll.sum() + u @ u
         if not np.isfinite(obj) and u0 is None and np.any(u != 0):
             u = np.zeros_like(u)
             eta = base
@@ -281,7 +300,33 @@ class GLMMProblem:
         cp = CrossProducts(Dw[:, None, None], None, None, self._empty22)
         self.u = u
         self.eta = eta
-        return u, np.asarray(beta, float), F, cp, ll, s, W, dW
+        self._last = {"beta": beta, "theta": th, "psi": None if psi is None else np.array(psi, float),
+                      "u": u, "s": s, "W": W, "h": h, "s_psi": None}
+        return u, beta, F, cp, ll, s, W, dW
+
+    def _predict_u(self, beta, th, psi, base):
+        """First-order prediction of the mode at new parameters from the last one (single scalar
+        term): du = H^{-1} (dg/dbeta dbeta + dg/dtheta dtheta + dg/dpsi dpsi), g = theta Z's - u the
+        gradient of the penalised log-likelihood in u. A warm start that is one Newton step closer."""
+        L = self._last
+        refs, nl, z = self._refs, self._nlev, self._z
+        u, s, W = L["u"], L["s"], L["W"]
+        dth = th - L["theta"]
+        zu = u[refs] if z is None else z * u[refs]
+        # change of the linear predictor at fixed u (fixed part and theta), then the rows' score change
+        deta = self.X @ (beta - L["beta"]) + dth * zu
+        v = s * (dth / th if th != 0.0 else 0.0) - W * deta
+        if L["s_psi"] is not None and psi is not None and L["psi"] is not None:
+            dpsi = np.asarray(psi, float) - L["psi"]
+            for k, sp in enumerate(L["s_psi"]):
+                if dpsi[k] != 0.0:
+                    v = v + sp * dpsi[k]
+        rhs = th * np.bincount(refs, v if z is None else z * v, minlength=nl)
+        du = rhs / (th * th / L["theta"] ** 2 * (L["h"] - 1.0) + 1.0) if L["theta"] != 0.0 else rhs
+        # a first-order prediction is for small moves (u is on the N(0, 1) scale)
+        if not np.all(np.isfinite(du)) or np.max(np.abs(du), initial=0.0) > 0.5:
+            return None
+        return u + du
 
     # ------------------------------------------------------------------ objectives
     def laplace_deviance(self, beta, theta, with_beta=False, u0=None, psi=None):
@@ -383,10 +428,14 @@ class GLMMProblem:
             u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta, psi=psi)
         except PirlsError:
             return np.inf, None
-        if dW is None:  # PIRLS skipped the costly third derivative: take it at the mode
-            dW = self.family.eta_derivs(self.y, self.eta, self.w, psi)[3]
+        fam = self.family
+        if dW is None or fam.n_psi:
+            # dW (when PIRLS skipped the costly third derivative) and the psi terms at the mode
+            dW, pd = fam.laplace_gradient_terms(self.y, self.eta, self.w, psi, dW)
+        else:
+            pd = []
         if self._diag:
-            return self._diag_gradient(u, F, ll, s, W, dW, theta, psi)
+            return self._diag_gradient(u, F, ll, s, W, dW, theta, pd)
         sysm = self.system
         logdet = F.logdet11 + (sysm.logdet_rest(F) if sysm.qr else 0.0)
         dev = float(-2.0 * (ll.sum() + self.const) + u @ u + logdet)
@@ -418,13 +467,10 @@ class GLMMProblem:
                 m += 1
         if not self.family.n_psi:
             return dev, np.concatenate([grad_theta, grad_beta])
-        grad_psi = np.array([
-            -2.0 * l_p.sum() + lev @ W_p + zt @ s_p
-            for l_p, s_p, W_p, _ in self.family.psi_derivs(self.y, self.eta, self.w, psi, second=False)
-        ])
+        grad_psi = np.array([-2.0 * l_p.sum() + lev @ W_p + zt @ s_p for l_p, s_p, W_p in pd])
         return dev, np.concatenate([grad_theta, grad_beta, grad_psi])
 
-    def _diag_gradient(self, u, F, ll, s, W, dW, theta, psi):
+    def _diag_gradient(self, u, F, ll, s, W, dW, theta, pd):
         """``deviance_and_gradient`` for a single scalar term: H = diag(h), h_j = theta^2 sum_i W_i z_i^2 + 1,
         lev_i = theta^2 z_i^2 / h_j(i), t = H^{-1} Lambda'Z'c and the trace term
         2 tr(H^{-1} Lambda'Z'WZ) / theta = 2 theta sum_i W_i z_i^2 / h_j(i)."""
@@ -445,6 +491,7 @@ class GLMMProblem:
         grad_theta = float(r @ zu + s @ zt_ + 2.0 * th * (wz2 @ ih))
         if not self.family.n_psi:
             return dev, np.concatenate([[grad_theta], grad_beta])
-        grad_psi = [-2.0 * l_p.sum() + lev @ W_p + zt @ s_p
-                    for l_p, s_p, W_p, _ in self.family.psi_derivs(self.y, self.eta, self.w, psi, second=False)]
+        grad_psi = [-2.0 * l_p.sum() + lev @ W_p + zt @ s_p for l_p, s_p, W_p in pd]
+        if self._last is not None:  # the psi-sensitivity of the mode for the next warm start
+            self._last["s_psi"] = [s_p for _, s_p, _ in pd]
         return dev, np.concatenate([[grad_theta], grad_beta, grad_psi])
