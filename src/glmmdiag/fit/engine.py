@@ -513,9 +513,9 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     free_psi = pc.free(psi) if k else np.zeros(0, bool)
     free = np.concatenate([theta > lb_t + 1e-8, np.ones(p, bool), free_psi])
     opt.max_grad = newton_step_size(opt, g, free)
-    vcov = _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi)
-    u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)
+    u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)  # the optimum's modes (memoised)
     cv = prob.system.cond_var(F, cp, design.terms)
+    vcov = _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi)
     sigma = prob.family.dispersion(psi) if prob.family.name == "gaussian" else None
     st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv,
                   psi=None if psi is None else np.asarray(psi, float))

@@ -42,6 +42,11 @@ def gauss_hermite(k: int) -> tuple[np.ndarray, np.ndarray]:
     return _GH_CACHE[k]
 
 
+def _params_key(beta, theta, psi):
+    return (np.asarray(beta, float).tobytes(), np.asarray(theta, float).tobytes(),
+            None if psi is None else np.asarray(psi, float).tobytes())
+
+
 def _read_only(a):
     """A read-only copy: families may cache terms that depend on the data only (NBinom2)."""
     a = np.array(a, float)
@@ -80,6 +85,8 @@ class GLMMProblem:
             self._z2 = None if ones else zc * zc
         self._empty22 = np.zeros((0, 0))
         self._last = None  # the last mode of the diagonal path (``_predict_u``)
+        self._pirls_memo = None  # (parameters, result, eta) of the last PIRLS
+        self._grad_memo = None  # (parameters, deviance, gradient) of the last gradient
 
     # ------------------------------------------------------------------ Z Lambda maps
     def zlam(self, T, u) -> np.ndarray:
@@ -119,11 +126,13 @@ class GLMMProblem:
 
     # PIRLS stopping rule, on the Newton decrement dec = g'H^{-1}g = |u - u^|_H^2 to first order
     # (the predicted decrease of the objective -2 l + |u|^2). With s = |objective| + 1: if
-    # sqrt(dec) < DEC_TOL s, u is the mode to that precision and its factor is reused; if
+    # dec < DEC_STOP s, u is the mode (|u - u^|_H < 1e-11 sqrt(s)) and its factor is reused; if
     # dec < DEC_TOL s, one more full Newton step (quadratic convergence: error about dec) ends the
     # iteration without checking the objective. The exact gradient and the finite-difference
-    # Hessian built from it need u^ to ~1e-14 relative (the old rule: decrease < 1e-14 s).
+    # Hessian (steps of 1e-6) built from it need u^ to about 1e-11 (the old rule: decrease
+    # < 1e-14 s). With the first-order warm start, the Hessian's evaluations stop at once.
     DEC_TOL = 1e-14
+    DEC_STOP = 1e-22
     PREDICT = True
 
     def pirls(self, beta, theta, u0=None, with_beta=False, psi=None):
@@ -133,11 +142,22 @@ class GLMMProblem:
         cross-products are those of H with the observed W at the mode. ``self.eta`` holds the
         linear predictor at the mode.
         """
+        key = None
+        if u0 is None and not with_beta:
+            key = _params_key(beta, theta, psi)
+            if self._pirls_memo is not None and self._pirls_memo[0] == key:
+                out = self._pirls_memo[1]
+                self.u, self.eta = out[0], self._pirls_memo[2]
+                return out
         # trial points may leave the family's support (inf/nan): handled below, not warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if self._diag and not with_beta:
-                return self._pirls_diag(beta, theta, u0, psi)
-            return self._pirls(beta, theta, u0, with_beta, psi)
+                out = self._pirls_diag(beta, theta, u0, psi)
+            else:
+                out = self._pirls(beta, theta, u0, with_beta, psi)
+        # the same parameters come back (the optimum: final gradient, Hessian, conditional variances)
+        self._pirls_memo = (key, out, self.eta) if key is not None else None
+        return out
 
     def _pirls(self, beta, theta, u0, with_beta, psi):
         self._last = None
@@ -178,7 +198,7 @@ class GLMMProblem:
             db = dr[sysm.qr :] if with_beta else None
             dec = float(g_u @ du) + (float(gb @ db) if with_beta else 0.0)
             scale = abs(obj) + 1.0
-            if dec < (self.DEC_TOL * scale) ** 2:
+            if dec < self.DEC_STOP * scale:
                 if observed and not with_beta:
                     final = (cp, F)
                 break
@@ -264,7 +284,7 @@ class GLMMProblem:
             du = g / h
             dec = float(g @ du)
             scale = abs(obj) + 1.0
-            if dec < (self.DEC_TOL * scale) ** 2:
+            if dec < self.DEC_STOP * scale:
                 if not observed:
                     h = None
                 break
@@ -424,10 +444,18 @@ class GLMMProblem:
         du^/dpsi = H^{-1} Lambda'Z' s_psi, paired with d log det H / du = Lambda'Z'c.
         The gradient has the order [theta, beta, psi] (no psi entries for families without).
         """
+        key = _params_key(beta, theta, psi)
+        if self._grad_memo is not None and self._grad_memo[0] == key:
+            return self._grad_memo[1], self._grad_memo[2].copy()
         try:
             u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta, psi=psi)
         except PirlsError:
             return np.inf, None
+        dev, grad = self._gradient_at_mode(u, beta, F, cp, ll, s, W, dW, theta, psi)
+        self._grad_memo = (key, dev, grad.copy())
+        return dev, grad
+
+    def _gradient_at_mode(self, u, beta, F, cp, ll, s, W, dW, theta, psi):
         fam = self.family
         if dW is None or fam.n_psi:
             # dW (when PIRLS skipped the costly third derivative) and the psi terms at the mode
