@@ -50,6 +50,8 @@ GLMMTMB = {
                        -2.61157569796, -3.28802958386],
                       [0.18419050, 0.25873243, 0.25543476, 0.25465419, 0.25716339, 0.26138569, 0.26760715,
                        0.27184667, 0.27418682, 0.31631253, 0.31626010, 0.37094711], 31.45520565, None),
+    "sleep_gaussian_log_glm": ("sleepstudy", "Reaction ~ Days", "gaussian", {"link": "log"}, -949.956413507,
+                               [5.5350172813, 0.0352536012], [0.024170567, 0.004157609], 47.398892, None),
     "sleep_gaussian_log": ("sleepstudy", "Reaction ~ Days + (1 | Subject)", "gaussian", {"link": "log"},
                            -889.680964149, [5.52083203341, 0.03646653142], [0.0338990999, 0.0025579797],
                            29.33213696, [0.1288180008]),
@@ -231,3 +233,15 @@ def test_constant_offset_shifts_the_intercept(family, kw, load_data):
     assert shifted.fixef.iloc[1] == pytest.approx(plain.fixef.iloc[1], abs=2e-4)
     assert shifted.loglik == pytest.approx(plain.loglik, abs=1e-5)
     assert shifted.dispersion == pytest.approx(plain.dispersion, rel=1e-4)
+
+
+def test_adaptive_quadrature_with_a_dispersion_family(load_data):
+    """n_agq > 1 works with psi (finite-difference gradient): close to the Laplace fit on
+    Salamanders (23 sites with 28 rows each, where the Laplace approximation is already good)."""
+    data = load_data("Salamanders")
+    lap = _glmm()("count ~ spp + mined + (1 | site)", data, family="nbinom2")
+    agq = _glmm()("count ~ spp + mined + (1 | site)", data, family="nbinom2", n_agq=15)
+    assert agq.converged
+    assert abs(agq.loglik - lap.loglik) < 0.2
+    assert np.all(np.abs(agq.fixef.to_numpy() - lap.fixef.to_numpy()) <= 0.1 * lap.se.to_numpy())
+    assert agq.dispersion == pytest.approx(lap.dispersion, rel=0.01)

@@ -480,10 +480,12 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     pc = _PsiCoords(prob, psi0, Hp)
     R_inv = linalg.solve_triangular(R, np.eye(p), lower=False)
     R_inv_t = np.ascontiguousarray(R_inv.T)
+    # (for AGQ the Laplace curvature is a proxy: the two deviances differ little in shape)
+    ts = _theta_scales(prob, theta0, beta0, psi0) if THETA_SCALING else np.ones(nt)
 
     def to_params(x):
         b = beta0 + R_inv @ x[nt : nt + p]
-        return x[:nt], b, pc.to_psi(x[nt + p :])
+        return x[:nt] / ts, b, pc.to_psi(x[nt + p :])
 
     def dev(x):
         th, b, ps = to_params(x)
@@ -494,13 +496,13 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
         f, g = prob.deviance_and_gradient(b, th, psi=ps)
         if g is None or not np.isfinite(f) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(x)
-        parts = [g[:nt], R_inv_t @ g[nt : nt + p]]
+        parts = [g[:nt] / ts, R_inv_t @ g[nt : nt + p]]
         if k:
             parts.append(pc.grad(x[nt + p :], g[nt + p :]))
         return f, np.concatenate(parts)
 
-    lb = np.concatenate([lb_t, np.full(p, -np.inf), pc.lower()])
-    x0 = np.concatenate([theta0, np.zeros(p + k)])
+    lb = np.concatenate([lb_t * ts, np.full(p, -np.inf), pc.lower()])
+    x0 = np.concatenate([theta0 * ts, np.zeros(p + k)])
     stage = f"AGQ({n_agq})" if n_agq > 1 else "Laplace"
     exact = n_agq == 1
     x, fval = minimize(dev, x0, lb, opt, stage, jac=dev_grad if exact else None)
@@ -530,6 +532,32 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
             f"tails than the normal distribution (consider family='gaussian')"
         )
     return st
+
+
+THETA_SCALING = True
+
+
+def _theta_scales(prob, theta, beta, psi):
+    """Scale factors for the diagonal theta entries: sqrt of the deviance's curvature in theta_j at
+    the start (a forward difference of the exact gradient), so that a unit step in the optimiser's
+    coordinates is about one standard error, as for the whitened beta; 1 where the curvature is
+    not positive (a start in a concave region) and for the off-diagonal entries."""
+    tm = prob.thetamap
+    ts = np.ones(tm.n)
+    f0, g0 = prob.deviance_and_gradient(beta, theta, psi=psi)
+    if g0 is None or not np.isfinite(f0):
+        return ts
+    for j in np.flatnonzero(tm.diag_mask()):
+        h = 1e-4 * max(abs(theta[j]), 0.1)
+        th = theta.copy()
+        th[j] += h
+        _, g1 = prob.deviance_and_gradient(beta, th, psi=psi)
+        if g1 is None:
+            continue
+        c = (g1[j] - g0[j]) / h
+        if np.isfinite(c) and c > 0:
+            ts[j] = float(np.clip(np.sqrt(c), 1e-2, 1e3))
+    return ts
 
 
 def _scales(prob, beta, theta, psi):
