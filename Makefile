@@ -37,5 +37,11 @@ calibrate: $(STAMP)
 	$(PY) benchmarks/calibration.py --reps 200 --calibrate 39
 	$(PY) -m pytest -q -n 2 -m slow
 
+# the gallery: each gallery/plot_*.py writes one figure to gallery/figures/ and prints its numbers
+# (GLMMDIAG_GALLERY_SMOKE=1: few simulations; tests/test_gallery.py runs them so in `make test`)
+.PHONY: gallery
+gallery: $(STAMP)
+	@set -e; for f in gallery/plot_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f; echo; done
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -12,8 +12,20 @@ from glmmdiag.checks import (
     uniformity_test,
     zero_inflation_test,
 )
+from glmmdiag.compare import compare_families
 from glmmdiag.fit import glmm
 from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, wald_anova
+from glmmdiag.plots import (
+    plot_comparison,
+    plot_diagnostics,
+    plot_dispersion,
+    plot_histogram,
+    plot_qq,
+    plot_residuals,
+    plot_spatial,
+    plot_temporal,
+    plot_zero_inflation,
+)
 from glmmdiag.protocol import SimulableModel
 from glmmdiag.residuals import recalculate_residuals, simulate_residuals
 from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
@@ -46,4 +58,14 @@ __all__ = [
     "pairwise",
     "cld",
     "confint",
+    "compare_families",
+    "plot_diagnostics",
+    "plot_qq",
+    "plot_residuals",
+    "plot_histogram",
+    "plot_dispersion",
+    "plot_zero_inflation",
+    "plot_temporal",
+    "plot_spatial",
+    "plot_comparison",
 ]

@@ -1,0 +1,245 @@
+"""``compare_families``: fit one formula with several response distributions and put the fit
+statistics and the residual diagnostics side by side (e.g. Beta vs Gamma for a proportion).
+
+Information criteria are only comparable between models of the same response. When a family is
+fitted to a transformed response y' = f(y) (Gamma on the percent scale, 100 * y, next to Beta on the
+proportion y), the density of y is the density of y' times |f'(y)|, so
+
+    logLik_y = logLik_y' + sum_i log |f'(y_i)|        (100 * y: n log 100)
+
+and ``AIC_common`` = -2 logLik_y + 2 k is comparable across the rows (``BIC_common`` likewise).
+Discrete and continuous families are never comparable this way (a probability mass is not a
+density); mixing them gives a warning.
+
+The diagnostics are simulation-based (``simulate_residuals``) in one mode for every family. p-values
+are not effect sizes (DHARMa's advice): the table reports the dispersion ratio, the KS distance and
+the zero-inflation ratio next to them, and ``plot_comparison`` draws them on shared axes.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["compare_families", "FamilyComparison"]
+
+
+class FamilyComparison(pd.DataFrame):
+    """The table of ``compare_families`` (a pandas DataFrame, one row per family) that also keeps
+    what it was made from: ``fits``, ``residuals`` (ScaledResiduals) and ``tests`` (dict of
+    TestResult per family), keyed by the row label; ``plot_comparison(table)`` draws them."""
+
+    _metadata = ["fits", "residuals", "tests", "settings"]
+
+    @property
+    def _constructor(self):
+        return FamilyComparison
+
+
+def _response_name(formula: str) -> str:
+    if "~" not in formula:
+        raise ValueError(f"formula must have a response: 'y ~ ...'; got {formula!r}")
+    return formula.split("~", 1)[0].strip()
+
+
+def _transform(spec, y: np.ndarray, data: pd.DataFrame, response: str):
+    """(new response values, per-row log|dy'/dy|, description) of a transform spec."""
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        c = float(spec)
+        if c == 0 or not math.isfinite(c):
+            raise ValueError(f"a scale factor must be finite and non-zero; got {spec!r}")
+        return c * y, np.full(y.shape, math.log(abs(c))), f"{c:g}*{response}"
+    if isinstance(spec, str):
+        if spec not in data.columns:
+            raise KeyError(f"transform column {spec!r} is not in the data")
+        z = np.asarray(data[spec], float)
+        ok = np.isfinite(z) & np.isfinite(y) & (y != 0)
+        ratio = z[ok] / y[ok]
+        if ratio.size == 0 or not np.allclose(ratio, ratio[0], rtol=1e-8, atol=0):
+            raise ValueError(
+                f"column {spec!r} is not a constant multiple of {response!r}, so its Jacobian is unknown: "
+                f"pass the transform as a function, e.g. transforms={{family: (f, f_prime)}}"
+            )
+        c = float(np.median(ratio))
+        return z, np.full(y.shape, math.log(abs(c))), f"{spec} = {c:g}*{response}"
+    if isinstance(spec, tuple) and len(spec) == 2 and all(callable(f) for f in spec):
+        f, fprime = spec
+        z = np.asarray(f(y), float)
+        d = np.asarray(fprime(y), float)
+        return z, np.log(np.abs(d)), f"{getattr(f, '__name__', 'f')}({response})"
+    if callable(spec):
+        z = np.asarray(spec(y), float)
+        h = 1e-6 * np.maximum(np.abs(y), 1e-3)
+        d = (np.asarray(spec(y + h), float) - np.asarray(spec(y - h), float)) / (2 * h)
+        return z, np.log(np.abs(d)), f"{getattr(spec, '__name__', 'f')}({response})"
+    raise TypeError(
+        "a transform is a scale factor (e.g. 100), a column name that is a multiple of the response, "
+        f"a function, or (function, derivative); got {type(spec).__name__}"
+    )
+
+
+def _family_label(family) -> str:
+    return family if isinstance(family, str) else getattr(family, "name", str(family))
+
+
+def compare_families(
+    formula: str,
+    data: pd.DataFrame,
+    families=("beta", "gamma"),
+    n_sim: int = 250,
+    seed=None,
+    *,
+    transforms: dict | None = None,
+    links: dict | None = None,
+    simulate_re: str = "conditional",
+    quantiles=(0.25, 0.5, 0.75),
+    alpha: float = 0.05,
+    n_jobs=1,
+    **fit_kw,
+) -> FamilyComparison:
+    """Fit ``formula`` with each family and compare fit statistics and residual diagnostics.
+
+    Parameters
+    ----------
+    formula, data
+        As for ``glmmdiag.glmm``; the response (left of ``~``) is the common scale of comparison.
+    families : sequence of str
+        Family names for ``glmm`` (row labels of the table), e.g. ("beta", "gamma").
+    n_sim, seed, simulate_re, n_jobs
+        For ``simulate_residuals`` (the same seed for every family). DHARMa's published numbers
+        for glmmTMB 1.1.5 fits are "unconditional"; DHARMa >= 0.5 defaults to "conditional".
+    transforms : dict family -> transform, optional
+        Fit that family to a transformed response. A number c (y' = c y), the name of a column
+        that is a constant multiple of the response, a function f (derivative by central
+        differences) or a pair (f, f'). Its logLik/AIC/BIC are reported as fitted and, in the
+        ``*_common`` columns, on the response's scale via the log-Jacobian sum log|f'(y)|.
+    links : dict family -> link, optional
+        Link per family (default: the family's default link).
+    quantiles, alpha
+        For ``quantile_test`` and the verdict column (tests with p < alpha).
+    **fit_kw
+        Passed to every ``glmm`` call (weights=, offset=, n_agq=, ...).
+
+    Returns
+    -------
+    FamilyComparison (a DataFrame, one row per family) with columns
+        link, response, nobs, n_params, logLik, AIC, BIC, log_jacobian, logLik_common, AIC_common,
+        BIC_common, delta_AIC, dispersion, dispersion_p, ks_D, ks_p, outliers, outlier_p,
+        zero_inflation, zero_inflation_p, quantile_p, verdict, simulate_re, n_sim, converged;
+        ``.fits``, ``.residuals`` and ``.tests`` keep the fitted models and diagnostics for
+        ``plot_comparison``.
+    """
+    from glmmdiag import checks
+    from glmmdiag.fit import glmm
+    from glmmdiag.residuals import simulate_residuals
+
+    if isinstance(families, str):
+        families = (families,)
+    families = list(families)
+    if not families:
+        raise ValueError("families must name at least one family")
+    labels = [_family_label(f) for f in families]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"families are repeated: {labels}")
+    transforms = dict(transforms or {})
+    links = dict(links or {})
+    for name, d in (("transforms", transforms), ("links", links)):
+        unknown = set(d) - set(labels)
+        if unknown:
+            raise ValueError(f"{name} names families that are not compared: {sorted(unknown)}")
+    response = _response_name(formula)
+    rows, fits, resids, tests = [], {}, {}, {}
+    for fam, label in zip(families, labels):
+        fdata, fformula, resp_desc = data, formula, response
+        logjac_rows = None
+        if label in transforms:
+            if response not in data.columns:
+                raise ValueError(
+                    f"a transform needs the response to be a column of the data; {response!r} is not "
+                    f"(write the transformed response in the data, or pass it as a column name)"
+                )
+            y = np.asarray(data[response], float)
+            z, logjac_rows, resp_desc = _transform(transforms[label], y, data, response)
+            new = re.sub(r"\W", "_", f"{response}_{label}_scale")
+            fdata = data.copy()
+            fdata[new] = z
+            fformula = new + " ~ " + formula.split("~", 1)[1]
+        kw = dict(fit_kw)
+        if label in links:
+            kw["link"] = links[label]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = glmm(fformula, fdata, family=fam, **kw)
+        fit_warnings = sorted({str(w.message) for w in caught})
+        if logjac_rows is not None:
+            used = np.asarray(getattr(fit.design, "rows", np.arange(len(data))))
+            logjac = float(np.sum(logjac_rows[used]))
+        else:
+            logjac = 0.0
+        res = simulate_residuals(fit, n_sim, seed=seed, simulate_re=simulate_re, n_jobs=n_jobs)
+        t = {
+            "uniformity": checks.uniformity_test(res),
+            "dispersion": checks.dispersion_test(res),
+            "outliers": checks.outlier_test(res),
+            "zero_inflation": checks.zero_inflation_test(res),
+            "quantiles": checks.quantile_test(res, quantiles=quantiles, curves=False),
+        }
+        k, n = fit.n_params, fit.nobs
+        ll_c = fit.loglik + logjac
+        rows.append({
+            "family": label,
+            "link": fit.family.link.name,
+            "response": resp_desc,
+            "nobs": n,
+            "n_params": k,
+            "logLik": fit.loglik,
+            "AIC": fit.aic,
+            "BIC": fit.bic,
+            "log_jacobian": logjac,
+            "logLik_common": ll_c,
+            "AIC_common": -2.0 * ll_c + 2.0 * k,
+            "BIC_common": -2.0 * ll_c + math.log(n) * k,
+            "dispersion": t["dispersion"].statistic,
+            "dispersion_p": t["dispersion"].p_value,
+            "ks_D": t["uniformity"].statistic,
+            "ks_p": t["uniformity"].p_value,
+            "outliers": t["outliers"].statistic,
+            "outlier_p": t["outliers"].p_value,
+            "zero_inflation": t["zero_inflation"].statistic,
+            "zero_inflation_p": t["zero_inflation"].p_value,
+            "quantile_p": t["quantiles"].p_value,
+            "verdict": verdict(t, alpha),
+            "simulate_re": res.simulate_re,
+            "n_sim": res.n_sim,
+            "converged": bool(fit.converged),
+            "fit_warnings": "; ".join(fit_warnings),
+        })
+        fits[label], resids[label], tests[label] = fit, res, t
+    kinds = {bool(r.integer_response) for r in resids.values()}
+    if len(kinds) > 1:
+        warnings.warn(
+            "compare_families: discrete and continuous families are compared; their logLik/AIC are not "
+            "comparable (probability masses vs densities)", UserWarning, stacklevel=2,
+        )
+    if len({r["nobs"] for r in rows}) > 1:
+        warnings.warn("compare_families: the families were fitted to different numbers of rows; "
+                      "AIC values are not comparable", UserWarning, stacklevel=2)
+    table = FamilyComparison(pd.DataFrame(rows).set_index("family"))
+    table.insert(table.columns.get_loc("BIC_common") + 1, "delta_AIC",
+                 table["AIC_common"] - table["AIC_common"].min())
+    table.fits, table.residuals, table.tests = fits, resids, tests
+    table.settings = {"formula": formula, "alpha": alpha, "quantiles": tuple(quantiles), "seed": seed,
+                      "simulate_re": simulate_re, "n_sim": n_sim}
+    return table
+
+
+def verdict(tests: dict, alpha: float = 0.05) -> str:
+    """One line naming the tests that reject at alpha (with effect size), or 'no problems detected'."""
+    from glmmdiag.plots._style import problem_phrases
+
+    out = problem_phrases(tests, alpha)
+    return "; ".join(out) if out else "no problems detected"
