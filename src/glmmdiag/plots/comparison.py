@@ -84,7 +84,7 @@ def plot_comparison(
 
     from glmmdiag import checks
     from glmmdiag.plots._style import problem_phrases, wrap_title
-    from glmmdiag.plots.residual import _residual_panel, plot_histogram, plot_qq
+    from glmmdiag.plots.residual import _residual_panel, _tests, plot_histogram, plot_qq
     from glmmdiag.plots.simulated import plot_dispersion, plot_zero_inflation
 
     rows = _rows(comparison)
@@ -98,12 +98,11 @@ def plot_comparison(
     bad = [p for p in panels if p not in _PANELS]
     if bad:
         raise ValueError(f"unknown panels {bad}; choose from {_PANELS}")
-    # complete the tests once per row
-    for label, res, tests, _ in rows:
-        tests.setdefault("uniformity", checks.uniformity_test(res))
-        tests.setdefault("dispersion", checks.dispersion_test(res))
-        tests.setdefault("outliers", checks.outlier_test(res))
-        tests.setdefault("zero_inflation", checks.zero_inflation_test(res))
+    # complete the tests once per row (only what was not given is computed)
+    for _, res, tests, _ in rows:
+        tests.update(_tests(res, tests))
+        if tests.get("zero_inflation") is None:
+            tests["zero_inflation"] = checks.zero_inflation_test(res)
     disp_range = _common_range([t["dispersion"] for _, _, t, _ in rows], ratio=True)
     zero_range = _common_range([t["zero_inflation"] for _, _, t, _ in rows], ratio=False)
     if figsize is None:
