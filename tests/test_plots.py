@@ -154,6 +154,16 @@ def test_duplicate_times_draw_and_explain(small):
     _render(fig)
 
 
+def test_dispersion_plot_of_every_test_kind(load_data):
+    fit = gd.glmm("cbind(germ, n - germ) ~ extract * gen", load_data("orobanche"), family="binomial")
+    res = gd.simulate_residuals(fit, 50, seed=1)
+    for test in (gd.dispersion_test(res), gd.dispersion_test(res, centre="expected"),
+                 gd.dispersion_test(res, kind="pearson", alternative="greater")):
+        ax = gd.plot_dispersion(res, test=test)
+        assert fmt_p(test.p_value, test.n_sim) in " ".join(_legend_texts(ax))
+        _render(ax.figure)
+
+
 def test_tiny_inputs():
     res = gd.simulate_residuals(gd.from_simulations([1.0, 2.0, 0.0], np.array([[1, 2], [0, 3], [1, 1]], float),
                                                     [1.0, 1.5, 1.0]), seed=1)

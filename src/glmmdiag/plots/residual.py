@@ -271,7 +271,8 @@ def plot_residuals(
     """Scaled residuals against the (rank-transformed) fitted values or a predictor.
 
     Continuous predictor: points (a density layer above ``max_points``), the quantile-regression
-    curves at ``quantiles`` with their 95% bands, a dashed line at each expected quantile, and
+    curves at ``quantiles`` with 95% bands (+-1.96 SE of a fitted curve when the residuals are
+    uniform: ``quantile_test``'s null variance), a dashed line at each expected quantile, and
     residuals outside every simulation (0 or 1) marked with stars. Curves whose quantile deviates
     significantly (``quantile_test``'s Benjamini-Hochberg adjusted p < alpha) are thick and in
     the signal colour; the legend under the panel gives each quantile's p-value. The p-values are

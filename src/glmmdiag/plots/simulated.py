@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from glmmdiag.plots import _style
-from glmmdiag.plots._style import PALETTE, fmt_num, fmt_p, is_significant
+from glmmdiag.plots._style import PALETTE, fmt_p, is_significant
 
 __all__ = ["plot_dispersion", "plot_zero_inflation"]
 
@@ -97,7 +97,8 @@ def plot_dispersion(res, ax=None, *, test=None, alpha: float = 0.05, title: str 
         from matplotlib.patches import Patch
 
         handles = [Patch(facecolor=PALETTE["fill"]), Line2D([], [], color=col, lw=2.4)]
-        labels = [f"χ²({fmt_num(dfree, 3)}) / df", label]
+        df_txt = np.format_float_positional(dfree, precision=3, fractional=False, trim="-")
+        labels = [f"χ²({df_txt}) / df", label]
         ax.set_xlabel("Pearson χ² / residual df")
         ax.set_ylabel("Density")
         ax.set_ylim(bottom=0)
