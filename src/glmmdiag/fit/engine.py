@@ -266,8 +266,8 @@ def _glm_start(design, family):
 
 
 def _fit_glmm(design, family, n_agq, opt, start):
-    """Direct start (GLM beta and psi, theta = 1, as glmmTMB); if that ends with a convergence
-    warning, refit from lme4's nAGQ = 0 stage and keep the better optimum.
+    """Direct start (GLM beta and psi as glmmTMB; theta from ``_theta_start``); if that ends with
+    a convergence warning, refit from lme4's nAGQ = 0 stage and keep the better optimum.
 
     ``start`` (a warm start, e.g. from ``refit``) is [theta, beta, psi]."""
     prob = GLMMProblem(design, family, n_agq=n_agq)
