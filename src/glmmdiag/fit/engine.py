@@ -257,10 +257,16 @@ def _fit_lmm(design, reml, opt, start):
 
 # ---------------------------------------------------------------------------- GLMM
 def _glm_start(design, family):
-    """(beta, psi) of the GLM without random effects: the starting point of the GLMM fit."""
+    """(beta, psi) of the GLM without random effects: the starting point of the GLMM fit. With
+    extra parameters: a few IRLS steps at the moment estimate of psi, then psi's moment estimate
+    again (the GLMM optimiser does the joint fit; the GLM's own ML psi would absorb the random
+    effects' variance anyway)."""
     X, y, w, off = design.X, _read_only(design.y), design.w, design.offset
     if family.n_psi:
-        beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=1e-8)
+        if GLM_START_FULL:
+            beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=1e-8)
+        else:
+            beta, psi, _, _ = glm_ml(X, y, w, off, family, max_iter=0)
         return beta, psi
     return glm_irls(X, y, w, off, family)[0], None
 
@@ -294,6 +300,7 @@ def _fit_glmm(design, family, n_agq, opt, start):
 
 
 THETA_START_MIN, THETA_START_MAX = 0.05, 3.0
+GLM_START_FULL = False  # the GLMM optimiser does the joint (beta, psi) fit; a moment psi is start enough
 
 
 def _theta_start(prob, beta, psi):
