@@ -133,14 +133,15 @@ class GLMMProblem:
     # < 1e-14 s). With the first-order warm start, the Hessian's evaluations stop at once.
     DEC_TOL = 1e-14
     DEC_STOP = 1e-22
-    PREDICT = True
+    PREDICT = True  # first-order warm start of the modes (``_predict_u``), single scalar term
 
     def pirls(self, beta, theta, u0=None, with_beta=False, psi=None):
         """Conditional modes u^ (and beta^ if with_beta) by Newton steps with step halving.
 
         Returns (u, beta, factor, cross-products, ll, s, W, dW) at the optimum; the factor and
-        cross-products are those of H with the observed W at the mode. ``self.eta`` holds the
-        linear predictor at the mode.
+        cross-products are those of H with the observed W at the mode; dW is None for families
+        whose third derivative is costly (``family.dw_costly``: the gradient asks for it at the
+        mode). ``self.eta`` holds the linear predictor at the mode. The last result is memoised.
         """
         key = None
         if u0 is None and not with_beta:
