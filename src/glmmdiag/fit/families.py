@@ -411,19 +411,7 @@ class Poisson(Family):
     discrete = True
 
     def check_response(self, y, w, name):
-        neg = y < 0
-        if neg.any():
-            raise ValueError(
-                f"response {name!r} has {int(neg.sum())} negative values of {len(y)} rows: a Poisson count "
-                f"must be >= 0 (outside the family's support)"
-            )
-        frac = np.abs(y - np.round(y)) > 1e-8
-        if frac.any():
-            raise ValueError(
-                f"response {name!r} has {int(frac.sum())} non-integer values of {len(y)} rows: a Poisson "
-                f"count must be a whole number (outside the family's support); for continuous "
-                f"positive data consider family='gamma'"
-            )
+        self._check_counts(y, name)
 
     def loglik_const(self, y, w):
         return -w * special.gammaln(y + 1)

@@ -383,53 +383,8 @@ class GLMMProblem:
 
     # ------------------------------------------------------------------ exact gradient
     def _own_inverse(self, F, cp, W):
-        """Per term k, (n, q_k): the entries of H^{-1} z~_i at row i's own levels, z~_i = Lambda'Z'e_i.
-
-        Block elimination: y1 = A11^{-1} a_i, x_i = S^{-1}(b_i - M1 y1), H^{-1} z~_i = [y1 - A11^{-1} M1' x_i; x_i]
-        with M1 = Lambda_r' C_r Lambda_1. Only row i's own entries are formed, by gathers from
-        S^{-1} and S^{-1} M1, so the cost is O(n k^2) with k the number of own entries.
-        """
-        sysm = self.system
-        T = F.T
-        t1 = self.terms[0]
-        q1 = sysm.q1
-        a = t1.z @ T[0]  # term-1 part of z~_i, (n, q1)
-        if q1 == 1:
-            inv11 = (1.0 / F.a11)[:, None, None]
-        else:
-            inv11 = np.linalg.inv(F.a11)
-        inv_i = inv11[t1.refs]  # (n, q1, q1)
-        y1 = np.einsum("iab,ib->ia", inv_i, a)
-        if sysm.qr == 0:
-            return [y1]
-        lr = sysm.lam_rest_vec(T[1:])
-        Sinv = linalg.cho_solve((F.L22, True), np.eye(sysm.qr), check_finite=False)
-        pat = sysm.pattern
-        if q1 == 1 and sysm.rest_scalar and not sysm.rest_dense:
-            # M1 keeps C_r's sparsity: S^{-1} M1 costs qr * nnz, not qr^2 * L1
-            m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
-            SM = np.asarray((pat.csr(m1).T @ Sinv).T)
-            K = np.bincount(pat.c_cols, m1 * SM[pat.c_rows, pat.c_cols], minlength=pat.L1)[:, None, None]
-        else:
-            M1 = sysm.lam1t(T[0], sysm.cr_dense(cp))
-            M1 = lr[:, None] * M1 if sysm.rest_scalar else np.asarray(lr.T @ M1)  # (qr, L1)
-            SM = Sinv @ M1  # (qr, L1)
-            K = np.einsum("rla,rlb->lab", M1.reshape(-1, sysm.l1, q1), SM.reshape(-1, sysm.l1, q1))
-        pos = pat.rest_cols  # (n, kr) own rest positions
-        bt = np.column_stack([t.z @ Tk for t, Tk in zip(self.terms[1:], T[1:])])  # rest part of z~_i
-        cols1 = t1.refs[:, None] * q1 + np.arange(q1)[None, :]  # (n, q1)
-        # x_i at own rest positions
-        x_own = np.einsum("ick,ik->ic", Sinv[pos[:, :, None], pos[:, None, :]], bt)
-        x_own -= np.einsum("icd,id->ic", SM[pos[:, :, None], cols1[:, None, :]], y1)
-        # (M1' x_i) at the row's term-1 level: M1'S^{-1} b_i - (M1'S^{-1}M1)_jj y1
-        v = np.einsum("ikc,ik->ic", SM[pos[:, :, None], cols1[:, None, :]], bt)
-        v -= np.einsum("iab,ib->ia", K[t1.refs], y1)
-        own = [y1 - np.einsum("iab,ib->ia", inv_i, v)]
-        c = 0
-        for t in self.terms[1:]:
-            own.append(x_own[:, c : c + t.q])
-            c += t.q
-        return own
+        """Per term k, (n, q_k): entries of H^{-1} z~_i at row i's own levels (BlockedSystem.own_inverse)."""
+        return self.system.own_inverse(F, cp, self.terms)
 
     def deviance_and_gradient(self, beta, theta, psi=None):
         """Laplace deviance and its exact gradient in (theta, beta, psi).
