@@ -62,3 +62,29 @@ def test_exact_gradient_matches_finite_differences(load_data, data, formula, fam
     x = np.concatenate([theta, beta])
     num = fd_gradient(lambda z: prob.laplace_deviance(z[nt:], z[:nt]), x, step=1e-6, central=True)
     np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-4 * (1 + np.abs(num).max()) * 1e-2)
+
+
+@pytest.mark.parametrize(
+    "data, formula, family, link, k",
+    [
+        ("Contraception", CONTRA, "binomial", None, 9),
+        ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", None, 25),
+        ("Contraception", "use ~ age + urban + (0 + age | district)", "binomial", "probit", 7),
+        ("grouseticks", "TICKS ~ YEAR + scale(HEIGHT) + (1 | LOCATION)", "poisson", None, 5),
+    ],
+)
+def test_exact_agq_gradient_matches_finite_differences(load_data, data, formula, family, link, k):
+    """The AGQ gradient follows the adaptive nodes (modes and scales) as the parameters move."""
+    fam = get_family(family, link)
+    d = build_design(formula, load_data(data), fam)
+    prob = GLMMProblem(d, fam, n_agq=k)
+    rng = np.random.default_rng(2)
+    beta = np.zeros(d.X.shape[1])
+    beta[0] = -0.5 if family == "binomial" else 0.3
+    beta += rng.normal(0, 0.05, len(beta))
+    theta = np.array([0.5])
+    dev, grad = prob.agq_deviance_and_gradient(beta, theta)
+    assert dev == pytest.approx(prob.laplace_deviance(beta, theta), abs=1e-9)
+    x = np.concatenate([theta, beta])
+    num = fd_gradient(lambda z: prob.laplace_deviance(z[1:], z[:1]), x, step=1e-6, central=True)
+    np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-5)

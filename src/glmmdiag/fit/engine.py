@@ -286,6 +286,11 @@ def _fit_glmm(design, family, n_agq, opt, start):
         if family.n_psi and len(psi0) != family.n_psi:
             beta_glm, psi0 = _glm_start(design, family)
         return _off_boundary(prob, _glmm_from(prob, theta0, beta0, psi0, opt), opt)
+    if n_agq > 1:
+        # AGQ has no exact gradient: start it at the Laplace optimum, a few quasi-Newton steps away
+        lap = _fit_glmm(design, family, 1, opt, None)
+        prob.u = lap.u.copy()
+        return _glmm_from(prob, lap.theta, lap.beta, lap.psi if family.n_psi else None, opt)
     beta_glm, psi_glm = _glm_start(design, family)
     theta0 = _theta_start(prob, beta_glm, psi_glm)
     first = _off_boundary(prob, _glmm_from(prob, theta0, beta_glm, psi_glm, opt), opt)
@@ -511,7 +516,7 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     lb = np.concatenate([lb_t * ts, np.full(p, -np.inf), pc.lower()])
     x0 = np.concatenate([theta0 * ts, np.zeros(p + k)])
     stage = f"AGQ({n_agq})" if n_agq > 1 else "Laplace"
-    exact = n_agq == 1
+    exact = n_agq == 1 or not prob.family.n_psi  # AGQ: exact gradient without psi
     x, fval = minimize(dev, x0, lb, opt, stage, jac=dev_grad if exact else None)
     theta, beta, psi = to_params(x)
     if exact:
@@ -622,7 +627,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
     if pos_df is not None:
         zp0[pos_df] = np.exp(-zp0[pos_df])
     z0 = np.concatenate([theta[idx_t], beta, zp0])
-    if prob.n_agq == 1:
+    if prob.n_agq == 1 or not prob.family.n_psi:
 
         def grad(z):
             th, b, ps = split(z)

@@ -24,7 +24,7 @@ standard normal,  log int = log sd_j + log sum_k w_k exp(l_j(u^_j + sd_j z_k) - 
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
 
 from glmmdiag.fit.blocked import BlockedSystem, CrossProducts, Factor
 from glmmdiag.fit.covariance import ThetaMap
@@ -375,6 +375,72 @@ class GLMMProblem:
         lse = mx[:, 0] + np.log(np.exp(logterm - mx).sum(axis=1))
         return float(-2.0 * (np.sum(lse + np.log(sd)) + self.const))
 
+    def agq_deviance_and_gradient(self, beta, theta):
+        """AGQ deviance and its exact gradient in (theta, beta) for families without psi.
+
+        Per group j with nodes v_jk = u^_j + sd_j z_k and node weights p_jk = softmax_k(logterm_jk):
+        dD/dpsi = -2 sum_j [dlog sd_j + sum_k p_jk (dlogterm_jk|_(u^, sd) + G_jk (du^_j + z_k dsd_j))],
+        G_jk = theta sum_i z_i s_ik - v_jk; the adaptive nodes move with the parameters through
+        du^_j = (dg_j/dpsi) / H_j (g_j = theta sum z s - u = 0 at the mode) and
+        dsd_j = -sd_j (dH_j/dpsi) / (2 H_j), H_j = theta^2 sum z^2 W(eta^) + 1.
+        """
+        try:
+            u, beta, F, cp, ll, s, W, dW = self.pirls(beta, theta)
+        except PirlsError:
+            return np.inf, None
+        fam, t = self.family, self.terms[0]
+        refs, z, nl = t.refs, t.z[:, 0], t.nlev
+        th = float(theta[0])
+        base = self.offset + self.X @ beta
+        eta0 = base + th * z * u[refs]
+        _, s0, W0, dW0 = fam.eta_derivs(self.y, eta0, self.w)
+        zk, wk = gauss_hermite(self.n_agq)
+        K = len(zk)
+        H = th * th * np.bincount(refs, z * z * W0, minlength=nl) + 1.0
+        sd = 1.0 / np.sqrt(H)
+        v = u[:, None] + sd[:, None] * zk[None, :]  # (l, K)
+        eta = base[:, None] + th * z[:, None] * v[refs]
+        ll_k, s_k, _, _ = fam.eta_derivs(np.repeat(self.y[:, None], K, 1), eta, self.w[:, None])
+        ind = self._group_indicator()
+        L = ind @ ll_k  # (l, K)
+        Sz = ind @ (s_k * z[:, None])
+        logterm = L - 0.5 * v**2 + 0.5 * zk[None, :] ** 2 + np.log(wk)[None, :]
+        mx = logterm.max(axis=1, keepdims=True)
+        ex = np.exp(logterm - mx)
+        tot = ex.sum(axis=1)
+        dev = float(-2.0 * (np.sum(mx[:, 0] + np.log(tot) + np.log(sd)) + self.const))
+        pk = ex / tot[:, None]
+        G = th * Sz - v
+        EG, EGz = (pk * G).sum(axis=1), (pk * G * zk[None, :]).sum(axis=1)
+        p = self.X.shape[1]
+        # partial derivatives of logterm at fixed nodes, averaged over p_jk
+        Eth = (pk * Sz * v).sum(axis=1)  # (l,)
+        Eb = np.asarray(ind @ ((s_k * pk[refs]).sum(axis=1)[:, None] * self.X)) if p else np.zeros((nl, 0))
+        # the mode and the node scale as functions of the parameters
+        zW = z * W0
+        Sz2W = np.bincount(refs, z * zW, minlength=nl)
+        dg_th = np.bincount(refs, z * s0, minlength=nl) - th * u * Sz2W
+        dg_b = -th * np.asarray(ind @ (zW[:, None] * self.X)) if p else np.zeros((nl, 0))
+        du_th, du_b = dg_th / H, dg_b / H[:, None]
+        deta_th = z * u[refs] + th * z * du_th[refs]
+        deta_b = self.X + th * z[:, None] * du_b[refs]
+        zzdW = z * z * dW0
+        dH_th = 2.0 * th * Sz2W + th * th * np.bincount(refs, zzdW * deta_th, minlength=nl)
+        dH_b = th * th * np.asarray(ind @ (zzdW[:, None] * deta_b)) if p else np.zeros((nl, 0))
+        dlsd_th, dlsd_b = -0.5 * dH_th / H, -0.5 * dH_b / H[:, None]
+        g_th = dlsd_th + Eth + EG * du_th + EGz * sd * dlsd_th
+        g_b = dlsd_b + Eb + EG[:, None] * du_b + (EGz * sd)[:, None] * dlsd_b
+        grad = -2.0 * np.concatenate([[g_th.sum()], g_b.sum(axis=0)])
+        return dev, grad
+
+    def _group_indicator(self):
+        if getattr(self, "_ind", None) is None:
+            t = self.terms[0]
+            self._ind = sparse.csr_matrix(
+                (np.ones(len(t.refs)), (t.refs, np.arange(len(t.refs)))), shape=(t.nlev, len(t.refs))
+            )
+        return self._ind
+
     def beta_hat_stage0(self, theta, beta0, psi=None):
         """nAGQ = 0: beta inside PIRLS; returns (beta, deviance)."""
         u, beta, F, cp, ll, s, W, dW = self.pirls(beta0, theta, with_beta=True, psi=psi)
@@ -400,6 +466,8 @@ class GLMMProblem:
         du^/dpsi = H^{-1} Lambda'Z' s_psi, paired with d log det H / du = Lambda'Z'c.
         The gradient has the order [theta, beta, psi] (no psi entries for families without).
         """
+        if self.n_agq > 1 and not self.family.n_psi:
+            return self.agq_deviance_and_gradient(beta, theta)
         key = _params_key(beta, theta, psi)
         if self._grad_memo is not None and self._grad_memo[0] == key:
             return self._grad_memo[1], self._grad_memo[2].copy()
