@@ -48,8 +48,14 @@ class LMMProblem:
     has_gradient = True
 
     def start_theta(self) -> np.ndarray:
-        """Moment starting values: for each scalar intercept term, sqrt(max(var of the group means of
-        the OLS residuals - sigma^2 / mean group size, small) / sigma^2); other entries as lme4 (1 / 0)."""
+        """Moment starting values from the OLS residuals r (DESIGN.md sec. 5).
+
+        Per term and level j, b_j = (Z_j'Z_j)^{-1} Z_j'r_j; with s_k^2 the residual variance within
+        the levels, Sigma = cov(b_j) - s_k^2 mean((Z_j'Z_j)^{-1}) (made positive definite) and theta
+        from the Cholesky factor of Sigma / s_k^2. Levels with too
+        few rows for their q coefficients are skipped; a term with too few usable levels keeps
+        lme4's start (identity).
+        """
         d = self.design
         theta = self.thetamap.initial()
         sw = np.sqrt(d.w)
@@ -59,12 +65,26 @@ class LMMProblem:
         if not s2 > 0:
             return theta
         for k, t in enumerate(d.terms):
-            if t.q != 1 or not np.allclose(t.z[:, 0], 1.0):
+            q = t.q
+            zz = np.stack([np.stack([np.bincount(t.refs, d.w * t.z[:, a] * t.z[:, b], minlength=t.nlev)
+                                     for b in range(q)], -1) for a in range(q)], -2)  # (l, q, q)
+            zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
+            det = np.linalg.det(zz)
+            ok = det > 1e-8 * np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) ** q
+            if ok.sum() < max(3, q + 1):
                 continue
-            cnt = np.bincount(t.refs, minlength=t.nlev)
-            means = np.bincount(t.refs, res, minlength=t.nlev) / np.maximum(cnt, 1)
-            between = float(np.var(means[cnt > 0])) - s2 / float(np.mean(cnt[cnt > 0]))
-            theta[self.thetamap.starts[k]] = np.sqrt(max(between, 0.01 * s2) / s2)
+            inv = np.linalg.inv(zz[ok])
+            bj = np.einsum("lab,lb->la", inv, zr[ok])
+            # residual variance within the levels (the OLS one still holds this term's variance)
+            rss = np.bincount(t.refs, d.w * res**2, minlength=t.nlev)[ok] - np.einsum("la,la->l", bj, zr[ok])
+            dof = np.bincount(t.refs, minlength=t.nlev)[ok] - q
+            s2k = float(rss.sum() / dof.sum()) if dof.sum() > 0 and rss.sum() > 0 else s2
+            sigma = np.cov(bj, rowvar=False).reshape(q, q) - s2k * inv.mean(axis=0)
+            vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
+            vals = np.maximum(vals, 1e-4 * s2k)
+            L = np.linalg.cholesky((vecs * vals) @ vecs.T / s2k)
+            rows, cols = self.thetamap._order[k]
+            theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = np.clip(L[rows, cols], -10, 10)
         return theta
 
     def objective(self, theta) -> float:
