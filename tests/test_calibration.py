@@ -65,7 +65,7 @@ def test_calibrated_tests_interface():
     b = calibrated_tests(res, 5, ("dispersion",), seed=4, n_jobs=2)
     assert a["dispersion"].p_value == b["dispersion"].p_value
     assert "uncalibrated p-value" in a["dispersion"].estimate
-    assert np.size(a["dispersion"].plot_data["bootstrap_p_values"]) == 5
+    assert np.size(a["dispersion"].plot_data["bootstrap_values"]) == 5
     y, S, f = np.zeros(10), np.ones((10, 5)), np.ones(10)
     with pytest.raises(TypeError, match="refitted"):
         calibrated_tests(gd.simulate_residuals(gd.from_simulations(y, S, f), seed=1), 5)

@@ -827,13 +827,19 @@ def residual_tests(res: ScaledResiduals) -> ResidualTests:
 
 
 # ---------------------------------------------------------------------------------- calibration
+# name -> (test, how the bootstrap compares it): "upper" = large statistic is evidence (one-sided
+# on the statistic), "two" = both tails of the statistic, "p" = compare raw p-values (small = evidence)
 _CALIBRATABLE = {
-    "uniformity": lambda r: uniformity_test(r),
-    "dispersion": lambda r: dispersion_test(r),
-    "outliers": lambda r: outlier_test(r),
-    "zero_inflation": lambda r: zero_inflation_test(r),
-    "quantiles": lambda r: quantile_test(r, curves=False),
+    "uniformity": (lambda r: uniformity_test(r), "upper"),
+    "dispersion": (lambda r: dispersion_test(r), "two"),
+    "outliers": (lambda r: outlier_test(r), "p"),
+    "zero_inflation": (lambda r: zero_inflation_test(r), "two"),
+    "quantiles": (lambda r: quantile_test(r, curves=False), "p"),
 }
+
+
+def _pivot(t: TestResult, how: str) -> float:
+    return float(t.p_value) if how == "p" else float(t.statistic)
 
 
 def _bootstrap_pvalues(model, b, root, n_sim, simulate_re, chunk_size, names):
@@ -847,7 +853,7 @@ def _bootstrap_pvalues(model, b, root, n_sim, simulate_re, chunk_size, names):
             m_b = model.refit(y_b)
             res_b = simulate_residuals(m_b, n_sim, seed=child_seed(root, 4, b), simulate_re=simulate_re,
                                        chunk_size=chunk_size)
-            return [float(_CALIBRATABLE[k](res_b).p_value) for k in names]
+            return [_pivot(_CALIBRATABLE[k][0](res_b), _CALIBRATABLE[k][1]) for k in names]
         except Exception:
             return [math.nan] * len(names)
 
@@ -867,8 +873,13 @@ def calibrated_tests(
     inside their own fit; DHARMa's tests reject far less often than alpha). Here the whole
     procedure is repeated on ``n_boot`` data sets simulated from the fitted model (new random
     effects), each refitted, given its own simulated residuals (same n_sim, mode and chunk size)
-    and tested: the calibrated p-value of a test is (1 + #{p*_b <= p}) / (n_boot + 1), the
-    position of the observed p-value among the bootstrap ones (Beran's prepivoting). Needs a model
+    and tested. The calibrated p-value is the position of the observed statistic among the
+    bootstrap ones: (1 + #{D*_b >= D}) / (n_boot + 1) for the KS distance; two-sided,
+    min(1, 2 min(1 + #{T*_b >= T}, 1 + #{T*_b <= T}) / (n_boot + 1)), for the dispersion and
+    zero-inflation ratios; for the outlier and quantile tests, whose statistics are not comparable
+    across data sets, the position of the raw p-value (1 + #{p*_b <= p}) / (n_boot + 1) (Beran's
+    prepivoting). With n_boot = 39 the smallest attainable p-value is 0.025 (0.05 two-sided) and a
+    test at alpha = 0.05 has exact size when the bootstrap world matches the real one. Needs a model
     with ``refit``; one joblib task per bootstrap data set. Returns {name: TestResult} whose
     ``p_value`` is the calibrated one (the raw p-value is in ``estimate``) and whose ``mc_se`` is
     the bootstrap's Monte-Carlo SE.
@@ -899,12 +910,19 @@ def calibrated_tests(
     P = np.array(P, float).reshape(n_boot, len(names))
     out = {}
     for k, name in enumerate(names):
-        raw = _CALIBRATABLE[name](res)
+        fn, how = _CALIBRATABLE[name]
+        raw = fn(res)
         pb = P[:, k][np.isfinite(P[:, k])]
         B = pb.size
         if B == 0:
             raise RuntimeError("every bootstrap refit failed")
-        pc = (1 + np.sum(pb <= raw.p_value)) / (B + 1)
+        s_obs = _pivot(raw, how)
+        if how == "p":
+            pc = (1 + np.sum(pb <= s_obs)) / (B + 1)
+        elif how == "upper":
+            pc = (1 + np.sum(pb >= s_obs)) / (B + 1)
+        else:
+            pc = min(1.0, 2 * min(1 + np.sum(pb >= s_obs), 1 + np.sum(pb <= s_obs)) / (B + 1))
         est = dict(raw.estimate or {})
         est["uncalibrated p-value"] = raw.p_value
         out[name] = dataclasses.replace(
@@ -915,6 +933,6 @@ def calibrated_tests(
             mc_se=float(max(math.sqrt(pc * (1 - pc) / B), 1.0 / (B + 1))),
             n_sim=B,
             note=((raw.note + "\n") if raw.note else "") + f"p-value calibrated by {B} refits to data simulated from the fit",
-            plot_data={**dict(raw.plot_data), "bootstrap_p_values": pb},
+            plot_data={**dict(raw.plot_data), "bootstrap_values": pb, "bootstrap_compares": how},
         )
     return out
