@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m glmmdiag demo
+	MPLBACKEND=Agg $(PY) -m glmmdiag demo
 
 # two test workers, each with single-threaded BLAS (no oversubscription of the 2 cores)
 export OMP_NUM_THREADS ?= 1

@@ -1,0 +1,503 @@
+"""The diagnostic report of ``glmmdiag check``: fit, simulate, test, draw, and write
+
+* ``results.json`` -- every number of the report, machine-readable (``results_dict``);
+* ``figures/*.png`` and ``figures/*.svg``;
+* ``report.html`` -- one self-contained file (figures embedded as base64 PNG, inline CSS, no
+  script, no external resource), rendered from the results dictionary only, so every number the
+  reader sees is in ``results.json`` (each is wrapped in ``<span data-path="...">`` naming its
+  place in the JSON; tests/test_report.py checks that round trip).
+
+Python use::
+
+    from glmmdiag import datasets, report
+    check = report.run_check(datasets.load("rust"), "severity ~ fungicide + (1 | block)", "beta",
+                             compare=["gamma"], transforms={"gamma": 100}, links={"gamma": "log"})
+    report.write_report(check, "out/")
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import html
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Check", "run_check", "results_dict", "render_html", "write_report", "fmt_value", "TEST_NAMES"]
+
+TEST_NAMES = {
+    "uniformity": "Uniformity (KS)",
+    "dispersion": "Dispersion",
+    "outliers": "Outliers",
+    "zero_inflation": "Zero inflation",
+    "quantiles": "Residual quantiles vs prediction",
+}
+
+
+@dataclasses.dataclass
+class Check:
+    """What ``run_check`` computed: the ``compare_families`` table (with ``.fits``, ``.residuals``,
+    ``.tests``), the settings, the data's name and the seconds each stage took."""
+
+    table: Any
+    settings: dict
+    data_name: str
+    timings: dict
+
+
+def _progress_none(msg: str) -> None:
+    pass
+
+
+def run_check(
+    data: pd.DataFrame,
+    formula: str,
+    family: str,
+    *,
+    compare=(),
+    links: dict | None = None,
+    transforms: dict | None = None,
+    n_sim: int = 250,
+    seed=1,
+    n_jobs=1,
+    simulate_re: str = "conditional",
+    alpha: float = 0.05,
+    data_name: str = "data",
+    progress: Callable[[str], None] | None = None,
+) -> Check:
+    """Fit ``formula`` with ``family`` (and each family of ``compare``), simulate scaled residuals
+    (``n_sim``, ``seed``, ``simulate_re``, ``n_jobs`` workers) and run the residual tests.
+    ``links`` / ``transforms``: per-family link and response transform, as ``compare_families``.
+    ``progress``: called with a short message at each stage (the CLI prints them on stderr)."""
+    from glmmdiag.compare import compare_families
+
+    progress = progress or _progress_none
+    families = [family] + [f for f in compare if f != family]
+    what = " and ".join(families)
+    progress(f"fitting {what} and simulating {n_sim} {simulate_re} responses per model ...")
+    t0 = time.perf_counter()
+    table = compare_families(formula, data, families=families, n_sim=n_sim, seed=seed,
+                             transforms=transforms, links=links, simulate_re=simulate_re,
+                             alpha=alpha, n_jobs=n_jobs)
+    dt = time.perf_counter() - t0
+    progress(f"fitted and simulated in {dt:.1f} s")
+    settings = {"formula": formula, "family": family, "compare": families[1:], "n_sim": int(n_sim),
+                "seed": seed, "simulate_re": simulate_re, "alpha": alpha, "n_jobs": n_jobs,
+                "links": dict(links or {}), "transforms": {k: v for k, v in (transforms or {}).items()},
+                "quantiles": [0.25, 0.5, 0.75]}
+    return Check(table=table, settings=settings, data_name=data_name, timings={"fit_and_simulate_s": dt})
+
+
+# ------------------------------------------------------------------------------------ numbers
+def _clean(x):
+    """JSON-safe: numpy scalars to Python, NaN/inf to None, recursively."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_clean(v) for v in x.tolist()]
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def fmt_value(v, kind: str = "g4") -> str:
+    """How the report prints a value of results.json: kind "g<d>" (d significant digits),
+    "int", "p" (p-value), "str"."""
+    if v is None:
+        return "NA"
+    if kind == "str":
+        return str(v)
+    if kind == "int":
+        return f"{int(v):,}"
+    if kind == "p":
+        v = float(v)
+        if v < 1e-4:
+            return f"{v:.1e}"
+        if v >= 0.995:
+            return "1"
+        return np.format_float_positional(v, precision=2, fractional=False, trim="-")
+    d = int(kind[1:]) if kind.startswith("g") else 4
+    v = float(v)
+    if v == 0:
+        return "0"
+    if 1e-3 <= abs(v) < 1e6:
+        if abs(v) >= 10 ** d:
+            return f"{v:.0f}"
+        return np.format_float_positional(v, precision=d, fractional=False, trim="-")
+    return f"{v:.{d - 1}e}"
+
+
+def _dispersion_phrase(t: dict, alpha: float) -> str:
+    r, p = t["statistic"], t["p_value"]
+    if r is None or p is None:
+        return "dispersion could not be assessed"
+    kind = "underdispersion" if r < 1 else "overdispersion"
+    return ("no evidence of " if p >= alpha else "evidence of ") + kind
+
+
+def _plain(name: str, t: dict, alpha: float) -> tuple[str, bool]:
+    """(plain-language verdict without the numbers, significant?) of one test."""
+    p = t["p_value"]
+    sig = p is not None and p < alpha
+    if name == "uniformity":
+        return ("residuals deviate from the uniform distribution" if sig
+                else "residuals consistent with the uniform distribution"), sig
+    if name == "dispersion":
+        return _dispersion_phrase(t, alpha), sig
+    if name == "outliers":
+        return ("more outliers than expected" if sig else "no more outliers than expected"), sig
+    if name == "zero_inflation":
+        r = t["statistic"]
+        kind = "too few zeros" if (r is not None and r < 1) else "zero-inflation"
+        return (("evidence of " if sig else "no evidence of ") + kind), sig
+    if name == "quantiles":
+        return ("residual quantiles depend on the prediction" if sig
+                else "no evidence that residual quantiles depend on the prediction"), sig
+    return ("significant" if sig else "not significant"), sig
+
+
+# statistic printed in the verdict: (label, format kind)
+_STAT_LABEL = {"uniformity": ("D", "g3"), "dispersion": ("ratio", "g3"), "outliers": ("outliers", "int"),
+               "zero_inflation": ("ratio", "g3"), "quantiles": ("χ²", "g3")}
+
+
+def results_dict(check: Check) -> dict:
+    """Everything the report shows, as a JSON-safe dictionary (NaN -> None)."""
+    import glmmdiag
+    from glmmdiag.compare import verdict as _verdict
+
+    table = check.table
+    alpha = float(check.settings["alpha"])
+    models, tests_out, verdicts = {}, {}, {}
+    for label in table.index:
+        fit, res, tests = table.fits[label], table.residuals[label], table.tests[label]
+        row = table.loc[label]
+        ct = fit.coef_table()
+        fixed = [{"term": str(term), "estimate": r.iloc[0], "se": r.iloc[1], "z": r.iloc[2], "p": r.iloc[3]}
+                 for term, r in ct.iterrows()]
+        vc = fit.varcorr
+        random = [{"group": str(r["grp"]), "term": str(r["var1"]),
+                   "term2": None if r["var2"] is None or (isinstance(r["var2"], float) and math.isnan(r["var2"]))
+                   else str(r["var2"]),
+                   "variance_or_cov": r["vcov"], "sd_or_cor": r["sdcor"]} for _, r in vc.iterrows()] if vc is not None else []
+        disp = getattr(fit, "dispersion", None)
+        models[label] = {
+            "family": str(label), "link": str(row["link"]), "response": str(row["response"]),
+            "nobs": int(row["nobs"]), "n_dropped": int(getattr(fit, "n_dropped", 0) or 0),
+            "ngroups": {str(k): int(v) for k, v in (fit.ngroups or {}).items()},
+            "n_params": int(row["n_params"]), "logLik": row["logLik"], "AIC": row["AIC"], "BIC": row["BIC"],
+            "log_jacobian": row["log_jacobian"], "logLik_common": row["logLik_common"],
+            "AIC_common": row["AIC_common"], "BIC_common": row["BIC_common"], "delta_AIC": row["delta_AIC"],
+            "dispersion_parameter": disp if isinstance(disp, (int, float, np.floating)) else None,
+            "converged": bool(row["converged"]), "warnings": [str(w) for w in (fit.warnings or [])],
+            "fixed_effects": fixed, "random_effects": random, "summary_text": str(fit.summary()),
+        }
+        tout = {}
+        for name in TEST_NAMES:
+            t = tests.get(name)
+            if t is None or (name == "zero_inflation" and not res.integer_response):
+                continue
+            d = {"method": t.method, "statistic_name": t.statistic_name, "statistic": t.statistic,
+                 "p_value": t.p_value, "alternative": t.alternative, "mc_se": t.mc_se,
+                 "n_sim": t.n_sim}
+            d = _clean(d)
+            d["verdict"], d["significant"] = _plain(name, d, alpha)
+            tout[name] = d
+        tests_out[label] = tout
+        verdicts[label] = _verdict(tests, alpha)
+        models[label]["residuals"] = {"nobs": int(res.nobs), "n_sim": int(res.n_sim), "simulate_re": res.simulate_re,
+                                      "seed_entropy": str(res.seed), "chunk_size": int(res.chunk_size),
+                                      "integer_response": bool(res.integer_response)}
+    comparison = None
+    if len(table.index) > 1:
+        cols = ["link", "response", "logLik", "AIC_common", "delta_AIC", "dispersion", "dispersion_p",
+                "ks_D", "ks_p", "outlier_p", "quantile_p", "verdict"]
+        comparison = [{"family": str(lab), **{c: table.loc[lab, c] for c in cols}} for lab in table.index]
+    s = dict(check.settings)
+    s["seed"] = None if s["seed"] is None else (int(s["seed"]) if isinstance(s["seed"], (int, np.integer)) else str(s["seed"]))
+    out = {
+        "glmmdiag_version": glmmdiag.__version__,
+        "python_version": platform.python_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "data": {"name": check.data_name, "nobs": int(table.iloc[0]["nobs"])},
+        "settings": s,
+        "timings": check.timings,
+        "models": models,
+        "tests": tests_out,
+        "verdicts": verdicts,
+        "comparison": comparison,
+        "figures": {},
+    }
+    return _clean(out)
+
+
+# ------------------------------------------------------------------------------------ HTML
+def _get(results: dict, path: str):
+    cur = results
+    for part in path.split("/"):
+        cur = cur[int(part)] if isinstance(cur, list) else cur[part]
+    return cur
+
+
+class _R:
+    """Renders values of the results dict as spans that name their JSON path."""
+
+    def __init__(self, results):
+        self.results = results
+
+    def __call__(self, path: str, kind: str = "g4", tag: str = "span") -> str:
+        v = _get(self.results, path)
+        text = html.escape(fmt_value(v, kind))
+        return f'<{tag} data-path="{html.escape(path)}" data-fmt="{kind}">{text}</{tag}>'
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1a1a1a;
+background:#fff;line-height:1.45}
+main{max-width:1100px;margin:0 auto;padding:1.5rem 1.5rem 3rem}
+h1{font-size:1.6rem;margin:.2rem 0 .4rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd;
+padding-bottom:.2rem}h3{font-size:1.05rem;margin-top:1.4rem}
+.sub{color:#555;margin:0 0 1rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:top}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f5f5f5}
+.bad{color:#B34700;font-weight:bold}.ok{color:#1a1a1a}
+.verdict{padding:.5rem .8rem;border-left:4px solid #0072B2;background:#f4f8fb;margin:.6rem 0}
+.verdict.bad{border-left-color:#D55E00;background:#fdf3ec}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9rem}
+pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.82rem}
+code{font-size:.92em}
+footer{margin-top:2.5rem;color:#666;font-size:.85rem}
+"""
+
+
+def _test_rows(r: _R, results: dict, label: str) -> str:
+    rows = []
+    for name, t in results["tests"][label].items():
+        base = f"tests/{label}/{name}"
+        stat_label, kind = _STAT_LABEL.get(name, ("statistic", "g3"))
+        cls = "bad" if t["significant"] else "ok"
+        phrase = (f'{r(base + "/verdict", "str")} ({stat_label} {r(base + "/statistic", kind)}, '
+                  f'p = {r(base + "/p_value", "p")})')
+        mc = f' ± {r(base + "/mc_se", "g2")}' if t.get("mc_se") is not None else ""
+        rows.append(
+            f'<tr><td>{TEST_NAMES[name]}</td><td class="{cls}">{phrase}</td>'
+            f'<td class="num">{r(base + "/statistic", "g4")}</td>'
+            f'<td class="num">{r(base + "/p_value", "p")}{mc}</td>'
+            f'<td>{r(base + "/method", "str")}</td></tr>')
+    return ("<table><thead><tr><th>test</th><th>verdict</th><th class=num>statistic</th>"
+            "<th class=num>p-value (± Monte-Carlo SE)</th><th>method</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _model_section(r: _R, results: dict, label: str, images: dict) -> str:
+    m = results["models"][label]
+    b = f"models/{label}"
+    bad = results["verdicts"][label] != "no problems detected"
+    groups = ", ".join(f"{html.escape(g)}: {r(f'{b}/ngroups/{g}', 'int')}" for g in m["ngroups"]) or "none"
+    out = [f'<h2>Model: {r(b + "/family", "str")} ({r(b + "/link", "str")} link) on '
+           f'{r(b + "/response", "str")}</h2>',
+           f'<div class="verdict{" bad" if bad else ""}">Verdict at α = {r("settings/alpha", "g3")}: '
+           f'<strong>{r("verdicts/" + label, "str")}</strong></div>',
+           '<table><tbody>',
+           f'<tr><th>observations</th><td class="num">{r(b + "/nobs", "int")}</td>'
+           f'<th>dropped (missing values)</th><td class="num">{r(b + "/n_dropped", "int")}</td></tr>',
+           f'<tr><th>groups</th><td colspan=3>{groups}</td></tr>',
+           f'<tr><th>logLik</th><td class="num">{r(b + "/logLik", "g6")}</td>'
+           f'<th>parameters</th><td class="num">{r(b + "/n_params", "int")}</td></tr>',
+           f'<tr><th>AIC</th><td class="num">{r(b + "/AIC", "g6")}</td>'
+           f'<th>BIC</th><td class="num">{r(b + "/BIC", "g6")}</td></tr>']
+    if m["dispersion_parameter"] is not None:
+        out.append(f'<tr><th>dispersion parameter</th><td class="num">{r(b + "/dispersion_parameter", "g4")}</td>'
+                   f'<th>converged</th><td>{r(b + "/converged", "str")}</td></tr>')
+    else:
+        out.append(f'<tr><th>converged</th><td colspan=3>{r(b + "/converged", "str")}</td></tr>')
+    out.append("</tbody></table>")
+    for i, _ in enumerate(m["warnings"]):
+        out.append(f'<p class="bad">Warning: {r(f"{b}/warnings/{i}", "str")}</p>')
+    out.append("<h3>Residual tests</h3>" + _test_rows(r, results, label))
+    if label in images:
+        out.append(f'<figure><img alt="Residual diagnostics of the {html.escape(label)} model: uniform QQ plot and '
+                   f'residuals against the predictions" src="data:image/png;base64,{images[label]}">'
+                   f'<figcaption>Left: QQ plot of the scaled residuals against the uniform distribution. Right: '
+                   f'residuals against the rank of the predictions with fitted quantile curves '
+                   f'(dashed: the quantiles expected under the model).</figcaption></figure>')
+    fe = "".join(
+        f'<tr><td>{r(f"{b}/fixed_effects/{i}/term", "str")}</td>'
+        f'<td class="num">{r(f"{b}/fixed_effects/{i}/estimate", "g4")}</td>'
+        f'<td class="num">{r(f"{b}/fixed_effects/{i}/se", "g4")}</td>'
+        f'<td class="num">{r(f"{b}/fixed_effects/{i}/z", "g4")}</td>'
+        f'<td class="num">{r(f"{b}/fixed_effects/{i}/p", "p")}</td></tr>' for i in range(len(m["fixed_effects"])))
+    out.append('<h3>Fixed effects</h3><table><thead><tr><th>term</th><th class=num>estimate</th>'
+               '<th class=num>std. error</th><th class=num>z</th><th class=num>p</th></tr></thead><tbody>'
+               + fe + "</tbody></table>")
+    if m["random_effects"]:
+        re_rows = "".join(
+            f'<tr><td>{r(f"{b}/random_effects/{i}/group", "str")}</td>'
+            f'<td>{r(f"{b}/random_effects/{i}/term", "str")}</td>'
+            f'<td>{r(f"{b}/random_effects/{i}/term2", "str") if row["term2"] is not None else ""}</td>'
+            f'<td class="num">{r(f"{b}/random_effects/{i}/variance_or_cov", "g4")}</td>'
+            f'<td class="num">{r(f"{b}/random_effects/{i}/sd_or_cor", "g4")}</td></tr>'
+            for i, row in enumerate(m["random_effects"]))
+        out.append('<h3>Random effects</h3><table><thead><tr><th>group</th><th>term</th><th>with</th>'
+                   '<th class=num>variance (covariance)</th><th class=num>SD (correlation)</th></tr></thead>'
+                   '<tbody>' + re_rows + "</tbody></table>")
+    out.append(f'<details><summary>Full model summary (as glmmTMB\'s summary())</summary>'
+               f'{r(b + "/summary_text", "str", tag="pre")}</details>')
+    return "\n".join(out)
+
+
+def _comparison_section(r: _R, results: dict, images: dict) -> str:
+    rows = []
+    for i, row in enumerate(results["comparison"]):
+        b = f"comparison/{i}"
+        bad = row["verdict"] != "no problems detected"
+        rows.append(
+            f'<tr><td>{r(b + "/family", "str")}</td><td>{r(b + "/link", "str")}</td>'
+            f'<td>{r(b + "/response", "str")}</td>'
+            f'<td class="num">{r(b + "/AIC_common", "g5")}</td><td class="num">{r(b + "/delta_AIC", "g3")}</td>'
+            f'<td class="num">{r(b + "/dispersion", "g3")}</td><td class="num">{r(b + "/dispersion_p", "p")}</td>'
+            f'<td class="num">{r(b + "/ks_D", "g3")}</td><td class="num">{r(b + "/ks_p", "p")}</td>'
+            f'<td class="num">{r(b + "/outlier_p", "p")}</td><td class="num">{r(b + "/quantile_p", "p")}</td>'
+            f'<td class="{"bad" if bad else "ok"}">{r(b + "/verdict", "str")}</td></tr>')
+    out = ['<h2>Family comparison</h2>',
+           '<p>AIC on the common scale of the response (a model fitted to a rescaled response is '
+           'corrected by the log-Jacobian of the rescaling, so the AICs are comparable); ΔAIC from the '
+           'best model. p-values are not effect sizes: read the dispersion ratio and KS distance too.</p>',
+           '<table><thead><tr><th>family</th><th>link</th><th>response</th><th class=num>AIC</th>'
+           '<th class=num>ΔAIC</th><th class=num>dispersion ratio</th><th class=num>p</th>'
+           '<th class=num>KS D</th><th class=num>p</th><th class=num>outliers p</th>'
+           '<th class=num>quantiles p</th><th>verdict</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"]
+    if "comparison" in images:
+        out.append('<figure><img alt="Diagnostics of the compared families side by side" '
+                   f'src="data:image/png;base64,{images["comparison"]}"><figcaption>One row per family: QQ plot, '
+                   'residuals against predictions, and the observed dispersion against its simulated '
+                   'distribution (shared axes).</figcaption></figure>')
+    return "\n".join(out)
+
+
+def render_html(results: dict, images: dict | None = None) -> str:
+    """The self-contained report from ``results_dict`` output and base64 PNGs keyed by model label
+    (and "comparison")."""
+    images = images or {}
+    r = _R(results)
+    s = results["settings"]
+    labels = list(results["models"])
+    title = f"glmmdiag check: {html.escape(s['formula'])}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{title}</title><style>{_CSS}</style></head><body><main>",
+        f'<h1>Residual diagnostics: {r("settings/formula", "str", tag="code")}</h1>',
+        f'<p class="sub">Data {r("data/name", "str", tag="code")} · {r("data/nobs", "int")} observations · '
+        f'{r("settings/n_sim", "int")} {r("settings/simulate_re", "str")} simulations per model · '
+        f'seed {r("settings/seed", "str")}</p>',
+        "<h2>Summary</h2><table><thead><tr><th>model</th><th>verdict</th></tr></thead><tbody>",
+    ]
+    for lab in labels:
+        bad = results["verdicts"][lab] != "no problems detected"
+        parts.append(f'<tr><td>{r(f"models/{lab}/family", "str")} ({r(f"models/{lab}/link", "str")})</td>'
+                     f'<td class="{"bad" if bad else "ok"}">{r("verdicts/" + lab, "str")}</td></tr>')
+    parts.append("</tbody></table>")
+    parts.append("<p>The scaled residuals are simulation-based quantile residuals (as R's DHARMa): "
+                 "uniform on (0, 1) when the model is right. Each test's verdict is read at the "
+                 f"significance level α = {r('settings/alpha', 'g3')}; a Monte-Carlo p-value carries "
+                 "its simulation standard error.</p>")
+    if results.get("comparison"):
+        parts.append(_comparison_section(r, results, images))
+    for lab in labels:
+        parts.append(_model_section(r, results, lab, images))
+    links = ", ".join(f"{html.escape(k)}: {r('settings/links/' + k, 'str')}" for k in s["links"]) or "defaults"
+    trans = ", ".join(f"{html.escape(k)}: {r('settings/transforms/' + k, 'str')}" for k in s["transforms"]) or "none"
+    parts.append(
+        "<h2>Settings (to reproduce)</h2><table><tbody>"
+        f'<tr><th>formula</th><td>{r("settings/formula", "str", tag="code")}</td></tr>'
+        f'<tr><th>family / compared</th><td>{r("settings/family", "str")}'
+        + "".join(f", {r(f'settings/compare/{i}', 'str')}" for i in range(len(s["compare"])))
+        + "</td></tr>"
+        f"<tr><th>links</th><td>{links}</td></tr><tr><th>response transforms</th><td>{trans}</td></tr>"
+        f'<tr><th>simulations</th><td>{r("settings/n_sim", "int")} ({r("settings/simulate_re", "str")})</td></tr>'
+        f'<tr><th>seed</th><td>{r("settings/seed", "str")}</td></tr>'
+        f'<tr><th>workers</th><td>{r("settings/n_jobs", "str")} (the residuals do not depend on it)</td></tr>'
+        f'<tr><th>glmmdiag</th><td>{r("glmmdiag_version", "str")} (Python {r("python_version", "str")})</td></tr>'
+        f'<tr><th>created</th><td>{r("created", "str")}</td></tr>'
+        f'<tr><th>fit + simulation time</th><td>{r("timings/fit_and_simulate_s", "g2")} s</td></tr>'
+        "</tbody></table>")
+    parts.append("<footer>Made by glmmdiag. Methods: Dunn &amp; Smyth (1996), randomized quantile residuals; "
+                 "Hartig, DHARMa (R package); Brooks et al. (2017), glmmTMB; Bates et al. (2015), lme4. "
+                 "Every number above is in results.json next to this file.</footer>")
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------ writing
+def _save(fig, base: Path, formats) -> dict:
+    paths = {}
+    for fmt in formats:
+        p = base.with_suffix("." + fmt)
+        fig.savefig(p, dpi=110 if fmt == "png" else None)
+        paths[fmt] = p
+    return paths
+
+
+def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None) -> dict:
+    """Draw the figures and write results.json, report.html and figures/ into ``out_dir``.
+    Returns {"html": path, "json": path, "figures": {name: {fmt: path}}}."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from glmmdiag.plots import plot_comparison, plot_diagnostics
+
+    progress = progress or _progress_none
+    out = Path(out_dir)
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    formats = tuple(dict.fromkeys(("png",) + tuple(formats)))  # PNG always (embedded in the HTML)
+    table = check.table
+    alpha = float(check.settings["alpha"])
+    results = results_dict(check)
+    figures, images = {}, {}
+    for label in table.index:
+        progress(f"drawing the {label} diagnostics ...")
+        t = table.tests[label]
+        fig = plot_diagnostics(table.residuals[label], tests={k: t[k] for k in ("uniformity", "dispersion", "outliers")},
+                               alpha=alpha)
+        fig.suptitle(f"{label} ({table.loc[label, 'link']}): " + fig.get_suptitle(), fontsize="large",
+                     color=fig._suptitle.get_color(), fontweight=fig._suptitle.get_fontweight())
+        paths = _save(fig, figdir / f"diagnostics_{label}", formats)
+        plt.close(fig)
+        figures[label] = paths
+    if len(table.index) > 1:
+        progress("drawing the family comparison ...")
+        fig = plot_comparison(table, alpha=alpha)
+        figures["comparison"] = _save(fig, figdir / "comparison", formats)
+        plt.close(fig)
+    for name, paths in figures.items():
+        images[name] = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
+    results["figures"] = {name: {fmt: str(p.relative_to(out)) for fmt, p in paths.items()}
+                          for name, paths in figures.items()}
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False))
+    html_path = out / "report.html"
+    html_path.write_text(render_html(results, images), encoding="utf-8")
+    return {"html": html_path, "json": json_path, "figures": figures}
