@@ -159,67 +159,26 @@ class GLMMAdapter:
         return np.asarray(self.fit.predict(type="response"), float)
 
     def simulate(self, n, rng, conditional=True):
-        """(nobs, n) responses. The means are made here: conditional ones computed once and
-        cached (the fitter recomputes the linear predictor on every call), unconditional ones with
-        new random effects drawn as the fitter does; the draws use ``rng.random() < p`` for
-        Bernoulli rows (~10x faster than numpy's binomial), ``rng.poisson`` for Poisson and the
-        family's own ``sample`` otherwise. Gaussian models use ``fit.simulate``. Integer families
-        return integer arrays (no float copy)."""
-        n = int(n)
-        fam = self.fit.family
-        mu = None
-        if fam.name != "gaussian":
-            if conditional:
-                mu = self._mu_cond()[:, None]
-            else:
-                mu = self._mu_unconditional(n, rng)
-        if mu is None:
+        """(nobs, n) responses (see ``_GLMMSampler``; gaussian models use ``fit.simulate``)."""
+        sampler = self._sampler(bool(conditional))
+        if sampler is None:
             with warnings.catch_warnings():
                 # the fitter warns about likelihood weights on every call; simulate_residuals warns once
                 warnings.filterwarnings("ignore", message="the model has prior weights")
-                return np.asarray(self.fit.simulate(n, seed=rng, conditional=bool(conditional)), float)
-        shape = (self.nobs, n)
-        if self._binomial and self._bernoulli:
-            return (rng.random(shape) < mu).astype(np.int8)
-        if fam.name == "poisson":
-            return rng.poisson(mu, size=shape)
-        w = np.broadcast_to(np.asarray(self.fit.design.w, float)[:, None], shape)
-        psi = self.fit.psi if fam.n_psi else None
-        return np.asarray(fam.sample(np.broadcast_to(mu, shape), w, rng, psi)).reshape(shape)
+                return np.asarray(self.fit.simulate(int(n), seed=rng, conditional=bool(conditional)), float)
+        return sampler.simulate(n, rng, conditional)
 
-    def _mu_unconditional(self, n, rng):
-        """(nobs, n) means with new random effects b = T u, u ~ N(0, I) per simulation (as the
-        fitter's simulate does); None if the fit's layout is not the expected one."""
-        fit = self.fit
-        try:
-            T = fit._thetamap.factors(fit.theta)
-            scale = fit.sigma if getattr(fit, "_relative", False) else 1.0
-            terms = fit.design.terms
-        except AttributeError:  # pragma: no cover - the fitter's private layout changed
-            return None
-        eta = np.asarray(fit.predict(type="link", re_form="~0"), float)[:, None] + np.zeros((1, n))
-        for t, Tk in zip(terms, T):
-            u = rng.standard_normal((t.nlev, t.q, n))
-            b = np.einsum("ab,lbs->las", np.asarray(Tk) * scale, u)
-            if t.q == 1:
-                eta += np.asarray(t.z)[:, :1] * b[np.asarray(t.refs), 0, :]
-            else:
-                eta += np.einsum("ia,ias->is", np.asarray(t.z), b[np.asarray(t.refs)])
-        mu = np.asarray(fit.family.link.inverse(eta), float)
-        return np.maximum(mu, 0.0) if fit.family.name == "poisson" else mu
+    def worker_view(self, conditional: bool):
+        """What a parallel worker needs to simulate: the light sampler (means or linear predictor
+        and random-effect layout, a few arrays of length nobs) instead of the whole fit."""
+        sampler = self._sampler(bool(conditional))
+        return self if sampler is None else sampler
 
-    def _mu_cond(self):
-        mu = self.__dict__.get("_mu_cache")
-        if mu is None:
-            mu = np.asarray(self.fit.predict(type="response"), float)
-            if self.fit.family.name == "poisson":
-                mu = np.maximum(mu, 0.0)
-            self.__dict__["_mu_cache"] = mu
-        return mu
-
-    @property
-    def _bernoulli(self) -> bool:
-        return bool(np.all(np.asarray(self.fit.design.w) == 1.0))
+    def _sampler(self, conditional: bool):
+        key = "_sampler_c" if conditional else "_sampler_u"
+        if key not in self.__dict__:
+            self.__dict__[key] = _GLMMSampler.from_fit(self.fit, conditional)
+        return self.__dict__[key]
 
     def simulation_warnings(self) -> list[str]:
         fam, w = self.fit.family, np.asarray(self.fit.design.w, float)
@@ -267,6 +226,74 @@ class GLMMAdapter:
         None when the random-effects dimension is too large for a dense inverse (q > 4000).
         """
         return _glmm_edf(self.fit)
+
+
+class _GLMMSampler:
+    """Draws responses of a glmmdiag fit from a few arrays (picklable, light to ship to workers).
+
+    Means are made here: conditional ones once (the fitter recomputes the linear predictor and
+    repeats it on every call), unconditional ones with new random effects b = T u, u ~ N(0, I) per
+    simulation, as the fitter's ``simulate``. Draws are generated as (n, nobs) and returned
+    transposed (a Fortran-ordered (nobs, n) view, each simulation contiguous); Bernoulli rows by
+    ``rng.random() < p`` (~10x faster than numpy's binomial), Poisson by ``rng.poisson``, other
+    families by the family's own ``sample``. Integer families give integer arrays.
+    """
+
+    def __init__(self, family, nobs, w, psi, mu=None, eta_pop=None, terms=None):
+        self.family, self.nobs, self.w, self.psi = family, int(nobs), w, psi
+        self.mu, self.eta_pop, self.terms = mu, eta_pop, terms
+        self.bernoulli = family.name == "binomial" and bool(np.all(w == 1.0))
+
+    @classmethod
+    def from_fit(cls, fit, conditional: bool):
+        fam = fit.family
+        if fam.name == "gaussian":
+            return None
+        w = np.asarray(fit.design.w, float)
+        psi = fit.psi if fam.n_psi else None
+        if conditional or not fit.design.terms:
+            mu = np.asarray(fit.predict(type="response"), float)
+            return cls(fam, fit.nobs, w, psi, mu=mu)
+        try:
+            T = fit._thetamap.factors(fit.theta)
+            scale = fit.sigma if getattr(fit, "_relative", False) else 1.0
+        except AttributeError:  # pragma: no cover - the fitter's private layout changed
+            return None
+        terms = [(np.asarray(t.refs, np.int64), np.asarray(t.z, float), np.asarray(Tk, float) * scale, t.nlev, t.q)
+                 for t, Tk in zip(fit.design.terms, T)]
+        eta = np.asarray(fit.predict(type="link", re_form="~0"), float)
+        return cls(fam, fit.nobs, w, psi, eta_pop=eta, terms=terms)
+
+    def _means(self, n, rng, conditional):
+        if self.mu is not None:
+            return self.mu[None, :]
+        eta = np.repeat(self.eta_pop[None, :], n, axis=0)
+        for refs, z, Tk, nlev, q in self.terms:
+            u = rng.standard_normal((n, nlev, q))
+            b = np.einsum("ab,slb->sla", Tk, u)  # (n, nlev, q)
+            if q == 1:
+                eta += z[None, :, 0] * b[:, refs, 0]
+            else:
+                eta += np.einsum("ia,sia->si", z, b[:, refs, :])
+        return self.family.link.inverse(eta)
+
+    def simulate(self, n, rng, conditional=True):
+        n = int(n)
+        mu = self._means(n, rng, conditional)
+        shape = (n, self.nobs)
+        fam = self.family
+        if self.bernoulli:
+            return (rng.random(shape) < mu).astype(np.int8).T
+        if fam.name == "poisson":
+            mu = np.maximum(mu, 0.0)
+            if mu.shape[0] == 1:  # one row of means: draw simulation by simulation (no broadcast copies)
+                out = np.empty(shape, np.int64)
+                for j in range(n):
+                    out[j] = rng.poisson(mu[0])
+                return out.T
+            return rng.poisson(mu, size=shape).T
+        w = np.broadcast_to(self.w[None, :], shape)
+        return np.asarray(fam.sample(np.broadcast_to(mu, shape), w, rng, self.psi)).reshape(shape).T
 
 
 def _glmm_edf(fit):

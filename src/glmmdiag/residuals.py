@@ -92,7 +92,7 @@ def simulate_residuals(
         only counts and per-simulation summaries are kept and simulations are replayed from their
         seeds when a later test needs them.
     chunk_size : int, optional
-        Simulations per random stream (default: ~4M values per chunk, at most 64). Part of what
+        Simulations per random stream (default: ~2M values per chunk, at most 64). Part of what
         makes a result reproducible: the same seed with another chunk size gives other draws.
     summaries : dict name -> function, optional
         Extra per-simulation summaries fn(response vector) -> float to accumulate while streaming
