@@ -79,7 +79,7 @@ class LMMProblem:
             rss = np.bincount(t.refs, d.w * res**2, minlength=t.nlev)[ok] - np.einsum("la,la->l", bj, zr[ok])
             dof = np.bincount(t.refs, minlength=t.nlev)[ok] - q
             s2k = float(rss.sum() / dof.sum()) if dof.sum() > 0 and rss.sum() > 0 else s2
-            sigma = np.cov(bj, rowvar=False).reshape(q, q) - s2k * inv.mean(axis=0)
+            sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv.mean(axis=0)
             vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
             vals = np.maximum(vals, 1e-4 * s2k)
             L = np.linalg.cholesky((vecs * vals) @ vecs.T / s2k)
