@@ -853,9 +853,13 @@ def _bootstrap_pvalues(model, b, root, n_sim, simulate_re, chunk_size, names):
             m_b = model.refit(y_b)
             res_b = simulate_residuals(m_b, n_sim, seed=child_seed(root, 4, b), simulate_re=simulate_re,
                                        chunk_size=chunk_size)
-            return [_pivot(_CALIBRATABLE[k][0](res_b), _CALIBRATABLE[k][1]) for k in names]
-        except Exception:
-            return [math.nan] * len(names)
+            out = []
+            for k in names:
+                t = _CALIBRATABLE[k][0](res_b)
+                out += [float(t.statistic), float(t.p_value)]
+            return out, None
+        except Exception as exc:  # a failed refit is dropped (and reported if all fail)
+            return [math.nan] * (2 * len(names)), f"{type(exc).__name__}: {exc}"
 
 
 def calibrated_tests(
@@ -907,15 +911,20 @@ def calibrated_tests(
         P = [_bootstrap_pvalues(m, b, *args) for b in range(n_boot)]
     else:
         P = Parallel(n_jobs=n_jobs)(delayed(_bootstrap_pvalues)(m, b, *args) for b in range(n_boot))
-    P = np.array(P, float).reshape(n_boot, len(names))
+    errors = sorted({e for _, e in P if e})
+    P = np.array([p for p, _ in P], float).reshape(n_boot, 2 * len(names))
     out = {}
     for k, name in enumerate(names):
         fn, how = _CALIBRATABLE[name]
         raw = fn(res)
-        pb = P[:, k][np.isfinite(P[:, k])]
+        ok = np.isfinite(P[:, 2 * k + 1])  # refits that worked
+        if not ok.any():
+            raise RuntimeError(f"every bootstrap refit failed: {errors[:3]}")
+        stat_b = P[ok, 2 * k]
+        if how != "p" and not (np.isfinite(raw.statistic) and np.all(np.isfinite(stat_b))):
+            how = "p"  # e.g. a zero-inflation ratio 0/0 for a response without zeros
+        pb = P[ok, 2 * k + 1] if how == "p" else stat_b
         B = pb.size
-        if B == 0:
-            raise RuntimeError("every bootstrap refit failed")
         s_obs = _pivot(raw, how)
         if how == "p":
             pc = (1 + np.sum(pb <= s_obs)) / (B + 1)
