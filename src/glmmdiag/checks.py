@@ -634,7 +634,16 @@ def durbin_watson_pvalue(dw: float, n: int, alternative: str = "two-sided", exac
             logrho = 0.25 * np.log1p(cu * cu).sum()
             return math.sin(theta) / (u * math.exp(logrho))
 
-        val, _ = integrate.quad(f, 0, np.inf, limit=1000, epsabs=1e-10)
+        # the integrand is bounded by 1 / (u rho(u)); integrate up to where that is negligible
+        upper = 1.0
+        while True:
+            cu = c * upper
+            if upper * math.exp(0.25 * np.log1p(cu * cu).sum()) > 1e12 or upper > 1e12:
+                break
+            upper *= 2.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", integrate.IntegrationWarning)
+            val, _ = integrate.quad(f, 0, upper, limit=2000, epsabs=1e-11, epsrel=1e-10)
         p_gt0 = 0.5 + val / math.pi  # P(sum c z^2 > 0) = P(DW > d)
         lower = min(1.0, max(0.0, 1.0 - p_gt0))
     else:
