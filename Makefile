@@ -30,6 +30,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	-$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/fit_bench.py
+	$(PY) benchmarks/residuals_bench.py
 
 # the residual-test calibration study (benchmarks/calibration.py: 200 replicates per scenario, both
 # simulation modes, bootstrap-calibrated p-values in conditional mode), then the slow test studies
