@@ -243,12 +243,17 @@ def build_design(
         )
     if w_arr is not None and (w_arr < 0).any():
         raise ValueError(f"weights must be >= 0: {int((w_arr < 0).sum())} of {len(w_arr)} rows are negative")
-    na = np.array(data[used].isna().any(axis=1)) if used else np.zeros(len(data), bool)
+    na = np.zeros(len(data), bool)
+    dropped_cols = []
+    for v in used:  # one pass: the mask and the columns that have missing values
+        miss = data[v].isna().to_numpy()
+        if miss.any():
+            na |= miss
+            dropped_cols.append(v)
     if off_arr is not None:
         na = na | np.isnan(off_arr)
     rows = np.flatnonzero(~na)
     n_dropped = int(na.sum())
-    dropped_cols = [v for v in used if data[v].isna().any()]
     if n_dropped:
         if len(rows) == 0:
             raise ValueError(
