@@ -159,7 +159,7 @@ class BlockedSystem:
     def factor(self, cp: CrossProducts, theta, thetamap) -> Factor:
         T = thetamap.factors(theta)
         T1 = T[0]
-        l1, q1, qr = self.l1, self.q1, self.qr
+        q1, qr = self.q1, self.qr
         if q1 == 1:
             t2 = T1[0, 0] ** 2
             a11 = t2 * cp.D1[:, 0, 0] + 1.0

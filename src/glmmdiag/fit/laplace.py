@@ -24,7 +24,7 @@ standard normal,  log int = log sd_j + log sum_k w_k exp(l_j(u^_j + sd_j z_k) - 
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg, sparse
+from scipy import sparse
 
 from glmmdiag.fit.blocked import BlockedSystem, CrossProducts, Factor
 from glmmdiag.fit.covariance import ThetaMap
