@@ -86,6 +86,23 @@ def _ratio(obs, sims):
     return float(obs / m)
 
 
+def _observed_vs_simulated(res, obs, sims, alt, method, statistic_name, n_sim) -> "TestResult":
+    """DHARMa's testGeneric result: ratio observed / mean simulated, empirical p-value and its MC SE."""
+    p, se = _generic_p(obs, sims, alt)
+    return TestResult(
+        method=method,
+        statistic=_ratio(obs, sims),
+        statistic_name=statistic_name,
+        p_value=p,
+        alternative=alt,
+        data_name=_data_name(res),
+        mc_se=se,
+        n_sim=n_sim,
+        simulate_re=res.simulate_re,
+        plot_data={"observed": obs, "simulated": np.asarray(sims)},
+    )
+
+
 def benjamini_hochberg(p) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (as R's p.adjust(method = "BH"))."""
     p = np.asarray(p, float)
@@ -190,36 +207,12 @@ def dispersion_test(
         if key not in res.sim_stats:
             key = "spread"
         obs, sims = res.obs_stats[key], res.sim_stats[key]
-        p, se = _generic_p(obs, sims, alt)
-        return TestResult(
-            method="Simulation-based dispersion test: var(y - fitted) observed vs simulated",
-            statistic=_ratio(obs, sims),
-            statistic_name="dispersion",
-            p_value=p,
-            alternative=alt,
-            data_name=_data_name(res),
-            mc_se=se,
-            n_sim=int(np.isfinite(sims).sum()),
-            simulate_re=res.simulate_re,
-            plot_data={"observed": obs, "simulated": np.asarray(sims)},
-        )
+        return _observed_vs_simulated(res, obs, sims, alt, "Simulation-based dispersion test: var(y - fitted) observed vs simulated", "dispersion", int(np.isfinite(sims).sum()))
     if kind == "refit":
         if res.method != "refit" or res.refit is None:
             raise ValueError("kind='refit' needs residuals made with simulate_residuals(..., refit=True)")
         obs, sims = res.refit["pearson_obs"], np.asarray(res.refit["pearson_sims"])
-        p, se = _generic_p(obs, sims, alt)
-        return TestResult(
-            method="Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted",
-            statistic=_ratio(obs, sims),
-            statistic_name="dispersion",
-            p_value=p,
-            alternative=alt,
-            data_name=_data_name(res),
-            mc_se=se,
-            n_sim=int(np.isfinite(sims).sum()),
-            simulate_re=res.simulate_re,
-            plot_data={"observed": obs, "simulated": sims},
-        )
+        return _observed_vs_simulated(res, obs, sims, alt, "Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted", "dispersion", int(np.isfinite(sims).sum()))
     if kind == "pearson":
         m = res.model
         if m is None or not hasattr(m, "pearson_residuals"):
@@ -362,19 +355,8 @@ def zero_inflation_test(res: ScaledResiduals, alternative: str = "two-sided") ->
     res = _check_res(res)
     alt = _alt(alternative)
     obs, sims = res.obs_stats["zeros"], res.sim_stats["zeros"]
-    p, se = _generic_p(obs, sims, alt)
-    return TestResult(
-        method="Zero-inflation test: observed vs simulated number of zeros",
-        statistic=_ratio(obs, sims),
-        statistic_name="ratioObsSim",
-        p_value=p,
-        alternative=alt,
-        data_name=_data_name(res),
-        mc_se=se,
-        n_sim=int(np.size(sims)),
-        simulate_re=res.simulate_re,
-        plot_data={"observed": obs, "simulated": np.asarray(sims)},
-    )
+    return _observed_vs_simulated(res, obs, sims, alt, "Zero-inflation test: observed vs simulated number of zeros",
+                                  "ratioObsSim", int(np.size(sims)))
 
 
 def generic_test(res: ScaledResiduals, summary_fn, alternative: str = "two-sided", *, name: str | None = None,
@@ -397,19 +379,8 @@ def generic_test(res: ScaledResiduals, summary_fn, alternative: str = "two-sided
         out = replay(res, Reductions(summaries={"_user": summary_fn}), n_jobs=n_jobs)
         sims = out.sim_stats["_user"]
     obs = float(summary_fn(np.asarray(res.observed)))
-    p, se = _generic_p(obs, sims, alt)
-    return TestResult(
-        method=f"Simulation-based test of {label}: observed vs simulated",
-        statistic=_ratio(obs, sims),
-        statistic_name="ratioObsSim",
-        p_value=p,
-        alternative=alt,
-        data_name=_data_name(res),
-        mc_se=se,
-        n_sim=int(np.size(sims)),
-        simulate_re=res.simulate_re,
-        plot_data={"observed": obs, "simulated": np.asarray(sims)},
-    )
+    return _observed_vs_simulated(res, obs, sims, alt, f"Simulation-based test of {label}: observed vs simulated",
+                                  "ratioObsSim", int(np.size(sims)))
 
 
 # ---------------------------------------------------------------------------------- quantiles
