@@ -1,7 +1,7 @@
 """Turn a parsed formula and a DataFrame into numeric model pieces.
 
 One missing-value mask covers the response, weights, offsets, fixed and random parts. X comes
-from formulaic (its ModelSpec replays the encoding on new data); each random-effects term keeps
+from :mod:`glmmdiag.fit.fixed` (formulaic's encoding; its ModelSpec replays it on new data); each random-effects term keeps
 the level index of every row and its n x q_k matrix, never a dense n x q Z.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import linalg
 
 from glmmdiag.fit.families import Family
+from glmmdiag.fit.fixed import fixed_model_matrix
 from glmmdiag.fit.formula import (
     ParsedFormula,
     ReTermSpec,
@@ -313,7 +314,8 @@ def build_design(
         raise ValueError(f"offset has {int((~np.isfinite(off)).sum())} non-finite values of {n} rows")
 
     # 4. fixed effects
-    X, xnames, x_spec = _model_matrix(pf.fixed, df)
+    X, xnames, x_spec = fixed_model_matrix(pf.fixed, df)
+    xnames = [r_column_name(c) for c in xnames]
     if X.shape[0] != n:
         raise ValueError(f"fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
     if not np.all(np.isfinite(X)):

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 import formulaic
 
-__all__ = ["ParsedFormula", "ReTermSpec", "parse_formula", "expression_variables", "formula_variables"]
+__all__ = [
+    "ParsedFormula",
+    "ReTermSpec",
+    "parse_formula",
+    "expression_variables",
+    "formula_variables",
+    "split_top_level",
+    "signed_terms",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class ParsedFormula:
     text: str = ""
 
 
-def _split_top(text: str, sep: str) -> list[str]:
+def split_top_level(text: str, sep: str) -> list[str]:
     """Split ``text`` on ``sep`` at parenthesis depth 0."""
     parts, depth, start, i = [], 0, 0, 0
     while i < len(text):
@@ -69,7 +77,7 @@ def _split_top(text: str, sep: str) -> list[str]:
     return parts
 
 
-def _signed_terms(rhs: str) -> list[tuple[str, str]]:
+def signed_terms(rhs: str) -> list[tuple[str, str]]:
     """Split a right-hand side into (sign, term) pairs at top-level binary + and -."""
     out, depth, sign, start = [], 0, "+", 0
     for i, ch in enumerate(rhs):
@@ -124,7 +132,7 @@ def _expand_groups(group: str) -> list[tuple[str, ...]]:
 
 
 def _has_intercept(lhs: str) -> bool:
-    terms = _signed_terms(lhs)
+    terms = signed_terms(lhs)
     has = True
     for sign, t in terms:
         if t in ("0",) and sign == "+":
@@ -136,16 +144,16 @@ def _has_intercept(lhs: str) -> bool:
 
 def _expand_bar(inner: str) -> list[ReTermSpec]:
     if "||" in inner:
-        lhs, group = _split_top(inner, "||")
+        lhs, group = split_top_level(inner, "||")
         groups = _expand_groups(group)
         comps = []
         if _has_intercept(lhs):
             comps.append("1")
-        for sign, t in _signed_terms(lhs):
+        for sign, t in signed_terms(lhs):
             if sign == "+" and t not in ("0", "1"):
                 comps.append("0 + " + t)
         return [ReTermSpec(c, g) for g in groups for c in comps]
-    parts = _split_top(inner, "|")
+    parts = split_top_level(inner, "|")
     if len(parts) != 2:
         raise ValueError(f"random-effects term ({inner}) must have exactly one '|' or '||'")
     lhs, group = parts
@@ -177,13 +185,13 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise TypeError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
     text = formula
     formula = _r_powers(formula)
-    sides = _split_top(formula, "~")
+    sides = split_top_level(formula, "~")
     if len(sides) != 2 or not sides[0].strip():
         raise ValueError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
     lhs, rhs = sides[0].strip(), sides[1].strip()
     cbind = None
     if _is_wrapped(lhs, "cbind"):
-        args = _split_top(lhs[len("cbind(") : -1], ",")
+        args = split_top_level(lhs[len("cbind(") : -1], ",")
         if len(args) != 2:
             raise ValueError(f"cbind() in {formula!r} needs two arguments: cbind(successes, failures)")
         cbind = (args[0].strip(), args[1].strip())
@@ -191,7 +199,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     else:
         lhs_out = lhs
     fixed, re_terms, offsets = [], [], []
-    for sign, term in _signed_terms(rhs):
+    for sign, term in signed_terms(rhs):
         if _is_wrapped(term) and "|" in term:
             if sign == "-":
                 raise ValueError(f"cannot subtract a random-effects term: {term}")
