@@ -6,10 +6,20 @@ random-effect covariance of term k is sigma^2 T_k T_k' (sigma = 1 without a scal
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
 __all__ = ["ThetaMap", "varcorr_table"]
+
+
+@functools.lru_cache(maxsize=64)
+def _lower_triangle_colmajor(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a q x q lower triangle in column-major order (lme4's theta)."""
+    r, c = np.tril_indices(q)
+    o = np.lexsort((r, c))
+    return r[o], c[o]
 
 
 class ThetaMap:
@@ -18,13 +28,7 @@ class ThetaMap:
         self.sizes = [q * (q + 1) // 2 for q in qs]
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         self.n = int(self.starts[-1])
-        self._tril = [np.tril_indices(q) for q in qs]
-        # column-major order of the lower triangle (lme4): sort (col, row)
-        self._order = []
-        for q in qs:
-            r, c = np.tril_indices(q)
-            o = np.lexsort((r, c))
-            self._order.append((r[o], c[o]))
+        self._order = [_lower_triangle_colmajor(q) for q in qs]
 
     def lower_bounds(self) -> np.ndarray:
         lb = np.full(self.n, -np.inf)

@@ -6,6 +6,7 @@ the level index of every row and its n x q_k matrix, never a dense n x q Z.
 """
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
+from glmmdiag.fit.columns import Columns, as_frame
 from glmmdiag.fit.families import Family
 from glmmdiag.fit.fixed import fixed_model_matrix
 from glmmdiag.fit.formula import (
@@ -95,6 +97,11 @@ def r_column_name(name: str) -> str:
     return name.replace(" ** ", "^").replace("**", "^")
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(expr: str):
+    return compile(expr, "<formula>", "eval")
+
+
 def _column(data: pd.DataFrame, name: str):
     if name not in data.columns:
         cols = ", ".join(map(str, data.columns[:20]))
@@ -114,7 +121,7 @@ def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
         col = _column(data, v)
         ns[v] = col.to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) else col
     try:
-        val = eval(compile(expr, "<formula>", "eval"), {"__builtins__": {}}, ns)  # noqa: S307
+        val = eval(_compiled(expr), {"__builtins__": {}}, ns)  # noqa: S307
     except Exception as e:
         raise ValueError(f"cannot evaluate {expr!r}: {e}") from None
     return val
@@ -123,8 +130,10 @@ def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
 def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes and labels of a grouping variable (R factor level order)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        s = series.cat.remove_unused_categories()
-        return s.cat.codes.to_numpy().astype(np.intp), [str(c) for c in s.cat.categories]
+        cat = series.array
+        if not _all_levels_used(series):
+            cat = cat.remove_unused_categories()
+        return cat.codes.astype(np.intp), [str(c) for c in cat.categories]
     codes, uniq = pd.factorize(series, sort=True)
     return codes.astype(np.intp), [str(u) for u in uniq]
 
@@ -141,7 +150,7 @@ def _group_index(data: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.nd
 
 def _model_matrix(rhs: str, data: pd.DataFrame):
     try:
-        mm = formulaic.model_matrix(rhs, data, na_action="ignore")
+        mm = formulaic.model_matrix(rhs, as_frame(data), na_action="ignore")
     except Exception as e:
         raise ValueError(f"cannot build the model matrix for {rhs!r}: {e}") from None
     return np.asarray(mm, dtype=float), [r_column_name(c) for c in mm.model_spec.column_names], mm.model_spec
@@ -151,7 +160,7 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> np.ndarray:
     """Indices of a full-rank subset of X's columns (lme4 drops the others with a message)."""
     if X.shape[1] == 0:
         return np.arange(0)
-    _, R, piv = linalg.qr(X, mode="economic", pivoting=True)
+    _, R, piv = linalg.qr(X, mode="economic", pivoting=True, check_finite=False)
     d = np.abs(np.diag(R))
     rank = int(np.sum(d > d[0] * max(X.shape) * np.finfo(float).eps * 10)) if d.size else 0
     keep = np.sort(piv[:rank])
@@ -163,6 +172,23 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> np.ndarray:
             stacklevel=4,
         )
     return keep
+
+
+def _all_levels_used(col: pd.Series) -> bool:
+    cat = col.array
+    codes = cat.codes
+    return bool(np.bincount(codes[codes >= 0], minlength=len(cat.categories)).all())
+
+
+def _missing(col: pd.Series) -> np.ndarray:
+    """Boolean mask of the missing values of a column (fast paths for the common dtypes)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.array.codes < 0
+    if col.dtype.kind == "f":
+        return np.isnan(col.to_numpy())
+    if col.dtype.kind in "iub":
+        return np.zeros(len(col), bool)
+    return col.isna().to_numpy()
 
 
 def _as_row_array(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
@@ -232,8 +258,7 @@ def build_design(
     if isinstance(offset, str):
         used.append(offset)
     used = list(dict.fromkeys(used))
-    for v in used:
-        _column(data, v)
+    series = {v: _column(data, v) for v in used}
     w_arr = _as_row_array(weights, data, "weights")
     off_arr = _as_row_array(offset, data, "offset")
     if w_arr is not None and not np.all(np.isfinite(w_arr)):
@@ -246,8 +271,8 @@ def build_design(
         raise ValueError(f"weights must be >= 0: {int((w_arr < 0).sum())} of {len(w_arr)} rows are negative")
     na = np.zeros(len(data), bool)
     dropped_cols = []
-    for v in used:  # one pass: the mask and the columns that have missing values
-        miss = data[v].isna().to_numpy()
+    for v, col in series.items():  # one pass: the mask and the columns that have missing values
+        miss = _missing(col)
         if miss.any():
             na |= miss
             dropped_cols.append(v)
@@ -264,14 +289,20 @@ def build_design(
             f"dropped {n_dropped} of {len(data)} rows with missing values in {', '.join(dropped_cols)}",
             stacklevel=3,
         )
-    df = data.iloc[rows].reset_index(drop=True) if n_dropped else data
-    for v in used:
-        if isinstance(df[v].dtype, pd.CategoricalDtype) and (df[v].cat.codes.to_numpy().max(initial=-1) + 1
-                                                            < len(df[v].cat.categories)
-                                                            or n_dropped):
-            if df is data:
-                df = data.copy(deep=False)
-            df[v] = df[v].cat.remove_unused_categories()
+        frame = data.iloc[rows].reset_index(drop=True)
+        series = {v: frame[v] for v in used}
+    else:
+        frame = data
+    unused = {  # categories absent from the used rows are dropped (R's droplevels)
+        v for v, col in series.items()
+        if isinstance(col.dtype, pd.CategoricalDtype)
+        and (n_dropped or not _all_levels_used(col))
+    }
+    if unused:
+        frame = frame.copy(deep=False)
+        for v in unused:
+            frame[v] = series[v] = series[v].cat.remove_unused_categories()
+    df = Columns(frame, series)
     w_sub = None if w_arr is None else w_arr[rows]
     n = len(df)
 

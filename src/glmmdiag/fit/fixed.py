@@ -26,6 +26,7 @@ import formulaic
 import numpy as np
 import pandas as pd
 
+from glmmdiag.fit.columns import as_frame
 from glmmdiag.fit.formula import signed_terms, split_top_level
 
 __all__ = ["fixed_model_matrix", "LazyModelSpec"]
@@ -51,12 +52,12 @@ def fixed_model_matrix(rhs: str, data: pd.DataFrame):
         X, names = _fast_matrix(rhs, data)
     except _Fallback:
         return _formulaic_matrix(rhs, data)
-    return X, names, LazyModelSpec(rhs, data, names)
+    return X, names, LazyModelSpec(rhs, as_frame(data), names)
 
 
 def _formulaic_matrix(rhs: str, data: pd.DataFrame):
     try:
-        mm = formulaic.model_matrix(rhs, data, na_action="ignore")
+        mm = formulaic.model_matrix(rhs, as_frame(data), na_action="ignore")
     except Exception as e:
         raise ValueError(f"cannot build the model matrix for {rhs!r}: {e}") from None
     return np.asarray(mm, dtype=float), list(mm.model_spec.column_names), mm.model_spec

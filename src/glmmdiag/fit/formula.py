@@ -222,7 +222,8 @@ def parse_formula(formula: str) -> ParsedFormula:
 _KNOWN_CALLABLES = {"np", "numpy"}
 
 
-def expression_variables(expr: str) -> set[str]:
+@functools.lru_cache(maxsize=512)
+def expression_variables(expr: str) -> frozenset[str]:
     """Names used as variables (not called as functions) in a Python expression."""
     try:
         tree = ast.parse(expr.strip(), mode="eval")
@@ -230,12 +231,12 @@ def expression_variables(expr: str) -> set[str]:
         raise ValueError(f"cannot parse expression {expr!r}: {e.msg}") from None
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     attr_bases = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    return {
+    return frozenset(
         n.id
         for n in ast.walk(tree)
         if isinstance(n, ast.Name) and id(n) not in called and id(n) not in attr_bases
         and n.id not in _KNOWN_CALLABLES
-    }
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -44,6 +44,14 @@ class LMMProblem:
         self.cp = self.system.crossprods(design.w, Xy)
         self.n, self.p = design.X.shape
         self.sum_log_w = float(np.sum(np.log(design.w)))
+        self._memo: dict = {}  # the last factorisation and criterion + gradient, by theta
+
+    def _factor(self, theta: np.ndarray):
+        key = theta.tobytes()
+        if self._memo.get("factor_key") != key:
+            self._memo["factor_key"] = key
+            self._memo["factor"] = self.system.factor(self.cp, theta, self.thetamap)
+        return self._memo["factor"]
 
     has_gradient = True
 
@@ -58,8 +66,13 @@ class LMMProblem:
         """
         d = self.design
         theta = self.thetamap.initial()
-        sw = np.sqrt(d.w)
-        beta, *_ = linalg.lstsq(d.X * sw[:, None], (d.y - d.offset) * sw)
+        qr, p = self.system.qr, self.p
+        G = self.cp.G[qr:, qr:]  # [X'WX, X'Wy; y'WX, y'Wy]
+        try:
+            beta = linalg.solve(G[:p, :p], G[:p, p], assume_a="pos", check_finite=False) if p else np.zeros(0)
+        except (linalg.LinAlgError, ValueError):
+            sw = np.sqrt(d.w)
+            beta = linalg.lstsq(d.X * sw[:, None], (d.y - d.offset) * sw)[0]
         res = d.y - d.offset - d.X @ beta
         s2 = float(np.sum(d.w * res**2) / max(self.n - self.p, 1))
         if not s2 > 0:
@@ -88,7 +101,7 @@ class LMMProblem:
         return theta
 
     def objective(self, theta) -> float:
-        F = self.system.factor(self.cp, np.asarray(theta, float), self.thetamap)
+        F = self._factor(np.asarray(theta, float))
         if not F.ok:
             return np.inf
         return self._criterion(F)[0]
@@ -126,8 +139,12 @@ class LMMProblem:
         tr(A^{-1} dA) = 2 sum_i w_i z_ik[a] (A^{-1} zbar_i)_(k, j_i, b) for theta_m = T_k[a, b].
         """
         theta = np.asarray(theta, float)
+        key = theta.tobytes()
+        if self._memo.get("grad_key") == key:
+            dev, grad = self._memo["grad"]
+            return dev, grad.copy()
         sysm, d = self.system, self.design
-        F = sysm.factor(self.cp, theta, self.thetamap)
+        F = self._factor(theta)
         if not F.ok:
             return np.inf, np.zeros_like(theta)
         dev, r2 = self._criterion(F)
@@ -154,6 +171,7 @@ class LMMProblem:
                 tr = trace[k] if scalar else 2.0 * np.sum(d.w * za * own[k][:, b])
                 grad[m] = tr - 2.0 * nu / r2 * np.sum(we * za * uk[t.refs, b])
                 m += 1
+        self._memo["grad_key"], self._memo["grad"] = key, (dev, grad.copy())
         return dev, grad
 
     def _scalar_traces(self, F):
@@ -185,7 +203,7 @@ class LMMProblem:
     def solution(self, theta) -> LMMSolution:
         theta = np.asarray(theta, float)
         sysm = self.system
-        F = sysm.factor(self.cp, theta, self.thetamap)
+        F = self._factor(theta)
         dev, r2 = self._criterion(F)
         qr, p, n = sysm.qr, self.p, self.n
         L = F.L22

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-__all__ = ["OptSummary", "minimize", "fd_gradient", "fd_hessian", "newton_step_size"]
+__all__ = ["OptSummary", "minimize", "fd_gradient", "fd_hessian", "newton_step_size", "projected_gradient"]
 
 
 @dataclass
@@ -92,6 +92,13 @@ def fd_hessian(fun, x, step=1e-4):
     return H
 
 
+def projected_gradient(x, g, lb) -> float:
+    """max |projected gradient| for bounds x >= lb (L-BFGS-B's pgtol criterion)."""
+    g = np.asarray(g, float)
+    proj = np.where(g > 0, np.minimum(x - lb, g), g)
+    return float(np.max(np.abs(proj))) if proj.size else 0.0
+
+
 def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
     """Minimise fun over x >= lb with L-BFGS-B; records evaluations and status in ``opt``."""
     count = [0]
@@ -104,19 +111,35 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
     bounds = [(None if not np.isfinite(l) else l, None) for l in lb]
     if jac is None:
 
-        def fg(x):
+        def fg_raw(x):
             f0 = f(x)
             return f0, fd_gradient(f, x, f0=f0, step=opt.fd_step, lb=lb)
 
     else:
 
-        def fg(x):
+        def fg_raw(x):
             count[0] += 1
             return jac(x)
 
+    last: dict = {}
+
+    def fg(x):  # L-BFGS-B evaluates its starting point again: remember the last point
+        key = x.tobytes()
+        if last.get("key") != key:
+            last["key"], last["value"] = key, fg_raw(x)
+        return last["value"]
+
+    x0 = np.asarray(x0, float)
+    f0, g0 = fg(x0)
+    if np.isfinite(f0) and projected_gradient(x0, g0, lb) <= opt.gtol:  # converged at the start
+        opt.n_eval += count[0]
+        opt.hess_inv = None
+        opt.stages.append({"stage": stage, "nfev": count[0], "nit": 0, "fun": float(f0),
+                           "message": "the starting point satisfies the projected-gradient tolerance"})
+        return x0, float(f0)
     res = optimize.minimize(
         fg,
-        np.asarray(x0, float),
+        x0,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
