@@ -19,6 +19,7 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.linalg import lapack
 
+from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
 from glmmdiag.fit.patterns import RestPattern
 
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
@@ -72,9 +73,7 @@ class BlockedSystem:
         self.q1, self.l1 = t1.q, t1.nlev
         self.refs1, self.z1 = t1.refs, t1.z
         q1 = self.q1
-        rows = (t1.refs[:, None] * q1 + np.arange(q1)).ravel()
-        cols = np.repeat(np.arange(n), q1)
-        self.Z1T = sparse.csr_matrix((t1.z.ravel(), (rows, cols)), shape=(self.l1 * q1, n))
+        self._Z1T = None  # Z1' as a sparse matrix, built on first use (``z1t``)
         self.rest = terms[1:]
         self.rest_q = [t.q for t in self.rest]
         self.rest_nlev = [t.nlev for t in self.rest]
@@ -89,17 +88,22 @@ class BlockedSystem:
                     r_vals.append(t.z[:, a])
                 off += t.q * t.nlev
             rest_cols, rest_vals = np.column_stack(r_cols), np.column_stack(r_vals)
-            self.Zr = sparse.csr_matrix(
-                (rest_vals.ravel(), (np.repeat(np.arange(n), len(r_cols)), rest_cols.ravel())), shape=(n, self.qr)
-            )
             t1_cols = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
             self.pattern = RestPattern(rest_cols, rest_vals, t1_cols, t1.z, self.qr, self.l1 * q1, q1)
             size = self.qr * self.l1 * q1
             self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and self.pattern.c_nnz > 0.25 * size)
         else:
-            self.Zr = None
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
+
+    def z1t(self):
+        """Z1' (l1 q1 x n) as a sparse matrix."""
+        if self._Z1T is None:
+            q1, n = self.q1, self.n
+            rows = (self.refs1[:, None] * q1 + np.arange(q1)).ravel()
+            cols = np.repeat(np.arange(n), q1)
+            self._Z1T = sparse.csr_matrix((self.z1.ravel(), (rows, cols)), shape=(self.l1 * q1, n))
+        return self._Z1T
 
     # ------------------------------------------------------------------ cross-products
     def crossprods(self, w: np.ndarray, D: np.ndarray | None) -> CrossProducts:
@@ -113,7 +117,7 @@ class BlockedSystem:
         Cx = Gxx = None
         if D is not None and D.shape[1]:
             WD = D * w[:, None]
-            Cx = np.asarray((self.Z1T @ WD).T)
+            Cx = np.asarray((self.z1t() @ WD).T)
             Gxx = D.T @ WD
         if self.pattern is None:
             return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)))
@@ -179,9 +183,8 @@ class BlockedSystem:
         S = self.scale_rest(cp.G - self.c_w_ct(cp, W1), T)
         if qr:
             S[np.arange(qr), np.arange(qr)] += 1.0
-        try:
-            L22 = linalg.cholesky(S, lower=True, check_finite=False)
-        except linalg.LinAlgError:
+        L22 = cholesky_lower(S) if np.isfinite(S).all() else None
+        if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
         return Factor(theta, T, a11, W1, L22, logdet11, True)
 
@@ -280,7 +283,7 @@ class BlockedSystem:
             return y1, np.zeros(0)
         # A_r1 y1 = L~' C L1 y1
         h = grest - self.lam_tilde(F, self.c_times(cp, self.lam1(T1, y1)), transpose=True)
-        xr = linalg.cho_solve((F.L22, True), h, check_finite=False)
+        xr = cho_solve_lower(F.L22, h)
         x1 = y1 - self.a11_solve(F, self.lam1t(T1, self.c_transpose_times(cp, self.lam_tilde(F, xr))))
         return x1, xr
 

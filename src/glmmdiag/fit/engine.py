@@ -11,6 +11,8 @@ import numpy as np
 from scipy import linalg
 
 from glmmdiag._threads import blas_threads
+from glmmdiag.fit import dense
+from glmmdiag.fit.covariance import ThetaMap
 from glmmdiag.fit.laplace import GLMMProblem, _read_only
 from glmmdiag.fit.lmm import LMMProblem
 from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize, newton_step_size
@@ -76,14 +78,14 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
     (beta, loglik without the data-only constant, information X'WX)."""
     p = X.shape[1]
     if beta0 is None:
-        beta = linalg.lstsq(X, start_eta(family, y, w) - offset)[0] if p else np.zeros(0)
+        beta = dense.lstsq(X, start_eta(family, y, w) - offset) if p else np.zeros(0)
     else:
         beta = np.asarray(beta0, float).copy()
     ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w, psi, 2)
     obj = -ll.sum()
     for _ in range(max_iter):
         info = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
-        step_dir = linalg.solve(info, X.T @ s, assume_a="pos") if p else np.zeros(0)
+        step_dir = dense.solve_pd(info, X.T @ s) if p else np.zeros(0)
         t = 1.0
         for _ in range(40):
             b_new = beta + t * step_dir
@@ -131,13 +133,13 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
     """
     p = X.shape[1]
     eta0 = start_eta(family, y, w)
-    beta = linalg.lstsq(X, eta0 - offset)[0] if p else np.zeros(0)
+    beta = dense.lstsq(X, eta0 - offset) if p else np.zeros(0)
     if not np.all(np.isfinite(family.link.inverse(offset + X @ beta))) or not np.all(
         np.isfinite(family.eta_derivs(y, offset + X @ beta, w, family.psi_start(y, family.link.inverse(eta0), w))[0])
     ):
         # the least-squares start leaves the mean space (e.g. inverse link): a constant predictor
         mu_bar = family.link.inverse(eta0).mean()
-        beta = linalg.lstsq(X, np.full(len(y), float(family.link.link(mu_bar))) - offset)[0] if p else beta
+        beta = dense.lstsq(X, np.full(len(y), float(family.link.link(mu_bar))) - offset) if p else beta
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
     beta, _, _ = glm_irls(X, y, w, offset, family, beta0=beta, psi=psi, max_iter=4)
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
@@ -146,7 +148,7 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
     for _ in range(max_iter):
         last = False
         try:
-            step_dir = linalg.solve(J, g, assume_a="pos")
+            step_dir = dense.solve_pd(J, g)
             # quadratic convergence: after this full step the error is about the decrement squared
             last = float(g @ step_dir) < tol * (abs(ll) + 1.0)
         except (linalg.LinAlgError, ValueError):
@@ -156,7 +158,7 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
             Js[:p, :p] = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
             d = np.abs(np.diag(J)[p:])
             Js[p:, p:] = np.diag(np.where(d > 1e-8, d, 1.0))
-            step_dir = linalg.solve(Js, g, assume_a="pos")
+            step_dir = dense.solve_pd(Js, g)
         if last:
             z_new = z + step_dir
         else:
@@ -238,7 +240,7 @@ def _fit_lmm(design, reml, opt, start):
     jac = prob.objective_and_gradient if prob.has_gradient else None
     theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML", jac=jac)
     sol = prob.solution(theta)
-    vcov = sol.sigma**2 * linalg.cho_solve((sol.RX, True), np.eye(prob.p)) if prob.p else np.zeros((0, 0))
+    vcov = sol.sigma**2 * dense.cho_solve_lower(sol.RX, np.eye(prob.p)) if prob.p else np.zeros((0, 0))
     g = prob.objective_and_gradient(theta)[1]
     free = theta > lb + 1e-8
     opt.max_grad = newton_step_size(opt, g, free)
@@ -490,7 +492,7 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     # eliminating u); psi through _PsiCoords (its Hessian conditional on u)
     R, Hp = _scales(prob, beta0, theta0, psi0)
     pc = _PsiCoords(prob, psi0, Hp)
-    R_inv = linalg.solve_triangular(R, np.eye(p), lower=False)
+    R_inv = dense.solve_triangular(np.ascontiguousarray(R), np.eye(p), lower=False)
     R_inv_t = np.ascontiguousarray(R_inv.T)
     # (for AGQ the Laplace curvature is a proxy: the two deviances differ little in shape)
     ts = _theta_scales(prob, theta0, beta0, psi0) if THETA_SCALING else np.ones(nt)
@@ -660,8 +662,6 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
 
 
 def _check_boundary(st: FitState, design):
-    from glmmdiag.fit.covariance import ThetaMap
-
     tm = ThetaMap([t.q for t in design.terms])
     diag = tm.diag_mask()
     if np.any(st.theta[diag] < SINGULAR_TOL):

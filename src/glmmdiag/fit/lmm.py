@@ -17,6 +17,7 @@ from scipy import linalg
 
 from glmmdiag.fit.blocked import BlockedSystem, spd_inverse
 from glmmdiag.fit.covariance import ThetaMap
+from glmmdiag.fit.dense import solve_pd, solve_triangular
 
 __all__ = ["LMMProblem", "LMMSolution"]
 
@@ -69,7 +70,7 @@ class LMMProblem:
         qr, p = self.system.qr, self.p
         G = self.cp.G[qr:, qr:]  # [X'WX, X'Wy; y'WX, y'Wy]
         try:
-            beta = linalg.solve(G[:p, :p], G[:p, p], assume_a="pos", check_finite=False) if p else np.zeros(0)
+            beta = solve_pd(G[:p, :p], G[:p, p]) if p else np.zeros(0)
         except (linalg.LinAlgError, ValueError):
             sw = np.sqrt(d.w)
             beta = linalg.lstsq(d.X * sw[:, None], (d.y - d.offset) * sw)[0]
@@ -124,7 +125,7 @@ class LMMProblem:
         sysm = self.system
         qr = sysm.qr
         L = F.L22
-        x = linalg.solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T", check_finite=False)
+        x = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans=True)
         ur, beta = x[:qr], x[qr:]
         # u1 = A11^{-1} Lambda1' C' v with v = [-Lambda_r ur, -beta, 1]
         v = np.concatenate([-sysm.lam_tilde(F, np.concatenate([ur, beta]))[:qr], -beta, [1.0]])
