@@ -295,18 +295,37 @@ def _fit_glmm(design, family, n_agq, opt, start):
         return _glmm_from(prob, lap.theta, lap.beta, lap.psi if family.n_psi else None, opt)
     beta_glm, psi_glm = _glm_start(design, family)
     theta0 = _theta_start(prob, beta_glm, psi_glm)
-    first = _off_boundary(prob, _glmm_from(prob, theta0, beta_glm, psi_glm, opt), opt)
+    # (a single scalar term's evaluations are cheap: a better beta start does not pay for itself)
+    beta0 = _beta_start(prob, theta0, beta_glm, psi_glm) if BETA_AT_THETA0 and not prob._diag else beta_glm
+    first = _off_boundary(prob, _glmm_from(prob, theta0, beta0, psi_glm, opt), opt)
     if not first.warnings:
         return first
     opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
     theta0, beta0 = _stage0(prob, beta_glm, psi_glm, opt2)
-    prob.u = np.zeros(prob.nq)
+    prob.reset_modes()
     second = _glmm_from(prob, theta0, beta0, psi_glm, opt2)
     second.opt.stages = opt.stages + second.opt.stages
     return second if second.deviance < first.deviance - 1e-8 or not second.warnings else first
 
 
 THETA_START_MIN, THETA_START_MAX = 0.05, 3.0
+BETA_AT_THETA0 = True
+
+
+def _beta_start(prob, theta0, beta_glm, psi):
+    """beta^(theta0): the fixed effects that go with the starting theta, from one penalised IRLS
+    over (u, beta) (lme4's nAGQ = 0 fit at theta0). With random effects the GLM's beta is biased
+    as a start (a log-link intercept by about sum var / 2, a logit slope towards zero); the
+    GLM's beta is kept if PIRLS fails."""
+    try:
+        beta, _ = prob.beta_hat_stage0(theta0, beta_glm, psi=psi)
+    except Exception:
+        prob.reset_modes()
+        return beta_glm
+    if not np.all(np.isfinite(beta)):
+        prob.reset_modes()
+        return beta_glm
+    return beta  # prob.u holds the modes at (beta, theta0): the warm start of the next PIRLS
 GLM_START_FULL = False  # the GLMM optimiser does the joint (beta, psi) fit; a moment psi is start enough
 
 
@@ -393,7 +412,7 @@ def _stage0(prob, beta_glm, psi, opt):
     theta0, _ = minimize(dev0, prob.thetamap.initial(), prob.thetamap.lower_bounds(), opt0, "nAGQ=0")
     opt.stages += opt0.stages
     opt.n_eval += opt0.n_eval
-    prob.u = np.zeros(prob.nq)
+    prob.reset_modes()
     beta0, _ = prob.beta_hat_stage0(theta0, bstate["beta"], psi=psi)
     return theta0, beta0
 

@@ -85,8 +85,14 @@ class GLMMProblem:
             self._z2 = None if ones else zc * zc
         self._empty22 = np.zeros((0, 0))
         self._last = None  # the last mode of the diagonal path (``_predict_u``)
+        self._last_general = None  # the last mode of the general path (``_predict_u_general``)
         self._pirls_memo = None  # (parameters, result, eta) of the last PIRLS
         self._grad_memo = None  # (parameters, deviance, gradient) of the last gradient
+
+    def reset_modes(self):
+        """Cold-start the next PIRLS from u = 0 (no warm start, no predicted mode)."""
+        self.u = np.zeros(self.nq)
+        self._last_general = None
 
     # ------------------------------------------------------------------ Z Lambda maps
     def zlam(self, T, u) -> np.ndarray:
@@ -165,12 +171,22 @@ class GLMMProblem:
         fam, sysm = self.family, self.system
         order = 2 if fam.dw_costly else 3
         T = self.thetamap.factors(theta)
-        u = (self.u if u0 is None else u0).copy()
         beta = np.asarray(beta, float).copy()
         base = self.offset + self.X @ beta
-        eta = base + self.zlam(T, u)
-        ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
-        obj = -2.0 * ll.sum() + u @ u
+        u = None
+        if u0 is None and not with_beta and self._last_general is not None and self.PREDICT:
+            u = self._predict_u_general(beta, theta, T)
+        if u is not None:
+            eta = base + self.zlam(T, u)
+            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
+            obj = -2.0 * ll.sum() + u @ u
+            if not np.isfinite(obj):
+                u = None
+        if u is None:
+            u = (self.u if u0 is None else u0).copy()
+            eta = base + self.zlam(T, u)
+            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
+            obj = -2.0 * ll.sum() + u @ u
         if not np.isfinite(obj) and u0 is None and np.any(u != 0):
             u = np.zeros_like(u)  # the warm start is outside the support at these parameters
             eta = base
@@ -237,7 +253,24 @@ class GLMMProblem:
             raise PirlsError("penalised Hessian not positive definite at the mode")
         self.u = u
         self.eta = eta
+        self._last_general = None if with_beta else (beta, T, u, s, W, F, cp)
         return u, beta, F, cp, ll, s, W, dW
+
+    def _predict_u_general(self, beta, theta, T):
+        """First-order prediction of the mode at (beta, theta) from the last one (any terms):
+        with g(u) = Lambda'Z's - u and H = Lambda'Z'WZ Lambda + I at the last mode,
+        du = H^{-1} (dLambda'Z's - Lambda'Z'W deta), deta = X dbeta + Z dLambda u the change of
+        the linear predictor at fixed u (``_predict_u``'s rule for a single scalar term)."""
+        beta0, T0, u0, s0, W0, F0, cp0 = self._last_general
+        dT = [a - b for a, b in zip(T, T0)]
+        deta = self.X @ (beta - beta0) + self.zlam(dT, u0)
+        dg = self.lamt_zt(dT, s0) - self.lamt_zt(T0, W0 * deta)
+        q1 = self.system.l1 * self.system.q1
+        d1, dr = self.system.solve(cp0, F0, dg[:q1], dg[q1:])
+        du = np.concatenate([d1, dr])
+        if not np.all(np.isfinite(du)) or np.max(np.abs(du), initial=0.0) > 0.5:
+            return None
+        return u0 + du
 
     def _pirls_diag(self, beta, theta, u0, psi):
         """PIRLS for a single scalar term, (1 | g) or (0 + x | g): H is diagonal, one entry per
