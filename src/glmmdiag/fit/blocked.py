@@ -28,11 +28,17 @@ _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
 
 
 def spd_inverse(L: np.ndarray) -> np.ndarray:
-    """Inverse of S = L L' from its lower Cholesky factor (LAPACK potri), symmetrised."""
+    """Inverse of S = L L' from its lower Cholesky factor (LAPACK potri), symmetrised.
+
+    L must be zero above the diagonal (as ``cholesky_lower`` returns it): potri fills only the
+    lower triangle and leaves the upper one as it found it, so inv + inv' with a halved diagonal
+    is the full inverse."""
     inv, info = lapack.dpotri(L, lower=1)
     if info != 0:
         return linalg.cho_solve((L, True), np.eye(L.shape[0]), check_finite=False)
-    return np.tril(inv) + np.tril(inv, -1).T
+    out = inv + inv.T
+    out.flat[:: out.shape[0] + 1] *= 0.5
+    return out
 
 
 @dataclass
@@ -300,6 +306,14 @@ class BlockedSystem:
         if qr:
             Sinv = spd_inverse(F.L22[:qr, :qr])
             lr = self.lam_rest_vec(T[1:])
+        if qr and q1 == 1 and self.rest_scalar and isinstance(cp.Cr, SparseRest):
+            # sparse C_r: m_j' S^{-1} m_j for every column m_j of M1 from (S^{-1} M1) at M1's entries only
+            pat = self.pattern
+            m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
+            SM1 = np.asarray(pat.csr(m1).T @ Sinv)  # (l1 x qr) = (S^{-1} M1)'
+            quad = np.bincount(pat.c_cols, m1 * SM1[pat.c_cols, pat.c_rows], minlength=l1)
+            blocks1 = inv11 + (quad / F.a11**2)[:, None, None]
+        elif qr:
             M1 = self.lam1t(T[0], self.cr_dense(cp))
             M1 = lr[:, None] * M1 if self.rest_scalar else np.asarray(lr.T @ M1)
             M = np.einsum("rla,lab->rlb", M1.reshape(qr, l1, q1), inv11)  # M1 A11^{-1}
