@@ -30,3 +30,19 @@ def test_sparse_conditional_variances_equal_the_dense_formula(load_data):
     dense_cv = sysm.cond_var(F, dense_cp, design.terms)
     for a, b in zip(sparse_cv, dense_cv):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+
+def test_sparse_schur_update_without_pairs_equals_the_dense_product(load_data):
+    d = load_data("grouseticks")
+    design = build_design("TICKS ~ YEAR + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", d, get_family("poisson"))
+    sysm = GLMMProblem(design, get_family("poisson")).system
+    pat = sysm.pattern
+    rng = np.random.default_rng(2)
+    vals = pat.c_values(rng.uniform(0.5, 3.0, design.n))
+    W1 = rng.uniform(0.1, 1.0, sysm.l1)
+    C = pat.c_dense(vals)
+    expected = (C * W1) @ C.T
+    np.testing.assert_allclose(pat.schur_update(vals, W1), expected, rtol=1e-12, atol=1e-12)  # pairs
+    pat._pairs = False  # the scipy.sparse path used above PAIR_LIMIT pairs (InstEval)
+    np.testing.assert_allclose(pat.schur_update(vals, W1), expected, rtol=1e-12, atol=1e-12)
