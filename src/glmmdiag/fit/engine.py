@@ -244,8 +244,11 @@ def _fit_lmm(design, reml, opt, start):
     g = prob.objective_and_gradient(theta)[1]
     free = theta > lb + 1e-8
     opt.max_grad = newton_step_size(opt, g, free)
-    cp_u = prob.system.crossprods(design.w, None)
-    F = prob.system.factor(cp_u, theta, tm)
+    if prob.system.qr:  # conditional variances given beta: the factor of the random-effects block alone
+        cp_u = prob.system.crossprods(design.w, None)
+        F = prob.system.factor(cp_u, theta, tm)
+    else:  # one term: its diagonal blocks do not involve X
+        cp_u, F = prob.cp, prob._factor(np.asarray(theta, float))
     cv = [sol.sigma**2 * b for b in prob.system.cond_var(F, cp_u, design.terms)]
     ll = sol.loglik
     st = FitState(sol.beta, theta, sol.u, vcov, sol.deviance, ll, sol.sigma, opt, cond_var=cv)
