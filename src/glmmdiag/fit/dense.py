@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import LinAlgError, lapack
 
-__all__ = ["cholesky_lower", "cho_solve_lower", "solve_pd", "solve_triangular", "inv_pd", "lstsq"]
+__all__ = ["cholesky_lower", "cho_solve_lower", "solve_pd", "solve_triangular", "lstsq"]
 
 
 def cholesky_lower(S: np.ndarray) -> np.ndarray | None:
@@ -40,18 +40,6 @@ def solve_triangular(T: np.ndarray, b: np.ndarray, lower: bool = True, trans: bo
     if info != 0:
         raise LinAlgError("singular triangular matrix")
     return x
-
-
-def inv_pd(A: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive definite matrix: A^-1 = L^-T L^-1, symmetrised."""
-    L = cholesky_lower(A)
-    if L is None:
-        raise LinAlgError("matrix is not positive definite")
-    Li, info = lapack.dtrtri(L, lower=1)
-    if info != 0:
-        raise LinAlgError("singular Cholesky factor")
-    inv = Li.T @ Li
-    return 0.5 * (inv + inv.T)
 
 
 def lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:

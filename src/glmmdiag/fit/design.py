@@ -11,14 +11,13 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-import formulaic
 import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from glmmdiag.fit.columns import Columns, as_frame
+from glmmdiag.fit.columns import Columns
 from glmmdiag.fit.families import Family
-from glmmdiag.fit.fixed import fixed_model_matrix
+from glmmdiag.fit.fixed import fixed_model_matrix, formulaic_matrix
 from glmmdiag.fit.formula import (
     ParsedFormula,
     ReTermSpec,
@@ -149,11 +148,8 @@ def _group_index(data: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.nd
 
 
 def _model_matrix(rhs: str, data: pd.DataFrame):
-    try:
-        mm = formulaic.model_matrix(rhs, as_frame(data), na_action="ignore")
-    except Exception as e:
-        raise ValueError(f"cannot build the model matrix for {rhs!r}: {e}") from None
-    return np.asarray(mm, dtype=float), [r_column_name(c) for c in mm.model_spec.column_names], mm.model_spec
+    X, names, spec = formulaic_matrix(rhs, data)
+    return X, [r_column_name(c) for c in names], spec
 
 
 def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> np.ndarray:

@@ -299,7 +299,7 @@ def _fit_glmm(design, family, n_agq, opt, start):
     beta_glm, psi_glm = _glm_start(design, family)
     theta0 = _theta_start(prob, beta_glm, psi_glm)
     # (a single scalar term's evaluations are cheap: a better beta start does not pay for itself)
-    beta0 = _beta_start(prob, theta0, beta_glm, psi_glm) if BETA_AT_THETA0 and not prob._diag else beta_glm
+    beta0 = beta_glm if prob._diag else _beta_start(prob, theta0, beta_glm, psi_glm)
     first = _off_boundary(prob, _glmm_from(prob, theta0, beta0, psi_glm, opt), opt)
     if not first.warnings:
         return first
@@ -312,7 +312,7 @@ def _fit_glmm(design, family, n_agq, opt, start):
 
 
 THETA_START_MIN, THETA_START_MAX = 0.05, 3.0
-BETA_AT_THETA0 = True
+GLM_START_FULL = False  # the GLMM optimiser does the joint (beta, psi) fit; a moment psi is start enough
 
 
 def _beta_start(prob, theta0, beta_glm, psi):
@@ -323,13 +323,11 @@ def _beta_start(prob, theta0, beta_glm, psi):
     try:
         beta, _ = prob.beta_hat_stage0(theta0, beta_glm, psi=psi)
     except Exception:
-        prob.reset_modes()
-        return beta_glm
-    if not np.all(np.isfinite(beta)):
+        beta = None
+    if beta is None or not np.all(np.isfinite(beta)):
         prob.reset_modes()
         return beta_glm
     return beta  # prob.u holds the modes at (beta, theta0): the warm start of the next PIRLS
-GLM_START_FULL = False  # the GLMM optimiser does the joint (beta, psi) fit; a moment psi is start enough
 
 
 def _theta_start(prob, beta, psi):

@@ -29,7 +29,7 @@ import pandas as pd
 from glmmdiag.fit.columns import as_frame
 from glmmdiag.fit.formula import signed_terms, split_top_level
 
-__all__ = ["fixed_model_matrix", "LazyModelSpec"]
+__all__ = ["fixed_model_matrix", "formulaic_matrix", "LazyModelSpec"]
 
 _FUNCS = {  # the functions formulaic's namespace knows by these names
     "I": lambda x: x,
@@ -51,11 +51,12 @@ def fixed_model_matrix(rhs: str, data: pd.DataFrame):
     try:
         X, names = _fast_matrix(rhs, data)
     except _Fallback:
-        return _formulaic_matrix(rhs, data)
+        return formulaic_matrix(rhs, data)
     return X, names, LazyModelSpec(rhs, as_frame(data), names)
 
 
-def _formulaic_matrix(rhs: str, data: pd.DataFrame):
+def formulaic_matrix(rhs: str, data: pd.DataFrame):
+    """``(X, formulaic column names, ModelSpec)`` from formulaic itself."""
     try:
         mm = formulaic.model_matrix(rhs, as_frame(data), na_action="ignore")
     except Exception as e:
@@ -80,7 +81,7 @@ class LazyModelSpec:
 
     def _spec(self):
         if self._real is None:
-            _, names, spec = _formulaic_matrix(self._rhs, self._data)
+            _, names, spec = formulaic_matrix(self._rhs, self._data)
             if names != self._names:
                 raise RuntimeError(
                     f"internal error: the fixed-effects columns {self._names} differ from formulaic's {names} "

@@ -173,20 +173,17 @@ class GLMMProblem:
         T = self.thetamap.factors(theta)
         beta = np.asarray(beta, float).copy()
         base = self.offset + self.X @ beta
-        u = None
+        starts = [(self.u if u0 is None else u0).copy()]
         if u0 is None and not with_beta and self._last_general is not None and self.PREDICT:
-            u = self._predict_u_general(beta, theta, T)
-        if u is not None:
+            predicted = self._predict_u_general(beta, theta, T)
+            if predicted is not None:
+                starts.insert(0, predicted)  # the warm start stays the fallback
+        for u in starts:
             eta = base + self.zlam(T, u)
             ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
             obj = -2.0 * ll.sum() + u @ u
-            if not np.isfinite(obj):
-                u = None
-        if u is None:
-            u = (self.u if u0 is None else u0).copy()
-            eta = base + self.zlam(T, u)
-            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
-            obj = -2.0 * ll.sum() + u @ u
+            if np.isfinite(obj):
+                break
         if not np.isfinite(obj) and u0 is None and np.any(u != 0):
             u = np.zeros_like(u)  # the warm start is outside the support at these parameters
             eta = base
