@@ -88,3 +88,33 @@ def test_exact_agq_gradient_matches_finite_differences(load_data, data, formula,
     x = np.concatenate([theta, beta])
     num = fd_gradient(lambda z: prob.laplace_deviance(z[1:], z[:1]), x, step=1e-6, central=True)
     np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("formula, data, family", [
+    ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp", "binomial"),
+    ("count ~ spp + mined + (0 + cover | site)", "Salamanders", "poisson"),
+    ("count ~ spp + mined + (1 | site)", "Salamanders", "nbinom2"),
+    ("count ~ spp + mined + (1 | site)", "Salamanders", "nbinom1"),
+    ("severity ~ fungicide + (1 | block)", "rust", "beta"),
+    ("severity_pct ~ fungicide + (1 | block)", "rust", "gamma"),
+    ("count ~ mined + (1 | site)", "Salamanders", "t"),
+])
+def test_batched_gradients_equal_one_at_a_time(load_data, formula, data, family):
+    """The covariance matrix's finite differences evaluate the gradient at K nearby points in one
+    batch (single scalar term): each row must equal deviance_and_gradient at that point."""
+    fam = get_family(family)
+    d = build_design(formula, load_data(data), fam)
+    prob = GLMMProblem(d, fam)
+    beta = glm_irls(d.X, d.y, d.w, d.offset, fam, psi=None if not fam.n_psi else np.zeros(fam.n_psi))[0]
+    theta = np.array([0.7])
+    psi = None if not fam.n_psi else np.full(fam.n_psi, 0.3)
+    prob.deviance_and_gradient(beta, theta, psi=psi)
+    p = len(beta)
+    steps = 1e-3 * np.maximum(1.0, np.abs(np.concatenate([theta, beta])))
+    thetas = theta[0] + np.concatenate([[steps[0]], np.zeros(p)])
+    betas = beta + np.vstack([np.zeros(p), np.diag(steps[1:])])
+    G = prob.diag_gradients_near(beta, theta, psi, betas, thetas)
+    assert G is not None and G.shape == (p + 1, 1 + p + fam.n_psi)
+    for k in range(p + 1):
+        ref = GLMMProblem(d, fam).deviance_and_gradient(betas[k], np.array([thetas[k]]), psi=psi)[1]
+        np.testing.assert_allclose(G[k], ref, rtol=1e-7, atol=1e-7 * np.max(np.abs(ref)))

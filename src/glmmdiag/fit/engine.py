@@ -651,23 +651,35 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
     z0 = np.concatenate([theta[idx_t], beta, zp0])
     if prob.n_agq == 1 or not prob.family.n_psi:
 
-        def grad(z):
-            th, b, ps = split(z)
-            g = prob.deviance_and_gradient(b, th, psi=ps)[1]
-            if g is None:
-                return np.full(z.size, np.nan)
+        def in_z(g, z):
             gp = g[nt + p :][idx_p] if k else np.zeros(0)
             if pos_df is not None:
                 gp[pos_df] *= -1.0 / z[m + p + pos_df]
             return np.concatenate([g[idx_t], g[nt : nt + p], gp])
 
+        def grad(z):
+            th, b, ps = split(z)
+            g = prob.deviance_and_gradient(b, th, psi=ps)[1]
+            return np.full(z.size, np.nan) if g is None else in_z(g, z)
+
         H = np.empty((z0.size, z0.size))
         g0 = grad(z0)
-        for i in range(z0.size):
-            h = 1e-6 * max(1.0, abs(z0[i]))
+        steps = 1e-6 * np.maximum(1.0, np.abs(z0))
+        todo = list(range(z0.size))
+        if prob._diag and prob.n_agq == 1 and VCOV_BATCH:
+            # theta and beta columns at once (psi stays at its value there); psi's by the loop below
+            ib = np.arange(m + p)
+            Z = z0 + np.diag(steps)[ib]
+            G = prob.diag_gradients_near(beta, theta, psi, Z[:, m : m + p],
+                                         Z[:, 0] if m else np.full(m + p, theta[0]))
+            if G is not None:
+                for i in ib:
+                    H[:, i] = (in_z(G[i].copy(), Z[i]) - g0) / steps[i]
+                todo = todo[m + p :]
+        for i in todo:
             e = np.zeros(z0.size)
-            e[i] = h
-            H[:, i] = (grad(z0 + e) - g0) / h
+            e[i] = steps[i]
+            H[:, i] = (grad(z0 + e) - g0) / steps[i]
         H = 0.25 * (H + H.T)
     else:
         H = fd_hessian(f, z0, step=1e-4) / 2.0
@@ -679,6 +691,9 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
         inv = linalg.pinv(H)
     V = inv[m : m + p, m : m + p]
     return 0.5 * (V + V.T)
+
+
+VCOV_BATCH = True  # single scalar term: the Hessian's theta and beta columns in one batch
 
 
 def _check_boundary(st: FitState, design):

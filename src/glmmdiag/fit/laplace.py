@@ -577,3 +577,75 @@ class GLMMProblem:
         if self._last is not None:  # the psi-sensitivity of the mode for the next warm start
             self._last["s_psi"] = [s_p for _, s_p, _ in pd]
         return dev, np.concatenate([[grad_theta], grad_beta, grad_psi])
+
+    def diag_gradients_near(self, beta, theta, psi, betas, thetas):
+        """Exact gradients (rows as ``deviance_and_gradient``'s) at K points (thetas[k], betas[k], psi)
+        near (beta, theta, psi), for a single scalar term, all K at once; None where the batch
+        does not apply (theta = 0, PIRLS trouble), the caller then loops.
+
+        The finite-difference Hessian of the covariance matrix needs one gradient per parameter
+        at a point 1e-6 away: each mode is predicted to first order from the one at
+        (beta, theta) (``_predict_u``'s rule) and polished by Newton steps on all K points
+        together (per-level sums over a flattened (K, l) bincount), so the K evaluations cost
+        about as many numpy calls as one.
+        """
+        th = float(theta[0])
+        if th == 0.0 or self.n_agq > 1:
+            return None
+        u, _, F, _, _, s, W, _ = self.pirls(beta, theta, psi=psi)
+        fam = self.family
+        order = 2 if fam.dw_costly else 3
+        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
+        betas = np.asarray(betas, float)
+        TH = np.asarray(thetas, float)[:, None]
+        K = TH.shape[0]
+        flat = (refs[None, :] + nl * np.arange(K)[:, None]).ravel()
+
+        def level_sums(v):
+            return np.bincount(flat, v.ravel(), minlength=K * nl).reshape(K, nl)
+
+        def by_row(a):
+            return a[:, refs] if z is None else z * a[:, refs]
+
+        h = F.a11
+        base = self.offset + betas @ self.X.T
+        zu0 = u[refs] if z is None else z * u[refs]
+        deta = (betas - beta) @ self.X.T + (TH - th) * zu0
+        v = s * ((TH - th) / th) - W * deta
+        U = u + TH * level_sums(v if z is None else z * v) / ((TH / th) ** 2 * (h - 1.0) + 1.0)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for _ in range(4):
+                zu = by_row(U)
+                eta = base + TH * zu
+                ll, sk, Wk, dWk = fam.eta_derivs(self.y, eta, self.w, psi, order)
+                g = TH * level_sums(sk if z is None else z * sk) - U
+                hk = TH * TH * level_sums(Wk if z2 is None else Wk * z2) + 1.0
+                obj = -2.0 * ll.sum(axis=1) + np.einsum("kj,kj->k", U, U)
+                if not (np.all(np.isfinite(obj)) and hk.min() > 0.0):
+                    return None
+                du = g / hk
+                if np.all(np.einsum("kj,kj->k", g, du) < self.DEC_STOP * (np.abs(obj) + 1.0)):
+                    break
+                U = U + du
+            else:
+                return None
+            if dWk is None or fam.n_psi:
+                dWk, pd = fam.laplace_gradient_terms(self.y, eta, self.w, psi, dWk)
+            else:
+                pd = []
+            ih = (1.0 / hk)[:, refs]
+            lev = TH * TH * ih if z2 is None else TH * TH * z2 * ih
+            c = lev * dWk
+            tvec = TH * level_sums(c if z is None else z * c) / hk
+            zt_ = by_row(tvec)
+            zt = TH * zt_
+            r = c - 2.0 * sk - Wk * zt
+            wz2 = Wk if z2 is None else Wk * z2
+            cols = [(np.einsum("ki,ki->k", r, zu) + np.einsum("ki,ki->k", sk, zt_)
+                     + 2.0 * TH[:, 0] * np.einsum("ki,ki->k", wz2, ih))[:, None], r @ self.X]
+            for l_p, s_p, W_p in pd:
+                l_p, s_p, W_p = (np.broadcast_to(a, eta.shape) for a in (l_p, s_p, W_p))
+                cols.append((-2.0 * l_p.sum(axis=1) + np.einsum("ki,ki->k", lev, W_p)
+                             + np.einsum("ki,ki->k", zt, s_p))[:, None])
+            out = np.concatenate(cols, axis=1)
+        return out if np.all(np.isfinite(out)) else None
