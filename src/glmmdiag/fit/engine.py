@@ -73,9 +73,13 @@ def start_eta(family, y, w):
     return family.link.link(mu0)
 
 
-def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
+def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None, start_only=False):
     """Maximum-likelihood GLM at fixed psi by Newton steps with step halving; returns
-    (beta, loglik without the data-only constant, information X'WX)."""
+    (beta, loglik without the data-only constant, information X'WX).
+
+    ``start_only`` (a starting point for the GLMM): stop once the Newton decrement s'I^{-1}s is
+    below 1e-8 (|l| + 1) after taking that step unchecked (beta then within about 1e-8 of its
+    limit; no final information matrix, the second and third results are None)."""
     p = X.shape[1]
     if beta0 is None:
         beta = dense.lstsq(X, start_eta(family, y, w) - offset) if p else np.zeros(0)
@@ -86,6 +90,8 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None):
     for _ in range(max_iter):
         info = X.T @ (np.maximum(W, 1e-300)[:, None] * X)
         step_dir = dense.solve_pd(info, X.T @ s) if p else np.zeros(0)
+        if start_only and float(s @ (X @ step_dir)) < 1e-8 * (abs(obj) + 1.0):
+            return beta + step_dir, None, None
         t = 1.0
         for _ in range(40):
             b_new = beta + t * step_dir
@@ -273,7 +279,7 @@ def _glm_start(design, family):
         else:
             beta, psi, _, _ = glm_ml(X, y, w, off, family, max_iter=0)
         return beta, psi
-    return glm_irls(X, y, w, off, family)[0], None
+    return glm_irls(X, y, w, off, family, start_only=True)[0], None
 
 
 def _fit_glmm(design, family, n_agq, opt, start):
