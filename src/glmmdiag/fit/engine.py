@@ -36,6 +36,7 @@ class FitState:
     warnings: list = field(default_factory=list)
     cond_var: list | None = None  # per term (l_k, q_k, q_k) conditional covariance of b
     psi: np.ndarray | None = None  # the family's extra parameters (log scale); None without any
+    hessian: tuple | None = None  # (H, free theta mask): the FD Hessian of the deviance over (free theta, beta, psi)
 
 
 LARGE_DENSE = 4000  # Schur complements this large may use several BLAS threads (threads under load cost 10x)
@@ -301,7 +302,8 @@ def _fit_glmm(design, family, n_agq, opt, start):
         # AGQ has no exact gradient: start it at the Laplace optimum, a few quasi-Newton steps away
         lap = _fit_glmm(design, family, 1, opt, None)
         prob.u = lap.u.copy()
-        return _glmm_from(prob, lap.theta, lap.beta, lap.psi if family.n_psi else None, opt)
+        return _glmm_from(prob, lap.theta, lap.beta, lap.psi if family.n_psi else None, opt,
+                          scales=_scales_from_hessian(lap, prob))
     beta_glm, psi_glm = _glm_start(design, family)
     theta0 = _theta_start(prob, beta_glm, psi_glm)
     # (a single scalar term's evaluations are cheap: a better beta start does not pay for itself)
@@ -507,7 +509,29 @@ class _PsiCoords:
         return f
 
 
-def _glmm_from(prob, theta0, beta0, psi0, opt):
+def _scales_from_hessian(st, prob):
+    """(R, theta scales) for ``_glmm_from`` from a Laplace fit's Hessian (the AGQ stage starts at
+    the Laplace optimum, where that Hessian is a better metric than the start-up estimates and
+    costs no AGQ evaluations). H is the Hessian of deviance / 2 (``_glmm_vcov``): theta_j is
+    scaled by sqrt(2 H_jj) and beta whitened by R'R = 2 H_bb, the deviance's curvature, as
+    ``_theta_scales`` and ``_scales`` do at the start. None where it does not apply (a theta on
+    its boundary, extra parameters, no Hessian)."""
+    if st.hessian is None or prob.family.n_psi:
+        return None
+    H, free_t = st.hessian
+    if not np.all(free_t):
+        return None
+    nt = len(free_t)
+    d = 2.0 * np.diag(H)[:nt]
+    if not np.all(np.isfinite(d) & (d > 0)):
+        return None
+    L = dense.cholesky_lower(np.ascontiguousarray(2.0 * H[nt:, nt:]))
+    if L is None:
+        return None
+    return L.T.copy(), np.clip(np.sqrt(d), 1e-2, 1e3)
+
+
+def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
     design = prob.d
     n_agq = prob.n_agq
     tm = prob.thetamap
@@ -516,12 +540,14 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     k = prob.family.n_psi
     # whitening: beta = beta0 + R^{-1} gamma with R'R ~ the Hessian of the deviance in beta (after
     # eliminating u); psi through _PsiCoords (its Hessian conditional on u)
-    R, Hp = _scales(prob, beta0, theta0, psi0)
+    if scales is None:
+        R, Hp = _scales(prob, beta0, theta0, psi0)
+        ts = _theta_scales(prob, theta0, beta0, psi0) if THETA_SCALING else np.ones(nt)
+    else:
+        (R, ts), Hp = scales, None
     pc = _PsiCoords(prob, psi0, Hp)
     R_inv = dense.solve_triangular(np.ascontiguousarray(R), np.eye(p), lower=False)
     R_inv_t = np.ascontiguousarray(R_inv.T)
-    # (for AGQ the Laplace curvature is a proxy: the two deviances differ little in shape)
-    ts = _theta_scales(prob, theta0, beta0, psi0) if THETA_SCALING else np.ones(nt)
 
     def to_params(x):
         b = beta0 + R_inv @ x[nt : nt + p]
@@ -557,10 +583,10 @@ def _glmm_from(prob, theta0, beta0, psi0, opt):
     opt.max_grad = newton_step_size(opt, g, free)
     u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)  # the optimum's modes (memoised)
     cv = prob.system.cond_var(F, cp, design.terms)
-    vcov = _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi)
+    vcov, H = _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi, with_hessian=True)
     sigma = prob.family.dispersion(psi) if prob.family.name == "gaussian" else None
     st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv,
-                  psi=None if psi is None else np.asarray(psi, float))
+                  psi=None if psi is None else np.asarray(psi, float), hessian=H)
     if opt.max_grad > GRAD_TOL:
         st.warnings.append(
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
@@ -619,7 +645,7 @@ def _scales(prob, beta, theta, psi):
     return np.sqrt(2.0) * LX.T, Hp
 
 
-def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
+def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
     """Inverse Hessian of the deviance/2 over (theta, beta, psi) (glmmTMB's sdreport, lme4's
     use.hessian), beta block. theta on the boundary (and t's df at its limit) is held fixed.
 
@@ -690,13 +716,15 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None):
     else:
         H = fd_hessian(f, z0, step=1e-4) / 2.0
     if not np.all(np.isfinite(H)):
-        return np.full((p, p), np.nan)
-    try:
-        inv = linalg.inv(H)
-    except linalg.LinAlgError:
-        inv = linalg.pinv(H)
-    V = inv[m : m + p, m : m + p]
-    return 0.5 * (V + V.T)
+        V = np.full((p, p), np.nan)
+    else:
+        try:
+            inv = linalg.inv(H)
+        except linalg.LinAlgError:
+            inv = linalg.pinv(H)
+        V = inv[m : m + p, m : m + p]
+        V = 0.5 * (V + V.T)
+    return (V, (H, free_t)) if with_hessian else V
 
 
 VCOV_BATCH = True  # single scalar term: the Hessian's theta and beta columns in one batch

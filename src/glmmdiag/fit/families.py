@@ -27,7 +27,7 @@ Per-row density interface (every method vectorised; y, mu, eta, w broadcast toge
     (l, s, W, dW) with s = dl/deta, W = -d2l/deta2 (observed, not expected, information: it can
     be negative for non-canonical links) and dW = dW/deta, the latter being what the gradient of
     the Laplace log-determinant needs; with ``order=2`` dW may be returned as None (families
-    with ``dw_costly`` then skip the tetragamma function).
+    with ``dw_costly`` then skip the tetragamma function), with ``order=1`` W too.
 ``loglik(y, mu, w, psi=None)``
     the full log density per row, constants included.
 ``psi_derivs(y, eta, w, psi)``
@@ -385,9 +385,11 @@ class Binomial(Family):
         e = np.exp(-np.abs(eta))
         mu = np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         ll = y * eta - w * (np.maximum(eta, 0.0) + np.log1p(e))
+        if order < 2:  # (AGQ's nodes need l and s only)
+            return ll, y - w * mu, None, None
         v = mu * (1.0 - mu)
         W = w * v
-        return ll, y - w * mu, W, W * (1.0 - 2.0 * mu)
+        return ll, y - w * mu, W, (W * (1.0 - 2.0 * mu) if order >= 3 else None)
 
     def variance(self, mu, psi=None):
         return mu * (1 - mu)

@@ -398,7 +398,7 @@ class GLMMProblem:
         sd = 1.0 / np.sqrt(F.a11)  # conditional sd of u_j
         nodes = u[:, None] + sd[:, None] * z[None, :]  # (l, K)
         eta = (self.offset + self.X @ beta)[:, None] + th * t.z[:, :1] * nodes[t.refs]
-        ll = self.family.eta_derivs(np.repeat(self.y[:, None], len(z), 1), eta, self.w[:, None], psi)[0]
+        ll = self.family.eta_derivs(self.y[:, None], eta, self.w[:, None], psi, 1)[0]
         llg = np.stack([np.bincount(t.refs, ll[:, k], minlength=t.nlev) for k in range(len(z))], axis=1)
         logterm = llg - 0.5 * nodes**2 + 0.5 * z[None, :] ** 2 + np.log(wk)[None, :]
         mx = logterm.max(axis=1, keepdims=True)
@@ -430,7 +430,7 @@ class GLMMProblem:
         sd = 1.0 / np.sqrt(H)
         v = u[:, None] + sd[:, None] * zk[None, :]  # (l, K)
         eta = base[:, None] + th * z[:, None] * v[refs]
-        ll_k, s_k, _, _ = fam.eta_derivs(np.repeat(self.y[:, None], K, 1), eta, self.w[:, None])
+        ll_k, s_k, _, _ = fam.eta_derivs(self.y[:, None], eta, self.w[:, None], None, 1)
         ind = self._group_indicator()
         L = ind @ ll_k  # (l, K)
         Sz = ind @ (s_k * z[:, None])
