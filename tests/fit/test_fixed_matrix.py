@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import glmmdiag
+
 from glmmdiag.fit.fixed import LazyModelSpec, fixed_model_matrix
 
 
@@ -63,3 +65,29 @@ def test_lazy_spec_replays_on_new_data_and_pickles(data):
     ref = formulaic.model_matrix("x*f + scale(z)", data, na_action="ignore").model_spec
     np.testing.assert_allclose(got, np.asarray(ref.get_model_matrix(new), float))
     assert set(spec.term_indices) == set(ref.term_indices)  # scale() kept the fitted data's centre and scale
+
+
+@pytest.mark.filterwarnings("ignore:boundary")
+def test_rank_deficient_columns_are_dropped_with_a_warning():
+    """A column that is a combination of others is dropped (lme4's message), whatever the quick
+    well-conditioned test says; a merely badly scaled but full-rank column is kept."""
+    from glmmdiag.fit.design import _clearly_full_rank, _drop_rank_deficient
+
+    rng = np.random.default_rng(3)
+    n = 60
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x1, x2, x1 - 2 * x2])
+    assert not _clearly_full_rank(X)
+    with pytest.warns(UserWarning, match="rank deficient so dropping 1 column"):
+        keep = _drop_rank_deficient(X, ["(Intercept)", "x1", "x2", "x3"])
+    assert len(keep) == 3
+    scaled = np.column_stack([np.ones(n), 1e4 * x1, x2])
+    assert _clearly_full_rank(scaled)
+    np.testing.assert_array_equal(_drop_rank_deficient(scaled, ["a", "b", "c"]), [0, 1, 2])
+    # an empty cell of a factor interaction: the design path drops the all-zero column too
+    d = pd.DataFrame({"y": rng.poisson(2, n).astype(float), "a": pd.Categorical(np.repeat(["p", "q"], n // 2)),
+                      "b": pd.Categorical(np.tile(["r", "s", "t"], n // 3)), "g": np.repeat(np.arange(6), n // 6)})
+    d = d[~((d.a == "q") & (d.b == "t"))]
+    with pytest.warns(UserWarning, match="rank deficient"):
+        fit = glmmdiag.glmm("y ~ a * b + (1 | g)", d, family="poisson")  # (g's variance may be 0 here)
+    assert list(fit.fixef.index) == ["(Intercept)", "aq", "bs", "bt", "aq:bs"]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from glmmdiag.fit.columns import Columns
+from glmmdiag.fit.columns import Columns, float_values
 from glmmdiag.fit.families import Family
 from glmmdiag.fit.fixed import fixed_model_matrix, formulaic_matrix
 from glmmdiag.fit.formula import (
@@ -132,9 +132,9 @@ def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
         cat = series.array
         if not _all_levels_used(series):
             cat = cat.remove_unused_categories()
-        return cat.codes.astype(np.intp), [str(c) for c in cat.categories]
+        return cat.codes.astype(np.intp), [str(c) for c in cat.categories.tolist()]
     codes, uniq = pd.factorize(series, sort=True)
-    return codes.astype(np.intp), [str(u) for u in uniq]
+    return codes.astype(np.intp), [str(u) for u in uniq.tolist()]
 
 
 def _group_index(data: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -152,10 +152,26 @@ def _model_matrix(rhs: str, data: pd.DataFrame):
     return X, [r_column_name(c) for c in names], spec
 
 
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """True when X is so well conditioned that the pivoted QR below keeps every column.
+
+    Every diagonal entry of a QR factor is the distance of a column from the span of others, so
+    |R_ii| >= sigma_min(X), and |R_00| <= sigma_max(X): with sigma_min / sigma_max > 1e-5
+    (eigenvalues of X'X, ratio > 1e-10, far above their rounding error of ~1e-16) no |R_ii| falls
+    below the QR rank threshold |R_00| max(n, p) eps 10. Anything less clear goes to the QR."""
+    G = X.T @ X
+    if not np.all(np.isfinite(G)):
+        return False
+    ev = np.linalg.eigvalsh(G)
+    return bool(ev[0] > 1e-10 * ev[-1])
+
+
 def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> np.ndarray:
     """Indices of a full-rank subset of X's columns (lme4 drops the others with a message)."""
     if X.shape[1] == 0:
         return np.arange(0)
+    if _clearly_full_rank(X):
+        return np.arange(X.shape[1])
     _, R, piv = linalg.qr(X, mode="economic", pivoting=True, check_finite=False)
     d = np.abs(np.diag(R))
     rank = int(np.sum(d > d[0] * max(X.shape) * np.finfo(float).eps * 10)) if d.size else 0
@@ -191,7 +207,7 @@ def _as_row_array(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return np.asarray(_column(data, value), dtype=float)
+        return float_values(_column(data, value))
     arr = np.asarray(value, dtype=float).reshape(-1)
     if arr.shape[0] != len(data):
         raise ValueError(f"{what} has {arr.shape[0]} values but the data has {len(data)} rows")
@@ -327,7 +343,7 @@ def build_design(
         else:
             if isinstance(raw, pd.Series) and not pd.api.types.is_numeric_dtype(raw.dtype):
                 raise ValueError(f"response {rname!r} must be numeric for the {family.name} family")
-            y = np.asarray(raw, dtype=float)
+            y = float_values(raw)
             w = np.ones(n) if w_sub is None else w_sub
     if not np.all(np.isfinite(y)):
         raise ValueError(f"response {rname!r} has {int((~np.isfinite(y)).sum())} non-finite values of {n} rows")

@@ -20,13 +20,14 @@ built here.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 
 import formulaic
 import numpy as np
 import pandas as pd
 
-from glmmdiag.fit.columns import as_frame
+from glmmdiag.fit.columns import as_frame, float_values
 from glmmdiag.fit.formula import signed_terms, split_top_level
 
 __all__ = ["fixed_model_matrix", "formulaic_matrix", "LazyModelSpec"]
@@ -131,8 +132,8 @@ def _factor_columns(expr: str, data: pd.DataFrame, cache: dict):
             raise _Fallback
         s = data[expr]
         if isinstance(s.dtype, pd.CategoricalDtype):
-            levels = list(s.cat.categories)
-            codes = s.cat.codes.to_numpy()
+            levels = s.array.categories.tolist()
+            codes = np.asarray(s.array.codes)
             out = _treatment(codes, levels, expr)
         elif s.dtype == object or (pd.api.types.is_string_dtype(s.dtype) and getattr(s.dtype, "na_value", None) is not pd.NA):
             try:
@@ -141,7 +142,7 @@ def _factor_columns(expr: str, data: pd.DataFrame, cache: dict):
                 raise _Fallback from None
             out = _treatment(codes, list(levels), expr)
         elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-            out = (np.asarray(s, dtype=float)[:, None], [expr], False)
+            out = (float_values(s)[:, None], [expr], False)
         else:
             raise _Fallback
     else:
@@ -161,16 +162,25 @@ def _treatment(codes: np.ndarray, levels: list, name: str):
     return cols, [f"{name}[T.{lev}]" for lev in levels[1:]], True
 
 
+@functools.lru_cache(maxsize=256)
 def _format(expr: str) -> str:
     return ast.unparse(ast.parse(expr, mode="eval")).replace("\n", " ")
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(expr: str):
+    """The expression's syntax tree (None if it does not parse); trees are only read."""
+    try:
+        return ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return None
+
+
 def _evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
     """Evaluate a numeric transform of numeric columns (calls from a small whitelist, arithmetic)."""
-    try:
-        tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
-        raise _Fallback from None
+    tree = _parse(expr)
+    if tree is None:
+        raise _Fallback
     if isinstance(tree.body, ast.Call) and isinstance(tree.body.func, ast.Name) and tree.body.func.id == "scale":
         call = tree.body
         if len(call.args) != 1 or call.keywords:
@@ -188,7 +198,7 @@ def _eval_node(node, data: pd.DataFrame) -> np.ndarray:
         s = data[node.id]
         if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
             raise _Fallback
-        return np.asarray(s, dtype=float)
+        return float_values(s)
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         return np.float64(node.value)
     if isinstance(node, ast.BinOp) and isinstance(node.op, _OPS):

@@ -425,7 +425,6 @@ class GLMMProblem:
         eta0 = base + th * z * u[refs]
         _, s0, W0, dW0 = fam.eta_derivs(self.y, eta0, self.w)
         zk, wk = gauss_hermite(self.n_agq)
-        K = len(zk)
         H = th * th * np.bincount(refs, z * z * W0, minlength=nl) + 1.0
         sd = 1.0 / np.sqrt(H)
         v = u[:, None] + sd[:, None] * zk[None, :]  # (l, K)
