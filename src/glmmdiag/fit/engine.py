@@ -637,10 +637,10 @@ def _theta_scales_expected(prob, theta, W):
     v_l = theta^2 + 1/d_l, d_l = sum_i W_i z_i^2 over its rows (W at the starting modes), the
     deviance's expected curvature in theta is sum_l 4 theta^2 / v_l^2; 1 where that is not
     positive (theta = 0) and for the off-diagonal entries."""
-    tm = prob.thetamap
-    ts = np.ones(tm.n)
     if W is None:
         return None
+    tm = prob.thetamap
+    ts = np.ones(tm.n)
     W = np.maximum(W, 0.0)
     for k, t in enumerate(prob.terms):
         rows, cols = tm._order[k]
@@ -730,7 +730,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
         g0 = grad(z0)
         steps = 1e-6 * np.maximum(1.0, np.abs(z0))
         todo = list(range(z0.size))
-        if prob._diag and prob.n_agq == 1 and VCOV_BATCH:
+        if prob._diag and prob.n_agq == 1:
             # theta and beta columns at once (psi stays at its value there); psi's by the loop below
             ib = np.arange(m + p)
             Z = z0 + np.diag(steps)[ib]
@@ -758,8 +758,6 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
         V = 0.5 * (V + V.T)
     return (V, (H, free_t)) if with_hessian else V
 
-
-VCOV_BATCH = True  # single scalar term: the Hessian's theta and beta columns in one batch
 
 
 def _check_boundary(st: FitState, design):
