@@ -13,6 +13,21 @@ from glmmdiag.checks import (
     zero_inflation_test,
 )
 from glmmdiag.compare import compare_families
+from glmmdiag.errors import (
+    ColumnError,
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    DroppedRowsWarning,
+    FitError,
+    FormulaError,
+    GlmmdiagError,
+    GlmmdiagWarning,
+    RankDeficiencyWarning,
+    RefitWarning,
+    SeparationWarning,
+    SingularFitWarning,
+    UndefinedTestWarning,
+)
 from glmmdiag.fit import glmm
 from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, wald_anova
 from glmmdiag.plots import (
@@ -68,4 +83,17 @@ __all__ = [
     "plot_temporal",
     "plot_spatial",
     "plot_comparison",
+    "GlmmdiagError",
+    "FormulaError",
+    "ColumnError",
+    "FitError",
+    "GlmmdiagWarning",
+    "ConvergenceWarning",
+    "SingularFitWarning",
+    "DroppedRowsWarning",
+    "RankDeficiencyWarning",
+    "SeparationWarning",
+    "DegenerateFitWarning",
+    "RefitWarning",
+    "UndefinedTestWarning",
 ]
