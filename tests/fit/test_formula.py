@@ -116,3 +116,153 @@ def test_random_slope_columns_and_no_intercept_variant():
     np.testing.assert_allclose(d.terms[0].z[:, 1], df["x"])
     d0 = build_design("y ~ x + (0 + x | b)", df, get_family("gaussian"))
     assert d0.terms[0].cnames == ["x"]
+
+
+# ---------------------------------------------------------------- formulas are data, never code
+def _counts(n=60, seed=5):
+    rng = np.random.default_rng(seed)
+    n_tr = rng.integers(3, 9, n)
+    return pd.DataFrame({
+        "cnt": rng.poisson(3, n), "x": rng.uniform(0.5, 2, n), "t": rng.uniform(1, 3, n),
+        "s": rng.binomial(n_tr, 0.4), "n": n_tr, "log.area": rng.normal(size=n),
+        "f": pd.Categorical(rng.choice(["p", "q", "r"], n)), "g": np.repeat(list("abcdef"), n // 6),
+        "h": np.tile(list("uv"), n // 2), "my group": np.repeat(list("klmnop"), n // 6),
+    })
+
+
+@pytest.mark.parametrize(
+    "formula, family, columns",
+    [
+        ("cnt ~ log(x) + (1 | g)", "poisson", ["(Intercept)", "log(x)"]),
+        ("cnt ~ x + I(x^2) + (1 | g)", "poisson", ["(Intercept)", "x", "I(x^2)"]),
+        ("cnt ~ scale(x) + (1 | g)", "poisson", ["(Intercept)", "scale(x)"]),
+        ("cnt ~ poly(x, 2) + (1 | g)", "poisson", ["(Intercept)", "poly(x, 2)1", "poly(x, 2)2"]),
+        ("cnt ~ poly(x, degree=2, raw=True) + (1 | g)", "poisson", None),
+        ("cnt ~ bs(x, df=4) + (1 | g)", "poisson", None),
+        ("cnt ~ C(f) + (1 | g)", "poisson", ["(Intercept)", "C(f)q", "C(f)r"]),
+        ("cnt ~ C(f, contr.sum) + (1 | g)", "poisson", None),
+        ("cnt ~ C(f, Treatment(reference='q')) + (1 | g)", "poisson", None),
+        ("cnt ~ factor(h) + (1 | g)", "poisson", ["(Intercept)", "factor(h)v"]),
+        ("cnt ~ `log.area` + I(`log.area`^2) + (1 | g)", "poisson", None),
+        ("cnt ~ x + offset(log(t)) + (1 | g)", "poisson", ["(Intercept)", "x"]),
+        ("cbind(s, n - s) ~ x + (1 | g)", "binomial", ["(Intercept)", "x"]),
+        ("cnt ~ np.log(x) + numpy.sqrt(t) + (1 | g)", "poisson", None),
+        ("cnt ~ sqrt(x) + abs(`log.area`) + log1p(t) + (1 | g)", "poisson", None),
+        ("cnt ~ I(x > 1) + I((x > 1) & (t < 2)) + (1 | g)", "poisson", None),
+        ("cnt ~ x + (1 | g/h)", "poisson", ["(Intercept)", "x"]),
+        ("cnt ~ x + (x || g)", "poisson", ["(Intercept)", "x"]),
+        ("cnt ~ x * f + x:t + (1 | g)", "poisson", None),
+        ("cnt ~ x + (1 | `my group`)", "poisson", ["(Intercept)", "x"]),
+        ("log(cnt + 1) ~ x + (1 | g)", "gaussian", ["(Intercept)", "x"]),
+    ],
+)
+def test_formulas_users_write_still_work(formula, family, columns):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = build_design(formula, _counts(), get_family(family))
+    assert np.all(np.isfinite(d.X)) and d.X.shape[0] == 60
+    if columns is not None:
+        assert d.xnames == columns
+
+
+def test_back_quoted_names_are_column_names():
+    df = _counts()
+    d = build_design("`log.area` ~ x + (1 | `my group`)", df, get_family("gaussian"))
+    np.testing.assert_allclose(d.y, df["log.area"])
+    assert d.terms[0].group == "my group" and d.terms[0].nlev == 6
+    assert formula_variables("x + `log.area` + I(`log.area` ** 2)") == {"x", "log.area"}
+
+
+@pytest.mark.parametrize(
+    "formula, piece",
+    [
+        ("cnt ~ x + I(__import__('os').getcwd()) + (1 | g)", "__import__('os').getcwd()"),
+        ("cnt ~ x + (1 + I(open('f')) | g)", "open('f')"),
+        ("cnt ~ x + offset(np.save('f', x)) + (1 | g)", "np.save('f', x)"),
+        ("cbind(s, len(n)) ~ x + (1 | g)", "len(n)"),
+        ("cnt[0] ~ x + (1 | g)", "cnt[0]"),
+        ("cnt ~ x + C(f, levels=[eval('1')]) + (1 | g)", "eval('1')"),
+    ],
+)
+def test_refused_pieces_are_named(formula, piece):
+    from glmmdiag.errors import FormulaError
+
+    with pytest.raises(FormulaError) as info:
+        parse_formula(formula)
+    assert piece in str(info.value) and "a formula may contain column names" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_check_expression_whitelist():
+    from glmmdiag.errors import FormulaError
+    from glmmdiag.fit.expressions import check_expression
+
+    for ok in ["x", "2.5", "-x + 1", "x ** -1", "log(x) / exp(y)", "np.where(x > 0, x, 0)", "I(x % 2 == 0)",
+               "~(x > 1)", "np.pi * x", "round(x, 2)", "`a b` * 2", "x // 3"]:
+        check_expression(ok)
+    for ok in ["C(f, contr.treatment(base=2))", "poly(x, 3)", "scale(x, center=False)", "bs(x, knots=[1, 2])",
+               "center(x)", "C(f, Sum)", "factor(f, levels=['a', 'b'])"]:
+        check_expression(ok, transforms=True)
+    for bad in ["scale(x)", "poly(x, 2)", "C(f)", "x.real", "x[1]", "lambda: 1", "'a'", "b'x'", "1j * x",
+                "x is None", "x in y", "not x", "x << 2", "x and y", "np.save", "np.log(x, out=x)",
+                "exp(x, x)", "__x", "x(1)", "(x for x in y)", "{x}", "[x]", "(x,)", "x if y else z",
+                "2 ** 10000", "(1e300) ** 10", "`unclosed", "``"]:
+        with pytest.raises(FormulaError):
+            check_expression(bad)
+
+
+def test_integer_columns_are_evaluated_in_float64():
+    from glmmdiag.fit.fixed import fixed_model_matrix, formulaic_matrix
+
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame({
+        "y": rng.poisson(3, n), "g": np.repeat(list("abcdef"), n // 6),
+        "a": rng.integers(40_000, 50_000, n).astype("int32"), "b": rng.integers(40_000, 50_000, n).astype("int32"),
+        "s": rng.integers(100, 200, n).astype("uint8"),
+    })
+    df["m"] = (df["s"].astype(int) + 100).clip(upper=255).astype("uint8")
+    exact = np.log(df["a"].astype(float) * df["b"].astype(float))
+    d = build_design("y ~ 1 + offset(log(a*b)) + (1 | g)", df, get_family("poisson"))
+    np.testing.assert_allclose(d.offset, exact)  # int32 arithmetic would wrap (21.07 instead of 23.03)
+    d = build_design("cbind(s, m - s) ~ 1 + (1 | g)", df, get_family("binomial"))
+    np.testing.assert_allclose(d.w, df["m"].astype(float))  # uint8 m - s + s wrapped to 259 trials
+    X_fast, names, spec = fixed_model_matrix("I(a*a)", df)
+    X_formulaic, names2, _ = formulaic_matrix("I(a*a)", df)
+    assert names == names2
+    np.testing.assert_allclose(X_fast, X_formulaic)
+    np.testing.assert_allclose(X_fast[:, 1], df["a"].astype(float) ** 2)
+    np.testing.assert_allclose(np.asarray(spec.get_model_matrix(df.iloc[:5]))[:, 1], df["a"].astype(float)[:5] ** 2)
+    _, _, spec0 = formulaic_matrix("0 + I(a*a)", df)  # a spec replayed on new integer data
+    np.testing.assert_allclose(np.asarray(spec0.get_model_matrix(df.iloc[:5]))[:, 0], df["a"].astype(float)[:5] ** 2)
+
+
+def test_top_level_bar_is_refused_with_the_parenthesised_form():
+    from glmmdiag.errors import FormulaError
+
+    with pytest.raises(FormulaError, match=r"y ~ 1 \+ \(x \| g\)") as info:
+        parse_formula("y ~ x | g")
+    assert "y ~ x + (x | g)" in str(info.value)
+    with pytest.raises(FormulaError, match="parentheses"):
+        parse_formula("y ~ x + z || g")
+    assert parse_formula("y ~ I((x > 1) | (z > 1)) + (1 | g)").fixed == "I((x > 1) | (z > 1))"
+
+
+def test_missing_column_is_a_column_error_naming_column_rows_and_fix():
+    from glmmdiag.errors import ColumnError
+
+    for formula in ["y ~ nope + (1 | b)", "y ~ x + (1 | nope)", "nope ~ x + (1 | b)", "y ~ x + offset(log(nope)) + (1 | b)",
+                    "y ~ x + (nope | b)"]:
+        with pytest.raises(ColumnError, match=r"'nope'.*60 rows.*check the spelling") as info:
+            build_design(formula, _toy(), get_family("gaussian"))
+        assert isinstance(info.value, KeyError)
+
+
+def test_evaluate_expression_is_reexported_and_never_evals():
+    from glmmdiag.fit import design, expressions
+
+    assert design.evaluate_expression is expressions.evaluate_expression
+    out = design.evaluate_expression("log(t) + 2 ** 3", _toy())
+    np.testing.assert_allclose(out, np.log(_toy()["t"]) + 8)

@@ -12,8 +12,9 @@ present -- are encoded here directly, with formulaic's column order and names:
   (every factor is reduced-rank because every lower-order margin is in the model);
 * an interaction is the row-wise product of its factors' columns, first factor varying fastest.
 
-Anything else (no intercept, term removal, ``C()``, boolean columns, powers of sums, ...) goes
-through formulaic. The formulaic ModelSpec, which replays the encoding on new data (predict,
+Nullable columns (``Int64``, ``Float64``, ``string``) are read in their classic dtypes. Anything
+else (no intercept, term removal, ``C()``, boolean columns, powers of sums, ...) goes through
+formulaic. The formulaic ModelSpec, which replays the encoding on new data (predict,
 marginal means, term-wise tests), is built lazily on first use and checked against the columns
 built here.
 """
@@ -27,10 +28,12 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from glmmdiag.fit.columns import as_frame, float_values
-from glmmdiag.fit.formula import signed_terms, split_top_level
+from glmmdiag.fit.columns import as_frame, classic_column, float_values
+from glmmdiag.errors import ColumnError, FormulaError, GlmmdiagError
+from glmmdiag.fit.expressions import FORMULAIC_CONTEXT
+from glmmdiag.fit.formula import formula_variables, signed_terms, split_top_level
 
-__all__ = ["fixed_model_matrix", "formulaic_matrix", "LazyModelSpec"]
+__all__ = ["fixed_model_matrix", "formulaic_matrix", "LazyModelSpec", "SafeModelSpec", "integers_as_float"]
 
 _FUNCS = {  # the functions formulaic's namespace knows by these names
     "I": lambda x: x,
@@ -57,12 +60,54 @@ def fixed_model_matrix(rhs: str, data: pd.DataFrame):
 
 
 def formulaic_matrix(rhs: str, data: pd.DataFrame):
-    """``(X, formulaic column names, ModelSpec)`` from formulaic itself."""
+    """``(X, formulaic column names, ModelSpec)`` from formulaic itself.
+
+    ``rhs`` is checked against the formula whitelist first (:func:`formula_variables`, cached);
+    formulaic evaluates it in :data:`~glmmdiag.fit.expressions.FORMULAIC_CONTEXT` (no Python
+    builtins, a numpy with only the whitelisted functions), with integer columns as float64.
+    The returned spec replays the same way on new data (:class:`SafeModelSpec`).
+    """
+    variables = formula_variables(rhs)
+    frame = integers_as_float(as_frame(data), variables)
     try:
-        mm = formulaic.model_matrix(rhs, as_frame(data), na_action="ignore")
+        mm = formulaic.model_matrix(rhs, frame, na_action="ignore", context=FORMULAIC_CONTEXT)
+    except (FormulaError, ColumnError):
+        raise
     except Exception as e:
-        raise ValueError(f"cannot build the model matrix for {rhs!r}: {e}") from None
-    return np.asarray(mm, dtype=float), list(mm.model_spec.column_names), mm.model_spec
+        raise GlmmdiagError(f"cannot build the model matrix for {rhs!r}: {e}") from None
+    spec = SafeModelSpec(mm.model_spec, variables)
+    return np.asarray(mm, dtype=float), list(mm.model_spec.column_names), spec
+
+
+def integers_as_float(frame: pd.DataFrame, names) -> pd.DataFrame:
+    """``frame`` with its integer columns among ``names`` as float64 (a shallow copy if any),
+    so that ``I(a * a)`` is computed in float64 by formulaic as by the fast path."""
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    ints = [v for v in names if v in frame.columns and pd.api.types.is_integer_dtype(frame[v].dtype)]
+    if not ints:
+        return frame
+    frame = frame.copy(deep=False)
+    for v in ints:
+        frame[v] = frame[v].astype("float64")
+    return frame
+
+
+class SafeModelSpec:
+    """formulaic's ModelSpec, replayed on new data (predict, marginal means) as it was built:
+    in the whitelisted context, with integer columns as float64. Other attributes are the spec's."""
+
+    def __init__(self, spec, variables):
+        self._model_spec, self._variables = spec, frozenset(variables)
+
+    def get_model_matrix(self, data, **kwargs):
+        kwargs.setdefault("context", FORMULAIC_CONTEXT)
+        return self._model_spec.get_model_matrix(integers_as_float(data, self._variables), **kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_model_spec", "_variables"):
+            raise AttributeError(name)
+        return getattr(self._model_spec, name)
 
 
 class LazyModelSpec:
@@ -124,18 +169,41 @@ def _terms(rhs: str) -> list[tuple[str, ...]]:
 
 
 def _factor_columns(expr: str, data: pd.DataFrame, cache: dict):
-    """``(matrix of columns, column labels, is categorical)`` of one factor expression."""
+    """``(matrix of columns, column labels, is categorical)`` of one factor expression.
+
+    Parameters
+    ----------
+    expr : str
+        A column name or a numeric transform such as ``I(x**2)``.
+    data : DataFrame or Columns
+    cache : dict
+        Columns already built for this matrix, by expression.
+
+    Returns
+    -------
+    tuple
+        Categorical, object and string columns (``str``, ``string[python]``,
+        ``string[pyarrow]``) give treatment-contrast indicators; numeric columns (nullable ones
+        included) their values. Missing values give NaN rows, which the caller reports (never
+        the reference level's zeros).
+
+    Raises
+    ------
+    _Fallback
+        For anything formulaic should build (unknown names, bool and ``boolean`` columns, which
+        formulaic encodes as 0/1, other dtypes, one-level factors).
+    """
     if expr in cache:
         return cache[expr]
     if expr.isidentifier():
         if expr not in data.columns:
             raise _Fallback
-        s = data[expr]
+        s = classic_column(data[expr])  # nullable dtypes -> numpy / object
         if isinstance(s.dtype, pd.CategoricalDtype):
             levels = s.array.categories.tolist()
             codes = np.asarray(s.array.codes)
             out = _treatment(codes, levels, expr)
-        elif s.dtype == object or (pd.api.types.is_string_dtype(s.dtype) and getattr(s.dtype, "na_value", None) is not pd.NA):
+        elif s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
             try:
                 codes, levels = pd.factorize(s, sort=True)
             except TypeError:
@@ -155,10 +223,29 @@ def _factor_columns(expr: str, data: pd.DataFrame, cache: dict):
 
 
 def _treatment(codes: np.ndarray, levels: list, name: str):
-    """Treatment-contrast indicator columns for levels 1..m-1 (level 0 is the reference)."""
-    if len(levels) < 2 or (codes < 0).any():
+    """Treatment-contrast indicator columns for levels 1..m-1 (level 0 is the reference).
+
+    Parameters
+    ----------
+    codes : ndarray of int
+        Level of each row, -1 for a missing value.
+    levels : list
+        The levels in order; the first is the reference.
+    name : str
+        The factor's name, for the column labels ``name[T.level]``.
+
+    Returns
+    -------
+    tuple
+        ``(n x (m-1) indicator matrix, labels, True)``; a row with a missing value is all NaN
+        (never the reference level's zeros).
+    """
+    if len(levels) < 2:
         raise _Fallback
     cols = (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(float)
+    missing = codes < 0
+    if missing.any():
+        cols[missing] = np.nan
     return cols, [f"{name}[T.{lev}]" for lev in levels[1:]], True
 
 

@@ -12,14 +12,23 @@ Expansion rules (as lme4):
 * ``(1 | a/b)``  -> ``(1 | a) + (1 | a:b)``; ``a/b/c`` adds ``a:b:c``.
 * ``(1 + x || g)`` -> ``(1 | g) + (0 + x | g)``: one term per component, no correlations.
 * ``(x | g)`` contains an intercept unless ``0 +`` or ``- 1`` removes it.
+
+Formulas are data, never code: :func:`parse_formula` checks every expression in the formula
+(response, ``cbind()`` and ``offset()`` arguments, each factor of the fixed part and of each
+bar's left-hand side, the grouping factors) against the whitelist of
+:mod:`glmmdiag.fit.expressions` before anything is evaluated, and raises
+:class:`~glmmdiag.errors.FormulaError` for anything else.
 """
 from __future__ import annotations
 
-import ast
 import functools
+import re
 from dataclasses import dataclass, field
 
 import formulaic
+
+from glmmdiag.errors import FormulaError
+from glmmdiag.fit.expressions import allowed_summary, check_column_name, check_expression, short
 
 __all__ = [
     "ParsedFormula",
@@ -55,16 +64,20 @@ class ParsedFormula:
 
 
 def split_top_level(text: str, sep: str) -> list[str]:
-    """Split ``text`` on ``sep`` at parenthesis depth 0."""
-    parts, depth, start, i = [], 0, 0, 0
+    """Split ``text`` on ``sep`` at parenthesis depth 0 (never inside a back-quoted name)."""
+    parts, depth, start, i, quoted = [], 0, 0, 0, False
     while i < len(text):
         ch = text[i]
-        if ch in "([{":
+        if ch == "`":
+            quoted = not quoted
+        elif quoted:
+            pass
+        elif ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced parentheses in formula {text!r}")
+                raise FormulaError(f"unbalanced parentheses in formula {text!r}")
         elif depth == 0 and text.startswith(sep, i):
             parts.append(text[start:i])
             i += len(sep)
@@ -72,16 +85,20 @@ def split_top_level(text: str, sep: str) -> list[str]:
             continue
         i += 1
     if depth != 0:
-        raise ValueError(f"unbalanced parentheses in formula {text!r}")
+        raise FormulaError(f"unbalanced parentheses in formula {text!r}")
     parts.append(text[start:])
     return parts
 
 
 def signed_terms(rhs: str) -> list[tuple[str, str]]:
     """Split a right-hand side into (sign, term) pairs at top-level binary + and -."""
-    out, depth, sign, start = [], 0, "+", 0
+    out, depth, sign, start, quoted = [], 0, "+", 0, False
     for i, ch in enumerate(rhs):
-        if ch in "([{":
+        if ch == "`":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
@@ -111,24 +128,43 @@ def _is_wrapped(term: str, name: str = "") -> bool:
     return True
 
 
+def _group_name(token: str, quoted: dict[str, str], group: str) -> str:
+    """One grouping factor: a column name, plain or back-quoted."""
+    token = token.strip()
+    if token in quoted:
+        return quoted[token]
+    if not token.isidentifier() or token.startswith("__"):
+        raise FormulaError(
+            f"grouping factor {token!r} in ({group}) must be a column name (`odd name` in back-quotes); "
+            f"create the column in the data first"
+        )
+    return token
+
+
 def _expand_groups(group: str) -> list[tuple[str, ...]]:
+    """``a`` -> [(a,)]; ``a:b`` -> [(a, b)]; ``a/b`` -> [(a,), (a, b)]: column names only."""
     group = group.strip()
     if _is_wrapped(group):
         group = group[1:-1].strip()
-    if "/" in group:
-        parts = [p.strip() for p in group.split("/")]
-        return [tuple(v.strip() for p in parts[: k + 1] for v in p.split(":")) for k in range(len(parts))]
-    if "+" in group or "*" in group:
-        raise ValueError(
+    quoted: dict[str, str] = {}
+
+    def hide(m):  # back-quoted names may contain / : + *
+        key = f"_bq{len(quoted)}_"
+        quoted[key] = m.group(1)
+        return key
+
+    plain = re.sub(r"`([^`]+)`", hide, group)
+    if "`" in plain:
+        raise FormulaError(f"unmatched back-quote in the grouping expression {group!r}")
+    if "+" in plain or "*" in plain:
+        raise FormulaError(
             f"grouping expression {group!r} is not supported: use 'a', 'a:b' or 'a/b' after the bar"
         )
-    names = tuple(v.strip() for v in group.split(":"))
-    for v in names:
-        if not v.isidentifier():
-            raise ValueError(
-                f"grouping factor {v!r} must be a column name; create the column in the data first"
-            )
-    return [names]
+    parts = [p.split(":") for p in plain.split("/")]
+    names = [[_group_name(v, quoted, group) for v in p] for p in parts]
+    if len(parts) > 1:
+        return [tuple(v for p in names[: k + 1] for v in p) for k in range(len(names))]
+    return [tuple(names[0])]
 
 
 def _has_intercept(lhs: str) -> bool:
@@ -155,7 +191,7 @@ def _expand_bar(inner: str) -> list[ReTermSpec]:
         return [ReTermSpec(c, g) for g in groups for c in comps]
     parts = split_top_level(inner, "|")
     if len(parts) != 2:
-        raise ValueError(f"random-effects term ({inner}) must have exactly one '|' or '||'")
+        raise FormulaError(f"random-effects term ({inner}) must have exactly one '|' or '||'")
     lhs, group = parts
     lhs = lhs.strip() or "1"
     return [ReTermSpec(lhs, g) for g in _expand_groups(group)]
@@ -163,14 +199,18 @@ def _expand_bar(inner: str) -> list[ReTermSpec]:
 
 def _r_powers(text: str) -> str:
     """R's ``^`` inside ``I(...)`` (and other calls) means power: rewrite it as ``**``."""
-    out, depth, i = [], 0, 0
+    out, depth, i, quoted = [], 0, 0, False
     while i < len(text):
         ch = text[i]
-        if ch == "(":
+        if ch == "`":
+            quoted = not quoted
+        elif quoted:
+            pass
+        elif ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-        if ch == "^" and depth > 0:
+        if ch == "^" and depth > 0 and not quoted:
             out.append("**")
         else:
             out.append(ch)
@@ -178,80 +218,123 @@ def _r_powers(text: str) -> str:
     return "".join(out)
 
 
-@functools.lru_cache(maxsize=256)
-def parse_formula(formula: str) -> ParsedFormula:
-    """Split an lme4 formula into response, fixed part, random-effects terms and offsets."""
-    if not isinstance(formula, str):
-        raise TypeError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
-    text = formula
-    formula = _r_powers(formula)
-    sides = split_top_level(formula, "~")
-    if len(sides) != 2 or not sides[0].strip():
-        raise ValueError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
-    lhs, rhs = sides[0].strip(), sides[1].strip()
-    cbind = None
-    if _is_wrapped(lhs, "cbind"):
-        args = split_top_level(lhs[len("cbind(") : -1], ",")
-        if len(args) != 2:
-            raise ValueError(f"cbind() in {formula!r} needs two arguments: cbind(successes, failures)")
-        cbind = (args[0].strip(), args[1].strip())
-        lhs_out = None
-    else:
-        lhs_out = lhs
+def _top_level_bar(rhs: str) -> None:
+    """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)``: refuse it."""
+    parts = split_top_level(rhs, "|")
+    if len(parts) > 1:
+        bar = "||" if "||" in rhs else "|"
+        lhs, group = parts[0].strip() or "1", parts[-1].strip()
+        raise FormulaError(
+            f"the random-effects term '{rhs.strip()}' needs parentheses: lme4 reads 'y ~ {lhs} {bar} {group}' "
+            f"as 'y ~ 1 + ({lhs} {bar} {group})'; write that, or 'y ~ {lhs} + ({lhs} {bar} {group})' to keep "
+            f"the fixed effects"
+        )
+
+
+def _split_rhs(rhs: str):
+    """(fixed (sign, term) pairs, random-effects terms, offset expressions) of a right-hand side."""
     fixed, re_terms, offsets = [], [], []
     for sign, term in signed_terms(rhs):
         if _is_wrapped(term) and "|" in term:
             if sign == "-":
-                raise ValueError(f"cannot subtract a random-effects term: {term}")
+                raise FormulaError(f"cannot subtract a random-effects term: {term}")
             re_terms.extend(_expand_bar(term[1:-1]))
         elif _is_wrapped(term, "offset"):
             offsets.append(term[len("offset(") : -1].strip())
         else:
             fixed.append((sign, term))
+    return fixed, re_terms, offsets
+
+
+def _join_fixed(fixed) -> str:
     fixed_txt = ""
     for sign, term in fixed:
         fixed_txt += (" - " if sign == "-" else (" + " if fixed_txt else "")) + term
     fixed_txt = fixed_txt.strip()
     if fixed_txt.startswith("- "):
         fixed_txt = "1 " + fixed_txt
-    if not fixed_txt:
-        fixed_txt = "1"
-    return ParsedFormula(lhs_out, cbind, fixed_txt, tuple(re_terms), tuple(offsets), text)
+    return fixed_txt or "1"
 
 
-_KNOWN_CALLABLES = {"np", "numpy"}
+def _check_response(lhs: str):
+    """(response, cbind pair): each expression checked against the whitelist."""
+    if _is_wrapped(lhs, "cbind"):
+        args = split_top_level(lhs[len("cbind(") : -1], ",")
+        if len(args) != 2:
+            raise FormulaError(f"cbind() in {lhs!r} needs two arguments: cbind(successes, failures)")
+        cbind = (args[0].strip(), args[1].strip())
+        for a in cbind:
+            check_expression(a, "cbind() argument")
+        return None, cbind
+    check_expression(lhs, "response")
+    return lhs, None
+
+
+@functools.lru_cache(maxsize=256)
+def parse_formula(formula: str) -> ParsedFormula:
+    """Split an lme4 formula into response, fixed part, random-effects terms and offsets.
+
+    Every expression is checked before anything is evaluated: the response, ``cbind()`` and
+    ``offset()`` arguments may contain column names, numbers, arithmetic, comparisons and calls
+    of the whitelisted functions (``log``, ``exp``, ``sqrt``, ``I``, ``np.log``, ...); fixed
+    terms and bar left-hand sides also formulaic's operators (``+ - : * / ^ %in%``) and
+    transforms (``C``, ``factor``, ``scale``, ``center``, ``poly``, ``bs``); grouping factors
+    are column names joined by ``:`` or ``/``. See :mod:`glmmdiag.fit.expressions`.
+
+    Raises
+    ------
+    FormulaError
+        A malformed formula, or one containing anything else (naming the offending piece).
+    """
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    text = formula
+    formula = _r_powers(formula)
+    sides = split_top_level(formula, "~")
+    if len(sides) != 2 or not sides[0].strip():
+        raise FormulaError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
+    lhs, rhs = sides[0].strip(), sides[1].strip()
+    response, cbind = _check_response(lhs)
+    _top_level_bar(rhs)
+    fixed, re_terms, offsets = _split_rhs(rhs)
+    for e in offsets:
+        check_expression(e, "offset()")
+    fixed_txt = _join_fixed(fixed)
+    formula_variables(fixed_txt)
+    for t in re_terms:
+        _part_variables(t.lhs, "random-effects term")
+    return ParsedFormula(response, cbind, fixed_txt, tuple(re_terms), tuple(offsets), text)
 
 
 @functools.lru_cache(maxsize=512)
 def expression_variables(expr: str) -> frozenset[str]:
-    """Names used as variables (not called as functions) in a Python expression."""
-    try:
-        tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError as e:
-        raise ValueError(f"cannot parse expression {expr!r}: {e.msg}") from None
-    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    attr_bases = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    return frozenset(
-        n.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name) and id(n) not in called and id(n) not in attr_bases
-        and n.id not in _KNOWN_CALLABLES
-    )
+    """Column names used in an expression (not the functions it calls), after checking it."""
+    return check_expression(expr.strip(), "expression", transforms=True).names
 
 
 @functools.lru_cache(maxsize=256)
-def formula_variables(rhs: str) -> frozenset[str]:
-    """Data columns a formulaic right-hand side refers to."""
-    out: set[str] = set()
+def _part_variables(rhs: str, where: str) -> frozenset[str]:
+    """Column names of a formulaic right-hand side, each factor checked against the whitelist."""
     try:
         f = formulaic.Formula(rhs)
     except Exception as e:  # formulaic raises several error types for syntax problems
-        raise ValueError(f"cannot parse formula part {rhs!r}: {e}") from None
+        msg = " ".join(str(e).split("\n")[0].split()) or type(e).__name__  # not the highlighted copy
+        raise FormulaError(f"cannot parse the {where} {short(rhs)!r}: {msg}") from None
+    if not isinstance(f, formulaic.formula.SimpleFormula):
+        raise FormulaError(f"the {where} {short(rhs)!r} must be a single right-hand side; {allowed_summary()}")
+    out: set[str] = set()
     for term in f:
         for factor in term.factors:
             method = getattr(factor.eval_method, "value", str(factor.eval_method))
             if method == "lookup":
-                out.add(factor.expr)
+                out.add(check_column_name(factor.expr, where))
             elif method == "python":
-                out |= expression_variables(factor.expr)
+                out |= check_expression(factor.expr, where, transforms=True).names
+            elif method != "literal":
+                raise FormulaError(f"the {where} {short(rhs)!r} contains {short(factor.expr)!r}; {allowed_summary()}")
     return frozenset(out)
+
+
+def formula_variables(rhs: str) -> frozenset[str]:
+    """Data columns a formulaic right-hand side refers to (every factor checked first)."""
+    return _part_variables(rhs, "fixed term")
