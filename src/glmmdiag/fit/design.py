@@ -6,7 +6,6 @@ the level index of every row and its n x q_k matrix, never a dense n x q Z.
 """
 from __future__ import annotations
 
-import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -15,7 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from glmmdiag.fit.columns import Columns, float_values
+from glmmdiag.errors import DroppedRowsWarning, GlmmdiagError, RankDeficiencyWarning
+from glmmdiag.fit.columns import Columns, classic_column, float_values, is_nullable, missing_values
+from glmmdiag.fit.expressions import column, evaluate_expression
 from glmmdiag.fit.families import Family
 from glmmdiag.fit.fixed import fixed_model_matrix, formulaic_matrix
 from glmmdiag.fit.formula import (
@@ -66,26 +67,12 @@ class Design:
     n_dropped: int
     dropped_columns: list[str]
     x_kept: np.ndarray | None = None  # columns of the full formulaic X kept after rank check
+    offset_column: str | None = None  # ``offset=`` given as a column name (replayed by predict)
+    offset_array: bool = False  # ``offset=`` given as values (newdata cannot supply them)
 
     @property
     def n(self) -> int:
         return len(self.y)
-
-
-_NS_FUNCS = {
-    "np": np,
-    "numpy": np,
-    "log": np.log,
-    "log1p": np.log1p,
-    "log2": np.log2,
-    "log10": np.log10,
-    "exp": np.exp,
-    "sqrt": np.sqrt,
-    "abs": np.abs,
-    "I": lambda x: x,
-    "asin": np.arcsin,
-    "round": np.round,
-}
 
 
 def r_column_name(name: str) -> str:
@@ -96,48 +83,63 @@ def r_column_name(name: str) -> str:
     return name.replace(" ** ", "^").replace("**", "^")
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(expr: str):
-    return compile(expr, "<formula>", "eval")
-
-
 def _column(data: pd.DataFrame, name: str):
-    if name not in data.columns:
-        cols = ", ".join(map(str, data.columns[:20]))
-        raise KeyError(
-            f"column {name!r} used in the formula is not in the data ({len(data)} rows; columns: {cols}); "
-            f"check the spelling or add the column"
-        )
-    return data[name]
-
-
-def evaluate_expression(expr: str, data: pd.DataFrame) -> np.ndarray:
-    """Evaluate a response/offset expression such as ``size - incidence`` or ``log(t)``."""
-    expr = expr.strip()
-    names = expression_variables(expr)
-    ns = dict(_NS_FUNCS)
-    for v in names:
-        col = _column(data, v)
-        ns[v] = col.to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) else col
-    try:
-        val = eval(_compiled(expr), {"__builtins__": {}}, ns)  # noqa: S307
-    except Exception as e:
-        raise ValueError(f"cannot evaluate {expr!r}: {e}") from None
-    return val
+    """``data[name]``; a :class:`~glmmdiag.errors.ColumnError` naming the column, the number of rows
+    and the fix when the data has no such column."""
+    return column(data, name)
 
 
 def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Integer codes and labels of a grouping variable (R factor level order)."""
+    """Integer codes and labels of a grouping variable (R factor level order).
+
+    Parameters
+    ----------
+    series : Series
+        A column without missing values (the design's mask has removed them) in a classic dtype.
+
+    Returns
+    -------
+    codes : ndarray of intp
+        The level of each row, 0-based.
+    labels : list of str
+        The levels as R prints them: Categorical columns in their category order (unused categories
+        dropped), anything else sorted by value (by label when the values do not sort, e.g. an
+        object column mixing numbers and strings).
+    """
     if isinstance(series.dtype, pd.CategoricalDtype):
         cat = series.array
         if not _all_levels_used(series):
             cat = cat.remove_unused_categories()
         return cat.codes.astype(np.intp), [str(c) for c in cat.categories.tolist()]
-    codes, uniq = pd.factorize(series, sort=True)
+    series = classic_column(series)
+    try:
+        codes, uniq = pd.factorize(series, sort=True)
+    except TypeError:  # values of several types that do not compare: sort by their labels
+        codes, uniq = pd.factorize(series, sort=False)
+        labels = [str(u) for u in uniq.tolist()]
+        order = np.argsort(np.array(labels, dtype=object), kind="stable")
+        rank = np.empty(len(order), np.intp)
+        rank[order] = np.arange(len(order))
+        return np.where(codes >= 0, rank[codes], -1).astype(np.intp), [labels[i] for i in order]
     return codes.astype(np.intp), [str(u) for u in uniq.tolist()]
 
 
 def _group_index(data: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Level index of every row and the level labels of the grouping factor ``a:b:...``.
+
+    Parameters
+    ----------
+    data : DataFrame or Columns
+        The design's rows (no missing values in ``group_vars``).
+    group_vars : tuple of str
+        The grouping columns; several make their interaction, labelled ``"a:b"``, with the levels
+        that occur, in R's order (the first variable varying slowest).
+
+    Returns
+    -------
+    refs : ndarray of intp
+    labels : list of str
+    """
     code, labels = _codes(_column(data, group_vars[0]))
     for v in group_vars[1:]:
         c2, l2 = _codes(_column(data, v))
@@ -166,41 +168,108 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     return bool(ev[0] > 1e-10 * ev[-1])
 
 
+RANK_TOL = 1e-7  # lme4's check.rankX and R's lm/glm QR: a column this close to the others' span is aliased
+
+
 def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> np.ndarray:
-    """Indices of a full-rank subset of X's columns (lme4 drops the others with a message)."""
+    """Indices of a full-rank subset of X's columns; the others are dropped with a
+    RankDeficiencyWarning (lme4's "fixed-effect model matrix is rank deficient so dropping ...").
+
+    As R's lm/glm QR and lme4's rank check (tolerance RANK_TOL, see ``_independent_columns``):
+    exact duplicates and near-duplicates such as x + 1e-9 noise are dropped, the later column of
+    a pair, whatever the columns' units.
+    """
     if X.shape[1] == 0:
         return np.arange(0)
-    if _clearly_full_rank(X):
+    if _clearly_full_rank(X):  # sigma_min / sigma_max > 1e-5: every scaled |R_ii| > 1e-5 > RANK_TOL
         return np.arange(X.shape[1])
-    _, R, piv = linalg.qr(X, mode="economic", pivoting=True, check_finite=False)
-    d = np.abs(np.diag(R))
-    rank = int(np.sum(d > d[0] * max(X.shape) * np.finfo(float).eps * 10)) if d.size else 0
-    keep = np.sort(piv[:rank])
-    if rank < X.shape[1]:
+    keep = _independent_columns(X)
+    if len(keep) < X.shape[1]:
         dropped = [names[i] for i in sorted(set(range(X.shape[1])) - set(keep))]
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
-            f"{', '.join(dropped)}",
+            f"{', '.join(dropped)} (exactly or nearly collinear with the others: relative tolerance "
+            f"{RANK_TOL:g})",
+            RankDeficiencyWarning,
             stacklevel=4,
         )
     return keep
 
 
+def _independent_columns(X: np.ndarray) -> np.ndarray:
+    """Columns kept in order, as R's LINPACK QR (dqrdc2) does: with every column scaled to unit
+    length, a column is aliased when its distance from the span of the columns kept before it is
+    at most RANK_TOL (zero columns are aliased). The distances come from a Cholesky factor of the
+    scaled X'X grown one kept column at a time (squared distances of 1e-14 are far above the
+    Gram matrix's rounding error of ~1e-16)."""
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    Xs = X / np.where(norms > 0, norms, 1.0)
+    G = Xs.T @ Xs
+    keep: list[int] = []
+    L = np.zeros((0, 0))
+    for j in range(X.shape[1]):
+        if norms[j] == 0:
+            continue
+        lj = linalg.solve_triangular(L, G[keep, j], lower=True) if keep else np.zeros(0)
+        r2 = float(G[j, j] - lj @ lj)
+        if r2 > RANK_TOL**2:
+            k = len(keep)
+            L2 = np.zeros((k + 1, k + 1))
+            L2[:k, :k], L2[k, :k], L2[k, k] = L, lj, np.sqrt(r2)
+            L = L2
+            keep.append(j)
+    return np.asarray(keep, dtype=int)
+
+
+def check_rows_vs_parameters(design, family, reml: bool = False) -> None:
+    """A clear error when the rows cannot support the parameters: REML needs more rows than
+    fixed effects, and a model with an estimated residual scale or dispersion (a linear mixed
+    model, or any family with a dispersion parameter) needs at least one row beyond the fixed
+    effects. A plain linear model with as many parameters as rows is left to the fit (an exact
+    fit, reported with a DegenerateFitWarning, as R's lm)."""
+    n, p = design.X.shape
+    lmm = family.name == "gaussian" and family.link.name == "identity"
+    if reml and n <= p:
+        raise GlmmdiagError(
+            f"REML needs more rows than fixed-effect parameters: {n} rows, {p} parameters; fit by maximum "
+            f"likelihood (reml=False) or use fewer fixed effects"
+        )
+    if n <= p and ((lmm and design.terms) or (family.n_psi and not lmm)):
+        what = "residual variance" if lmm else f"{family.name} family's dispersion"
+        raise GlmmdiagError(
+            f"{n} rows and {p} fixed-effect parameters: no rows are left to estimate the {what}; use fewer "
+            f"fixed effects or more data"
+        )
+
+
 def _all_levels_used(col: pd.Series) -> bool:
+    """True when every category of the Categorical ``col`` occurs in it."""
     cat = col.array
     codes = cat.codes
     return bool(np.bincount(codes[codes >= 0], minlength=len(cat.categories)).all())
 
 
 def _missing(col: pd.Series) -> np.ndarray:
-    """Boolean mask of the missing values of a column (fast paths for the common dtypes)."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.array.codes < 0
-    if col.dtype.kind == "f":
-        return np.isnan(col.to_numpy())
-    if col.dtype.kind in "iub":
-        return np.zeros(len(col), bool)
-    return col.isna().to_numpy()
+    """Boolean mask of the missing values of a column: NaN, None, NaT and ``pd.NA`` of any dtype."""
+    return missing_values(col)
+
+
+def _classic_columns(frame: pd.DataFrame, series: dict) -> pd.DataFrame:
+    """Replace the nullable-dtype columns among ``series`` by their classic dtypes, in place in
+    ``series`` and in (a shallow copy of) ``frame``, which formulaic reads.
+
+    The rows are complete by now, so ``Int64`` becomes int64 (a grouping level 3 keeps the label
+    "3"), ``boolean`` bool, ``Float64`` float64 and nullable strings object: the design code and
+    formulaic then see exactly what they see for the classic dtypes.
+    """
+    nullable = [v for v, col in series.items() if is_nullable(col.dtype)]
+    if not nullable:
+        return frame
+    frame = frame.copy(deep=False)
+    for v in nullable:
+        frame[v] = classic_column(series[v]).to_numpy()  # positional: the index may repeat
+        series[v] = frame[v]
+    return frame
 
 
 def _as_row_array(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
@@ -210,7 +279,7 @@ def _as_row_array(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
         return float_values(_column(data, value))
     arr = np.asarray(value, dtype=float).reshape(-1)
     if arr.shape[0] != len(data):
-        raise ValueError(f"{what} has {arr.shape[0]} values but the data has {len(data)} rows")
+        raise GlmmdiagError(f"{what} has {arr.shape[0]} values but the data has {len(data)} rows")
     return arr
 
 
@@ -221,7 +290,7 @@ def _binomial_response(raw, weights, name):
     ):
         codes, labels = _codes(raw)
         if len(labels) < 2:
-            raise ValueError(f"binomial response {name!r} has a single level ({labels}); it needs two")
+            raise GlmmdiagError(f"binomial response {name!r} has a single level ({labels}); it needs two")
         y = (codes > 0).astype(float)  # as R: first level = failure, any other = success
         return y, np.ones_like(y) if weights is None else None
     arr = np.asarray(raw)
@@ -231,14 +300,14 @@ def _binomial_response(raw, weights, name):
     if weights is None:
         bad = ~np.isin(arr, (0.0, 1.0))
         if bad.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"binomial response {name!r}: {int(bad.sum())} of {len(arr)} rows are not 0/1 (outside the "
                 f"support); for proportions pass the number of trials as weights=, for counts use "
                 f"cbind(successes, failures)"
             )
         return arr, np.ones_like(arr)
     if ((arr < 0) | (arr > 1)).any():
-        raise ValueError(
+        raise GlmmdiagError(
             f"binomial response {name!r} with weights= must be a proportion in [0, 1]: "
             f"{int(((arr < 0) | (arr > 1)).sum())} of {len(arr)} rows are outside (outside the support)"
         )
@@ -275,12 +344,12 @@ def build_design(
     off_arr = _as_row_array(offset, data, "offset")
     if w_arr is not None and not np.all(np.isfinite(w_arr)):
         bad = int((~np.isfinite(w_arr)).sum())
-        raise ValueError(
+        raise GlmmdiagError(
             f"weights contain {bad} non-finite values (NaN or inf) in {len(w_arr)} rows; weights must be "
             f"finite: fix or drop those rows"
         )
     if w_arr is not None and (w_arr < 0).any():
-        raise ValueError(f"weights must be >= 0: {int((w_arr < 0).sum())} of {len(w_arr)} rows are negative")
+        raise GlmmdiagError(f"weights must be >= 0: {int((w_arr < 0).sum())} of {len(w_arr)} rows are negative")
     na = np.zeros(len(data), bool)
     dropped_cols = []
     for v, col in series.items():  # one pass: the mask and the columns that have missing values
@@ -288,23 +357,28 @@ def build_design(
         if miss.any():
             na |= miss
             dropped_cols.append(v)
-    if off_arr is not None:
+    if off_arr is not None and np.isnan(off_arr).any():
         na = na | np.isnan(off_arr)
+        if not isinstance(offset, str):
+            dropped_cols.append("offset=")
     rows = np.flatnonzero(~na)
     n_dropped = int(na.sum())
     if n_dropped:
         if len(rows) == 0:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"no complete rows: all {len(data)} rows have a missing value in {', '.join(dropped_cols)}"
             )
         warnings.warn(
-            f"dropped {n_dropped} of {len(data)} rows with missing values in {', '.join(dropped_cols)}",
+            f"dropped {n_dropped} of {len(data)} rows with missing values (NaN, None, NaT or pd.NA) in "
+            f"{', '.join(dropped_cols)}",
+            DroppedRowsWarning,
             stacklevel=3,
         )
         frame = data.iloc[rows].reset_index(drop=True)
         series = {v: frame[v] for v in used}
     else:
         frame = data
+    frame = _classic_columns(frame, series)
     unused = {  # categories absent from the used rows are dropped (R's droplevels)
         v for v, col in series.items()
         if isinstance(col.dtype, pd.CategoricalDtype)
@@ -320,50 +394,50 @@ def build_design(
 
     # 2. response
     if pf.response_cbind:
-        s = np.asarray(evaluate_expression(pf.response_cbind[0], df), dtype=float)
-        f = np.asarray(evaluate_expression(pf.response_cbind[1], df), dtype=float)
+        s = np.asarray(evaluate_expression(pf.response_cbind[0], df, "cbind() argument"), dtype=float)
+        f = np.asarray(evaluate_expression(pf.response_cbind[1], df, "cbind() argument"), dtype=float)
         if family.name != "binomial":
-            raise ValueError("cbind(successes, failures) responses need family='binomial'")
+            raise GlmmdiagError("cbind(successes, failures) responses need family='binomial'")
         if (f < 0).any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"cbind({pf.response_cbind[0]}, {pf.response_cbind[1]}): {int((f < 0).sum())} of {n} rows "
                 f"have negative failures, i.e. successes > trials (outside the binomial support)"
             )
         if w_sub is not None:
-            raise ValueError("weights= together with a cbind() response is not supported; use one of them")
+            raise GlmmdiagError("weights= together with a cbind() response is not supported; use one of them")
         y, w = s, s + f
         rname = f"cbind({pf.response_cbind[0]}, {pf.response_cbind[1]})"
     else:
         rname = pf.response
-        raw = df[rname] if rname in df.columns else evaluate_expression(rname, df)
+        raw = df[rname] if rname in df.columns else evaluate_expression(rname, df, "response")
         if family.name == "binomial":
             y, w = _binomial_response(raw, w_sub, rname)
             if w is None:
                 w = w_sub
         else:
             if isinstance(raw, pd.Series) and not pd.api.types.is_numeric_dtype(raw.dtype):
-                raise ValueError(f"response {rname!r} must be numeric for the {family.name} family")
+                raise GlmmdiagError(f"response {rname!r} must be numeric for the {family.name} family")
             y = float_values(raw)
             w = np.ones(n) if w_sub is None else w_sub
     if not np.all(np.isfinite(y)):
-        raise ValueError(f"response {rname!r} has {int((~np.isfinite(y)).sum())} non-finite values of {n} rows")
+        raise GlmmdiagError(f"response {rname!r} has {int((~np.isfinite(y)).sum())} non-finite values of {n} rows")
     family.check_response(y, w, rname)
 
     # 3. offsets
     off = np.zeros(n) if off_arr is None else off_arr[rows].copy()
     for e in pf.offsets:
-        off += np.asarray(evaluate_expression(e, df), dtype=float)
+        off += np.asarray(evaluate_expression(e, df, "offset()"), dtype=float)
     if not np.all(np.isfinite(off)):
-        raise ValueError(f"offset has {int((~np.isfinite(off)).sum())} non-finite values of {n} rows")
+        raise GlmmdiagError(f"offset has {int((~np.isfinite(off)).sum())} non-finite values of {n} rows")
 
     # 4. fixed effects
     X, xnames, x_spec = fixed_model_matrix(pf.fixed, df)
     xnames = [r_column_name(c) for c in xnames]
     if X.shape[0] != n:
-        raise ValueError(f"fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
+        raise GlmmdiagError(f"fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
     if not np.all(np.isfinite(X)):
         bad = sorted({xnames[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))})
-        raise ValueError(f"non-finite values in fixed-effect columns {bad} ({n} rows)")
+        raise GlmmdiagError(f"non-finite values in fixed-effect columns {bad} ({n} rows)")
     keep = _drop_rank_deficient(X, xnames)
     x_kept = None
     if len(keep) < X.shape[1]:
@@ -375,7 +449,9 @@ def build_design(
     terms = [_build_term(t, df, family) for t in pf.re_terms]
     order = sorted(range(len(terms)), key=lambda k: -terms[k].nlev)
     terms = [terms[k] for k in order]
-    return Design(pf, y, w, X, xnames, x_spec, off, terms, rname, rows, n_dropped, dropped_cols, x_kept)
+    return Design(pf, y, w, X, xnames, x_spec, off, terms, rname, rows, n_dropped, dropped_cols, x_kept,
+                  offset_column=offset if isinstance(offset, str) else None,
+                  offset_array=offset is not None and not isinstance(offset, str))
 
 
 class SimpleTermSpec:
@@ -405,7 +481,7 @@ class SimpleTermSpec:
         return (["(Intercept)"] if self.intercept else []) + list(self.columns)
 
     def get_model_matrix(self, data, na_action=None):
-        parts = ([np.ones(len(data))] if self.intercept else []) + [np.asarray(data[c], float) for c in self.columns]
+        parts = ([np.ones(len(data))] if self.intercept else []) + [float_values(data[c]) for c in self.columns]
         return np.column_stack(parts) if parts else np.zeros((len(data), 0))
 
 
@@ -419,20 +495,20 @@ def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
         z, cnames, zspec = _model_matrix(spec.lhs, df)
     name = spec.group_name
     if len(levels) < 2:
-        raise ValueError(
+        raise GlmmdiagError(
             f"grouping factor {name!r} has only {len(levels)} level in {n} rows: a random effect needs at "
             f"least 2 levels; drop the term or model {name!r} as a fixed effect"
         )
     if z.shape[1] == 0:
-        raise ValueError(f"random-effects term ({spec.lhs} | {name}) has no columns")
+        raise GlmmdiagError(f"random-effects term ({spec.lhs} | {name}) has no columns")
     if z.shape[1] > 1 and len(levels) * z.shape[1] >= n:
-        raise ValueError(
+        raise GlmmdiagError(
             f"random-effects term ({spec.lhs} | {name}) has {len(levels)} levels x {z.shape[1]} coefficients "
             f">= {n} rows: the random slopes are not identifiable; use a random intercept (1 | {name}) "
             f"or a grouping factor with fewer levels"
         )
     if family.name == "gaussian" and len(levels) >= n:
-        raise ValueError(
+        raise GlmmdiagError(
             f"grouping factor {name!r} has {len(levels)} levels for {n} rows: in a linear mixed model its "
             f"variance cannot be told apart from the residual variance; drop the term"
         )

@@ -1,15 +1,21 @@
 """GLMMResults: what a fitted model offers (lme4/glmmTMB vocabulary, pandas in and out)."""
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
 import warnings
 
 import numpy as np
 import pandas as pd
+from formulaic.errors import DataMismatchWarning
 from scipy import stats
 
+from glmmdiag.errors import ColumnError, ConvergenceWarning, GlmmdiagError
+from glmmdiag.fit.columns import classic_frame, float_values, match_levels, missing_values
 from glmmdiag.fit.covariance import ThetaMap, varcorr_table
-from glmmdiag.fit.design import Design, evaluate_expression
+from glmmdiag.fit.design import Design, SimpleTermSpec, evaluate_expression
+from glmmdiag.fit.formula import expression_variables, formula_variables, parse_formula, signed_terms
 
 __all__ = ["GLMMResults"]
 
@@ -58,7 +64,12 @@ class GLMMResults:
 
     @property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self._st.vcov)), index=self.design.xnames, name="Std. Error")
+        """Standard errors; NaN where the variance is negative or not finite (a Hessian that is not
+        positive definite: the fit's warnings say so)."""
+        v = np.diag(np.asarray(self._st.vcov, float))
+        with np.errstate(invalid="ignore"):
+            se = np.where(np.isfinite(v) & (v >= 0), np.sqrt(np.abs(v)), np.nan)
+        return pd.Series(se, index=self.design.xnames, name="Std. Error")
 
     @property
     def theta(self) -> np.ndarray:
@@ -182,10 +193,17 @@ class GLMMResults:
 
     @property
     def converged(self) -> bool:
-        return bool(self._st.opt.converged) and not any("converge" in w for w in self._st.warnings)
+        return bool(self._st.opt.converged) and not any(
+            isinstance(w, ConvergenceWarning) or "converge" in str(w) for w in self._st.warnings)
 
     @property
     def warnings(self) -> list[str]:
+        """The fit's warnings as text (``warning_objects`` keeps their classes)."""
+        return [str(w) for w in self._st.warnings]
+
+    @property
+    def warning_objects(self) -> list[Warning]:
+        """The fit's warnings as instances of :mod:`glmmdiag.errors` classes (ConvergenceWarning, ...)."""
         return list(self._st.warnings)
 
     @property
@@ -194,48 +212,92 @@ class GLMMResults:
 
     # ------------------------------------------------------------------ prediction
     def _eta_parts(self, newdata=None, re_form=None):
+        """Linear predictor of the fitted rows or of ``newdata`` with the random-effects terms
+        that ``re_form`` selects (see :meth:`predict`)."""
         d = self.design
+        selected = _select_terms(d.terms, re_form)
         if newdata is None:
             fixed = d.X @ self._st.beta + d.offset
-            if re_form in ("~0", "NA", 0, False) or not d.terms:
+            if not selected:
                 return fixed
-            return fixed + self._zb(d.terms, [t.refs for t in d.terms], [t.z for t in d.terms])
-        newdata = pd.DataFrame(newdata)
-        X = np.asarray(d.x_spec.get_model_matrix(newdata, na_action="ignore"), float)
+            terms = [d.terms[k] for k in selected]
+            return fixed + self._zb(selected, [t.refs for t in terms], [t.z for t in terms])
+        frame = newdata if isinstance(newdata, pd.DataFrame) else pd.DataFrame(newdata)
+        names = _needed_columns(d, selected)
+        rows = _complete_rows(frame, names, d.formula.text)  # NA rows predict NaN (na.pass)
+        eta = np.full(len(frame), np.nan)
+        if not rows.any():
+            return eta
+        newdata = classic_frame(frame.iloc[np.flatnonzero(rows)].reset_index(drop=True), names)
+        newdata = _with_fitted_levels(newdata, d.x_spec, "fixed-effect")
+        with _mismatch_as_error("fixed-effect"):
+            X = np.asarray(d.x_spec.get_model_matrix(newdata, na_action="ignore"), float)
         if d.x_kept is not None:
             X = X[:, d.x_kept]
         off = np.zeros(len(newdata))
         for e in d.formula.offsets:
             off += np.asarray(evaluate_expression(e, newdata), float)
+        off += _argument_offset(d, newdata)
         fixed = X @ self._st.beta + off
-        if re_form in ("~0", "NA", 0, False) or not d.terms:
-            return fixed
-        refs, zs = [], []
-        for t in d.terms:
-            lookup = {lv: i for i, lv in enumerate(t.levels)}
-            labels = None
-            for v in t.group_vars:
-                col = newdata[v].astype(str).to_numpy()
-                labels = col if labels is None else np.char.add(np.char.add(labels.astype(str), ":"), col)
-            refs.append(np.array([lookup.get(lb, -1) for lb in labels], dtype=np.intp))
-            zs.append(np.asarray(t.spec.get_model_matrix(newdata, na_action="ignore"), float))
-        return fixed + self._zb(d.terms, refs, zs)
+        if selected:
+            refs, zs = [], []
+            for k in selected:
+                t = d.terms[k]
+                refs.append(_group_refs(t, newdata))
+                zdata = _with_fitted_levels(newdata, t.spec, "random-effect")
+                with _mismatch_as_error("random-effect"):
+                    zs.append(np.asarray(t.spec.get_model_matrix(zdata, na_action="ignore"), float))
+            fixed = fixed + self._zb(selected, refs, zs)
+        eta[rows] = fixed
+        return eta
 
-    def _zb(self, terms, refs, zs):
+    def _zb(self, selected, refs, zs):
+        """Sum over the terms ``selected`` (positions in design.terms) of z_i . b[level of row i];
+        rows whose level was not seen in fitting (refs -1) get b = 0."""
         out = 0.0
-        for t, b, r, z in zip(terms, self._b_blocks(), refs, zs):
+        blocks = self._b_blocks()
+        for k, r, z in zip(selected, refs, zs):
+            b = blocks[k]
             known = r >= 0
             bb = np.where(known[:, None], b[np.where(known, r, 0)], 0.0)  # unseen level -> 0
             out = out + np.einsum("ij,ij->i", z, bb)
         return out
 
     def predict(self, newdata=None, type: str = "link", re_form=None) -> np.ndarray:
-        """Predictions on the link or response scale; ``re_form="~0"`` gives population level.
+        """Predictions on the link or response scale (lme4's ``predict.merMod``).
 
-        Levels of a grouping factor not seen in fitting get a zero random effect.
+        Parameters
+        ----------
+        newdata : DataFrame or dict, optional
+            Rows to predict; the fitted rows by default. It needs every column the fixed part,
+            the formula's offsets and the selected random-effects terms use (a missing one
+            raises :class:`~glmmdiag.errors.ColumnError`). Any dtype works: values are matched to
+            the fitted levels by value, not by dtype -- equal values match (1 and 1.0), then equal
+            labels (the int 1 and the level ``"1"``: R factors are labels), then equal numbers
+            (the string ``"1.0"`` and the level 1). A fixed-effect factor value not seen in
+            fitting raises :class:`~glmmdiag.errors.GlmmdiagError` naming the column, the unseen
+            values and the known levels; a grouping level not seen in fitting gets a zero random
+            effect (lme4's ``allow.new.levels = TRUE``). Rows with a missing value (NaN, None,
+            NaT, ``pd.NA``) in a column the prediction uses predict NaN (R's ``na.pass``).
+            Offsets are replayed on ``newdata``: the formula's ``offset()`` terms, and an
+            ``offset=`` given to ``glmm`` as a column name (an ``offset=`` given as values cannot
+            be, and predicting new data then raises :class:`~glmmdiag.errors.GlmmdiagError`).
+        type : {"link", "response"}
+        re_form : None or str
+            Which random effects to include. None: all of them. ``"~0"``, ``"~ 0"``, ``"NA"``
+            (or 0, False, NaN): none, the population level. A formula of bar terms, such as
+            ``"~(1 | site)"`` or ``"~ (1 | site) + (0 + x | g)"``: those terms only, matched to the
+            model's terms (``fit.varcorr``) by their left-hand side and grouping factor,
+            whitespace and term order ignored; ``(x || g)`` stands for ``(1 | g) + (0 + x | g)``.
+            Anything else raises :class:`~glmmdiag.errors.GlmmdiagError` listing the model's terms.
+
+        Returns
+        -------
+        ndarray
+            One value per row of ``newdata`` (or per fitted row).
         """
         if type not in ("link", "response"):
-            raise ValueError("type must be 'link' or 'response'")
+            raise GlmmdiagError("type must be 'link' or 'response'")
         eta = self._eta_parts(newdata, re_form)
         return eta if type == "link" else self.family.link.inverse(eta)
 
@@ -283,28 +345,32 @@ class GLMMResults:
 
     def refit(self, new_response) -> "GLMMResults":
         """Refit to a new response (successes for binomial), warm-started from this optimum."""
-        from glmmdiag.fit.engine import fit_design
+        from glmmdiag.fit.engine import fit_or_raise
 
         y = np.asarray(new_response, float).reshape(-1)
         if y.shape[0] != self.nobs:
-            raise ValueError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
+            raise GlmmdiagError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
         self.family.check_response(y, self.design.w, self.design.response_name)
         d = dataclasses.replace(self.design, y=y)
         psi = self._st.psi if self._st.psi is not None else np.zeros(0)
         start = np.concatenate([self._st.theta, self._st.beta, psi])
         if self._relative:
             start = self._st.theta
-        st = fit_design(d, self.family, reml=self.reml, n_agq=self.n_agq, start=start if d.terms else None,
-                        opt=self._st.opt)
+        st = fit_or_raise(d, self.family, reml=self.reml, n_agq=self.n_agq, start=start if d.terms else None,
+                          opt=self._st.opt)
         for w in st.warnings:
             warnings.warn(w, stacklevel=2)
         return GLMMResults(d, self.family, st, reml=self.reml, n_agq=self.n_agq, data_name=self.data_name)
 
     # ------------------------------------------------------------------ text
     def coef_table(self) -> pd.DataFrame:
+        """Estimate, Std. Error, z value, Pr(>|z|); z and p are NaN where the standard error is
+        NaN, 0 or infinite (never a p-value of 0 from a missing or zero standard error)."""
         est, se = self.fixef, self.se
-        z = est / se
-        p = 2 * stats.norm.sf(np.abs(z))
+        ok = np.isfinite(se.to_numpy()) & (se.to_numpy() > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = est / se.where(ok)
+        p = pd.Series(2 * stats.norm.sf(np.abs(z.to_numpy())), index=z.index)
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z, "Pr(>|z|)": p})
 
     def summary(self) -> str:
@@ -315,3 +381,232 @@ class GLMMResults:
     def __repr__(self):
         return self.summary()
 
+
+# ---------------------------------------------------------------------- prediction helpers
+_NO_RANDOM_EFFECTS = ("~0", "~-1", "NA")  # re_form values (whitespace removed) meaning "none"
+
+
+def _term_label(term) -> str:
+    """A random-effects term as ``fit.varcorr`` shows it: ``(lhs | group)``."""
+    return f"({term.lhs} | {term.group})"
+
+
+def _lhs_key(lhs: str) -> tuple[bool, frozenset]:
+    """``(has intercept, other pieces without whitespace)`` of a bar's left-hand side, so that
+    ``1 + x``, ``x`` and ``x+1`` compare equal, as do ``0 + x`` and ``x - 1``."""
+    intercept, pieces = True, set()
+    for sign, piece in signed_terms(lhs):
+        piece = "".join(piece.split())
+        if piece in ("0", "1"):
+            intercept = (piece == "1") == (sign == "+")
+        else:
+            pieces.add(piece if sign == "+" else "-" + piece)
+    return intercept, frozenset(pieces)
+
+
+def _is_no_re(re_form) -> bool:
+    """True for the non-string spellings of "no random effects": 0, False, NaN (R's NA)."""
+    if isinstance(re_form, (bool, np.bool_)):
+        return not re_form
+    if isinstance(re_form, (int, float, np.integer, np.floating)):
+        return re_form == 0 or bool(np.isnan(re_form))
+    return False
+
+
+def _select_terms(terms, re_form) -> list[int]:
+    """Positions in ``terms`` of the random-effects terms ``re_form`` selects (see ``predict``).
+
+    Raises
+    ------
+    GlmmdiagError
+        For a ``re_form`` that is neither None, a "none" spelling nor a formula of bar terms of
+        the model; the message lists the model's terms.
+    """
+    if re_form is None:
+        return list(range(len(terms)))
+    if _is_no_re(re_form):
+        return []
+    available = ", ".join(_term_label(t) for t in terms) or "none"
+    usage = (f"re_form must be None (all random effects), '~0' or 'NA' (none), or a formula of the "
+             f"model's random-effects terms such as '~{_term_label(terms[0]) if terms else '(1 | g)'}'; "
+             f"the model's terms: {available}")
+    if not isinstance(re_form, str):
+        raise GlmmdiagError(f"re_form={re_form!r} is not understood: {usage}")
+    text = "".join(re_form.split())
+    if text in _NO_RANDOM_EFFECTS:
+        return []
+    if not text.startswith("~") or "|" not in text:
+        raise GlmmdiagError(f"re_form={re_form!r} is not understood: {usage}")
+    try:
+        pf = parse_formula("y " + re_form.strip())
+    except ValueError as e:
+        raise GlmmdiagError(f"re_form={re_form!r} cannot be parsed ({e}): {usage}") from None
+    if "".join(pf.fixed.split()) not in ("1", "0", "1-1") or pf.offsets or not pf.re_terms:
+        raise GlmmdiagError(f"re_form={re_form!r} may contain random-effects terms only: {usage}")
+    keys = [(_lhs_key(t.lhs), tuple(t.group_vars)) for t in terms]
+    selected: set[int] = set()
+    for spec in pf.re_terms:
+        hits = [k for k, key in enumerate(keys) if key == (_lhs_key(spec.lhs), tuple(spec.group_vars))]
+        if not hits:
+            raise GlmmdiagError(
+                f"re_form={re_form!r}: the term ({spec.lhs} | {spec.group_name}) is not in the model; "
+                f"the model's terms: {available}"
+            )
+        selected.update(hits)
+    return sorted(selected)
+
+
+def _argument_offset(design, newdata: pd.DataFrame):
+    """The ``offset=`` argument of the fit replayed on ``newdata`` (0 when there was none)."""
+    if design.offset_column is not None:
+        return float_values(newdata[design.offset_column])
+    if design.offset_array:
+        raise GlmmdiagError(
+            "the model was fitted with offset= given as values, which new data cannot supply; refit with "
+            "the offset as a column name (offset=\"col\") or as offset(expr) in the formula"
+        )
+    return 0.0
+
+
+def _needed_columns(design, selected) -> list[str]:
+    """Columns a prediction uses: the fixed part, the formula's offsets and the selected terms."""
+    names = sorted(formula_variables(design.formula.fixed))
+    for e in design.formula.offsets:
+        names += sorted(expression_variables(e))
+    if design.offset_column is not None:
+        names.append(design.offset_column)
+    for k in selected:
+        t = design.terms[k]
+        names += sorted(formula_variables(t.lhs)) + list(t.group_vars)
+    return list(dict.fromkeys(names))
+
+
+def _complete_rows(frame: pd.DataFrame, names: list[str], formula: str) -> np.ndarray:
+    """The rows of ``frame`` without a missing value in the columns ``names``, checked for presence.
+
+    Returns
+    -------
+    ndarray of bool
+        True for the rows where no column in ``names`` is missing (NaN, None, NaT, ``pd.NA``).
+
+    Raises
+    ------
+    ColumnError
+        Naming the columns of the model that ``frame`` lacks.
+    """
+    absent = [v for v in names if v not in frame.columns]
+    if absent:
+        cols = ", ".join(map(str, list(frame.columns)[:20]))
+        raise ColumnError(
+            f"newdata lacks the column(s) {', '.join(map(repr, absent))} that the model {formula!r} uses "
+            f"for this prediction ({len(frame)} rows; columns: {cols}); add them"
+        )
+    rows = np.ones(len(frame), bool)
+    for v in names:
+        rows &= ~missing_values(frame[v])
+    return rows
+
+
+def _factor_source(key: str) -> str | None:
+    """The data column behind a categorical factor of a formulaic spec: ``f`` or ``C(f, ...)``."""
+    if key.isidentifier():
+        return key
+    try:
+        node = ast.parse(key, mode="eval").body
+    except SyntaxError:
+        return None
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C"
+            and node.args and isinstance(node.args[0], ast.Name)):
+        return node.args[0].id
+    return None
+
+
+def _fitted_levels(spec) -> dict[str, list]:
+    """Column -> the levels it had in fitting, for the categorical factors of a model spec that are
+    a data column (``f``, ``C(f, ...)``); a column seen with different level sets is left out."""
+    state = getattr(spec, "encoder_state", None) if not isinstance(spec, SimpleTermSpec) else None
+    found: dict[str, list] = {}
+    conflicting: set[str] = set()
+    for key, (kind, st) in (state or {}).items():
+        if str(getattr(kind, "value", kind)).lower() != "categorical":
+            continue
+        col = _factor_source(str(key))
+        if col is None:
+            continue
+        levels = list(st.get("categories", []))
+        if col in found and found[col] != levels:
+            conflicting.add(col)
+        found.setdefault(col, levels)
+    return {c: lv for c, lv in found.items() if c not in conflicting}
+
+
+def _with_fitted_levels(frame: pd.DataFrame, spec, what: str) -> pd.DataFrame:
+    """``frame`` with each factor column of ``spec`` as a Categorical of the fitted levels.
+
+    Values are matched to the levels across dtypes (:func:`glmmdiag.fit.columns.match_levels`),
+    so that the model spec replays the fitted encoding whatever dtype ``frame`` has.
+
+    Raises
+    ------
+    GlmmdiagError
+        When a column holds values not seen in fitting (naming them and the known levels).
+    """
+    out = frame
+    for col, levels in _fitted_levels(spec).items():
+        if col not in frame.columns:
+            continue
+        pos = match_levels(frame[col], levels)
+        if (pos < 0).any():
+            bad = pd.unique(np.asarray(frame[col], dtype=object)[pos < 0])
+            shown = ", ".join(map(repr, bad[:10])) + (", ..." if len(bad) > 10 else "")
+            raise GlmmdiagError(
+                f"newdata column {col!r} has {what} factor value(s) not seen in fitting: {shown} "
+                f"({int((pos < 0).sum())} of {len(frame)} rows); the known levels are {list(levels)}. "
+                f"Predictions for unseen levels of a fixed-effect factor are not defined: fix the "
+                f"spelling or drop those rows"
+            )
+        if out is frame:
+            out = frame.copy(deep=False)
+        out[col] = pd.Categorical.from_codes(pos, categories=pd.Index(levels, dtype=object))
+    return out
+
+
+@contextlib.contextmanager
+def _mismatch_as_error(what: str):
+    """Turn formulaic's warning about unseen factor levels (which it encodes as the reference
+    level's zeros) into a GlmmdiagError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataMismatchWarning)
+        try:
+            yield
+        except DataMismatchWarning as e:
+            raise GlmmdiagError(f"newdata has {what} factor values not seen in fitting: {e}") from None
+
+
+def _group_refs(term, frame: pd.DataFrame) -> np.ndarray:
+    """Level of ``term`` (position in ``term.levels``) of each row of ``frame``; -1 when unseen.
+
+    Each grouping column is matched to the fitted labels by value across dtypes
+    (:func:`glmmdiag.fit.columns.match_levels`); for ``a:b`` each column separately, then the pair.
+    """
+    gv = term.group_vars
+    if len(gv) == 1:
+        return match_levels(frame[gv[0]], term.levels)
+    parts = [lv.split(":") for lv in term.levels]
+    if any(len(p) != len(gv) for p in parts):  # a label contains ":": match whole labels
+        cols = [frame[v].astype(str).to_numpy() for v in gv]
+        labels = [":".join(row) for row in zip(*cols)]
+        return pd.Index(term.levels).get_indexer(labels).astype(np.intp)
+    fit_key = np.zeros(len(parts), np.int64)
+    new_key = np.zeros(len(frame), np.int64)
+    unseen = np.zeros(len(frame), bool)
+    for j, v in enumerate(gv):
+        uniq = list(dict.fromkeys(p[j] for p in parts))
+        index = {u: i for i, u in enumerate(uniq)}
+        codes = match_levels(frame[v], uniq)
+        fit_key = fit_key * len(uniq) + np.array([index[p[j]] for p in parts], np.int64)
+        new_key = new_key * len(uniq) + np.maximum(codes, 0)
+        unseen |= codes < 0
+    refs = pd.Index(fit_key).get_indexer(new_key).astype(np.intp)
+    refs[unseen] = -1
+    return refs

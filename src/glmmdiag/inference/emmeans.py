@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from glmmdiag.errors import GlmmdiagError
+from glmmdiag.fit.columns import classic_frame
 from glmmdiag.fit.design import evaluate_expression
-from glmmdiag.fit.formula import expression_variables
+from glmmdiag.fit.formula import expression_variables, formula_variables
 
 __all__ = ["marginal_means", "MarginalMeans"]
 
@@ -48,7 +50,7 @@ def model_variables(fit) -> tuple[dict, list]:
             continue
         vs = (expression_variables(key) & data_vars) if key not in data_vars else {key}
         if len(vs) != 1:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"the factor {key!r} is built from {len(vs)} variables; marginal means need each factor "
                 f"to come from one column (create the combined factor in the data first)"
             )
@@ -76,7 +78,7 @@ def parse_specs(specs) -> list[str]:
     if isinstance(specs, str):
         text = specs.strip()
         if "|" in text:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"specs {specs!r}: conditioning with '|' is not supported; give the factors to cross "
                 f"(e.g. '~ a * b') and compare within groups yourself"
             )
@@ -85,9 +87,9 @@ def parse_specs(specs) -> list[str]:
     else:
         names = [str(s).strip() for s in specs]
     if not names:
-        raise ValueError("specs names no variable; give e.g. '~ treatment' or ['a', 'b']")
+        raise GlmmdiagError("specs names no variable; give e.g. '~ treatment' or ['a', 'b']")
     if len(set(names)) != len(names):
-        raise ValueError(f"specs repeats a variable: {names}")
+        raise GlmmdiagError(f"specs repeats a variable: {names}")
     return names
 
 
@@ -99,7 +101,7 @@ def _fit_data(fit, data):
     data = pd.DataFrame(data)
     rows = np.asarray(fit.design.rows)
     if len(data) < (rows.max() + 1 if rows.size else 0):
-        raise ValueError(
+        raise GlmmdiagError(
             f"data= has {len(data)} rows but the fit used rows up to position {rows.max()}: pass the data "
             f"frame the model was fitted to"
         )
@@ -125,7 +127,7 @@ def _covariate_mean(fit, var, used) -> float:
                     continue
                 c = int(pos[0])
             return float(np.mean(fit.design.X[:, c]))
-    raise ValueError(
+    raise GlmmdiagError(
         f"cannot recover the mean of covariate {var!r} from the fit (it enters the model only through a "
         f"transformation); pass data= (the data frame the model was fitted to) or give its value in at="
     )
@@ -144,11 +146,12 @@ def _non_estimable(fit, Xg_full, used) -> np.ndarray:
     null space of X; that needs the full X, rebuilt from the data.
     """
     if used is None:
-        raise ValueError(
+        raise GlmmdiagError(
             "the model dropped aliased (rank-deficient) fixed-effect columns, so some marginal means may "
             "not be estimable; pass data= (the data frame the model was fitted to) so that they can be "
             "detected"
         )
+    used = classic_frame(used, [c for c in used.columns if c in formula_variables(fit.design.formula.fixed)])
     X = np.asarray(fit.design.x_spec.get_model_matrix(used, na_action="ignore"), float)
     _, sv, Vt = np.linalg.svd(X, full_matrices=True)
     tol = (sv[0] if sv.size else 0.0) * max(X.shape) * np.finfo(float).eps * 10
@@ -212,11 +215,11 @@ def resolve_df(fit, df) -> float:
         return np.inf
     if isinstance(df, str):
         if df != "residual":
-            raise ValueError(f"df must be None (asymptotic), 'residual' or a number; got {df!r}")
+            raise GlmmdiagError(f"df must be None (asymptotic), 'residual' or a number; got {df!r}")
         return float(fit.df_resid)
     df = float(df)
     if not df > 0:
-        raise ValueError(f"df must be positive; got {df}")
+        raise GlmmdiagError(f"df must be positive; got {df}")
     return df
 
 
@@ -255,9 +258,9 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     MarginalMeans (``.table`` is the DataFrame; ``pairwise()`` takes the object).
     """
     if type not in ("link", "response"):
-        raise ValueError(f"type must be 'link' or 'response'; got {type!r}")
+        raise GlmmdiagError(f"type must be 'link' or 'response'; got {type!r}")
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1); got {level}")
+        raise GlmmdiagError(f"level must be in (0, 1); got {level}")
     df_val = resolve_df(fit, df)
     design = fit.design
     factors, numeric = model_variables(fit)
@@ -274,7 +277,7 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
                 f"{known}" + (f" (factors: {list(factors)})" if factors else " (no factors)")
             )
         if v in numeric and v not in at:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"specs names the numeric covariate {v!r}: give the values at which to evaluate it, e.g. "
                 f"at={{{v!r}: [1, 2, 3]}}; without at= emmeans would report it at its mean only"
             )
@@ -286,7 +289,7 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
             keep = _as_values(at[v])
             bad = [x for x in keep if x not in levels and str(x) not in map(str, levels)]
             if bad:
-                raise ValueError(f"at[{v!r}] has levels {bad} that the factor does not have ({levels})")
+                raise GlmmdiagError(f"at[{v!r}] has levels {bad} that the factor does not have ({levels})")
             by_str = {str(x): x for x in levels}
             values[v] = [x if x in levels else by_str[str(x)] for x in keep]
         else:
@@ -302,7 +305,7 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
             values[v] = [_covariate_mean(fit, v, used)]
         except ValueError:
             if v in offset_only:
-                raise ValueError(
+                raise GlmmdiagError(
                     f"the offset uses {v!r}, whose mean cannot be read off the fit: pass data= (the data "
                     f"frame the model was fitted to), its value in at=, or the offset itself as offset= "
                     f"(link scale, e.g. 0 for rates per unit)"
@@ -348,7 +351,11 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     eta[bad] = np.nan
     Veta[bad, :] = np.nan
     Veta[:, bad] = np.nan
-    se = np.sqrt(np.clip(np.diag(Veta), 0, None))
+    v = np.diag(Veta)
+    # a zero (an exact fit), negative (a Hessian that is not positive definite) or NaN variance
+    # gives no SE and no interval, never a zero-width one
+    with np.errstate(invalid="ignore"):
+        se = np.where(np.isfinite(v) & (v > 0), np.sqrt(np.abs(v)), np.nan)
 
     q = stats.norm.ppf(0.5 + level / 2) if np.isinf(df_val) else stats.t.ppf(0.5 + level / 2, df_val)
     link = fit.family.link
