@@ -6,10 +6,11 @@ import warnings
 import pandas as pd
 
 from glmmdiag._threads import blas_threads
-from glmmdiag.fit.design import build_design
-from glmmdiag.fit.engine import fit_design
+from glmmdiag.fit.design import build_design, check_rows_vs_parameters
+from glmmdiag.fit.engine import fit_or_raise
 from glmmdiag.fit.families import Family, get_family
 from glmmdiag.fit.model import GLMMResults
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["glmm"]
 
@@ -59,33 +60,48 @@ def glmm(
     Returns
     -------
     GLMMResults
+
+    Raises
+    ------
+    GlmmdiagError
+        Bad input, or too few rows for the parameters (e.g. REML with as many fixed effects as rows).
+    FitError
+        The model cannot be fitted to these data (a singular system, no conditional modes).
+
+    Warns
+    -----
+    ConvergenceWarning, SingularFitWarning, SeparationWarning, RankDeficiencyWarning,
+    DegenerateFitWarning
+        From :mod:`glmmdiag.errors`; their messages are also in ``fit.warnings``.
     """
     if df is not None:
         name = family.name if isinstance(family, Family) else str(family).lower()
         if name not in ("t", "student_t", "t_family"):
-            raise ValueError(f"df= applies to the t family only; got family={family!r}")
+            raise GlmmdiagError(f"df= applies to the t family only; got family={family!r}")
         fam = get_family(family, link, df=df)
     else:
         fam = get_family(family, link)
     n_agq = int(n_agq)
     if n_agq < 1:
-        raise ValueError("n_agq must be >= 1 (1 = Laplace approximation)")
+        raise GlmmdiagError("n_agq must be >= 1 (1 = Laplace approximation)")
     with blas_threads(1):
         design = build_design(formula, data, fam, weights=weights, offset=offset)
     lmm = fam.name == "gaussian" and fam.link.name == "identity"
     if n_agq > 1:
         if lmm:
-            raise ValueError("n_agq > 1 applies to GLMMs; a linear mixed model is fitted exactly")
+            raise GlmmdiagError("n_agq > 1 applies to GLMMs; a linear mixed model is fitted exactly")
         if len(design.terms) != 1 or design.terms[0].q != 1:
-            raise ValueError(
+            raise GlmmdiagError(
                 "adaptive Gauss-Hermite quadrature (n_agq > 1) needs exactly one random-effects term with "
                 "a single coefficient, such as (1 | g); use n_agq=1 (Laplace) for this model"
             )
     if reml and not lmm:
-        raise ValueError(
+        raise GlmmdiagError(
             "REML is available for linear mixed models (family='gaussian' with the identity link) only"
         )
-    state = fit_design(design, fam, reml=reml, n_agq=n_agq)
-    for w in state.warnings:
+    check_rows_vs_parameters(design, fam, reml)
+    # numerical failures (singular matrices, PIRLS without a mode) become a FitError
+    state = fit_or_raise(design, fam, reml=reml, n_agq=n_agq)
+    for w in state.warnings:  # instances: each keeps its class (ConvergenceWarning, ...)
         warnings.warn(w, stacklevel=2)
     return GLMMResults(design, fam, state, reml=reml, n_agq=n_agq)

@@ -11,13 +11,21 @@ import numpy as np
 from scipy import linalg
 
 from glmmdiag._threads import blas_threads
+from glmmdiag.errors import (
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    FitError,
+    RankDeficiencyWarning,
+    SeparationWarning,
+    SingularFitWarning,
+)
 from glmmdiag.fit import dense
 from glmmdiag.fit.covariance import ThetaMap
-from glmmdiag.fit.laplace import GLMMProblem, _read_only
+from glmmdiag.fit.laplace import GLMMProblem, PirlsError, _read_only
 from glmmdiag.fit.lmm import LMMProblem
 from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize, newton_step_size
 
-__all__ = ["FitState", "fit_design"]
+__all__ = ["FitState", "fit_design", "fit_or_raise"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal
 GRAD_TOL = 2e-3  # max |H^{-1} g| (Newton step, parameter units) at the optimum before a warning
@@ -33,7 +41,7 @@ class FitState:
     loglik: float
     sigma: float | None
     opt: OptSummary
-    warnings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # warning instances (ConvergenceWarning, ...)
     cond_var: list | None = None  # per term (l_k, q_k, q_k) conditional covariance of b
     psi: np.ndarray | None = None  # the family's extra parameters (log scale); None without any
     hessian: tuple | None = None  # (H, free theta mask): the FD Hessian of the deviance over (free theta, beta, psi)
@@ -49,17 +57,57 @@ def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> Fit
         return _fit_design(design, family, reml, n_agq, start, opt)
 
 
+# numerical failures that data can cause while fitting (bugs are not wrapped)
+NUMERICAL_FAILURES = (linalg.LinAlgError, np.linalg.LinAlgError, PirlsError, FloatingPointError)
+
+
+def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+    """``fit_design``, with the numerical failures that data can cause (a singular or indefinite
+    matrix, penalised IRLS finding no mode) turned into a :class:`FitError` that says what
+    failed and what to try (the original exception is chained)."""
+    try:
+        return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt)
+    except NUMERICAL_FAILURES as e:
+        p = design.X.shape[1]
+        terms = ", ".join(f"({t.lhs} | {t.group})" for t in design.terms) or "none"
+        raise FitError(
+            f"the {family.name} model could not be fitted to these data ({design.n} rows, {p} fixed-effect "
+            f"parameters, random-effects terms: {terms}): {type(e).__name__}: {e}. Try simpler random "
+            f"effects, centring and scaling the predictors, removing nearly collinear predictors, or "
+            f"checking for factor levels or groups whose responses are all at a boundary (all 0 or all 1)"
+        ) from e
+
+
 def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
     opt = opt or OptSummary()
     opt = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+    _check_constant_response(design, family)
     if not design.terms:
-        return _fit_glm(design, family, reml, opt)
-    if family.name == "gaussian" and family.link.name == "identity":
-        st = _fit_lmm(design, reml, opt, start)
+        st = _fit_glm(design, family, reml, opt)
     else:
-        st = _fit_glmm(design, family, n_agq, opt, start)
-    _check_boundary(st, design)
+        if family.name == "gaussian" and family.link.name == "identity":
+            st = _fit_lmm(design, reml, opt, start)
+        else:
+            st = _fit_glmm(design, family, n_agq, opt, start)
+        _check_boundary(st, design)
+    _post_fit_checks(st, design, family)
     return st
+
+
+def _check_constant_response(design, family) -> None:
+    """A continuous family with a dispersion parameter (gaussian with a non-identity link, Gamma,
+    beta, t) cannot be fitted to a constant response: the likelihood grows without bound as the
+    dispersion shrinks to 0. (Gaussian with the identity link: ``_exact_lm`` / ``_check_lmm_residual``.)"""
+    lmm = family.name == "gaussian" and family.link.name == "identity"
+    if lmm or family.name not in ("gaussian", "gamma", "beta", "t") or design.n == 0:
+        return
+    y = design.y
+    if np.ptp(y) == 0:
+        raise FitError(
+            f"the response is constant (all {design.n} rows are {y[0]:g}): the {family.name} family's "
+            f"dispersion has no maximum-likelihood estimate (the likelihood grows without bound as it "
+            f"shrinks to 0); check the response, or model it with a family without a dispersion parameter"
+        )
 
 
 # ---------------------------------------------------------------------------- GLM
@@ -192,9 +240,11 @@ def _fit_glm(design, family, reml, opt):
         sw = np.sqrt(w)
         beta, *_ = linalg.lstsq(X * sw[:, None], (y - off) * sw)
         rss = float(np.sum(w * (y - off - X @ beta) ** 2))
+        if _exact_fit(rss, y - off, w):
+            return _exact_lm(design, beta, opt)
         sigma = np.sqrt(rss / (n - p if reml else n))
         ll = float(-0.5 * (n * np.log(2 * np.pi * sigma**2) + rss / sigma**2) + 0.5 * np.sum(np.log(w)))
-        vcov = sigma**2 * linalg.inv(X.T @ (w[:, None] * X))
+        vcov = sigma**2 * linalg.inv(X.T @ (w[:, None] * X)) if p else np.zeros((0, 0))
         return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, float(sigma), opt)
     const = float(np.sum(family.loglik_const(y, w)))
     if family.n_psi:
@@ -213,8 +263,35 @@ def _fit_glm(design, family, reml, opt):
     return FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, None, opt)
 
 
+EXACT_FIT_TOL = 1e-9  # residual SD below this times the response's scale: an exact fit
+
+
+def _exact_fit(rss, y, w) -> bool:
+    """True when the residual sum of squares is zero to rounding: sqrt(rss / sum w) is at most
+    EXACT_FIT_TOL times the largest |y| (a constant response, a saturated model)."""
+    scale = float(np.max(np.abs(y), initial=0.0))
+    return bool(np.sqrt(rss / max(float(np.sum(w)), 1e-300)) <= EXACT_FIT_TOL * max(scale, 1e-300))
+
+
+def _exact_lm(design, beta, opt) -> FitState:
+    """A linear model that reproduces the response exactly (as R's lm: residual SD 0, standard
+    errors 0, the likelihood unbounded): logLik = +inf and a DegenerateFitWarning."""
+    n, p = design.X.shape
+    st = FitState(beta, np.zeros(0), np.zeros(0), np.zeros((p, p)), -np.inf, np.inf, 0.0, opt)
+    what = "the response is constant" if np.ptp(design.y - design.offset) == 0 else "the model is saturated"
+    st.warnings.append(DegenerateFitWarning(
+        f"essentially perfect fit ({what}): {p} fixed-effect parameter(s) reproduce all {n} rows, so the "
+        f"residual SD and the standard errors are 0, z values and p-values are not available (NA) and the "
+        f"likelihood is unbounded (logLik = +inf); check the response, or use fewer parameters than rows"
+    ))
+    return st
+
+
 def _inv_block(H, p):
-    """The leading p x p block of H^{-1} (pseudo-inverse if H is singular), symmetrised."""
+    """The leading p x p block of H^{-1} (pseudo-inverse if H is singular), symmetrised; NaN
+    when H is not finite (a failed Hessian)."""
+    if not np.all(np.isfinite(H)):
+        return np.full((p, p), np.nan)
     try:
         inv = linalg.inv(H)
     except linalg.LinAlgError:
@@ -232,14 +309,32 @@ def _gradient_check(st, opt, g, J):
     opt.max_grad = float(np.max(np.abs(step))) if step.size else 0.0
     if not np.isfinite(opt.max_grad) or opt.max_grad > GRAD_TOL:
         opt.converged = False
-        st.warnings.append(
+        st.warnings.append(ConvergenceWarning(
             f"model may not have converged: the Newton step at the optimum is {opt.max_grad:.2g} "
             f"(tolerance {GRAD_TOL:g})"
-        )
+        ))
 
 
 # ---------------------------------------------------------------------------- LMM
+def _check_lmm_residual(design):
+    """Refuse a linear mixed model whose response the fixed effects already reproduce exactly
+    (a constant response, or as many fixed effects as distinct patterns): theta is relative to
+    a residual SD of 0, so no variance component is defined."""
+    X, y, w = design.X, design.y - design.offset, design.w
+    sw = np.sqrt(w)
+    beta = dense.lstsq(X * sw[:, None], y * sw) if X.shape[1] else np.zeros(0)
+    rss = float(np.sum(w * (y - X @ beta) ** 2))
+    if _exact_fit(rss, y, w):
+        what = "the response is constant" if np.ptp(y) == 0 else "the fixed effects reproduce every row"
+        raise FitError(
+            f"the fixed effects fit the response exactly ({what}; {design.n} rows, {X.shape[1]} fixed-effect "
+            f"parameters, residual variance 0): a linear mixed model has no residual or random-effect "
+            f"variance to estimate; fit it without random effects, or check the response"
+        )
+
+
 def _fit_lmm(design, reml, opt, start):
+    _check_lmm_residual(design)
     prob = LMMProblem(design, reml)
     tm = prob.thetamap
     lb = tm.lower_bounds()
@@ -260,10 +355,10 @@ def _fit_lmm(design, reml, opt, start):
     ll = sol.loglik
     st = FitState(sol.beta, theta, sol.u, vcov, sol.deviance, ll, sol.sigma, opt, cond_var=cv)
     if opt.max_grad > GRAD_TOL:
-        st.warnings.append(
+        st.warnings.append(ConvergenceWarning(
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
             f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
-        )
+        ))
     return st
 
 
@@ -551,7 +646,7 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
     else:
         (R, ts), Hp = scales, None
     pc = _PsiCoords(prob, psi0, Hp)
-    R_inv = dense.solve_triangular(np.ascontiguousarray(R), np.eye(p), lower=False)
+    R_inv = dense.solve_triangular(np.ascontiguousarray(R), np.eye(p), lower=False) if p else np.zeros((0, 0))
     R_inv_t = np.ascontiguousarray(R_inv.T)
 
     def to_params(x):
@@ -593,15 +688,15 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
     st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv,
                   psi=None if psi is None else np.asarray(psi, float), hessian=H)
     if opt.max_grad > GRAD_TOL:
-        st.warnings.append(
+        st.warnings.append(ConvergenceWarning(
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
             f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
-        )
+        ))
     if k and not np.all(free_psi):
-        st.warnings.append(
+        st.warnings.append(DegenerateFitWarning(
             f"the t family's df reached its upper limit {1 / T_PHI_MIN:g}: the data show no heavier "
             f"tails than the normal distribution (consider family='gaussian')"
-        )
+        ))
     return st
 
 
@@ -764,7 +859,187 @@ def _check_boundary(st: FitState, design):
     tm = ThetaMap([t.q for t in design.terms])
     diag = tm.diag_mask()
     if np.any(st.theta[diag] < SINGULAR_TOL):
-        st.warnings.append(
+        st.warnings.append(SingularFitWarning(
             "boundary (singular) fit: a random-effect variance is (near) zero or a correlation is +-1; "
             "see the variance components and consider simplifying the random-effects structure"
-        )
+        ))
+
+
+# ---------------------------------------------------------------------------- post-fit checks
+# (run once at the optimum, never inside the objective)
+SEP_TRIGGER = 1e-7  # a fitted mean this close to its boundary on a boundary row: look for separation
+SEP_STRICT = 1e-6  # LP: a row is separated when s_i x_i'd exceeds this (columns scaled to max |x| = 1)
+COLLINEAR_COND = 1e10  # condition number of the correlation matrix of beta^ above which to warn
+SCALE_TOL = 1e-6  # residual scale / response SD below this: a degenerate (exact) fit
+
+
+def _post_fit_checks(st: FitState, design, family) -> None:
+    """Honest warnings about the optimum: the optimiser's own status, separation, a covariance
+    of the fixed effects that is not positive definite or nearly singular, a residual scale of
+    (nearly) zero."""
+    _check_optimizer(st)
+    if not _check_separation(st, design, family):
+        _check_vcov(st, design)
+    _check_scale(st, design, family)
+
+
+def _check_optimizer(st: FitState) -> None:
+    """The optimiser reported failure (iteration limit, ...) without a convergence warning yet."""
+    if not st.opt.converged and not any(isinstance(w, ConvergenceWarning) for w in st.warnings):
+        st.warnings.append(ConvergenceWarning(
+            f"model may not have converged: the optimiser stopped before its tolerance was met ({st.opt.message})"
+        ))
+
+
+def _boundary_side(design, family):
+    """Per row: -1 if the response sits at the lower boundary of the mean (0), +1 at the upper
+    (binomial: all trials successes), 0 inside; None for families/links whose estimates cannot
+    diverge that way. Rows with zero weight are 0 and left out by the caller."""
+    y, w, lk = design.y, design.w, family.link.name
+    if family.name == "binomial" and lk in ("logit", "probit", "cloglog"):
+        return np.where(y <= 0, -1, np.where(y >= w, 1, 0))
+    if family.name in ("poisson", "nbinom1", "nbinom2") and lk == "log":
+        return np.where(y <= 0, -1, 0)
+    return None
+
+
+def _separating_direction(X, side):
+    """A direction d of the fixed effects along which the likelihood rises for ever (Konis 2007's
+    linear program): s_i x_i'd >= 0 on boundary rows, x_i'd = 0 on interior rows, maximising
+    sum s_i x_i'd with |d_j| <= 1 (columns scaled to max |x| = 1). Returns (d in the original
+    column scale, number of rows strictly separated) or None when there is none."""
+    from scipy.optimize import linprog
+
+    p = X.shape[1]
+    scale = np.max(np.abs(X), axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    bnd = side != 0
+    A = side[bnd, None] * Xs[bnd]
+    kw = {}
+    if (~bnd).any():
+        kw = {"A_eq": Xs[~bnd], "b_eq": np.zeros(int((~bnd).sum()))}
+    res = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(A.shape[0]), bounds=[(-1.0, 1.0)] * p,
+                  method="highs", **kw)
+    if res.status != 0:
+        return None
+    strict = A @ res.x > SEP_STRICT
+    if not strict.any():
+        return None
+    d = np.where(np.abs(res.x) > SEP_STRICT, res.x, 0.0)
+    return d / scale, int(strict.sum())
+
+
+def _check_separation(st: FitState, design, family) -> bool:
+    """Complete or quasi-complete separation (binomial; a count family with a log link: a level
+    whose responses are all 0): when some boundary row's fitted mean is within SEP_TRIGGER of
+    its boundary, confirm with ``_separating_direction`` and warn with SeparationWarning. Without
+    random effects, also R's glm rule (a fitted probability within 10 eps of 0 or 1). True when
+    separation was found."""
+    side = _boundary_side(design, family)
+    p = design.X.shape[1]
+    if side is None or p == 0 or not np.all(np.isfinite(st.beta)):
+        return False
+    eta = design.offset + design.X @ st.beta
+    # cheap first look (two scalars through the link): is any linear predictor near a boundary?
+    lo = float(family.link.link(np.array([SEP_TRIGGER]))[0])
+    hi = float(family.link.link(np.array([1.0 - SEP_TRIGGER]))[0]) if family.name == "binomial" else np.inf
+    if eta.min() > lo and eta.max() < hi:
+        return False
+    side = np.where(design.w > 0, side, 0)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        mu = family.link.inverse(eta)
+    near0 = (side < 0) & (mu < SEP_TRIGGER)
+    near1 = (side > 0) & (1.0 - mu < SEP_TRIGGER) if family.name == "binomial" else np.zeros_like(near0)
+    if not (near0.any() or near1.any()):
+        return False
+    used = design.w > 0
+    found = _separating_direction(design.X[used], side[used])
+    binom = family.name == "binomial"
+    if found is not None:
+        d, k = found
+        names = ", ".join(n for n, dj in zip(design.xnames, d) if dj != 0)
+        if binom:
+            head = (f"complete or quasi-complete separation: fitted probabilities numerically 0 or 1 "
+                    f"occurred; {k} of {int(used.sum())} rows are predicted perfectly by the fixed effects")
+        else:
+            head = (f"fitted means numerically 0 occurred: {k} of {int(used.sum())} rows with a zero response "
+                    f"are predicted exactly by the fixed effects (a factor level or combination whose "
+                    f"responses are all 0)")
+        st.warnings.append(SeparationWarning(
+            f"{head} ({names}): their maximum-likelihood estimates do not exist (they diverge), so these "
+            f"estimates, standard errors, Wald tests and intervals are meaningless; merge or drop the "
+            f"levels or predictor concerned, or use a penalised (bias-reduced) fit"
+        ))
+        return True
+    eps = 10 * np.finfo(float).eps
+    if not design.terms and ((mu < eps).any() or (binom and (mu > 1 - eps).any())):
+        what = "fitted probabilities numerically 0 or 1" if binom else "fitted rates numerically 0"
+        st.warnings.append(SeparationWarning(f"{what} occurred (R's glm warning)"))
+    return False
+
+
+def _check_vcov(st: FitState, design) -> None:
+    """A covariance matrix of the fixed effects with negative or non-finite variances (the
+    Hessian at the optimum is not positive definite: ConvergenceWarning), or a nearly singular
+    one, scale-free (the correlation matrix's condition number above COLLINEAR_COND:
+    RankDeficiencyWarning, lme4's 'nearly unidentifiable')."""
+    V = np.asarray(st.vcov, float)
+    p = V.shape[0]
+    if p == 0:
+        return
+    d = np.diag(V)
+    names = np.asarray(design.xnames, dtype=object)
+    bad = ~np.isfinite(d) | (d < 0)
+    if bad.any():
+        st.warnings.append(ConvergenceWarning(
+            f"the Hessian at the optimum is not positive definite: the standard errors of "
+            f"{', '.join(names[bad])} are not available (NA); the fit may not be at a maximum -- check for "
+            f"nearly collinear predictors or separation, and simplify the model"
+        ))
+        return
+    pos = np.flatnonzero(d > 0)
+    if pos.size < 2 or not np.all(np.isfinite(V)):
+        return
+    s = np.sqrt(d[pos])
+    C = (V if pos.size == p else V[np.ix_(pos, pos)]) / np.outer(s, s)
+    C = 0.5 * (C + C.T)
+    ev = np.linalg.eigvalsh(C)
+    if ev[-1] > 0 and ev[0] <= ev[-1] / COLLINEAR_COND:
+        ev, U = np.linalg.eigh(C)
+        v = np.abs(U[:, 0])
+        involved = names[pos][v > 0.1 * v.max()]
+        cond = ev[-1] / max(ev[0], np.finfo(float).tiny)
+        st.warnings.append(RankDeficiencyWarning(
+            f"the fixed effects are nearly unidentifiable: {', '.join(involved)} are nearly collinear "
+            f"(the correlation matrix of their estimates has condition number {cond:.2g}), so their "
+            f"estimates and standard errors are unreliable; drop or combine some of them, or centre and "
+            f"rescale the predictors"
+        ))
+
+
+def _check_scale(st: FitState, design, family) -> None:
+    """A residual scale of (nearly) zero relative to the response's SD (gaussian, Gamma, t): the
+    model reproduces the response exactly and the likelihood is unbounded."""
+    if st.loglik == np.inf or family.name not in ("gaussian", "gamma", "t"):
+        return
+    if family.name == "gaussian" and st.sigma is not None and st.psi is None:
+        val, name = float(st.sigma), "residual SD"
+    elif st.psi is not None and family.n_psi:
+        val = float(family.dispersion(st.psi))
+        name = "coefficient of variation" if family.name == "gamma" else "residual scale"
+    else:
+        return
+    y = design.y
+    if np.isfinite(val) and family.name != "gamma" and val > SCALE_TOL * float(np.abs(y).max()):
+        return  # std(y) <= max |y|: clearly not degenerate
+    ref = 1.0 if family.name == "gamma" else float(np.std(y))
+    if not (np.isfinite(val) and val <= SCALE_TOL * ref):
+        return
+    by = f" by the fixed and random effects" if design.terms else ""
+    st.warnings.append(DegenerateFitWarning(
+        f"the {name} is (nearly) zero ({val:.2g}; response SD {np.std(y):.2g}): the model reproduces the "
+        f"response (almost) exactly{by} -- e.g. a constant response, or one that is constant within every "
+        f"level of a grouping factor -- so the likelihood is unbounded and logLik, the variance components "
+        f"and the standard errors are not meaningful; check the response or simplify the model"
+    ))

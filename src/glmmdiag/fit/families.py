@@ -46,6 +46,7 @@ import numpy as np
 from scipy import special, stats
 
 from glmmdiag.fit.links import Link, get_link
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = [
     "Family",
@@ -126,7 +127,7 @@ class Family:
     def __init__(self, link: str | Link | None = None):
         link = get_link(link or self.default_link)
         if link.name not in self.allowed_links:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"link {link.name!r} is not available for the {self.name} family (it cannot map onto the "
                 f"family's mean space); use one of {list(self.allowed_links)}"
             )
@@ -152,17 +153,17 @@ class Family:
         """The psi components as a tuple of arrays (0-d for the usual scalar parameters)."""
         if self.n_psi == 0:
             if psi is not None and np.size(psi) != 0:
-                raise ValueError(f"the {self.name} family has no extra parameters; got psi={psi!r}")
+                raise GlmmdiagError(f"the {self.name} family has no extra parameters; got psi={psi!r}")
             return ()
         if psi is None:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"the {self.name} family needs its parameter(s) {list(self.psi_names)} as psi=[...]"
             )
         if type(psi) is np.ndarray and psi.ndim == 1 and psi.shape[0] == len(self.psi_names):
             return tuple(psi)  # the engine's case: a plain vector of scalars
         psi = np.asarray(psi, float)
         if psi.ndim == 0 or psi.shape[0] != self.n_psi:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"psi for the {self.name} family must have {self.n_psi} component(s) "
                 f"{list(self.psi_names)}; got shape {psi.shape}"
             )
@@ -303,7 +304,7 @@ class Family:
         w = np.asarray(w, float)
         bad = ~np.isfinite(w) | (w < 0)
         if bad.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"weights for response {name!r} must be finite and >= 0 (likelihood weights of the "
                 f"{self.name} family): {_count_bad(bad)} of {w.size} rows are not; fix or drop those rows"
             )
@@ -311,7 +312,7 @@ class Family:
     def _check_finite(self, y, name):
         bad = ~np.isfinite(y)
         if bad.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r} has {_count_bad(bad)} non-finite values (NaN/inf) of {np.size(y)} rows; "
                 f"drop those rows"
             )
@@ -321,13 +322,13 @@ class Family:
         self._check_finite(y, name)
         neg = y < 0
         if neg.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r} has {_count_bad(neg)} negative values of {y.size} rows: a {self.name} "
                 f"count must be >= 0 (outside the family's support)"
             )
         frac = np.abs(y - np.round(y)) > 1e-8
         if frac.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r} has {_count_bad(frac)} non-integer values of {y.size} rows: a "
                 f"{self.name} count must be a whole number (outside the family's support); for continuous "
                 f"positive data consider family='gamma'"
@@ -347,24 +348,24 @@ class Binomial(Family):
     def check_response(self, y, w, name):
         bad_w = ~np.isfinite(w) | (w < 0)
         if bad_w.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"binomial trials/weights must be finite and >= 0: {int(bad_w.sum())} of {len(w)} rows "
                 f"are not; fix or drop those rows"
             )
         if (y < 0).any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r} is outside the binomial support: {int((y < 0).sum())} of {len(y)} rows "
                 f"have negative successes"
             )
         over = y > w + 1e-8
         if over.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r}: successes > trials in {int(over.sum())} of {len(y)} rows "
                 f"(outside the binomial support); check the cbind(successes, failures) columns or weights"
             )
         frac = np.abs(y - np.round(y)) > 1e-6
         if frac.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r}: {int(frac.sum())} of {len(y)} rows give a non-integer number of "
                 f"successes (outside the binomial support); with proportions pass the trials as weights="
             )
@@ -523,7 +524,7 @@ class Gaussian(Family):
     def check_response(self, y, w, name):
         bad = ~np.isfinite(w) | (w <= 0)
         if bad.any():
-            raise ValueError(f"weights must be finite and > 0: {int(bad.sum())} of {len(w)} rows are not")
+            raise GlmmdiagError(f"weights must be finite and > 0: {int(bad.sum())} of {len(w)} rows are not")
 
 
 def _start_for_link(link_name, y):
@@ -564,7 +565,7 @@ class GammaFamily(Family):
         self._check_finite(y, name)
         bad = y <= 0
         if bad.any():
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r} has {_count_bad(bad)} of {y.size} rows with y <= 0, outside the "
                 f"support of the Gamma family (y > 0); drop them, model the zeros separately (hurdle "
                 f"model), or use a family that allows zeros"
@@ -688,7 +689,7 @@ class Beta(Family):
         lo, hi = y <= 0, y >= 1
         if lo.any() or hi.any():
             n = y.size
-            raise ValueError(
+            raise GlmmdiagError(
                 f"response {name!r} has {_count_bad(lo | hi)} of {n} rows outside the open interval (0, 1) "
                 f"({_count_bad(lo)} with y <= 0, {_count_bad(hi)} with y >= 1), outside the support of the "
                 f"beta family; squeeze the data with y' = (y*(n - 1) + 0.5)/n, n = {n} the number of "
@@ -1086,7 +1087,7 @@ class StudentT(Family):
         if df is not None:
             df = float(df)
             if not np.isfinite(df) or df <= 0:
-                raise ValueError(
+                raise GlmmdiagError(
                     f"the t family's degrees of freedom df must be a finite number > 0; got df={df!r} "
                     f"(pass df=None to estimate it)"
                 )
@@ -1223,11 +1224,11 @@ def get_family(family: str | Family, link: str | None = None, **kwargs) -> Famil
         key = str(family).lower()
         key = _ALIASES.get(key, key)
         if key not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+            raise GlmmdiagError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
         cls, args = FAMILIES[key], kwargs
     try:
         return cls(link, **args)
     except TypeError:
-        raise ValueError(
+        raise GlmmdiagError(
             f"the {cls.name} family does not take the argument(s) {sorted(args)}"
         ) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import special
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["Link", "get_link", "LINKS"]
 
@@ -159,4 +160,4 @@ def get_link(name: str | Link) -> Link:
     try:
         return LINKS[str(name).lower()]()
     except KeyError:
-        raise ValueError(f"unknown link {name!r}; choose one of {sorted(LINKS)}") from None
+        raise GlmmdiagError(f"unknown link {name!r}; choose one of {sorted(LINKS)}") from None

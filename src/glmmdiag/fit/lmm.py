@@ -125,7 +125,8 @@ class LMMProblem:
         sysm = self.system
         qr = sysm.qr
         L = F.L22
-        x = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans=True)
+        # no fixed effects and a single term: nothing but u1 to solve for
+        x = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans=True) if L.shape[0] > 1 else np.zeros(0)
         ur, beta = x[:qr], x[qr:]
         # u1 = A11^{-1} Lambda1' C' v with v = [-Lambda_r ur, -beta, 1]
         v = np.concatenate([-sysm.lam_tilde(F, np.concatenate([ur, beta]))[:qr], -beta, [1.0]])
@@ -205,6 +206,11 @@ class LMMProblem:
         theta = np.asarray(theta, float)
         sysm = self.system
         F = self._factor(theta)
+        if not F.ok:
+            raise linalg.LinAlgError(
+                "the penalised least-squares system is not positive definite at the optimum "
+                "(the response may lie in the span of the fixed and random effects)"
+            )
         dev, r2 = self._criterion(F)
         qr, p, n = sysm.qr, self.p, self.n
         L = F.L22

@@ -5,7 +5,20 @@ import numpy as np
 
 
 def _signif_stars(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+
+
+def _fmt_p(p: float) -> str:
+    """R's format.pval: "<2e-16", 3 significant digits, "NA" for a missing p-value."""
+    if not np.isfinite(p):
+        return "NA"
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+def _fmt_fixed(x: float, spec: str) -> str:
+    return f"{x:{spec}}" if np.isfinite(x) else "NA"
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -76,15 +89,18 @@ def format_summary(fit) -> str:
     lines += _dispersion_lines(fit)
     lines += ["", "Conditional model:"]
     tab = fit.coef_table()
-    cells = [("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", "")]
-    for name, r in tab.iterrows():
-        p = r["Pr(>|z|)"]
-        cells.append((name, f"{r['Estimate']:.6g}", f"{r['Std. Error']:.6g}", f"{r['z value']:.2f}",
-                      "<2e-16" if p < 2e-16 else f"{p:.3g}", _signif_stars(p)))
-    w = [max(len(c[k]) for c in cells) for k in range(6)]
-    for c in cells:
-        lines.append(c[0].ljust(w[0]) + " " + " ".join(c[k].rjust(w[k]) for k in range(1, 5)) + " " + c[5])
-    lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    if len(tab):
+        cells = [("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", "")]
+        for name, r in tab.iterrows():
+            p = r["Pr(>|z|)"]
+            cells.append((name, _fmt_fixed(r["Estimate"], ".6g"), _fmt_fixed(r["Std. Error"], ".6g"),
+                          _fmt_fixed(r["z value"], ".2f"), _fmt_p(p), _signif_stars(p)))
+        w = [max(len(c[k]) for c in cells) for k in range(6)]
+        for c in cells:
+            lines.append(c[0].ljust(w[0]) + " " + " ".join(c[k].rjust(w[k]) for k in range(1, 5)) + " " + c[5])
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    else:
+        lines.append("No fixed effect coefficients")
     if fit.warnings:
         lines += [""] + [f"Warning: {w}" for w in fit.warnings]
     return "\n".join(lines)

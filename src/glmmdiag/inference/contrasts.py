@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["pairwise", "PairwiseComparisons", "p_adjust", "cld"]
 
@@ -57,13 +58,13 @@ def p_adjust(p, method: str, n_means: int | None = None, stat=None, df=np.inf) -
         return out
     if method == "tukey":
         if stat is None or n_means is None:
-            raise ValueError("the Tukey adjustment needs the statistics and the number of means")
+            raise GlmmdiagError("the Tukey adjustment needs the statistics and the number of means")
         if n_means < 2:
             return p.copy()
         q = np.sqrt(2.0) * np.abs(np.asarray(stat, float))
         out = stats.studentized_range.sf(q, n_means, df)
         return np.clip(out, 0.0, 1.0)
-    raise ValueError(f"adjust must be one of {list(ADJUSTMENTS)}; got {method!r}")
+    raise GlmmdiagError(f"adjust must be one of {list(ADJUSTMENTS)}; got {method!r}")
 
 
 # ---------------------------------------------------------------------------- letters
@@ -101,7 +102,7 @@ def cld(labels, significant, estimates=None, decreasing: bool = False,
     labels = [str(x) for x in labels]
     k = len(labels)
     if len(set(labels)) != k:
-        raise ValueError("cld labels must be distinct")
+        raise GlmmdiagError("cld labels must be distinct")
     pos = {lb: i for i, lb in enumerate(labels)}
     S = np.zeros((k, k), bool)
     if isinstance(significant, np.ndarray) and significant.shape == (k, k):
@@ -202,17 +203,17 @@ def pairwise(means, adjust: str = "tukey", alpha: float = 0.05, type: str | None
         raise TypeError(f"pairwise() takes the result of marginal_means(); got {type_name(means)}")
     adjust = str(adjust).lower()
     if adjust not in ADJUSTMENTS:
-        raise ValueError(f"adjust must be one of {list(ADJUSTMENTS)}; got {adjust!r}")
+        raise GlmmdiagError(f"adjust must be one of {list(ADJUSTMENTS)}; got {adjust!r}")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+        raise GlmmdiagError(f"alpha must be in (0, 1); got {alpha}")
     scale = means.type if type is None else type
     if scale not in ("link", "response"):
-        raise ValueError(f"type must be 'link' or 'response'; got {scale!r}")
+        raise GlmmdiagError(f"type must be 'link' or 'response'; got {scale!r}")
     ok = np.isfinite(means.eta)
     keep = np.flatnonzero(ok)
     k = keep.size
     if k < 2:
-        raise ValueError("pairwise comparisons need at least two (estimable) means")
+        raise GlmmdiagError("pairwise comparisons need at least two (estimable) means")
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     if reverse:
         pairs = [(j, i) for i, j in pairs]
@@ -223,7 +224,8 @@ def pairwise(means, adjust: str = "tukey", alpha: float = 0.05, type: str | None
     d = C @ eta
     se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", C, V, C), 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
-        tstat = d / se
+        # no statistic (NaN, never p = 0) from a zero or missing standard error
+        tstat = np.where(np.isfinite(se) & (se > 0), d / se, np.nan)
     raw = 2 * (stats.norm.sf(np.abs(tstat)) if np.isinf(df) else stats.t.sf(np.abs(tstat), df))
     p = p_adjust(raw, adjust, n_means=k, stat=tstat, df=df)
 

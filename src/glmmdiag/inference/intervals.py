@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import linalg, stats
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["confint"]
 
@@ -56,9 +57,9 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "wald") -> pd.Dat
     DataFrame with columns "2.5 %", "97.5 %", "Estimate" (for level 0.95), indexed by parameter.
     """
     if str(method).lower() != "wald":
-        raise ValueError(f"method must be 'wald' (profile intervals are not implemented); got {method!r}")
+        raise GlmmdiagError(f"method must be 'wald' (profile intervals are not implemented); got {method!r}")
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1); got {level}")
+        raise GlmmdiagError(f"level must be in (0, 1); got {level}")
     z = stats.norm.ppf(0.5 + level / 2)
     lo_name, hi_name = _level_names(level)
     if parm is not None and not isinstance(parm, str):
@@ -69,6 +70,7 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "wald") -> pd.Dat
     if want_fixed:
         b = np.asarray(fit.fixef, float)
         se = np.asarray(fit.se, float)
+        se = np.where(np.isfinite(se) & (se > 0), se, np.nan)  # no interval from a missing or zero SE
         frames.append(pd.DataFrame({lo_name: b - z * se, hi_name: b + z * se, "Estimate": b},
                                    index=list(fit.fixef.index)))
     if want_random:

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import linalg, stats
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["anova"]
 
@@ -23,10 +24,10 @@ _NESTS = {  # (smaller family, larger family): the smaller is the larger at a bo
 
 
 def _refit_ml(fit):
-    from glmmdiag.fit.engine import fit_design
+    from glmmdiag.fit.engine import fit_or_raise
     from glmmdiag.fit.model import GLMMResults
 
-    st = fit_design(fit.design, fit.family, reml=False, n_agq=fit.n_agq)
+    st = fit_or_raise(fit.design, fit.family, reml=False, n_agq=fit.n_agq)
     for w in st.warnings:
         warnings.warn(w, stacklevel=3)
     return GLMMResults(fit.design, fit.family, st, reml=False, n_agq=fit.n_agq, data_name=fit.data_name)
@@ -85,7 +86,7 @@ def anova(*fits, names=None) -> pd.DataFrame:
     if len(fits) == 1 and isinstance(fits[0], (list, tuple)):
         fits = tuple(fits[0])
     if len(fits) < 2:
-        raise ValueError("anova() compares two or more nested fits; for tests within one fit use wald_anova(fit)")
+        raise GlmmdiagError("anova() compares two or more nested fits; for tests within one fit use wald_anova(fit)")
     for f in fits:
         if not hasattr(f, "design") or not hasattr(f, "loglik"):
             raise TypeError(f"expected fitted models from glmmdiag.glmm(); got {type(f).__name__}")
@@ -93,19 +94,19 @@ def anova(*fits, names=None) -> pd.DataFrame:
         names = [f"model{i + 1}" for i in range(len(fits))]
     names = [str(n) for n in names]
     if len(names) != len(fits) or len(set(names)) != len(names):
-        raise ValueError(f"names must be {len(fits)} distinct labels; got {names}")
+        raise GlmmdiagError(f"names must be {len(fits)} distinct labels; got {names}")
 
     ref, ref_name = fits[0], names[0]
     for f, nm in zip(fits[1:], names[1:]):
         d0, d1 = ref.design, f.design
         if d0.n != d1.n or not np.array_equal(np.asarray(d0.rows), np.asarray(d1.rows)):
-            raise ValueError(
+            raise GlmmdiagError(
                 f"{ref_name} and {nm} were fitted to different rows ({d0.n} and {d1.n} rows used): a "
                 f"likelihood-ratio test needs the same observations; missing values in a variable only one "
                 f"model uses drop different rows -- fit both models to the same complete-case data"
             )
         if not (np.allclose(d0.y, d1.y, rtol=1e-12, atol=0) and np.allclose(d0.w, d1.w, rtol=1e-12, atol=0)):
-            raise ValueError(
+            raise GlmmdiagError(
                 f"{ref_name} and {nm} are fitted to different responses ({d0.response_name!r} and "
                 f"{d1.response_name!r}, or different weights/trials); their likelihoods are not comparable"
             )
@@ -120,13 +121,13 @@ def anova(*fits, names=None) -> pd.DataFrame:
     notes = []
     for (s, ns), (b, nb) in zip(zip(fits[:-1], names[:-1]), zip(fits[1:], names[1:])):
         if s.n_params == b.n_params:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"{ns} and {nb} have the same number of parameters ({s.n_params}): they are not nested "
                 f"(or are the same model), so a likelihood-ratio test does not apply; compare them by AIC"
             )
         why = _nested_reason(s, b, (ns, nb))
         if why is not None:
-            raise ValueError(f"{ns} is not nested in {nb}: {why}; a likelihood-ratio test needs nested models")
+            raise GlmmdiagError(f"{ns} is not nested in {nb}: {why}; a likelihood-ratio test needs nested models")
         if len(s.design.terms) != len(b.design.terms) or s.theta.size != b.theta.size:
             notes.append(
                 f"{nb} vs {ns} tests variance parameters on the boundary of their space (a variance = 0): "

@@ -30,35 +30,45 @@ import pandas as pd
 from scipy import linalg, stats
 
 from glmmdiag.inference._terms import find_terms, model_terms
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["wald_anova"]
 
 _COLUMNS = ["Chisq", "Df", "Pr(>Chisq)"]
 
 
+RANK_TOL = 1e-9  # eigenvalues of the block's correlation matrix below this (relative) span no test
+
+
 def _wald(b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
-    """b' V^- b and the rank of V (a generalised inverse for a singular V, as a Wald test needs)."""
+    """b' V^- b and the rank of V (a generalised inverse for a singular V, as a Wald test needs).
+
+    The rank is taken on the correlation scale, D^-1/2 V D^-1/2 with D = diag(V), so it does not
+    depend on the coefficients' units: a coefficient with a huge variance (a level whose
+    responses are all 0, a separated predictor) still counts as one degree of freedom, and an
+    exactly dependent combination of coefficients does not. The statistic is NaN (with the
+    term's number of columns as Df) when V has a non-finite, negative or zero variance: a Wald
+    test needs a positive variance for every coefficient.
+    """
     if b.size == 0:
         return np.nan, 0
-    w, U = linalg.eigh(0.5 * (V + V.T))
-    tol = max(w.max(initial=0.0), 0.0) * b.size * 1e-10
-    keep = w > tol
+    d = np.diag(V)
+    if not (np.all(np.isfinite(V)) and np.all(np.isfinite(b)) and np.all(d > 0)):
+        return np.nan, int(b.size)
+    s = np.sqrt(d)
+    C = V / np.outer(s, s)
+    w, U = linalg.eigh(0.5 * (C + C.T))
+    keep = w > max(w.max(initial=0.0), 0.0) * RANK_TOL
     if not keep.any():
         return np.nan, 0
-    z = U[:, keep].T @ b
+    z = U[:, keep].T @ (b / s)
     return float(np.sum(z * z / w[keep])), int(keep.sum())
 
 
 def _check_fit(fit):
     if not hasattr(fit, "design") or not hasattr(fit, "vcov"):
         raise TypeError(f"expected a fitted model from glmmdiag.glmm(); got {type(fit).__name__}")
-    V = np.asarray(fit.vcov, float)
-    if not np.all(np.isfinite(V)):
-        raise ValueError(
-            "the fit's covariance matrix of the fixed effects has non-finite entries (a failed Hessian); "
-            "Wald tests and intervals need a finite vcov -- check the fit's warnings"
-        )
-    return np.asarray(fit.fixef, float), V
+    return np.asarray(fit.fixef, float), np.asarray(fit.vcov, float)
 
 
 def _contrast_note(fit, terms) -> str | None:
@@ -103,18 +113,20 @@ def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
     -------
     DataFrame indexed by term with columns ``Chisq``, ``Df``, ``Pr(>Chisq)``; ``attrs["heading"]``
     and, for type III with interactions, ``attrs["note"]``. Columns dropped as rank deficient
-    (aliased) do not count towards ``Df``.
+    (aliased) do not count towards ``Df``; ``Df`` is the rank of the tested covariance block on
+    the correlation scale. A term whose covariance has a NaN, zero or negative variance gets
+    ``Chisq`` and ``Pr(>Chisq)`` NaN, with a warning.
     """
     kind = {2: 2, "2": 2, "II": 2, "ii": 2, 3: 3, "3": 3, "III": 3, "iii": 3}.get(type)
     if kind is None:
-        raise ValueError(f"type must be 2 ('II') or 3 ('III'); got {type!r}")
+        raise GlmmdiagError(f"type must be 2 ('II') or 3 ('III'); got {type!r}")
     b, V = _check_fit(fit)
     all_terms = model_terms(fit)
     tested = [t for t in all_terms if kind == 3 or not t.is_intercept]
     if terms is not None:
         wanted = find_terms(all_terms, terms)
         if kind == 2 and any(t.is_intercept for t in wanted):
-            raise ValueError("the intercept has no type II test (car::Anova omits it); use type=3")
+            raise GlmmdiagError("the intercept has no type II test (car::Anova omits it); use type=3")
         tested = [t for t in tested if t in wanted]
     rows = []
     for t in tested:
@@ -130,10 +142,18 @@ def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
             bT = bT - K @ b[cR]
             VTT = VTT - K @ VTR.T
         chisq, df = _wald(bT, VTT)
-        p = stats.chi2.sf(chisq, df) if df > 0 else np.nan
+        p = stats.chi2.sf(chisq, df) if df > 0 and np.isfinite(chisq) else np.nan
         rows.append((t.label, chisq, df, p))
     out = pd.DataFrame([r[1:] for r in rows], index=pd.Index([r[0] for r in rows]), columns=_COLUMNS)
     out["Df"] = out["Df"].astype(int)
+    missing = [lab for lab, chisq, df, _ in rows if df > 0 and not np.isfinite(chisq)]
+    if missing:
+        warnings.warn(
+            f"no Wald test for {', '.join(missing)}: the covariance of their estimates has a non-finite or "
+            f"non-positive variance (see the fit's warnings); reported as NaN",
+            UserWarning,
+            stacklevel=2,
+        )
     out.attrs["heading"] = (
         f"Analysis of Deviance Table (Type {'II' if kind == 2 else 'III'} Wald chisquare tests)\n\n"
         f"Response: {fit.design.response_name}"
