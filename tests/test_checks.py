@@ -333,3 +333,52 @@ def test_quantile_curve_lp_is_the_pinball_minimiser():
         # an intercept-only basis gives a sample q-quantile
         b0 = _quantile_lp(np.ones((400, 1)), r, q)[0]
         assert np.mean(r < b0) <= q <= np.mean(r <= b0)
+
+
+# ------------------------------------------------------------------ hardening: degenerate categorical / pearson
+def test_categorical_levels_of_two_do_not_make_levene_infinite():
+    # with two residuals per level the absolute deviations from the level median are equal, so the
+    # within-level variation of Levene's (median-centred) test is 0 whatever the data
+    r = np.array([0.1, 0.9, 0.45, 0.55, 0.3, 0.7])
+    g = np.array(["a", "a", "b", "b", "c", "c"])
+    t = gd.categorical_test(_with_residuals(r), g)
+    assert math.isnan(t.statistic) and math.isnan(t.estimate["Levene p"])
+    assert "Levene part undefined" in t.note
+    ks = [stats.kstest(r[g == k], "uniform").pvalue for k in "abc"]
+    assert t.p_value == pytest.approx(min(1.0, float(np.min(holm(ks)))))
+
+
+def test_categorical_levene_uses_the_levels_with_three_or_more():
+    rng = np.random.default_rng(3)
+    r = rng.random(22)
+    g = np.array(["a"] * 10 + ["b"] * 10 + ["c"] * 2)
+    t = gd.categorical_test(_with_residuals(r), g)
+    ref = stats.levene(r[:10], r[10:20], center="median")
+    assert t.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert t.estimate["Levene p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert "2 levels with 3 or more" in t.note
+
+
+def test_pearson_dispersion_without_residual_df_is_undefined():
+    class _Saturated:
+        family_name, integer_response, nobs, df_resid = "poisson", True, 3, 0.0
+
+        def observed(self):
+            return np.array([1.0, 2.0, 3.0])
+
+        def trials(self):
+            return np.ones(3)
+
+        def fitted(self):
+            return np.array([1.0, 2.0, 3.0])
+
+        def simulate(self, n, rng, conditional=True):
+            return rng.poisson([[1.0], [2.0], [3.0]], size=(3, n)).astype(float)
+
+        def pearson_residuals(self):
+            return np.zeros(3)
+
+    res = gd.simulate_residuals(_Saturated(), 20, seed=1)
+    with pytest.warns(gd.UndefinedTestWarning, match="residual degrees of freedom are 0"):
+        t = gd.dispersion_test(res, kind="pearson", df="model")
+    assert math.isnan(t.statistic) and math.isnan(t.p_value)

@@ -320,3 +320,62 @@ def test_dask_backend_gives_the_same_residuals(pois_fit):
             r = gd.simulate_residuals(pois_fit, 6, seed=3, refit=True, n_jobs=None)
     assert np.array_equal(a.residuals, ref.residuals)
     assert np.array_equal(r.residuals, ref_refit.residuals)
+
+
+# ------------------------------------------------------------------ hardening: caller's arrays, warning classes
+def test_from_simulations_leaves_the_callers_array_writable():
+    y, S, f = _known_case(integer=False)
+    assert S.dtype == float and S.flags.writeable
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=1)
+    assert S.flags.writeable and y.flags.writeable
+    before = gd.generic_test(res, np.max).p_value
+    S[:] = 1e6  # the caller's later edits do not reach the simulations the residuals were made from
+    assert gd.generic_test(res, np.max).p_value == before
+
+
+class _FlakyRefitModel:
+    """A Poisson-like model whose refit fails for every response with an odd total, and reports
+    non-convergence for the others."""
+
+    family_name = "poisson"
+    integer_response = True
+
+    def __init__(self, y, mu):
+        self._y, self._mu = np.asarray(y, float), np.asarray(mu, float)
+        self.nobs = self._y.size
+        self.converged = False
+
+    def observed(self):
+        return self._y
+
+    def trials(self):
+        return np.ones(self.nobs)
+
+    def fitted(self):
+        return self._mu
+
+    conditional_fitted = fitted
+
+    def simulate(self, n, rng, conditional=True):
+        return rng.poisson(self._mu[:, None], size=(self.nobs, n)).astype(float)
+
+    def pearson_residuals(self):
+        return (self._y - self._mu) / np.sqrt(self._mu)
+
+    def refit(self, y):
+        if int(np.sum(y)) % 2:
+            raise RuntimeError("no convergence")
+        return _FlakyRefitModel(y, np.full(self.nobs, np.mean(y) + 0.5))
+
+
+def test_refit_problems_are_refit_warnings():
+    m = _FlakyRefitModel(np.random.default_rng(1).poisson(3.0, 30), np.full(30, 3.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = gd.simulate_residuals(m, 20, seed=2, refit=True)
+    msgs = {str(w.message): w.category for w in caught}
+    failed = [k for k in msgs if "refits failed and were dropped" in k]
+    conv = [k for k in msgs if "reported convergence problems" in k]
+    assert failed and conv
+    assert msgs[failed[0]] is gd.RefitWarning and msgs[conv[0]] is gd.RefitWarning
+    assert res.refit["n_failed"] > 0

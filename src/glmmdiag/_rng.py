@@ -22,6 +22,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["as_generator", "root_seed", "child_seed", "child_generator", "spawn"]
 
@@ -52,7 +53,7 @@ def root_seed(seed=None) -> np.random.SeedSequence:
         return root_seed(np.random.Generator(seed))
     if isinstance(seed, numbers.Integral):
         if int(seed) < 0:
-            raise ValueError(f"seed must be a non-negative integer; got {seed}")
+            raise GlmmdiagError(f"seed must be a non-negative integer; got {seed}")
         return np.random.SeedSequence(int(seed))
     try:
         return np.random.SeedSequence([int(s) for s in seed])

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from glmmdiag.errors import GlmmdiagError
 from glmmdiag.protocol import missing_members
 
 __all__ = [
@@ -33,9 +34,9 @@ def _vector(x, name: str, n: int | None = None) -> np.ndarray:
     if a.ndim == 2 and 1 in a.shape:
         a = a.reshape(-1)
     if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional; got shape {a.shape}")
+        raise GlmmdiagError(f"{name} must be one-dimensional; got shape {a.shape}")
     if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name} has {a.shape[0]} values, expected {n} (one per observation)")
+        raise GlmmdiagError(f"{name} has {a.shape[0]} values, expected {n} (one per observation)")
     return a
 
 
@@ -56,38 +57,40 @@ class SimulationsAdapter:
         n = y.shape[0]
         S = np.asarray(simulated, dtype=float)
         if S.ndim == 1:
-            raise ValueError(
+            raise GlmmdiagError(
                 f"simulated must be a 2-D array of shape (nobs, nsim) = ({n}, nsim); got a 1-D array of "
                 f"length {S.shape[0]}"
             )
         if S.ndim != 2:
-            raise ValueError(f"simulated must be 2-D (nobs, nsim); got shape {S.shape}")
+            raise GlmmdiagError(f"simulated must be 2-D (nobs, nsim); got shape {S.shape}")
         if S.shape[0] != n:
             if S.shape[1] == n:
-                raise ValueError(
+                raise GlmmdiagError(
                     f"simulated has shape {S.shape} but observed has {n} values: simulations must be "
                     f"(nobs, nsim) with one row per observation; pass simulated.T"
                 )
-            raise ValueError(f"simulated has {S.shape[0]} rows but observed has {n} values (one row per observation)")
+            raise GlmmdiagError(f"simulated has {S.shape[0]} rows but observed has {n} values (one row per observation)")
         if S.shape[1] < 2:
-            raise ValueError(f"at least 2 simulations are needed; simulated has {S.shape[1]} column(s)")
+            raise GlmmdiagError(f"at least 2 simulations are needed; simulated has {S.shape[1]} column(s)")
         if not np.all(np.isfinite(y)):
             bad = np.flatnonzero(~np.isfinite(y))
-            raise ValueError(f"observed has {bad.size} missing/non-finite values (first at row {bad[0]})")
+            raise GlmmdiagError(f"observed has {bad.size} missing/non-finite values (first at row {bad[0]})")
         finite = np.isfinite(S)
         if not finite.all():
             rows = np.flatnonzero(~finite.all(axis=1))
-            raise ValueError(
+            raise GlmmdiagError(
                 f"simulated has {int((~finite).sum())} NaN/infinite values in {rows.size} rows (first row "
                 f"{rows[0]}): every simulation must be a finite number"
             )
         f = _vector(fitted, "fitted", n)
         if integer_response is None:
             integer_response = _is_integral(y) and _is_integral(S)
-        self._y = y
-        self._S = S
+        # copies: the caller's arrays stay theirs (writable), and later replays of these
+        # simulations cannot change under the residuals computed from them
+        self._y = y.copy()
+        self._S = S.copy() if np.may_share_memory(S, simulated) else S
         self._S.setflags(write=False)
-        self._fitted = f
+        self._fitted = f.copy()
         self.nobs = n
         self.integer_response = bool(integer_response)
         self.family_name = family_name
@@ -108,7 +111,7 @@ class SimulationsAdapter:
 
     def simulate(self, n, rng=None, conditional=True):
         if n > self._S.shape[1]:
-            raise ValueError(f"only {self._S.shape[1]} simulations were given; {n} requested")
+            raise GlmmdiagError(f"only {self._S.shape[1]} simulations were given; {n} requested")
         return self._S[:, :n]
 
 
@@ -342,10 +345,54 @@ def _glmm_edf(fit):
 
 
 # ====================================================================== statsmodels GLM
+def _whole(a: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Elementwise: is ``a`` a whole number (up to ``tol`` relative to max(1, |a|))?"""
+    return np.abs(a - np.round(a)) <= tol * np.maximum(1.0, np.abs(a))
+
+
+def _first_bad(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    return f"{rows.size} rows, first row {rows[0]}"
+
+
+def _freq_expansion(model) -> np.ndarray | None:
+    """Row index that repeats row i freq_weights[i] times; None without frequency weights."""
+    if not getattr(model, "_has_freq_weights", False):
+        return None
+    fw = np.asarray(model.freq_weights, float)
+    if np.all(fw == 1.0):
+        return None
+    if np.any(fw < 0) or not np.all(_whole(fw, 1e-12)):
+        raise GlmmdiagError(
+            f"freq_weights must be whole numbers >= 0 (each row counts that many times) to simulate "
+            f"residuals ({_first_bad((fw < 0) | ~_whole(fw, 1e-12))}: {fw[(fw < 0) | ~_whole(fw, 1e-12)][0]!r}); "
+            f"for precision weights use var_weights, or simulate yourself and use from_simulations(...)"
+        )
+    return np.repeat(np.arange(fw.size), np.round(fw).astype(np.int64))
+
+
 class StatsmodelsGLMAdapter:
     """statsmodels ``GLMResults`` (Poisson, Binomial, Gaussian, Gamma, NegativeBinomial families).
 
-    Binomial models with a two-column (successes, failures) response simulate success counts.
+    What is honoured, and how (row i has prior weight ``w_i = var_weights[i]``, mean ``mu_i`` from
+    ``results.fittedvalues``, which includes ``offset`` and ``exposure``):
+
+    * Binomial: success counts ``k_i`` out of ``t_i`` trials are simulated as Binomial(t_i, mu_i),
+      with ``t_i`` the two-column response's successes + failures, or ``var_weights`` for a
+      proportion response (the R idiom ``weights = trials``). ``k_i = y_i t_i`` must be whole
+      numbers, otherwise a ``GlmmdiagError`` (a proportion without trials cannot be simulated). A
+      two-column response together with var_weights is refused.
+    * Gaussian and Gamma: the exponential-dispersion model with variance ``scale V(mu_i) / w_i``:
+      Normal(mu_i, scale / w_i); Gamma with shape ``w_i / scale`` and mean ``mu_i``.
+    * Poisson: Poisson(w_i mu_i) / w_i (mean mu_i, variance mu_i / w_i: a count over w_i units);
+      ``y_i w_i`` must be whole numbers.
+    * NegativeBinomial: only without var_weights (no distribution has that weighted variance).
+    * ``freq_weights`` (whole numbers): row i stands for ``freq_weights[i]`` identical
+      observations, so the data are expanded: row i is repeated ``freq_weights[i]`` times, in
+      order, and every copy gets its own simulations. The residuals then have
+      ``sum(freq_weights)`` rows (``adapter.row_index`` maps them back to the model's rows).
+      Non-integer frequency weights are refused.
+
     ``simulate`` ignores ``conditional`` (a GLM has no random effects).
     """
 
@@ -368,16 +415,68 @@ class StatsmodelsGLMAdapter:
         self.results = results
         self.family_name = self._FAMILIES[fname]
         self._fname = fname
+        rows = _freq_expansion(model)
+        n_model = np.asarray(model.endog).shape[0]
+        self.row_index = np.arange(n_model) if rows is None else rows
         endog = np.asarray(model.endog, float)
-        n_trials = getattr(model, "n_trials", None)
-        if self.family_name == "binomial" and n_trials is not None:
-            self._trials = np.asarray(n_trials, float) * np.ones_like(endog)
-        else:
-            self._trials = np.ones_like(endog)
-        self._y = endog * self._trials if self.family_name == "binomial" else endog
-        self.nobs = endog.shape[0]
-        self.integer_response = self.family_name in ("poisson", "binomial", "nbinom2")
-        self._mu = np.asarray(results.fittedvalues, float)
+        vw = np.asarray(getattr(model, "var_weights", np.ones(n_model)), float) * np.ones(n_model)
+        mu = np.asarray(results.fittedvalues, float)
+        nt = np.asarray(getattr(model, "n_trials", np.ones(n_model)), float) * np.ones(n_model)
+        self._two_column = self.family_name == "binomial" and bool(np.any(nt != 1.0))
+        y, trials, w = self._response(endog, vw, nt)
+        idx = self.row_index
+        self._y, self._trials, self._w, self._mu = y[idx], trials[idx], w[idx], mu[idx]
+        self.nobs = int(idx.size)
+        self.integer_response = self.family_name == "binomial" or (
+            self.family_name in ("poisson", "nbinom2") and bool(np.all(self._w == 1.0))
+        )
+
+    def _response(self, endog, vw, nt):
+        """(observed response, binomial trials, variance weights) per model row, validated."""
+        name = self.family_name
+        if np.any(~np.isfinite(vw)) or np.any(vw <= 0):
+            bad = ~np.isfinite(vw) | (vw <= 0)
+            raise GlmmdiagError(
+                f"var_weights must be finite and > 0 to simulate ({_first_bad(bad)}: {vw[bad][0]!r}); "
+                f"drop the rows with weight 0 before fitting"
+            )
+        ones = np.ones_like(endog)
+        if name == "binomial":
+            if self._two_column and np.any(vw != 1.0):
+                raise GlmmdiagError(
+                    "a binomial GLM with a (successes, failures) response and var_weights cannot be simulated: "
+                    "give the trials either as the two-column response or as var_weights of a proportion"
+                )
+            trials = nt * vw
+            if not np.all(_whole(trials)):
+                raise GlmmdiagError(
+                    f"binomial var_weights must be whole numbers of trials to simulate success counts "
+                    f"({_first_bad(~_whole(trials))}: {trials[~_whole(trials)][0]!r})"
+                )
+            trials = np.round(trials)
+            counts = endog * trials
+            if not np.all(_whole(counts)):
+                raise GlmmdiagError(
+                    f"the binomial response times its trials is not a whole number of successes "
+                    f"({_first_bad(~_whole(counts))}: y = {endog[~_whole(counts)][0]!r}, trials = "
+                    f"{trials[~_whole(counts)][0]!r}); a proportion response needs var_weights = trials"
+                )
+            return np.round(counts), trials, ones
+        if name == "poisson" and np.any(vw != 1.0):
+            counts = endog * vw
+            if not np.all(_whole(counts)):
+                raise GlmmdiagError(
+                    f"a Poisson GLM with var_weights is simulated as Poisson(w mu) / w, which needs y * w to "
+                    f"be whole numbers ({_first_bad(~_whole(counts))}: y = {endog[~_whole(counts)][0]!r}, "
+                    f"w = {vw[~_whole(counts)][0]!r}); simulate yourself and use from_simulations(...)"
+                )
+            return np.round(counts) / vw, ones, vw  # on the lattice of the simulations: ties are exact
+        if name == "nbinom2" and np.any(vw != 1.0):
+            raise GlmmdiagError(
+                "a NegativeBinomial GLM with var_weights cannot be simulated (no distribution has variance "
+                "(mu + alpha mu^2) / w); refit without var_weights or simulate yourself and use from_simulations(...)"
+            )
+        return endog, ones, vw
 
     def observed(self):
         return self._y
@@ -391,34 +490,49 @@ class StatsmodelsGLMAdapter:
     conditional_fitted = fitted
 
     def simulate(self, n, rng, conditional=True):
-        mu = np.repeat(self._mu[:, None], int(n), axis=1)
-        fam = self.results.model.family
-        if self.family_name == "poisson":
-            return rng.poisson(mu).astype(float)
-        if self.family_name == "binomial":
+        """(nobs, n) responses from the fitted exponential-dispersion model (see the class notes)."""
+        n = int(n)
+        mu = np.repeat(self._mu[:, None], n, axis=1)
+        w = self._w[:, None]
+        name = self.family_name
+        if name == "poisson":
+            if np.all(self._w == 1.0):
+                return rng.poisson(mu).astype(float)
+            return rng.poisson(mu * w) / w
+        if name == "binomial":
             return rng.binomial(self._trials.astype(np.int64)[:, None], np.clip(mu, 0, 1)).astype(float)
-        if self.family_name == "gaussian":
-            return mu + rng.standard_normal(mu.shape) * np.sqrt(self.results.scale)
-        if self.family_name == "gamma":
-            k = 1.0 / self.results.scale
+        scale = float(self.results.scale)
+        if name == "gaussian":
+            return mu + rng.standard_normal(mu.shape) * np.sqrt(scale / w)
+        if name == "gamma":
+            k = w / scale
             return rng.gamma(k, mu / k)
-        alpha = float(fam.alpha)  # NB2: var = mu + alpha mu^2
+        alpha = float(self.results.model.family.alpha)  # NB2: var = mu + alpha mu^2
         lam = rng.gamma(1.0 / alpha, mu * alpha)
         return rng.poisson(lam).astype(float)
 
     def refit(self, y):
+        """The same GLM (family, exposure, offset, weights) refitted to ``y`` (one value per expanded row)."""
         m = self.results.model
         y = np.asarray(y, float)
-        if self.family_name == "binomial" and np.any(self._trials != 1):
-            endog = np.column_stack([y, self._trials - y])
-        else:
-            endog = y
+        idx = self.row_index
         kw = {}
         if getattr(m, "offset", None) is not None:
-            kw["offset"] = m.offset
+            kw["offset"] = np.asarray(m.offset)[idx]
         if getattr(m, "exposure", None) is not None:
-            kw["exposure"] = np.exp(m.exposure)  # statsmodels stores log(exposure)
-        new = type(m)(endog, m.exog, family=m.family, **kw)
+            kw["exposure"] = np.exp(np.asarray(m.exposure))[idx]  # statsmodels stores log(exposure)
+        if self.family_name == "binomial":
+            if self._two_column:
+                endog = np.column_stack([y, self._trials - y])
+            else:
+                endog = y / self._trials
+                if np.any(self._trials != 1.0):
+                    kw["var_weights"] = self._trials
+        else:
+            endog = y
+            if np.any(self._w != 1.0):
+                kw["var_weights"] = self._w
+        new = type(m)(endog, np.asarray(m.exog)[idx], family=m.family, **kw)
         return StatsmodelsGLMAdapter(new.fit(start_params=self.results.params))
 
     @property
@@ -434,7 +548,7 @@ class StatsmodelsGLMAdapter:
         return float(self.results.df_resid)
 
     def pearson_residuals(self):
-        return np.asarray(self.results.resid_pearson, float)
+        return np.asarray(self.results.resid_pearson, float)[self.row_index]
 
     def edf(self):
         p = float(self.results.df_model + 1)

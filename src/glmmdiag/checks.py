@@ -6,6 +6,15 @@ the Monte-Carlo ``outlier_test``) carry ``mc_se``, their Monte-Carlo standard er
 SE sqrt(p (1 - p) / n_sim) of the tail proportion, doubled for two-sided p-values.
 
 Alternatives are "two-sided" (also accepted: "two.sided"), "greater" and "less".
+
+Degenerate data. A test whose statistic is 0/0 for the data at hand (the dispersion ratio when the
+observed and every simulated response have zero spread, e.g. all zeros; a Durbin-Watson or Moran
+statistic of constant residuals; a spread test with fewer than two observations) is *undefined*: it
+returns NaN for the statistic and the p-value, says why in ``note``, and issues an
+``UndefinedTestWarning``; it never reports p = 0 or a finite statistic from a 0/0. Ratios x/0 with
+x > 0 (the observed data vary, no simulation does) are infinite and their p-value is the usual
+empirical one. Observed-vs-simulated counts that are 0 everywhere (no zeros observed or simulated)
+keep their p-value (the counts agree: p = 1) with a NaN ratio and a note.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import pandas as pd
 from scipy import integrate, interpolate, stats
 
 from glmmdiag._rng import child_generator
+from glmmdiag.errors import FitError, GlmmdiagError, UndefinedTestWarning
 from glmmdiag.residuals import replay
 from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
 from glmmdiag.simulate import Reductions
@@ -47,7 +57,7 @@ def _alt(alternative: str) -> str:
         return "two-sided"
     if a in ("greater", "less"):
         return a
-    raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less'; got {alternative!r}")
+    raise GlmmdiagError(f"alternative must be 'two-sided', 'greater' or 'less'; got {alternative!r}")
 
 
 def _check_res(res) -> ScaledResiduals:
@@ -59,10 +69,13 @@ def _check_res(res) -> ScaledResiduals:
 
 
 def _generic_p(obs: float, sims: np.ndarray, alternative: str) -> tuple[float, float]:
-    """DHARMa's testGeneric p-value (no +1 correction) and its Monte-Carlo SE."""
+    """DHARMa's testGeneric p-value (no +1 correction) and its Monte-Carlo SE (NaN, NaN when the
+    observed value or every simulated one is NaN)."""
     sims = np.asarray(sims, float)
-    sims = sims[np.isfinite(sims)]
+    sims = sims[~np.isnan(sims)]
     n = sims.size
+    if n == 0 or math.isnan(obs):
+        return math.nan, math.nan
     p_gr = float(np.mean(sims >= obs))
     p_le = float(np.mean(sims <= obs))
     if alternative == "greater":
@@ -86,9 +99,38 @@ def _ratio(obs, sims):
     return float(obs / m)
 
 
-def _observed_vs_simulated(res, obs, sims, alt, method, statistic_name, n_sim) -> "TestResult":
+def _ratio_note(obs, sims) -> str | None:
+    """Why the ratio observed / mean simulated is not an ordinary number, or None."""
+    finite = np.asarray(sims, float)
+    finite = finite[~np.isnan(finite)]
+    if finite.size == 0 or math.isnan(obs) or np.any(finite != 0):
+        return None
+    if obs == 0:
+        return ("ratio undefined (0/0): the observed and every simulated value are 0; the p-value compares the "
+                "values themselves (they agree)")
+    return "ratio infinite: every simulated value is 0 and the observed one is not"
+
+
+def _undefined(res, method: str, statistic_name: str, alt: str, why: str, **extra) -> "TestResult":
+    """A test that cannot be computed on these data: NaN statistic and p-value, a note and a warning."""
+    warnings.warn(f"{method}: undefined for these data: {why}", UndefinedTestWarning, stacklevel=3)
+    return TestResult(
+        method=method,
+        statistic=math.nan,
+        statistic_name=statistic_name,
+        p_value=math.nan,
+        alternative=alt,
+        data_name=_data_name(res),
+        simulate_re=res.simulate_re,
+        note=f"undefined: {why}",
+        **extra,
+    )
+
+
+def _observed_vs_simulated(res, obs, sims, alt, method, statistic_name, n_sim, note=None) -> "TestResult":
     """DHARMa's testGeneric result: ratio observed / mean simulated, empirical p-value and its MC SE."""
     p, se = _generic_p(obs, sims, alt)
+    notes = [t for t in (_ratio_note(obs, sims), note) if t]
     return TestResult(
         method=method,
         statistic=_ratio(obs, sims),
@@ -99,6 +141,7 @@ def _observed_vs_simulated(res, obs, sims, alt, method, statistic_name, n_sim) -
         mc_se=se,
         n_sim=n_sim,
         simulate_re=res.simulate_re,
+        note="\n".join(notes) if notes else None,
         plot_data={"observed": obs, "simulated": np.asarray(sims)},
     )
 
@@ -135,6 +178,17 @@ def _data_name(res, extra="") -> str:
 
 
 # ---------------------------------------------------------------------------------- uniformity
+def _all_tied_note(res) -> str | None:
+    """A note when every observation ties with all of its simulations (e.g. all zeros observed and
+    simulated): each residual is then a pure tie-breaking draw, uniform by construction, so a
+    residual test cannot detect anything."""
+    less, leq = np.asarray(res.counts_less), np.asarray(res.counts_leq)
+    if res.method == "PIT" and less.size and np.all(less == 0) and np.all(leq == res.n_sim):
+        return ("Note: every observation equals all of its simulations (constant data): the residuals are pure "
+                "tie-breaking noise and carry no information about the model")
+    return None
+
+
 def uniformity_test(res: ScaledResiduals, alternative: str = "two-sided") -> TestResult:
     """One-sample Kolmogorov-Smirnov test of the scaled residuals against Uniform(0, 1).
 
@@ -159,6 +213,7 @@ def uniformity_test(res: ScaledResiduals, alternative: str = "two-sided") -> Tes
     rs = np.sort(r)
     return TestResult(
         method=method,
+        note=_all_tied_note(res),
         statistic=float(kt.statistic),
         statistic_name="D" if alt == "two-sided" else ("D^+" if alt == "greater" else "D^-"),
         p_value=min(1.0, p),
@@ -203,25 +258,36 @@ def dispersion_test(
     if kind == "simulation":
         key = "spread" if centre == "fitted" else "spread_expected"
         if centre not in ("fitted", "expected"):
-            raise ValueError("centre must be 'fitted' or 'expected'")
+            raise GlmmdiagError("centre must be 'fitted' or 'expected'")
         if key not in res.sim_stats:
             key = "spread"
         obs, sims = res.obs_stats[key], res.sim_stats[key]
-        return _observed_vs_simulated(res, obs, sims, alt, "Simulation-based dispersion test: var(y - fitted) observed vs simulated", "dispersion", int(np.isfinite(sims).sum()))
+        method = "Simulation-based dispersion test: var(y - fitted) observed vs simulated"
+        why = _spread_undefined(res, obs, sims, "spread around the fitted values")
+        if why:
+            return _undefined(res, method, "dispersion", alt, why, n_sim=int(np.isfinite(sims).sum()))
+        return _observed_vs_simulated(res, obs, sims, alt, method, "dispersion", int(np.isfinite(sims).sum()),
+                                      note=_no_simulated_spread(obs, sims))
     if kind == "refit":
         if res.method != "refit" or res.refit is None:
-            raise ValueError("kind='refit' needs residuals made with simulate_residuals(..., refit=True)")
+            raise GlmmdiagError("kind='refit' needs residuals made with simulate_residuals(..., refit=True)")
         obs, sims = res.refit["pearson_obs"], np.asarray(res.refit["pearson_sims"])
-        return _observed_vs_simulated(res, obs, sims, alt, "Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted", "dispersion", int(np.isfinite(sims).sum()))
+        method = "Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted"
+        why = _spread_undefined(res, obs, sims, "Pearson chi-square")
+        if why:
+            return _undefined(res, method, "dispersion", alt, why, n_sim=int(np.isfinite(sims).sum()))
+        return _observed_vs_simulated(res, obs, sims, alt, method, "dispersion", int(np.isfinite(sims).sum()),
+                                      note=_no_simulated_spread(obs, sims))
     if kind == "pearson":
         m = res.model
         if m is None or not hasattr(m, "pearson_residuals"):
-            raise ValueError("kind='pearson' needs a model with Pearson residuals (a fitted model, not simulations)")
+            raise GlmmdiagError("kind='pearson' needs a model with Pearson residuals (a fitted model, not simulations)")
         if res.group is not None:
-            raise ValueError("kind='pearson' is not available for grouped residuals")
+            raise GlmmdiagError("kind='pearson' is not available for grouped residuals")
         pr = np.asarray(m.pearson_residuals(), float)
         chi2 = float(np.sum(pr * pr))
         n = pr.size
+        method = "Parametric dispersion test via Pearson chi-square"
         if df == "honest":
             edf = m.edf() if hasattr(m, "edf") else None
             if edf is None:
@@ -235,11 +301,15 @@ def dispersion_test(
             rdf = float(m.df_resid)
             df_label = "model"
         else:
-            raise ValueError("df must be 'honest' or 'model'")
+            raise GlmmdiagError("df must be 'honest' or 'model'")
+        if not rdf > 0:
+            return _undefined(res, f"{method} ({df_label} residual df)", "dispersion", alt,
+                              f"the residual degrees of freedom are {rdf:g} (n = {n}): nothing is left to "
+                              f"estimate the dispersion", parameter={"df": rdf})
         lo, hi = stats.chi2.cdf(chi2, rdf), stats.chi2.sf(chi2, rdf)
         p = {"greater": hi, "less": lo}.get(alt, min(1.0, 2 * min(lo, hi)))
         return TestResult(
-            method=f"Parametric dispersion test via Pearson chi-square ({df_label} residual df)",
+            method=f"{method} ({df_label} residual df)",
             statistic=chi2 / rdf,
             statistic_name="dispersion",
             p_value=float(p),
@@ -251,7 +321,34 @@ def dispersion_test(
             note=None if alt == "greater" else "Note: the Pearson test is reliable for overdispersion (alternative='greater')",
             plot_data={"pearson_residuals": pr},
         )
-    raise ValueError(f"kind must be 'simulation', 'refit' or 'pearson'; got {kind!r}")
+    raise GlmmdiagError(f"kind must be 'simulation', 'refit' or 'pearson'; got {kind!r}")
+
+
+def _spread_undefined(res, obs: float, sims, what: str) -> str | None:
+    """Why the ratio of the observed to the mean simulated ``what`` is undefined (0/0), or None."""
+    sims = np.asarray(sims, float)
+    if math.isnan(obs) or not np.any(~np.isnan(sims)):
+        return f"the {what} needs at least 2 observations; there are {res.nobs}"
+    finite = sims[~np.isnan(sims)]
+    if obs != 0 or np.any(finite != 0):
+        return None
+    y = np.asarray(res.observed, float)
+    if what.startswith("spread") and y.size and np.all(y == y[0]):
+        return (f"the observed and simulated responses are all constant ({_signif_plain(y[0])}): the observed "
+                f"and every simulated {what} is 0, so the dispersion ratio is 0/0")
+    return f"the observed and every simulated {what} is 0, so the dispersion ratio is 0/0"
+
+
+def _no_simulated_spread(obs: float, sims) -> str | None:
+    finite = np.asarray(sims, float)
+    finite = finite[~np.isnan(finite)]
+    if obs > 0 and finite.size and np.all(finite == 0):
+        return "no simulation varies: the model cannot produce the observed variation"
+    return None
+
+
+def _signif_plain(v: float) -> str:
+    return f"{float(v):.6g}"
 
 
 # ---------------------------------------------------------------------------------- outliers
@@ -280,9 +377,9 @@ def outlier_test(
     res = _check_res(res)
     alt = _alt(alternative)
     if margin not in ("both", "upper", "lower"):
-        raise ValueError("margin must be 'both', 'upper' or 'lower'")
+        raise GlmmdiagError("margin must be 'both', 'upper' or 'lower'")
     if type not in ("default", "binomial", "bootstrap"):
-        raise ValueError("type must be 'default', 'binomial' or 'bootstrap'")
+        raise GlmmdiagError("type must be 'default', 'binomial' or 'bootstrap'")
     if type == "default":
         type = "bootstrap" if (res.integer_response and res.nobs <= 500 and res.method != "refit") else "binomial"
     n, N = res.nobs, res.n_sim
@@ -312,10 +409,10 @@ def outlier_test(
         )
     # Monte-Carlo test with exchangeable pseudo-observations
     if res.method == "refit":
-        raise ValueError("the bootstrap outlier test needs simulated responses; use type='binomial' for refit residuals")
+        raise GlmmdiagError("the bootstrap outlier test needs simulated responses; use type='binomial' for refit residuals")
     K = int(min(n_boot, N))
     if K < 1:
-        raise ValueError("n_boot must be >= 1")
+        raise GlmmdiagError("n_boot must be >= 1")
     out = replay(res, Reductions(envelope=True, keep_first=K), n_jobs=n_jobs)
     min1, min2, max1, max2 = out.envelope
     y = np.asarray(res.observed, float)
@@ -458,16 +555,16 @@ def quantile_test(
     n = r.size
     x = np.asarray(res.fitted if predictor is None else predictor, float).reshape(-1)
     if x.shape[0] != n:
-        raise ValueError(f"predictor has {x.shape[0]} values but there are {n} residuals")
+        raise GlmmdiagError(f"predictor has {x.shape[0]} values but there are {n} residuals")
     if not np.all(np.isfinite(x)):
-        raise ValueError("predictor has NaN/infinite values")
+        raise GlmmdiagError("predictor has NaN/infinite values")
     xr = _rank01(x) if rank else (x - x.min()) / max(np.ptp(x), 1e-300)
     n_unique = np.unique(xr).size
     dfe = int(min(df, n_unique - 1))
     basis, ncol = _spline_basis(xr, dfe) if dfe >= 1 else (None, 1)
     qs = np.asarray(quantiles, float)
     if np.any((qs <= 0) | (qs >= 1)):
-        raise ValueError("quantiles must lie strictly between 0 and 1")
+        raise GlmmdiagError("quantiles must lie strictly between 0 and 1")
     rows = []
     B = basis(xr) if basis is not None else None
     if B is not None:
@@ -514,6 +611,7 @@ def quantile_test(
         data_name=_data_name(res, " vs " + ("fitted values" if predictor is None else "predictor") + (" (ranked)" if rank else "")),
         parameter={"df": float(dfe)},
         simulate_re=res.simulate_re,
+        note=_all_tied_note(res),
         table=table.set_index("quantile"),
         plot_data={"x": xr, "residuals": r, "grid": grid, "curves": curves_out, "null_band": band,
                    "p_per_quantile": dict(zip(map(float, qs), adj))},
@@ -542,22 +640,17 @@ def categorical_test(res: ScaledResiduals, catpred) -> TestResult:
     r = np.asarray(res.residuals, float)
     g = pd.Series(np.asarray(catpred))
     if g.shape[0] != r.size:
-        raise ValueError(f"catpred has {g.shape[0]} values but there are {r.size} residuals")
+        raise GlmmdiagError(f"catpred has {g.shape[0]} values but there are {r.size} residuals")
     if g.isna().any():
-        raise ValueError("catpred has missing values")
+        raise GlmmdiagError("catpred has missing values")
     codes, levels = pd.factorize(g, sort=True)
     if len(levels) < 2:
-        raise ValueError("catpred needs at least two levels")
+        raise GlmmdiagError("catpred needs at least two levels")
     groups = [r[codes == k] for k in range(len(levels))]
     ks = [stats.kstest(gr, "uniform") for gr in groups]
     p_ks = np.array([float(k.pvalue) for k in ks])
     p_holm = holm(p_ks)
-    usable = [gr for gr in groups if gr.size >= 2]
-    if len(usable) >= 2:
-        lev = stats.levene(*usable, center="median")
-        F, p_lev = float(lev.statistic), float(lev.pvalue)
-    else:
-        F, p_lev = math.nan, math.nan
+    F, p_lev, lev_note = _brown_forsythe(groups)
     table = pd.DataFrame(
         {"n": [gr.size for gr in groups], "D": [float(k.statistic) for k in ks], "p_value": p_ks, "p_holm": p_holm},
         index=pd.Index([str(v) for v in levels], name="level"),
@@ -574,9 +667,34 @@ def categorical_test(res: ScaledResiduals, catpred) -> TestResult:
         parameter={"levels": float(len(levels))},
         estimate={"smallest Holm-adjusted KS p": float(np.min(p_holm)), "Levene p": p_lev},
         simulate_re=res.simulate_re,
+        note=lev_note,
         table=table,
         plot_data={"groups": dict(zip(map(str, levels), groups)), "levene_p": p_lev, "ks_holm": p_holm},
     )
+
+
+def _brown_forsythe(groups) -> tuple[float, float, str | None]:
+    """(F, p, note) of Levene's test centred on the median over the levels with >= 3 residuals.
+
+    With two values the absolute deviations from their median are equal by construction (and one
+    value has none), so such levels carry no within-level variation: with them the denominator of
+    F can be 0 and F infinite (p = 0) for any data. They are left out. When the deviations do not
+    vary within any level (constant residuals) F is 0/0: NaN, and the note says so.
+    """
+    usable = [gr for gr in groups if gr.size >= 3]
+    if len(usable) < 2:
+        return math.nan, math.nan, "Levene part undefined: it needs at least two levels with 3 or more residuals"
+    dev = [np.abs(gr - np.median(gr)) for gr in usable]
+    within = sum(float(np.sum((d - d.mean()) ** 2)) for d in dev)
+    scale = max(float(np.max(np.abs(np.concatenate(dev)))), 1e-300)
+    n_used = sum(d.size for d in dev)
+    if within <= (64 * np.finfo(float).eps * scale) ** 2 * n_used:
+        return math.nan, math.nan, ("Levene part undefined: the absolute deviations from the level medians do not "
+                                    "vary within any level (0/0)")
+    lev = stats.levene(*usable, center="median")
+    skipped = len(groups) - len(usable)
+    note = f"Levene part over the {len(usable)} levels with 3 or more residuals" if skipped else None
+    return float(lev.statistic), float(lev.pvalue), note
 
 
 # ---------------------------------------------------------------------------------- temporal
@@ -590,7 +708,9 @@ def durbin_watson_pvalue(dw: float, n: int, alternative: str = "two-sided", exac
     """
     alt = _alt(alternative)
     if n < 3:
-        raise ValueError("the Durbin-Watson test needs at least 3 observations")
+        raise GlmmdiagError(f"the Durbin-Watson test needs at least 3 observations; got {n}")
+    if not math.isfinite(dw):
+        return math.nan
     lam = 2.0 * (1.0 - np.cos(np.pi * np.arange(1, n) / n))
     if exact is None:
         exact = n <= 2000
@@ -641,18 +761,24 @@ def temporal_autocorrelation_test(res: ScaledResiduals, time, alternative: str =
     t = np.asarray(time)
     r = np.asarray(res.residuals, float)
     if t.ndim != 1 or t.shape[0] != r.size:
-        raise ValueError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
+        raise GlmmdiagError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
     if pd.isna(pd.Series(t)).any():
-        raise ValueError("time has missing values")
+        raise GlmmdiagError("time has missing values")
     uniq, counts = np.unique(t, return_counts=True)
     if np.any(counts > 1):
-        raise ValueError(
+        raise GlmmdiagError(
             f"time has duplicated values ({int(np.sum(counts > 1))} times occur more than once, e.g. {uniq[counts > 1][0]!r}): "
             f"the Durbin-Watson test needs one residual per time. Aggregate with "
             f"recalculate_residuals(res, group=time) and pass the unique times, or test each series separately"
         )
+    if r.size < 3:
+        raise GlmmdiagError(f"the Durbin-Watson test needs at least 3 observations; got {r.size}")
     order = np.argsort(t, kind="stable")
     e = r[order] - r.mean()
+    if np.all(r == r[0]):
+        return _undefined(res, "Durbin-Watson test", "DW", alt,
+                          f"the residuals are all equal ({_signif_plain(r[0])}): the Durbin-Watson statistic is 0/0",
+                          plot_data={"time": t[order], "residuals": r[order]})
     dw = float(np.sum(np.diff(e) ** 2) / np.sum(e * e))
     p = durbin_watson_pvalue(dw, r.size, alt)
     return TestResult(
@@ -687,7 +813,8 @@ def _moran_from_weights(z: np.ndarray, W) -> tuple[float, float, float, float]:
         S1 = 0.5 * float(np.sum((W + W.T) ** 2))
         S2 = float(np.sum((W.sum(axis=1) + W.sum(axis=0)) ** 2))
     n = z.size
-    I = n / S0 * cv / float(z @ z)
+    zz = float(z @ z)
+    I = n / S0 * cv / zz if (zz > 0 and S0 != 0) else math.nan
     return I, S0, S1, S2
 
 
@@ -702,7 +829,7 @@ def _moran_inverse_distance(z, coords, block: int = 2048):
         w[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = 0.0
         if not np.all(np.isfinite(w)):
             i, j = np.argwhere(~np.isfinite(w))[0]
-            raise ValueError(
+            raise GlmmdiagError(
                 f"duplicate locations (rows {s + i} and {j} share coordinates): inverse-distance weights are "
                 f"undefined. Aggregate with recalculate_residuals(res, group=location) or pass weights="
             )
@@ -724,7 +851,8 @@ def _moran_inverse_distance(z, coords, block: int = 2048):
         rowsum[s : s + block] = w.sum(axis=1)
     S0 = float(colsum.sum())
     S2 = float(np.sum((rowsum + colsum) ** 2))
-    I = n / S0 * cv / float(z @ z)
+    zz = float(z @ z)
+    I = n / S0 * cv / zz if (zz > 0 and S0 != 0) else math.nan
     return I, S0, S1, S2
 
 
@@ -743,23 +871,25 @@ def spatial_autocorrelation_test(
     alt = _alt(alternative)
     r = np.asarray(res.residuals, float)
     n = r.size
+    if n < 4:
+        raise GlmmdiagError(f"Moran's I test needs at least 4 observations (its variance divides by (n-1)(n-2)(n-3)); got {n}")
     z = r - r.mean()
     given = sum(v is not None for v in (weights, distance_matrix)) + (x is not None or y is not None)
     if given != 1:
-        raise ValueError("give exactly one of: coordinates x and y, distance_matrix=, or weights=")
+        raise GlmmdiagError("give exactly one of: coordinates x and y, distance_matrix=, or weights=")
     if weights is not None or distance_matrix is not None:
         import scipy.sparse as sp
 
         M = weights if weights is not None else distance_matrix
         if M.shape != (n, n):
-            raise ValueError(f"the matrix must be ({n}, {n}); got {M.shape}")
+            raise GlmmdiagError(f"the matrix must be ({n}, {n}); got {M.shape}")
         if weights is not None:
             W = M.tocsr().astype(float) if sp.issparse(M) else np.array(M, float)
         else:
             D = np.asarray(M.toarray() if sp.issparse(M) else M, float)
             off = ~np.eye(n, dtype=bool)
             if np.any(D[off] <= 0):
-                raise ValueError("distance_matrix has zero/negative off-diagonal distances (duplicate locations)")
+                raise GlmmdiagError("distance_matrix has zero/negative off-diagonal distances (duplicate locations)")
             W = np.zeros((n, n))
             W[off] = 1.0 / D[off]
         if sp.issparse(W):
@@ -774,11 +904,19 @@ def spatial_autocorrelation_test(
         coords = None
     else:
         if x is None or y is None:
-            raise ValueError("give both x and y coordinates")
+            raise GlmmdiagError("give both x and y coordinates")
         coords = np.column_stack([np.asarray(x, float).reshape(-1), np.asarray(y, float).reshape(-1)])
         if coords.shape[0] != n:
-            raise ValueError(f"x and y must have {n} values (one per residual); got {coords.shape[0]}")
+            raise GlmmdiagError(f"x and y must have {n} values (one per residual); got {coords.shape[0]}")
         I, S0, S1, S2 = _moran_inverse_distance(z, coords)
+    if np.all(r == r[0]):
+        return _undefined(res, "Moran's I test for distance-based autocorrelation", "observed", alt,
+                          f"the residuals are all equal ({_signif_plain(r[0])}): Moran's I is 0/0",
+                          plot_data={"coords": coords, "residuals": r})
+    if S0 == 0:
+        return _undefined(res, "Moran's I test for distance-based autocorrelation", "observed", alt,
+                          "every spatial weight is 0 (no pair of neighbours): Moran's I is 0/0",
+                          plot_data={"coords": coords, "residuals": r})
     EI = -1.0 / (n - 1)
     b2 = (np.sum(z**4) / n) / (np.sum(z**2) / n) ** 2
     num = n * ((n * n - 3 * n + 3) * S1 - n * S2 + 3 * S0**2) - b2 * ((n * n - n) * S1 - 2 * n * S2 + 6 * S0**2)
@@ -875,14 +1013,14 @@ def calibrated_tests(
     if m is None or not hasattr(m, "refit"):
         raise TypeError("calibrated_tests needs residuals of a model that can be refitted (not from_simulations)")
     if res.method != "PIT" or res.group is not None:
-        raise ValueError("calibrated_tests works on ungrouped PIT residuals from simulate_residuals")
+        raise GlmmdiagError("calibrated_tests works on ungrouped PIT residuals from simulate_residuals")
     names = list(tests)
     unknown = [k for k in names if k not in _CALIBRATABLE]
     if unknown:
-        raise ValueError(f"unknown tests {unknown}; choose from {list(_CALIBRATABLE)}")
+        raise GlmmdiagError(f"unknown tests {unknown}; choose from {list(_CALIBRATABLE)}")
     n_boot = int(n_boot)
     if n_boot < 1:
-        raise ValueError("n_boot must be >= 1")
+        raise GlmmdiagError("n_boot must be >= 1")
     root = root_seed(seed if seed is not None else np.random.SeedSequence(res.seed).spawn(1)[0])
     from joblib import Parallel, delayed, effective_n_jobs
 
@@ -899,7 +1037,8 @@ def calibrated_tests(
         raw = fn(res)
         ok = np.isfinite(P[:, 2 * k + 1])  # refits that worked
         if not ok.any():
-            raise RuntimeError(f"every bootstrap refit failed: {errors[:3]}")
+            raise FitError(f"every bootstrap refit of the calibrated tests failed: {errors[:3]}; report the "
+                           f"uncalibrated p-values or simplify the model")
         stat_b = P[ok, 2 * k]
         if how != "p" and not (np.isfinite(raw.statistic) and np.all(np.isfinite(stat_b))):
             how = "p"  # e.g. a zero-inflation ratio 0/0 for a response without zeros

@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["compare_families", "FamilyComparison"]
 
@@ -42,7 +43,7 @@ class FamilyComparison(pd.DataFrame):
 
 def _response_name(formula: str) -> str:
     if "~" not in formula:
-        raise ValueError(f"formula must have a response: 'y ~ ...'; got {formula!r}")
+        raise GlmmdiagError(f"formula must have a response: 'y ~ ...'; got {formula!r}")
     return formula.split("~", 1)[0].strip()
 
 
@@ -51,7 +52,7 @@ def _transform(spec, y: np.ndarray, data: pd.DataFrame, response: str):
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         c = float(spec)
         if c == 0 or not math.isfinite(c):
-            raise ValueError(f"a scale factor must be finite and non-zero; got {spec!r}")
+            raise GlmmdiagError(f"a scale factor must be finite and non-zero; got {spec!r}")
         return c * y, np.full(y.shape, math.log(abs(c))), f"{c:g}*{response}"
     if isinstance(spec, str):
         if spec not in data.columns:
@@ -60,7 +61,7 @@ def _transform(spec, y: np.ndarray, data: pd.DataFrame, response: str):
         ok = np.isfinite(z) & np.isfinite(y) & (y != 0)
         ratio = z[ok] / y[ok]
         if ratio.size == 0 or not np.allclose(ratio, ratio[0], rtol=1e-8, atol=0):
-            raise ValueError(
+            raise GlmmdiagError(
                 f"column {spec!r} is not a constant multiple of {response!r}, so its Jacobian is unknown: "
                 f"pass the transform as a function, e.g. transforms={{family: (f, f_prime)}}"
             )
@@ -141,16 +142,16 @@ def compare_families(
         families = (families,)
     families = list(families)
     if not families:
-        raise ValueError("families must name at least one family")
+        raise GlmmdiagError("families must name at least one family")
     labels = [_family_label(f) for f in families]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"families are repeated: {labels}")
+        raise GlmmdiagError(f"families are repeated: {labels}")
     transforms = dict(transforms or {})
     links = dict(links or {})
     for name, d in (("transforms", transforms), ("links", links)):
         unknown = set(d) - set(labels)
         if unknown:
-            raise ValueError(f"{name} names families that are not compared: {sorted(unknown)}")
+            raise GlmmdiagError(f"{name} names families that are not compared: {sorted(unknown)}")
     response = _response_name(formula)
     rows, fits, resids, tests = [], {}, {}, {}
     for fam, label in zip(families, labels):
@@ -158,7 +159,7 @@ def compare_families(
         logjac_rows = None
         if label in transforms:
             if response not in data.columns:
-                raise ValueError(
+                raise GlmmdiagError(
                     f"a transform needs the response to be a column of the data; {response!r} is not "
                     f"(write the transformed response in the data, or pass it as a column name)"
                 )

@@ -9,6 +9,8 @@ Contract (every array is 1-D of length ``nobs`` unless said otherwise)
 ``family_name`` : str
     "poisson", "binomial", "gaussian", ...; "unknown" when the adapter cannot tell.
 ``nobs`` : int
+    The rows the diagnostics see: usually the model's rows; an adapter may expand rows with
+    frequency weights (the statsmodels GLM adapter repeats row i ``freq_weights[i]`` times).
 ``integer_response`` : bool
     True when responses are whole numbers (counts, successes): ties between observed and simulated
     values are then expected and broken at random.

@@ -24,8 +24,9 @@ from joblib import Parallel, delayed, effective_n_jobs
 
 from glmmdiag._rng import child_generator, root_seed
 from glmmdiag.adapters import as_simulable
+from glmmdiag.errors import FitError, GlmmdiagError, GlmmdiagWarning, RefitWarning
 from glmmdiag.results import ScaledResiduals
-from glmmdiag.simulate import Reductions, SimulationPlan, default_chunk_size, stream
+from glmmdiag.simulate import Reductions, SimulationPlan, default_chunk_size, row_variances, stream
 
 __all__ = ["simulate_residuals", "recalculate_residuals", "pit_residuals", "replay"]
 
@@ -48,7 +49,7 @@ def _check_n_sim(n_sim) -> int:
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)):
         raise TypeError(f"n_sim must be an integer >= 2; got {n_sim!r}")
     if n_sim < 2:
-        raise ValueError(f"n_sim must be >= 2 (at least two simulations are needed); got {n_sim}")
+        raise GlmmdiagError(f"n_sim must be >= 2 (at least two simulations are needed); got {n_sim}")
     return int(n_sim)
 
 
@@ -107,29 +108,29 @@ def simulate_residuals(
         n_sim = fixed.shape[1] if fixed is not None else 250
     n_sim = _check_n_sim(n_sim)
     if fixed is not None and n_sim > fixed.shape[1]:
-        raise ValueError(f"n_sim = {n_sim} but only {fixed.shape[1]} simulations were given")
+        raise GlmmdiagError(f"n_sim = {n_sim} but only {fixed.shape[1]} simulations were given")
     if simulate_re not in _MODES:
-        raise ValueError(f"simulate_re must be 'conditional' or 'unconditional'; got {simulate_re!r}")
+        raise GlmmdiagError(f"simulate_re must be 'conditional' or 'unconditional'; got {simulate_re!r}")
     if chunk_size is None:
         chunk_size = default_chunk_size(m.nobs)
     chunk_size = int(chunk_size)
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+        raise GlmmdiagError(f"chunk_size must be >= 1; got {chunk_size}")
     y = np.asarray(m.observed(), float)
     n = int(m.nobs)
     if y.shape != (n,):
-        raise ValueError(f"the model's observed response has shape {y.shape}; expected ({n},)")
+        raise GlmmdiagError(f"the model's observed response has shape {y.shape}; expected ({n},)")
     if not np.all(np.isfinite(y)):
-        raise ValueError(f"the observed response has {int((~np.isfinite(y)).sum())} NaN/infinite values")
+        raise GlmmdiagError(f"the observed response has {int((~np.isfinite(y)).sum())} NaN/infinite values")
     fitted = np.asarray(m.fitted(), float)
     if fitted.shape != (n,):
-        raise ValueError(f"the model's fitted values have shape {fitted.shape}; expected ({n},)")
+        raise GlmmdiagError(f"the model's fitted values have shape {fitted.shape}; expected ({n},)")
     trials = np.asarray(m.trials(), float)
     root = root_seed(seed)
     plan = SimulationPlan(n_sim, chunk_size, root, simulate_re == "conditional")
     mode = "given" if fixed is not None else simulate_re
     for msg in getattr(m, "simulation_warnings", lambda: [])():
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        warnings.warn(msg, GlmmdiagWarning, stacklevel=2)
 
     centres = {"spread": fitted}
     if np.any(trials != 1.0):
@@ -142,7 +143,7 @@ def simulate_residuals(
     red = Reductions(target=y, centres=centres, zeros=True, summaries=summaries, keep=keep_simulations)
     out = stream(m, plan, red, n_jobs=n_jobs)
     for msg in out.warnings:
-        warnings.warn(f"while simulating: {msg}", UserWarning, stacklevel=2)
+        warnings.warn(f"while simulating: {msg}", GlmmdiagWarning, stacklevel=2)
     r = pit_residuals(out.less, out.leq, n_sim, child_generator(root, 1, 0))
     obs_stats = _observed_stats(y, centres, summaries)
     return ScaledResiduals(
@@ -168,7 +169,7 @@ def simulate_residuals(
 
 
 def _observed_stats(y, centres, summaries) -> dict:
-    obs = {name: float(np.var(y - c, ddof=1)) for name, c in centres.items()}
+    obs = {name: float(row_variances(y - c)[0]) for name, c in centres.items()}
     obs["zeros"] = float(np.count_nonzero(y == 0))
     for name, fn in summaries.items():
         obs[name] = float(fn(y))
@@ -220,19 +221,21 @@ def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, su
     failed = plan.n_sim - len(ok)
     if len(ok) < 2:
         errs = sorted({o[5] for o in outs if o[5]})
-        raise RuntimeError(f"only {len(ok)} of {plan.n_sim} refits succeeded; errors: {errs[:3]}")
+        raise FitError(f"only {len(ok)} of {plan.n_sim} refits to the simulated responses succeeded (errors: "
+                       f"{errs[:3]}); use refit=False (the default) or simplify the model")
     if failed:
-        warnings.warn(f"{failed} of {plan.n_sim} refits failed and were dropped", UserWarning, stacklevel=3)
+        warnings.warn(f"{failed} of {plan.n_sim} refits failed and were dropped", RefitWarning, stacklevel=3)
     E = np.column_stack([outs[j][0] for j in ok])
     pearson_sims = np.array([outs[j][1] for j in ok])
     fixefs = np.array([outs[j][2] for j in ok]) if outs[ok[0]][2] is not None and outs[ok[0]][2].size else None
     nconv = sum(1 for j in ok if not outs[j][3])
     if nconv:
-        warnings.warn(f"{nconv} of {len(ok)} refits reported convergence problems", UserWarning, stacklevel=3)
+        warnings.warn(f"{nconv} of {len(ok)} refits reported convergence problems", RefitWarning, stacklevel=3)
     if fixefs is not None and fixefs.shape[0] > 1:
         dup = len(np.unique(np.round(fixefs, 12), axis=0)) < fixefs.shape[0]
         if dup:
-            warnings.warn("some refits returned identical fixed effects (possible non-convergence)", UserWarning, stacklevel=3)
+            warnings.warn("some refits returned identical fixed effects (possible non-convergence)", RefitWarning,
+                          stacklevel=3)
     mu_c = np.asarray(m.conditional_fitted(), float)
     e_obs = y - trials * mu_c
     pe_obs = np.asarray(m.pearson_residuals(), float)
@@ -279,15 +282,15 @@ def replay(res: ScaledResiduals, red: Reductions, n_jobs=1):
     after ``recalculate_residuals``): the kept matrix when there is one, else replayed from seeds."""
     src = res._source
     if src is None or res.model is None:
-        raise ValueError("these residuals carry no simulation source (were they made by simulate_residuals?)")
+        raise GlmmdiagError("these residuals carry no simulation source (were they made by simulate_residuals?)")
     plan, agg = src["plan"], src["agg"]
     if red.agg is not None:
-        raise ValueError("replay applies the residuals' own aggregation; pass Reductions without agg")
+        raise GlmmdiagError("replay applies the residuals' own aggregation; pass Reductions without agg")
     if res.simulations is not None:
         S = res.simulations
         return stream(_MatrixSource(S), SimulationPlan(S.shape[1], plan.chunk_size, plan.seed, plan.conditional), red)
     if res.method == "refit":
-        raise ValueError("refit-based residuals keep no simulations; use keep_simulations=True")
+        raise GlmmdiagError("refit-based residuals keep no simulations; use keep_simulations=True")
     if agg is not None:
         red = _with_agg(red, agg)
     return stream(res.model, plan, red, n_jobs=n_jobs)
@@ -311,11 +314,11 @@ def _group_matrix(group, n: int):
     else:
         g = np.asarray(group)
     if g.ndim != 1:
-        raise ValueError(f"group must be one-dimensional; got shape {g.shape}")
+        raise GlmmdiagError(f"group must be one-dimensional; got shape {g.shape}")
     if g.shape[0] != n:
-        raise ValueError(f"group has {g.shape[0]} values but the residuals have {n} observations (one label per row)")
+        raise GlmmdiagError(f"group has {g.shape[0]} values but the residuals have {n} observations (one label per row)")
     if pd.isna(pd.Series(g)).any():
-        raise ValueError("group has missing values")
+        raise GlmmdiagError("group has missing values")
     codes, uniques = pd.factorize(g, sort=True)
     P = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(uniques), n))
     return P, np.asarray(uniques), codes
@@ -333,9 +336,9 @@ def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *
     residuals of the observed and refitted models instead.
     """
     if aggregate not in ("sum", "mean"):
-        raise ValueError(f"aggregate must be 'sum' or 'mean'; got {aggregate!r}")
+        raise GlmmdiagError(f"aggregate must be 'sum' or 'mean'; got {aggregate!r}")
     if res.group is not None:
-        raise ValueError("these residuals are already grouped; recalculate from the original residuals")
+        raise GlmmdiagError("these residuals are already grouped; recalculate from the original residuals")
     n = res.nobs
     P, labels, codes = _group_matrix(group, n)
     if aggregate == "mean":
@@ -370,7 +373,7 @@ def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *
         less, leq, sim_stats, kept, n_sim = out.less, out.leq, out.sim_stats, out.kept, res.n_sim
         refit_info = None
     r = pit_residuals(less, leq, n_sim, rng)
-    obs = {name: float(np.var(y_g - c, ddof=1)) for name, c in centres.items()}
+    obs = {name: float(row_variances(y_g - c)[0]) for name, c in centres.items()}
     obs["zeros"] = float(np.count_nonzero(y_g == 0))
     return ScaledResiduals(
         residuals=r,

@@ -32,8 +32,9 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 
 from glmmdiag._rng import child_generator
+from glmmdiag.errors import GlmmdiagError
 
-__all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult"]
+__all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult", "row_variances"]
 
 #: elements (nobs x chunk) per chunk that the automatic chunk size aims at (16 MB of float64)
 CHUNK_ELEMENTS = 1 << 21
@@ -77,14 +78,14 @@ def draw_chunk(model, plan: SimulationPlan, i: int) -> np.ndarray:
     if S.ndim == 1 and stop - start == 1:
         S = S[:, None]
     if S.shape != (n, stop - start):
-        raise ValueError(
+        raise GlmmdiagError(
             f"the model's simulate({stop - start}, ...) returned shape {S.shape}; expected ({n}, {stop - start}) "
             f"= (nobs, nsim)"
         )
     if S.dtype.kind == "f" and not np.all(np.isfinite(S)):
         bad = ~np.isfinite(S)
         rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
+        raise GlmmdiagError(
             f"simulated responses contain {int(bad.sum())} NaN/infinite values (rows {rows[:5].tolist()}"
             f"{'...' if rows.size > 5 else ''}, simulations {start}..{stop - 1}): the model cannot simulate "
             f"valid responses for these rows (check fitted means, weights and trials)"
@@ -114,6 +115,69 @@ class StreamResult:
     envelope: tuple | None
     kept: np.ndarray | None
     warnings: list
+
+
+#: a one-pass sum of squares about the mean that keeps less than 1/_CANCELLATION of the raw sum of
+#: squares has lost that many digits to cancellation: such rows are recomputed by a shifted two-pass
+_CANCELLATION = 1e3
+
+
+def row_variances(D: np.ndarray) -> np.ndarray:
+    """Sample variances (ddof = 1) of the rows of ``D``: exact 0 for constant rows, stable under offsets.
+
+    Parameters
+    ----------
+    D : (k, n) or (n,) float array
+        One row per simulation (a 1-D array is one row).
+
+    Returns
+    -------
+    (k,) float array
+        NaN for n < 2 (a spread needs two values).
+
+    Notes
+    -----
+    The fast path is the one-pass formula (sum d^2 - (sum d)^2 / n) / (n - 1): two reductions and
+    no temporary, which keeps the streaming engine at the speed of its counting. It loses digits
+    when the mean is large against the spread (1e9 + noise; a constant row, where it returns
+    +-1e-17 instead of 0). Rows where the result is below 1/_CANCELLATION of the raw sum of
+    squares (or not positive) are recomputed: shifted by their own first value (a constant row
+    becomes exactly zero) and then by the shifted mean, with the corrected two-pass formula
+    (Chan, Golub & LeVeque 1983). Under a sensible centre no row takes the slow path.
+    """
+    D = np.asarray(D)
+    if D.ndim == 1:
+        return np.array([_variance_1d(D)])
+    k, n = D.shape
+    if n < 2:
+        return np.full(k, np.nan)
+    s1 = D.sum(axis=1)
+    s2 = np.einsum("ij,ij->i", D, D)
+    ss = s2 - s1 * s1 / n
+    redo = ~(ss * _CANCELLATION > s2)  # also catches ss <= 0 and NaN
+    if redo.any():
+        ss[redo] = _stable_sum_of_squares(D[redo])
+    return np.maximum(ss, 0.0) / (n - 1)
+
+
+def _variance_1d(d: np.ndarray) -> float:
+    """``row_variances`` of one vector (BLAS dot for the sum of squares: the large-model path)."""
+    n = d.shape[0]
+    if n < 2:
+        return float("nan")
+    s1 = float(d.sum())
+    s2 = float(d @ d)
+    ss = s2 - s1 * s1 / n
+    if not ss * _CANCELLATION > s2:
+        ss = float(_stable_sum_of_squares(d[None, :])[0])
+    return max(ss, 0.0) / (n - 1)
+
+
+def _stable_sum_of_squares(D: np.ndarray) -> np.ndarray:
+    """Sum of squared deviations from the row means, shifted first by each row's first value."""
+    E = np.asarray(D, float) - D[:, :1]
+    E -= E.mean(axis=1, keepdims=True)
+    return np.einsum("ij,ij->i", E, E) - E.sum(axis=1) ** 2 / E.shape[1]
 
 
 def _min2(S):
@@ -166,9 +230,7 @@ def _run_task(model, plan: SimulationPlan, chunk_ids, red: Reductions) -> dict:
                         leq += lt
                         leq += x == red.target
                     for name, cen in red.centres.items():
-                        d = x - cen
-                        s1 = d.sum()
-                        cstats[name][j] = (float(d @ d) - s1 * s1 / n_out) / (n_out - 1)
+                        cstats[name][j] = _variance_1d(x - cen)
                     if zeros is not None:
                         zeros[j] = np.count_nonzero(x == 0)
             else:
@@ -179,9 +241,7 @@ def _run_task(model, plan: SimulationPlan, chunk_ids, red: Reductions) -> dict:
                     less += c_less.astype(np.int32)
                     leq += (c_less + np.count_nonzero(T == red.target, axis=0)).astype(np.int32)
                 for name, cen in red.centres.items():
-                    D = T - cen
-                    s1 = D.sum(axis=1)
-                    cstats[name][:] = (np.einsum("ij,ij->i", D, D) - s1 * s1 / n_out) / (n_out - 1)
+                    cstats[name][:] = row_variances(T - cen)
                 if zeros is not None:
                     zeros[:] = np.count_nonzero(T == 0, axis=1)
             for name in red.centres:

@@ -115,11 +115,24 @@ def sim_caption(res) -> str:
     return f"{n:,} {unit} · {res.n_sim:,} {mode} {how}"
 
 
+_UNDEFINED_LABELS = {"uniformity": "uniformity test", "dispersion": "dispersion test",
+                     "outliers": "outlier test", "zero_inflation": "zero-inflation test",
+                     "quantiles": "quantile test"}
+
+
+def _p_is_nan(result) -> bool:
+    p = getattr(result, "p_value", None)
+    return p is not None and isinstance(p, float) and math.isnan(p)
+
+
 def problem_phrases(tests: dict, alpha: float = 0.05, categorical: bool = False) -> list[str]:
     """Short phrases for the tests that reject at alpha, with effect sizes: the verdict of a figure
     or of a row of ``compare_families``. Keys: uniformity, dispersion, outliers, zero_inflation,
-    quantiles (a ``quantile_test`` or ``categorical_test`` result)."""
-    out = []
+    quantiles (a ``quantile_test`` or ``categorical_test`` result). A test whose p-value is NaN is
+    undefined for the data (e.g. constant responses): it is named as such, never passed over as
+    'no problems'."""
+    out = [f"{_UNDEFINED_LABELS[k]} undefined" for k in _UNDEFINED_LABELS
+           if tests.get(k) is not None and _p_is_nan(tests[k])]
     u = tests.get("uniformity")
     if u is not None and is_significant(u, alpha):
         out.append(f"non-uniform (KS {fmt_p(u.p_value)})")

@@ -7,6 +7,7 @@ import numpy as np
 
 from glmmdiag.plots import _style
 from glmmdiag.plots._style import PALETTE, fmt_num, fmt_p, is_significant
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["plot_temporal", "plot_spatial"]
 
@@ -44,7 +45,7 @@ def plot_temporal(res, time, *, test=None, axes=None, alpha: float = 0.05, figsi
     r = np.asarray(res.residuals, float)
     t = np.asarray(time)
     if t.ndim != 1 or t.shape[0] != r.size:
-        raise ValueError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
+        raise GlmmdiagError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained", width_ratios=(3, 2))
     ax1, ax2 = axes
@@ -121,7 +122,7 @@ def _knn_weights(coords: np.ndarray, k: int):
     d, j = cKDTree(coords).query(coords, k=k + 1)
     d, j = d[:, 1:], j[:, 1:]
     if np.any(d <= 0):
-        raise ValueError("duplicate locations: inverse-distance weights are undefined; aggregate with "
+        raise GlmmdiagError("duplicate locations: inverse-distance weights are undefined; aggregate with "
                          "recalculate_residuals(res, group=location)")
     W = sp.csr_matrix((1.0 / d.ravel(), (np.repeat(np.arange(n), k), j.ravel())), shape=(n, n))
     return W
@@ -140,7 +141,7 @@ def plot_spatial(res, x, y, ax=None, *, test=None, alpha: float = 0.05, title: s
     xc = np.asarray(x, float).reshape(-1)
     yc = np.asarray(y, float).reshape(-1)
     if xc.size != r.size or yc.size != r.size:
-        raise ValueError(f"x and y must have {r.size} values (one per residual)")
+        raise GlmmdiagError(f"x and y must have {r.size} values (one per residual)")
     fig, ax = _style.new_axes(ax, figsize=(4.4, 3.8))
     weights_note = "1/distance weights"
     error = None

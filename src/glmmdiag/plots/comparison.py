@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from glmmdiag.plots._style import PALETTE, fmt_num
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["plot_comparison"]
 
@@ -89,7 +90,7 @@ def plot_comparison(
 
     rows = _rows(comparison)
     if not rows:
-        raise ValueError("nothing to compare")
+        raise GlmmdiagError("nothing to compare")
     if panels is None:
         panels = ["qq", "residuals", "dispersion"]
         if any(r[1].integer_response for r in rows):
@@ -97,7 +98,7 @@ def plot_comparison(
     panels = list(panels)
     bad = [p for p in panels if p not in _PANELS]
     if bad:
-        raise ValueError(f"unknown panels {bad}; choose from {_PANELS}")
+        raise GlmmdiagError(f"unknown panels {bad}; choose from {_PANELS}")
     # complete the tests once per row (only what was not given is computed)
     for _, res, tests, _ in rows:
         tests.update(_tests(res, tests))

@@ -15,6 +15,7 @@ import pandas as pd
 from glmmdiag.plots import _style
 from glmmdiag.plots._quantreg import EXACT_MAX, quantile_curves
 from glmmdiag.plots._style import PALETTE, fmt_num, fmt_p, is_significant
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["plot_qq", "plot_residuals", "plot_histogram", "plot_diagnostics"]
 
@@ -250,7 +251,7 @@ def _predictor(res, predictor):
         if x.ndim != 1:
             x = x.reshape(-1)
     if len(x) != res.nobs:
-        raise ValueError(f"predictor has {len(x)} values but there are {res.nobs} residuals")
+        raise GlmmdiagError(f"predictor has {len(x)} values but there are {res.nobs} residuals")
     return x, label, False
 
 
@@ -310,11 +311,11 @@ def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, 
     if test is None:
         test = checks.quantile_test(res, None if is_fitted else xv, qs, rank=rank, curves=n <= EXACT_MAX)
     elif test.table is None or "quantile" not in (test.table.index.name or ""):
-        raise ValueError("test must be the result of quantile_test(...) for this predictor")
+        raise GlmmdiagError("test must be the result of quantile_test(...) for this predictor")
     pd_ = test.plot_data
     xr = np.asarray(pd_["x"], float)
     if xr.shape[0] != n:
-        raise ValueError("the quantile test was computed on other residuals (length differs)")
+        raise GlmmdiagError("the quantile test was computed on other residuals (length differs)")
     qs = tuple(float(q) for q in test.table.index)
     grid = np.asarray(pd_["grid"], float)
     curves = dict(pd_.get("curves") or {})
