@@ -3,14 +3,30 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# the lowest allowed version of every runtime dependency (pins derived from pyproject.toml's floors)
+VENV_MIN  := .venv-min
+PY_MIN    := $(VENV_MIN)/bin/python
+STAMP_MIN := $(VENV_MIN)/.installed
+PYTEST    := -m pytest -q -n 2 -m "not slow"
 
-.PHONY: install demo test test-all bench calibrate clean
+.PHONY: install demo test test-min test-all fuzz bench calibrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+# rebuilt from scratch whenever the floors change, so nothing newer is left behind
+$(STAMP_MIN): pyproject.toml .ci/min_constraints.py
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	echo '*' > $(VENV_MIN)/.gitignore
+	$(PYTHON) .ci/min_constraints.py > $(VENV_MIN)/constraints.txt
+	$(PY_MIN) -m pip install --quiet --upgrade pip
+	$(PY_MIN) -m pip install --quiet --constraint $(VENV_MIN)/constraints.txt -e ".[test]"
+	$(PY_MIN) .ci/min_constraints.py --check
+	touch $(STAMP_MIN)
 
 install: $(STAMP)
 
@@ -22,7 +38,18 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) $(PYTEST)
+
+# the same tests against the floors in pyproject.toml (numpy, scipy, pandas, ... at their minimum)
+test-min: $(STAMP_MIN)
+	$(PY_MIN) .ci/min_constraints.py --check
+	$(PY_MIN) $(PYTEST)
+
+# the seeded fuzz test at scale (make test runs its first 200 cases); FUZZ_N cases, a report of
+# every case that is not clean (an error that is not glmmdiag's, a time-out, a non-finite fit)
+FUZZ_N ?= 5000
+fuzz: $(STAMP)
+	GLMMDIAG_FUZZ_N=$(FUZZ_N) $(PY) -m pytest -q -n 2 tests/test_fuzz.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -n 2
@@ -45,4 +72,4 @@ gallery: $(STAMP)
 	@set -e; for f in gallery/plot_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f; echo; done
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) build dist src/*.egg-info .pytest_cache

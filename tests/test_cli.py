@@ -1,9 +1,12 @@
-"""The glmmdiag command line end to end, through subprocess: good input writes the report, bad input
-exits 2 with one line on stderr and no traceback."""
+"""The glmmdiag command line end to end, through subprocess (and in-process through cli.main for the
+cheap cases): good input writes the report; bad input exits 2 with exactly one line on stderr and no
+traceback; an internal failure exits 1 with the traceback; files are never written through links."""
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -70,6 +73,8 @@ BAD = {
     "bad formula": (["check", "{csv}", "--formula", "severity ~ fungicide + (1 | block", "--family", "beta"],
                     "parenthes"),
     "no tilde": (["check", "{csv}", "--formula", "severity", "--family", "beta"], "formula"),
+    "top-level bar": (["check", "{csv}", "--formula", "severity ~ fungicide | block", "--family", "beta"],
+                      "parentheses"),
     "unknown column": (["check", "{csv}", "--formula", "severity ~ nothere + (1 | block)", "--family", "beta"],
                        "nothere"),
     "out of support": (["check", "{csv}", "--formula", "severity_pct ~ fungicide + (1 | block)", "--family",
@@ -78,26 +83,107 @@ BAD = {
     "link of a family not fitted": (["check", "{csv}", "--formula", "severity ~ fungicide", "--family", "beta",
                                      "--link", "gamma=log"], "gamma"),
 }
+ERROR_LINE = re.compile(r"^glmmdiag( \w+)?: error: ")
+
+
+def assert_one_line(err: str, needle: str = "") -> str:
+    """stderr is exactly one 'glmmdiag[ cmd]: error: ...' line containing needle, and no traceback."""
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1, err
+    assert ERROR_LINE.match(lines[0]) and needle in lines[0], lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def with_defaults(args, out):
+    """args plus --out and a small --n-sim unless the case sets them."""
+    return (args + (["--out", str(out)] if "--out" not in args else [])
+            + (["--n-sim", "20"] if "--n-sim" not in args else []))
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_exits_2_with_one_line(case, rust_csv, tmp_path):
     args, needle = BAD[case]
-    args = [a.replace("{csv}", str(rust_csv)) for a in args] + ["--out", str(tmp_path / "o"), "--n-sim", "20"]
+    args = with_defaults([a.replace("{csv}", str(rust_csv)) for a in args], tmp_path / "o")
     r = run(*args)
     assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("glmmdiag: error: ") and needle in lines[0]
-    assert "Traceback" not in r.stderr
+    assert_one_line(r.stderr, needle)
     assert not (tmp_path / "o" / "report.html").exists()
 
 
+def test_out_is_an_existing_file_exits_2(rust_csv, tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("not a directory")
+    r = run("check", str(rust_csv), "--formula", "severity ~ fungicide + (1 | block)", "--family", "beta",
+            "--n-sim", "20", "--out", str(f))
+    assert r.returncode == 2, r.stderr
+    assert_one_line(r.stderr, "not a directory")
+    assert f.read_text() == "not a directory"
+
+
+F = ["--formula", "severity ~ fungicide + (1 | block)"]
+OPTIONS = {  # in-process: each is refused before anything is fitted
+    "alpha 7": (["--family", "beta", "--alpha", "7"], "--alpha"),
+    "n-sim 0": (["--family", "beta", "--n-sim", "0"], "--n-sim"),
+    "alpha 0": (["--family", "beta", "--alpha", "0"], "--alpha"),
+    "alpha nan": (["--family", "beta", "--alpha", "nan"], "--alpha"),
+    "alpha text": (["--family", "beta", "--alpha", "five"], "--alpha"),
+    "empty out": (["--family", "beta", "--out", ""], "--out"),
+    "n-sim negative": (["--family", "beta", "--n-sim", "-3"], "--n-sim"),
+    "n-sim 1": (["--family", "beta", "--n-sim", "1"], "--n-sim"),
+    "n-sim not an integer": (["--family", "beta", "--n-sim", "2.5"], "--n-sim"),
+    "jobs 0": (["--family", "beta", "--jobs", "0"], "--jobs"),
+    "seed negative": (["--family", "beta", "--seed", "-1"], "--seed"),
+    "seed not an integer": (["--family", "beta", "--seed", "1.5"], "--seed"),
+    "unknown family": (["--family", "lognormal"], "lognormal"),
+    "unknown compared family": (["--family", "beta", "--compare", "weibull"], "weibull"),
+    "family compared twice": (["--family", "beta", "--compare", "gamma", "--compare", "Gamma"], "twice"),
+    "transform of a family not compared": (["--family", "beta", "--transform", "gamma=100"], "gamma"),
+    "link of a family not compared": (["--family", "beta", "--link", "poisson=log"], "poisson"),
+    "link the family lacks": (["--family", "beta", "--compare", "gamma", "--link", "gamma=logit"], "logit"),
+    "unknown link": (["--family", "beta", "--link", "bogus"], "bogus"),
+    "link given twice": (["--family", "beta", "--link", "logit", "--link", "beta=probit"], "twice"),
+    "transform without FAMILY=": (["--family", "beta", "--compare", "gamma", "--transform", "100"], "FAMILY"),
+    "transform scale 0": (["--family", "beta", "--compare", "gamma", "--transform", "gamma=0"], "non-zero"),
+    "transform scale inf": (["--family", "beta", "--compare", "gamma", "--transform", "gamma=inf"], "finite"),
+    "transform column missing": (["--family", "beta", "--compare", "gamma", "--transform", "gamma=nothere"],
+                                 "nothere"),
+    "bad format": (["--family", "beta", "--format", "gif"], "--format"),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTIONS))
+def test_bad_options_exit_2_with_one_line(case, rust_csv, tmp_path, capsys, monkeypatch):
+    from glmmdiag import cli, report
+
+    def not_reached(*a, **k):
+        raise AssertionError("bad options must be refused before fitting")
+
+    monkeypatch.setattr(report, "run_check", not_reached)
+    args, needle = OPTIONS[case]
+    rc = cli.main(with_defaults(["check", str(rust_csv), *F, *args], tmp_path / "o") + ["--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert_one_line(err, needle)
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_command_exits_2_with_one_line(capsys):
+    from glmmdiag import cli
+
+    assert cli.main([]) == 2
+    out = capsys.readouterr()
+    assert "usage:" in out.out
+    assert_one_line(out.err, "command")
+
+
 def test_usage_errors_exit_2():
-    r = run("check")  # argparse: missing arguments
-    assert r.returncode == 2 and "usage:" in r.stderr
+    r = run("check")  # argparse: missing arguments, one line that points to --help
+    assert r.returncode == 2
+    assert "glmmdiag check --help" in assert_one_line(r.stderr, "required")
     r = run()
     assert r.returncode == 2
+    assert_one_line(r.stderr)
 
 
 def test_unexpected_failure_exits_1(monkeypatch, capsys, rust_csv, tmp_path):
@@ -112,3 +198,165 @@ def test_unexpected_failure_exits_1(monkeypatch, capsys, rust_csv, tmp_path):
     assert rc == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "unexpected failure" in err
+
+
+def _raise(exc):
+    def fn(*a, **k):
+        raise exc
+    return fn
+
+
+def _pandas_key_error(*a, **k):
+    import pandas as pd
+
+    return pd.DataFrame({"a": [1]})["not a column"]  # a KeyError raised inside pandas: a bug here
+
+
+INTERNAL = {  # raised where the CLI calls the package: bugs, whatever their class
+    "TypeError": _raise(TypeError("unsupported operand type(s)")),
+    "AttributeError": _raise(AttributeError("'NoneType' object has no attribute 'fixef'")),
+    "IndexError": _raise(IndexError("index 3 is out of bounds")),
+    "RuntimeError": _raise(RuntimeError("internal")),
+    "plain ValueError outside the validating modules": _raise(ValueError("operands could not be broadcast")),
+    "KeyError from pandas": _pandas_key_error,
+}
+
+
+@pytest.mark.parametrize("case", list(INTERNAL))
+def test_internal_failure_exits_1_with_traceback(case, monkeypatch, capsys, rust_csv, tmp_path):
+    from glmmdiag import cli, report
+
+    monkeypatch.setattr(report, "run_check", INTERNAL[case])
+    rc = cli.main(["check", str(rust_csv), *F, "--family", "beta", "--n-sim", "20", "--out", str(tmp_path / "o"),
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "Traceback" in err and "unexpected failure" in err
+
+
+@pytest.mark.parametrize("exc", ["GlmmdiagError", "FormulaError", "ColumnError", "FitError"])
+def test_package_errors_exit_2_and_drop_earlier_warnings(exc, monkeypatch, capsys, rust_csv, tmp_path):
+    import glmmdiag.errors
+    from glmmdiag import cli, report
+
+    def fail(*a, **k):
+        warnings.warn("a warning before the failure", glmmdiag.errors.GlmmdiagWarning)
+        raise getattr(glmmdiag.errors, exc)(f"the {exc} message\nwith a second line")
+
+    monkeypatch.setattr(report, "run_check", fail)
+    rc = cli.main(["check", str(rust_csv), *F, "--family", "beta", "--n-sim", "20", "--out", str(tmp_path / "o"),
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert assert_one_line(err) == f"glmmdiag: error: the {exc} message with a second line"
+
+
+def test_warnings_printed_one_line_each_on_success(monkeypatch, capsys):
+    from glmmdiag import cli
+
+    def warn_twice(args):
+        for _ in range(2):
+            warnings.warn("constant\nresiduals", UserWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_datasets", warn_twice)
+    assert cli.main(["datasets"]) == 0
+    assert capsys.readouterr().err == "glmmdiag: warning: UserWarning: constant residuals\n"
+
+
+def test_classification_is_by_class():
+    """The package's own classes are bad input; the same builtin classes raised by numpy or by
+    anything else are bugs (exit 1 with the traceback)."""
+    import numpy as np
+
+    from glmmdiag import cli
+    from glmmdiag.fit.families import get_family
+
+    with pytest.raises(ValueError) as e:
+        get_family("no such family")
+    assert cli.is_bad_input(e.value)
+    with pytest.raises(ValueError) as e:
+        np.ones(3) @ np.ones(4)
+    assert not cli.is_bad_input(e.value)
+    assert not cli.is_bad_input(ValueError("never raised"))
+
+
+# ---------------------------------------------------------------- no writing through planted links
+CHECK = ["--formula", "severity ~ fungicide + (1 | block)", "--family", "beta", "--n-sim", "20", "--seed", "3"]
+
+
+def main_ok(*args) -> bool:
+    """cli.main in this process (no interpreter start-up) succeeded."""
+    from glmmdiag import cli
+
+    return cli.main([*args, "--quiet"]) == 0
+
+
+@pytest.fixture
+def sentinel(tmp_path):
+    """A file outside the output folder that planted links point to."""
+    p = tmp_path / "elsewhere" / "sentinel.txt"
+    p.parent.mkdir()
+    p.write_text("KEEP")
+    return p
+
+
+def test_planted_file_links_are_replaced_not_followed(rust_csv, tmp_path, sentinel):
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    planted = [out / "report.html", out / "results.json", out / "figures" / "diagnostics_beta.png",
+               out / "figures" / "diagnostics_beta.svg"]
+    for p in planted:
+        p.symlink_to(sentinel)
+    assert main_ok("check", str(rust_csv), *CHECK, "--out", str(out))
+    assert sentinel.read_text() == "KEEP"
+    for p in planted:
+        assert not p.is_symlink() and p.stat().st_size > 100, p
+    assert json.loads((out / "results.json").read_text())["settings"]["seed"] == 3
+    assert not [p.name for p in out.rglob(".*.tmp")]  # no temporary files left behind
+
+
+def test_planted_figures_dir_link_is_refused(rust_csv, tmp_path, sentinel):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "figures").symlink_to(sentinel.parent, target_is_directory=True)
+    r = run("check", str(rust_csv), *CHECK, "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    assert_one_line(r.stderr, "symbolic link")
+    assert sorted(p.name for p in sentinel.parent.iterdir()) == ["sentinel.txt"]
+    assert sentinel.read_text() == "KEEP"
+
+
+def test_write_report_refuses_a_figures_link_from_python(tmp_path, sentinel):
+    from glmmdiag import report
+    from glmmdiag.errors import GlmmdiagError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "figures").symlink_to(sentinel.parent, target_is_directory=True)
+    with pytest.raises(GlmmdiagError, match="symbolic link"):
+        report.write_report(None, out)  # refused before anything is drawn
+
+
+def test_out_given_as_a_link_to_a_directory_is_followed(rust_csv, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert main_ok("check", str(rust_csv), *CHECK, "--out", str(link))
+    assert (real / "report.html").is_file() and (real / "figures" / "diagnostics_beta.png").is_file()
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "file in the path"])
+def test_unusable_out_exits_2(kind, rust_csv, tmp_path, capsys):
+    from glmmdiag import cli
+
+    if kind == "dangling link":
+        out = tmp_path / "gone"
+        out.symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    else:
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "sub"
+    rc = cli.main(["check", str(rust_csv), *CHECK, "--out", str(out), "--quiet"])
+    assert rc == 2
+    assert_one_line(capsys.readouterr().err, "--out")

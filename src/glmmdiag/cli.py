@@ -1,15 +1,27 @@
 """The ``glmmdiag`` command line (stdlib argparse): ``check``, ``demo``, ``datasets``.
 
-Exit codes: 0 done, 2 bad input (a one-line reason on stderr, no traceback), 1 unexpected failure
-(the traceback, for a bug report). Progress goes to stderr when it is a terminal (not with --quiet).
+Exit codes
+----------
+0  done.
+2  bad input: exactly one line ``glmmdiag...: error: <reason>`` on stderr, no traceback. Bad input
+   is recognised by class: the package's :class:`~glmmdiag.errors.GlmmdiagError` (and its
+   subclasses FormulaError, ColumnError, FitError), this module's :class:`BadInput` (option and
+   file checks, CSV files pandas cannot read) and argparse's usage errors. A plain ``ValueError``,
+   ``KeyError`` or ``TypeError`` is not bad input: the package raises its own classes for that.
+1  anything else (a bug): the traceback, for a bug report.
+
+Progress goes to stderr when it is a terminal (not with --quiet). Python warnings are collected
+and printed one line each (``glmmdiag: warning: ...``) after a run that did not fail on bad input.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 EXAMPLES = """\
@@ -19,13 +31,21 @@ examples:
   glmmdiag check rust.csv --formula "severity ~ fungicide + (1 | block)" --family beta \\
       --compare gamma --transform gamma=100 --link gamma=log --n-sim 1000 --seed 1 --jobs -1 --out rust/
   glmmdiag datasets                              # the shipped data sets
+
+exit codes: 0 done, 2 bad input (one line on stderr), 1 unexpected failure (traceback)
 """
 
 FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "beta", "nbinom1", "nbinom2", "t")
 
-
 class BadInput(Exception):
     """A user error: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_squash(message)} (see {self.prog} --help)\n")
 
 
 class _Progress:
@@ -42,8 +62,65 @@ def _progress(args) -> _Progress:
     return _Progress(not args.quiet and sys.stderr.isatty())
 
 
+def _squash(text: str) -> str:
+    """All whitespace runs (newlines included) to single spaces."""
+    return " ".join(str(text).split())
+
+
+# ------------------------------------------------------------------------------ option types
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer; got {text!r}") from None
+
+
+def _n_sim(text: str) -> int:
+    """--n-sim: an integer >= 2."""
+    n = _integer(text)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 simulations; got {n}")
+    return n
+
+
+def _seed(text: str) -> int:
+    """--seed: a non-negative integer."""
+    n = _integer(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {n}")
+    return n
+
+
+def _jobs(text: str) -> int:
+    """--jobs: a positive number of workers, or negative as joblib (-1 = all cores)."""
+    n = _integer(text)
+    if n == 0:
+        raise argparse.ArgumentTypeError("must be a positive number of workers, or -1 for all cores; got 0")
+    return n
+
+
+def _alpha(text: str) -> float:
+    """--alpha: a number strictly between 0 and 1."""
+    try:
+        a = float(text)
+    except ValueError:
+        a = math.nan
+    if not 0 < a < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive); got {text!r}")
+    return a
+
+
+def _out_dir(text: str) -> str:
+    """--out: a non-blank path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory; got an empty string")
+    return text
+
+
+# ------------------------------------------------------------------------------ input checks
 def _pairs(values, what: str, main_family: str | None = None) -> dict:
-    """["gamma=log", "logit"] -> {"gamma": "log", main_family: "logit"}."""
+    """["gamma=log", "logit"] -> {"gamma": "log", main_family: "logit"}; a family given twice is
+    bad input."""
     out = {}
     for v in values or []:
         if "=" in v:
@@ -55,15 +132,65 @@ def _pairs(values, what: str, main_family: str | None = None) -> dict:
             raise BadInput(f"--{what} takes FAMILY=VALUE; got {v!r}")
         if not k or not val:
             raise BadInput(f"--{what} takes FAMILY=VALUE; got {v!r}")
+        k = _family_name(k, f"--{what}")
+        if k in out:
+            raise BadInput(f"--{what} is given twice for the {k} family")
         out[k] = val
     return out
 
 
-def _transform_value(v: str):
+def _family_name(name: str, option: str) -> str:
+    """The canonical family name ("Gamma" -> "gamma", "negative_binomial" -> "nbinom2")."""
+    from glmmdiag.fit.families import get_family
+
     try:
-        return float(v)
+        canonical = get_family(name.strip()).name
     except ValueError:
-        return v  # a column name
+        canonical = None
+    if canonical not in FAMILIES:
+        raise BadInput(f"{option}: unknown family {name!r}; choose one of {', '.join(FAMILIES)}")
+    return canonical
+
+
+def _check_links(links: dict) -> None:
+    """Each FAMILY=LINK names a link the family has."""
+    from glmmdiag.fit.families import get_family
+
+    for fam, link in links.items():
+        try:
+            get_family(fam, link)
+        except ValueError as e:
+            raise BadInput(f"--link {fam}={link}: {_one_line(e)}") from None
+
+
+def _transform_value(family: str, v: str, columns) -> float | str:
+    """A finite non-zero scale factor, or the name of a column of the data."""
+    try:
+        c = float(v)
+    except ValueError:
+        if v not in columns:
+            raise BadInput(f"--transform {family}={v}: {v!r} is neither a number nor a column of the data") from None
+        return v
+    if not math.isfinite(c) or c == 0:
+        raise BadInput(f"--transform {family}={v}: a scale factor must be finite and non-zero")
+    return c
+
+
+def _check_formula(formula: str | None) -> None:
+    """A formula at all (the package's parser checks the rest, raising FormulaError)."""
+    if formula is None or "~" not in formula:
+        raise BadInput(f"--formula must be a model formula 'y ~ ...'; got {formula!r}")
+
+
+def _check_out(out: str) -> None:
+    """--out can be created (or is a directory) and holds no planted link where we write."""
+    from glmmdiag import report
+    from glmmdiag.errors import GlmmdiagError
+
+    try:
+        report.check_out_dir(out)
+    except GlmmdiagError as e:
+        raise BadInput(f"--out: {_one_line(e)}") from None
 
 
 def _read_data(path: str):
@@ -80,37 +207,70 @@ def _read_data(path: str):
         return pd.read_csv(p)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise BadInput(f"cannot read {path} as CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _one_line(e: BaseException) -> str:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    msg = " ".join(str(msg).split())
-    return msg or type(e).__name__
+    return _squash(msg) or type(e).__name__
+
+
+# ------------------------------------------------------------------------------ classification
+def is_bad_input(e: BaseException) -> bool:
+    """Whether ``e`` is the user's input (exit 2, one line) rather than a bug (exit 1, traceback)."""
+    from glmmdiag.errors import GlmmdiagError
+
+    return isinstance(e, (BadInput, GlmmdiagError))
+
+
+def _print_warnings(caught) -> None:
+    """Each distinct warning of the run, one line on stderr."""
+    seen = set()
+    for w in caught:
+        line = f"glmmdiag: warning: {w.category.__name__}: {_squash(w.message)}"
+        if line not in seen:
+            seen.add(line)
+            print(line, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ commands
+def _options(args, columns) -> dict:
+    """The model options of ``check``/``demo``, validated: families, links, transforms."""
+    family = _family_name(args.family, "--family")
+    compare = []
+    for name in args.compare or []:
+        c = _family_name(name, "--compare")
+        if c in compare:
+            raise BadInput(f"--compare names the {c} family twice")
+        if c != family:
+            compare.append(c)
+    links = _pairs(args.link, "link", family)
+    transforms = _pairs(args.transform, "transform")
+    fitted = {family, *compare}
+    for option, d in (("link", links), ("transform", transforms)):
+        extra = sorted(set(d) - fitted)
+        if extra:
+            raise BadInput(f"--{option} names a family that is not fitted: {', '.join(extra)} "
+                           f"(add --compare {extra[0]})")
+    _check_links(links)
+    transforms = {k: _transform_value(k, v, columns) for k, v in transforms.items()}
+    return {"family": family, "compare": compare, "links": links, "transforms": transforms}
 
 
 def _run(args, data, data_name: str, progress) -> int:
     from glmmdiag import report
 
-    links = _pairs(args.link, "link", args.family)
-    transforms = {k: _transform_value(v) for k, v in _pairs(args.transform, "transform").items()}
-    compare = [c for c in (args.compare or [])]
-    known = {args.family, *compare}
-    for name, d in (("link", links), ("transform", transforms)):
-        extra = sorted(set(d) - known)
-        if extra:
-            raise BadInput(f"--{name} names a family that is not fitted: {', '.join(extra)}")
-    if args.n_sim < 2:
-        raise BadInput(f"--n-sim must be at least 2; got {args.n_sim}")
+    opts = _options(args, data.columns)
+    check = report.run_check(data, args.formula, opts["family"], compare=opts["compare"], links=opts["links"],
+                             transforms=opts["transforms"], n_sim=args.n_sim, seed=args.seed, n_jobs=args.jobs,
+                             simulate_re=args.simulate_re, alpha=args.alpha, data_name=data_name,
+                             progress=progress)
     try:
-        check = report.run_check(data, args.formula, args.family, compare=compare, links=links,
-                                 transforms=transforms, n_sim=args.n_sim, seed=args.seed, n_jobs=args.jobs,
-                                 simulate_re=args.simulate_re, alpha=args.alpha, data_name=data_name,
-                                 progress=progress)
-    except (ValueError, KeyError, TypeError) as e:
-        # model specification and data problems (bad formula, unknown column, response outside
-        # the family's support, ...): glmm and compare_families name the problem and the fix
-        raise BadInput(_one_line(e)) from e
-    out = report.write_report(check, args.out, formats=tuple(args.format), progress=progress)
+        out = report.write_report(check, args.out, formats=tuple(args.format), progress=progress)
+    except OSError as e:  # disk full, permissions, a path component that became a file, ...
+        raise BadInput(f"cannot write the report to {args.out}: {e.strerror or e}"
+                       + (f" ({e.filename})" if e.filename else "")) from None
     print(f"report: {out['html']}")
     print(f"results: {out['json']}")
     for label, v in check.table["verdict"].items():
@@ -120,9 +280,9 @@ def _run(args, data, data_name: str, progress) -> int:
 
 def _check(args) -> int:
     progress = _progress(args)
+    _check_formula(args.formula)
+    _check_out(args.out)
     data = _read_data(args.data)
-    if args.formula is None or "~" not in args.formula:
-        raise BadInput(f"--formula must be a model formula 'y ~ ...'; got {args.formula!r}")
     return _run(args, data, Path(args.data).name, progress)
 
 
@@ -130,6 +290,7 @@ def _demo(args) -> int:
     from glmmdiag import datasets
 
     progress = _progress(args)
+    _check_out(args.out)
     data = datasets.load("rust")
     args.formula = "severity ~ fungicide + (1 | block)"
     args.family = "beta"
@@ -156,23 +317,24 @@ def _datasets(args) -> int:
 
 
 def _common(p: argparse.ArgumentParser, out_default: str | None):
-    p.add_argument("--n-sim", type=int, default=250, help="simulations per model (default 250)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers, -1 = all cores (default 1)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
+    p.add_argument("--n-sim", type=_n_sim, default=250, help="simulations per model, at least 2 (default 250)")
+    p.add_argument("--seed", type=_seed, default=1, help="random seed, a non-negative integer (default 1)")
+    p.add_argument("--jobs", type=_jobs, default=1, help="parallel workers, -1 = all cores (default 1)")
+    p.add_argument("--alpha", type=_alpha, default=0.05,
+                   help="significance level of the verdicts, between 0 and 1 (default 0.05)")
     p.add_argument("--format", action="append", choices=("png", "svg", "pdf"), default=None,
                    help="figure formats besides the PNG (repeatable; default: png and svg)")
     p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     if out_default is None:
-        p.add_argument("--out", required=True, help="output directory (created)")
+        p.add_argument("--out", type=_out_dir, required=True, help="output directory (created)")
     else:
-        p.add_argument("--out", default=out_default, help=f"output directory (default {out_default})")
+        p.add_argument("--out", type=_out_dir, default=out_default, help=f"output directory (default {out_default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from glmmdiag import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="glmmdiag", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Generalized linear mixed models with simulation-based (DHARMa-style) residual diagnostics.",
         epilog=EXAMPLES)
@@ -204,27 +366,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse exits 2 on a bad option, with a usage line
+    try:
+        args = parser.parse_args(argv)  # a usage error: one line on stderr, code 2
+    except SystemExit as e:  # also --help and --version (code 0)
+        return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
     if args.command is None:
         parser.print_help()
+        print("glmmdiag: error: a command is required: check, demo or datasets", file=sys.stderr)
         return 2
     if getattr(args, "format", None) is None and args.command in ("check", "demo"):
         args.format = ["png", "svg"]
     if args.command in ("check", "demo"):
         os.environ.setdefault("MPLBACKEND", "Agg")
-    try:
-        return {"check": _check, "demo": _demo, "datasets": _datasets}[args.command](args)
-    except BadInput as e:
-        print(f"glmmdiag: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("glmmdiag: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print("glmmdiag: unexpected failure (a bug? please report it with the traceback above)", file=sys.stderr)
-        return 1
+    command = {"check": _check, "demo": _demo, "datasets": _datasets}[args.command]
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            rc = command(args)
+        except KeyboardInterrupt:
+            print("glmmdiag: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:
+            if is_bad_input(e):  # the one line is the whole message: warnings before it are dropped
+                print(f"glmmdiag: error: {_one_line(e)}", file=sys.stderr)
+                return 2
+            _print_warnings(caught)
+            traceback.print_exc()
+            print("glmmdiag: unexpected failure (a bug? please report it with the traceback above)",
+                  file=sys.stderr)
+            return 1
+    _print_warnings(caught)
+    return rc
 
 
 if __name__ == "__main__":

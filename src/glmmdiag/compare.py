@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from glmmdiag.errors import GlmmdiagError
+from glmmdiag.errors import ColumnError, GlmmdiagError
 
 __all__ = ["compare_families", "FamilyComparison"]
 
@@ -56,7 +56,7 @@ def _transform(spec, y: np.ndarray, data: pd.DataFrame, response: str):
         return c * y, np.full(y.shape, math.log(abs(c))), f"{c:g}*{response}"
     if isinstance(spec, str):
         if spec not in data.columns:
-            raise KeyError(f"transform column {spec!r} is not in the data")
+            raise ColumnError(f"transform column {spec!r} is not in the data")
         z = np.asarray(data[spec], float)
         ok = np.isfinite(z) & np.isfinite(y) & (y != 0)
         ratio = z[ok] / y[ok]

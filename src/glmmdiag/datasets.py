@@ -42,6 +42,8 @@ from importlib import resources
 
 import pandas as pd
 
+from glmmdiag.errors import ColumnError
+
 __all__ = ["load", "list_datasets", "list", "info"]
 
 _LIST = list  # the builtin, before ``list`` is rebound to list_datasets at the end of the module
@@ -83,7 +85,7 @@ def _match(name: str) -> str:
     names = list_datasets()
     match = {n.lower(): n for n in names}.get(str(name).lower())
     if match is None:
-        raise KeyError(f"no data set {name!r}; available: {', '.join(names)}")
+        raise ColumnError(f"no data set {name!r}; available: {', '.join(names)}")
     return match
 
 

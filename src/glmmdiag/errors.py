@@ -9,7 +9,8 @@ FormulaError (a ``GlmmdiagError``)
     A formula that is malformed or contains something a formula may not contain (formulas are
     data, never code: see :mod:`glmmdiag.fit.expressions`).
 ColumnError (a ``GlmmdiagError`` and a ``KeyError``)
-    A column named in a formula or an argument is not in the data.
+    A name that is not there: a column named in a formula or an argument that is not in the data
+    (and, likewise, a model term, parameter, covariate or data set that does not exist).
 FitError (a ``GlmmdiagError``)
     The model cannot be fitted to these data (for example penalised IRLS cannot find the
     random-effect modes anywhere in the family's support): a property of the data and model, not a
@@ -51,7 +52,7 @@ class FormulaError(GlmmdiagError):
 
 
 class ColumnError(GlmmdiagError, KeyError):
-    """A column used by the model is not in the data."""
+    """A column used by the model is not in the data (or another named thing does not exist)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""

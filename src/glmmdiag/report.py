@@ -17,12 +17,16 @@ Python use::
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import html
+import io
 import json
 import math
+import os
 import platform
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -31,7 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Check", "run_check", "results_dict", "render_html", "write_report", "fmt_value", "TEST_NAMES"]
+__all__ = ["Check", "run_check", "results_dict", "render_html", "write_report", "check_out_dir", "fmt_value",
+           "TEST_NAMES"]
 
 TEST_NAMES = {
     "uniformity": "Uniformity (KS)",
@@ -144,15 +149,25 @@ def fmt_value(v, kind: str = "g4") -> str:
 
 def _dispersion_phrase(t: dict, alpha: float) -> str:
     r, p = t["statistic"], t["p_value"]
-    if r is None or p is None:
-        return "dispersion could not be assessed"
-    kind = "underdispersion" if r < 1 else "overdispersion"
+    if p is None:
+        return _undefined_phrase("dispersion", t)
+    # a missing ratio with a p-value is an infinite one (observed data vary, no simulation does)
+    kind = "underdispersion" if (r is not None and r < 1) else "overdispersion"
     return ("no evidence of " if p >= alpha else "evidence of ") + kind
+
+
+def _undefined_phrase(what: str, t: dict) -> str:
+    """The verdict of a test without a p-value (undefined for these data): never a claim either way."""
+    why = str(t.get("note") or "").strip()
+    why = why[len("undefined:"):].strip() if why.startswith("undefined:") else ""
+    return f"{what} undefined for these data" + (f" ({why.split(':')[0]})" if why else "")
 
 
 def _plain(name: str, t: dict, alpha: float) -> tuple[str, bool]:
     """(plain-language verdict without the numbers, significant?) of one test."""
     p = t["p_value"]
+    if p is None:  # NaN p-value: the test is undefined for these data (e.g. constant responses)
+        return _undefined_phrase(TEST_NAMES.get(name, name).split(" (")[0].lower(), t), False
     sig = p is not None and p < alpha
     if name == "uniformity":
         return ("residuals deviate from the uniform distribution" if sig
@@ -214,7 +229,7 @@ def results_dict(check: Check) -> dict:
                 continue
             d = {"method": t.method, "statistic_name": t.statistic_name, "statistic": t.statistic,
                  "p_value": t.p_value, "alternative": t.alternative, "mc_se": t.mc_se,
-                 "n_sim": t.n_sim}
+                 "n_sim": t.n_sim, "note": t.note}
             d = _clean(d)
             d["verdict"], d["significant"] = _plain(name, d, alpha)
             tout[name] = d
@@ -448,18 +463,68 @@ def render_html(results: dict, images: dict | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------ writing
-def _save(fig, base: Path, formats) -> dict:
-    paths = {}
+# Every file is written under a temporary name in its directory and then renamed over the target
+# (os.replace): a reader never sees half a report, and a symbolic link planted where a file goes
+# is replaced by the file, never followed. figures/ itself must be a real directory.
+def check_out_dir(out_dir) -> None:
+    """Raise GlmmdiagError unless ``out_dir`` is a directory, or can be created as one, and its
+    ``figures`` entry (if any) is a real directory rather than a symbolic link. An ``out_dir``
+    that is itself a link to a directory is the caller's choice and is followed."""
+    from glmmdiag.errors import GlmmdiagError
+
+    out = Path(out_dir)
+    if out.is_symlink() and not out.exists():
+        raise GlmmdiagError(f"{out} is a broken symbolic link")
+    if out.exists() and not out.is_dir():
+        raise GlmmdiagError(f"{out} exists and is not a directory")
+    existing = next((d for d in (out, *out.parents) if d.exists() or d.is_symlink()), Path("."))
+    if not existing.is_dir():
+        raise GlmmdiagError(f"cannot create {out}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GlmmdiagError(f"cannot write to {existing}: permission denied")
+    figdir = out / "figures"
+    if figdir.is_symlink():
+        raise GlmmdiagError(f"{figdir} is a symbolic link; glmmdiag does not write through links: "
+                            f"remove it or choose another output directory")
+    if figdir.exists() and not figdir.is_dir():
+        raise GlmmdiagError(f"{figdir} exists and is not a directory")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a new temporary file in the same directory (never an
+    existing file or link), renamed over ``path``, which replaces a link there instead of following it."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _save(fig, base: Path, formats) -> tuple[dict, bytes]:
+    """Render ``fig`` in each format to ``base.<format>``; returns ({format: path}, the PNG bytes)."""
+    paths, png = {}, b""
     for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110 if fmt == "png" else None)
         p = base.with_suffix("." + fmt)
-        fig.savefig(p, dpi=110 if fmt == "png" else None)
+        _write_file(p, buf.getvalue())
         paths[fmt] = p
-    return paths
+        if fmt == "png":
+            png = buf.getvalue()
+    return paths, png
 
 
 def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None) -> dict:
     """Draw the figures and write results.json, report.html and figures/ into ``out_dir``.
-    Returns {"html": path, "json": path, "figures": {name: {fmt: path}}}."""
+    Returns {"html": path, "json": path, "figures": {name: {fmt: path}}}. Raises GlmmdiagError
+    when ``out_dir`` cannot be used (see ``check_out_dir``); existing files are replaced, and
+    symbolic links where the files go are replaced rather than written through."""
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules:
@@ -470,6 +535,7 @@ def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None
 
     progress = progress or _progress_none
     out = Path(out_dir)
+    check_out_dir(out)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     formats = tuple(dict.fromkeys(("png",) + tuple(formats)))  # PNG always (embedded in the HTML)
@@ -484,20 +550,19 @@ def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None
                                alpha=alpha)
         fig.suptitle(f"{label} ({table.loc[label, 'link']}): " + fig.get_suptitle(), fontsize="large",
                      color=fig._suptitle.get_color(), fontweight=fig._suptitle.get_fontweight())
-        paths = _save(fig, figdir / f"diagnostics_{label}", formats)
+        figures[label], png = _save(fig, figdir / f"diagnostics_{label}", formats)
+        images[label] = base64.b64encode(png).decode("ascii")
         plt.close(fig)
-        figures[label] = paths
     if len(table.index) > 1:
         progress("drawing the family comparison ...")
         fig = plot_comparison(table, alpha=alpha)
-        figures["comparison"] = _save(fig, figdir / "comparison", formats)
+        figures["comparison"], png = _save(fig, figdir / "comparison", formats)
+        images["comparison"] = base64.b64encode(png).decode("ascii")
         plt.close(fig)
-    for name, paths in figures.items():
-        images[name] = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
     results["figures"] = {name: {fmt: str(p.relative_to(out)) for fmt, p in paths.items()}
                           for name, paths in figures.items()}
     json_path = out / "results.json"
-    json_path.write_text(json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False))
+    _write_file(json_path, json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8"))
     html_path = out / "report.html"
-    html_path.write_text(render_html(results, images), encoding="utf-8")
+    _write_file(html_path, render_html(results, images).encode("utf-8"))
     return {"html": html_path, "json": json_path, "figures": figures}

@@ -434,7 +434,7 @@ def build_design(
     X, xnames, x_spec = fixed_model_matrix(pf.fixed, df)
     xnames = [r_column_name(c) for c in xnames]
     if X.shape[0] != n:
-        raise GlmmdiagError(f"fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
+        raise RuntimeError(f"internal error: the fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
     if not np.all(np.isfinite(X)):
         bad = sorted({xnames[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))})
         raise GlmmdiagError(f"non-finite values in fixed-effect columns {bad} ({n} rows)")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glmmdiag.errors import ColumnError
+
 __all__ = ["ModelTerm", "model_terms", "find_terms", "r_label"]
 
 
@@ -73,6 +75,6 @@ def find_terms(terms: list[ModelTerm], names) -> list[ModelTerm]:
             t = by_name.get(frozenset(r_label(p.strip()) for p in key.split(":")))
         if t is None:
             avail = ", ".join(repr(t.label) for t in terms)
-            raise KeyError(f"term {key!r} is not in the model's fixed part; its terms are {avail}")
+            raise ColumnError(f"term {key!r} is not in the model's fixed part; its terms are {avail}")
         out.append(t)
     return out

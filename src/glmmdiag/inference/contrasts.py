@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
-from glmmdiag.errors import GlmmdiagError
+from glmmdiag.errors import ColumnError, GlmmdiagError
 
 __all__ = ["pairwise", "PairwiseComparisons", "p_adjust", "cld"]
 
@@ -110,7 +110,7 @@ def cld(labels, significant, estimates=None, decreasing: bool = False,
     else:
         for a, b in significant:
             if str(a) not in pos or str(b) not in pos:
-                raise KeyError(f"significant pair ({a!r}, {b!r}) names a mean not in labels")
+                raise ColumnError(f"significant pair ({a!r}, {b!r}) names a mean not in labels")
             S[pos[str(a)], pos[str(b)]] = S[pos[str(b)], pos[str(a)]] = True
     np.fill_diagonal(S, False)
     if estimates is not None:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from glmmdiag.errors import GlmmdiagError
+from glmmdiag.errors import ColumnError, GlmmdiagError
 from glmmdiag.fit.columns import classic_frame
 from glmmdiag.fit.design import evaluate_expression
 from glmmdiag.fit.formula import expression_variables, formula_variables
@@ -111,7 +111,7 @@ def _fit_data(fit, data):
 def _covariate_mean(fit, var, used) -> float:
     if used is not None:
         if var not in used.columns:
-            raise KeyError(f"covariate {var!r} is not a column of data=")
+            raise ColumnError(f"covariate {var!r} is not a column of data=")
         vals = pd.to_numeric(used[var], errors="coerce").to_numpy(float)
         return float(np.nanmean(vals))
     # without the data: a covariate that is its own term has its values as a column of X
@@ -269,10 +269,10 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     at = dict(at or {})
     for v in list(at):
         if v not in known:
-            raise KeyError(f"at= names {v!r}, which is not a variable of the model's fixed part ({known})")
+            raise ColumnError(f"at= names {v!r}, which is not a variable of the model's fixed part ({known})")
     for v in names:
         if v not in known:
-            raise KeyError(
+            raise ColumnError(
                 f"specs names {v!r}, which is not a variable of the model's fixed part; its variables are "
                 f"{known}" + (f" (factors: {list(factors)})" if factors else " (no factors)")
             )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import linalg, stats
-from glmmdiag.errors import GlmmdiagError
+from glmmdiag.errors import ColumnError, GlmmdiagError
 
 __all__ = ["confint"]
 
@@ -82,7 +82,7 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "wald") -> pd.Dat
         wanted = [parm] if isinstance(parm, str) else list(parm)
         missing = [p for p in wanted if p not in out.index]
         if missing:
-            raise KeyError(f"parm names {missing}, not parameters of the fit; they are {list(out.index)}")
+            raise ColumnError(f"parm names {missing}, not parameters of the fit; they are {list(out.index)}")
         out = out.loc[wanted]
     return out
 
