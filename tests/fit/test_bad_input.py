@@ -364,3 +364,16 @@ def test_valid_dispersion_variants_fit(formula, family, kw):
     assert fit.nobs == len(df)
     assert np.all(np.isfinite(fit.fixef.to_numpy(float)))
     assert fit.dispersion is not None and np.isfinite(fit.dispersion)
+
+
+def test_scale_of_a_constant_column_is_a_clear_error_not_a_numpy_warning():
+    import warnings
+
+    from glmmdiag.errors import GlmmdiagError
+
+    d = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6], "x": [1.0] * 6, "g": list("aabbcc")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for f in ("y ~ scale(x) + (1|g)", "y ~ 0 + scale(x) + (1|g)"):
+            with pytest.raises(GlmmdiagError, match="scale"):
+                _glmm()(f, d)

@@ -274,7 +274,13 @@ def _evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
             raise _Fallback
         x = _eval_node(call.args[0], data)
         centred = x - x.mean()
-        return centred / np.sqrt(np.sum(centred**2) / (len(x) - 1))
+        sd = np.sqrt(np.sum(centred**2) / (len(x) - 1)) if len(x) > 1 else 0.0
+        if not sd > 0:
+            raise GlmmdiagError(
+                f"{expr} is undefined: its argument is constant over the {len(x)} rows (standard deviation 0); "
+                f"drop the term, or use center(...) to centre without scaling"
+            )
+        return centred / sd
     return _eval_node(tree.body, data)
 
 
