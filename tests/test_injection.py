@@ -78,6 +78,9 @@ VECTORS = [
     ("huge-power", "cnt ~ x + I(x + 9**9**9) + (1|g)", "poisson", FormulaError),
     ("string-repeat", "cnt ~ x + I('a' * 10**10) + (1|g)", "poisson", FormulaError),
     ("deep-nesting", "cnt ~ x + I(" + "x+" * 1500 + "x) + (1|g)", "poisson", FormulaError),
+    ("huge-poly-degree", "cnt ~ x + poly(x, 100000) + (1|g)", "poisson", FormulaError),
+    ("huge-poly-degree-keyword", "cnt ~ x + poly(x, degree=1e12) + (1|g)", "poisson", FormulaError),
+    ("huge-bs-df", "cnt ~ x + bs(x, df=10000000) + (1|g)", "poisson", FormulaError),
     # back-quoted names are column names, never code
     ("backquoted-fixed", f"cnt ~ x + `{OS}` + (1|g)", "poisson", ColumnError),
     ("backquoted-in-I", f"cnt ~ x + I(`{OS}` + 1) + (1|g)", "poisson", GlmmdiagError),

@@ -148,6 +148,8 @@ _COMPARE = {
 _MAX_CHARS = 2000
 _MAX_NODES = 400
 _MAX_EXPONENT = 1024.0
+_MAX_BASIS = 50  # largest poly() degree and bs() df/degree: a formula must not build a huge matrix
+_BASIS_SIZES = {("poly", "degree"), ("bs", "df"), ("bs", "degree")}
 _PLACEHOLDER = "_bq{}_"
 try:  # formulaic's own split into string literals and back-quotes (kept in step with it)
     from formulaic.utils.code import UNQUOTED_BACKTICK_MATCHER as _TOKENS
@@ -314,6 +316,8 @@ class _Checker:
             _check_contrast(arg)
         elif name in ("poly", "round", "np.round"):
             _check_literal(arg)
+            if name == "poly":
+                _check_basis_size(name, "degree", arg)
         else:
             self.visit(arg)
 
@@ -327,6 +331,8 @@ class _Checker:
             _check_contrast(kw.value)
         else:
             _check_literal(kw.value)
+            if (name, kw.arg) in _BASIS_SIZES:
+                _check_basis_size(name, kw.arg, kw.value)
 
 
 def _is_number(value) -> bool:
@@ -370,6 +376,16 @@ def _check_literal(node: ast.AST, depth: int = 0) -> None:
             _check_literal(elt, 1)
         return
     raise _Refusal(node, "an argument that is not a literal (number, string, True/False, list of these)")
+
+
+def _check_basis_size(name: str, what: str, node: ast.AST) -> None:
+    """``poly(x, degree)`` and ``bs(x, df=, degree=)``: a whole number from 0 to ``_MAX_BASIS``."""
+    if name == "bs" and isinstance(node, ast.Constant) and node.value is None:
+        return  # bs's default: the basis size follows from knots=
+    value = _constant_value(node)
+    if value is None or not (0 <= value <= _MAX_BASIS) or value != int(value):
+        raise _Refusal(node, f"{name}() with {what} = {short(ast.unparse(node), 20)} "
+                             f"(a whole number from 0 to {_MAX_BASIS})")
 
 
 def _check_contrast(node: ast.AST) -> None:
