@@ -231,6 +231,9 @@ class GLMMAdapter:
         return _glmm_edf(self.fit)
 
 
+_POISSON_FAST_MAX = 1e18  # numpy's Poisson sampler refuses means above ~9.2e18 (and inf, NaN)
+
+
 class _GLMMSampler:
     """Draws responses of a glmmdiag fit from a few arrays (picklable, light to ship to workers).
 
@@ -287,7 +290,7 @@ class _GLMMSampler:
         fam = self.family
         if self.bernoulli:
             return (rng.random(shape) < mu).astype(np.int8).T
-        if fam.name == "poisson":
+        if fam.name == "poisson" and np.all(mu <= _POISSON_FAST_MAX):  # else the family's checked sampler
             mu = np.maximum(mu, 0.0)
             if mu.shape[0] == 1:  # one row of means: draw simulation by simulation (no broadcast copies)
                 out = np.empty(shape, np.int64)

@@ -47,7 +47,11 @@ def glmm(
         Link function; the family's default link by default (R's: inverse for Gamma).
     weights, offset : array-like or column name, optional
         Prior weights (binomial: the number of trials when the response is a proportion) and an
-        offset added to the linear predictor.
+        offset added to the linear predictor. A row with zero weight (binomial: zero trials)
+        contributes nothing to the likelihood and is left out of the fit (as R's glm/lm leave it
+        out of the log-likelihood), whatever its mean; it keeps its fitted value, prediction and
+        simulated responses. Gaussian weights are precision weights (variance sigma^2 / w) and
+        must be > 0.
     reml : bool
         REML for linear mixed models (ignored otherwise, as in glmmTMB's default ML).
     n_agq : int

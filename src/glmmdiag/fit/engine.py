@@ -5,6 +5,9 @@ gaussian with the identity link profiles sigma out instead (LMM / least squares)
 (:class:`FitState`) that :class:`glmmdiag.fit.model.GLMMResults` presents."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,12 +18,14 @@ from glmmdiag.errors import (
     ConvergenceWarning,
     DegenerateFitWarning,
     FitError,
+    GlmmdiagError,
     RankDeficiencyWarning,
     SeparationWarning,
     SingularFitWarning,
 )
 from glmmdiag.fit import dense
 from glmmdiag.fit.covariance import ThetaMap
+from glmmdiag.fit.design import check_rows_vs_parameters
 from glmmdiag.fit.laplace import GLMMProblem, PirlsError, _read_only
 from glmmdiag.fit.lmm import LMMProblem
 from glmmdiag.fit.optimize import OptSummary, fd_gradient, fd_hessian, minimize, newton_step_size
@@ -51,10 +56,51 @@ LARGE_DENSE = 4000  # Schur complements this large may use several BLAS threads 
 
 
 def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
-    """Fit with BLAS single-threaded unless the dense Schur complement is large."""
+    """Fit with BLAS single-threaded unless the dense Schur complement is large.
+
+    Rows with zero prior weight contribute nothing to the likelihood (R's glm and lm drop them
+    from it): the fit uses the other rows (``rows_with_weight``). The numerical core runs with
+    numpy's floating-point warnings and scipy's ill-conditioning warnings off: it handles
+    non-finite values itself (step halving, fallbacks), the result is checked once at the optimum
+    (``_check_finite_fit``, ``_post_fit_checks``), and what matters reaches the user as a
+    glmmdiag warning or FitError rather than as numpy/scipy warnings from inside the optimiser."""
+    design = rows_with_weight(design, family, reml)
     qr = sum(t.q * t.nlev for t in design.terms[1:])
-    with blas_threads(None if qr + design.X.shape[1] >= LARGE_DENSE else 1):
+    with blas_threads(None if qr + design.X.shape[1] >= LARGE_DENSE else 1), quiet_numerics():
         return _fit_design(design, family, reml, n_agq, start, opt)
+
+
+@contextlib.contextmanager
+def quiet_numerics():
+    """numpy floating-point warnings and scipy's LinAlgWarning off (see ``fit_design``)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        yield
+
+
+def rows_with_weight(design, family, reml=False):
+    """The design without its rows of zero prior weight (binomial: zero trials), which contribute
+    nothing to the likelihood; the design itself when there are none. A GlmmdiagError when no
+    row, or too few rows for the parameters, are left."""
+    keep = np.asarray(design.w) > 0
+    if keep.all():
+        return design
+    n, k = design.n, int(keep.sum())
+    what = "zero trials" if family.name == "binomial" else "zero weight"
+    if k == 0:
+        raise GlmmdiagError(f"all {n} rows have {what}: there is nothing to fit")
+    sub = dataclasses.replace(
+        design, y=design.y[keep], w=design.w[keep], X=design.X[keep], offset=design.offset[keep],
+        rows=design.rows[keep],
+        terms=[dataclasses.replace(t, refs=t.refs[keep], z=t.z[keep]) for t in design.terms])
+    try:
+        check_rows_vs_parameters(sub, family, reml)
+    except GlmmdiagError as e:
+        raise GlmmdiagError(
+            f"{n - k} of {n} rows have {what} and contribute nothing to the likelihood; with the {k} rows "
+            f"left: {e}"
+        ) from None
+    return sub
 
 
 # numerical failures that data can cause while fitting (bugs are not wrapped)
@@ -70,12 +116,65 @@ def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None) -> F
     except NUMERICAL_FAILURES as e:
         p = design.X.shape[1]
         terms = ", ".join(f"({t.lhs} | {t.group})" for t in design.terms) or "none"
+        hint = support_hint(family)
         raise FitError(
             f"the {family.name} model could not be fitted to these data ({design.n} rows, {p} fixed-effect "
-            f"parameters, random-effects terms: {terms}): {type(e).__name__}: {e}. Try simpler random "
-            f"effects, centring and scaling the predictors, removing nearly collinear predictors, or "
-            f"checking for factor levels or groups whose responses are all at a boundary (all 0 or all 1)"
+            f"parameters, random-effects terms: {terms}): {type(e).__name__}: {e}. "
+            + (f"{hint}; otherwise try" if hint else "Try")
+            + " simpler random effects, centring and scaling the predictors, removing nearly collinear "
+            "predictors, or checking for factor levels or groups whose responses are all at a boundary "
+            "(all 0 or all 1)"
         ) from e
+
+
+_POSITIVE_MEAN = ("poisson", "nbinom1", "nbinom2", "gamma")
+
+
+def support_hint(family) -> str:
+    """For a link that does not keep the mean inside the family's support (identity or inverse
+    for a positive mean, log for a probability), what that means and the link to try; "" for
+    links that cannot leave it."""
+    fam, lk = family.name, family.link.name
+    if fam in _POSITIVE_MEAN and lk in ("identity", "inverse"):
+        return (f"With the {lk} link the {family.display_name} mean is not kept positive: the mean left the "
+                f"family's support (mu <= 0) on some rows; try the log link")
+    if fam == "binomial" and lk == "log":
+        return ("With the log link the binomial probability is not kept below 1: the mean left the family's "
+                "support (mu >= 1) on some rows; try the logit link")
+    if lk == "inverse":
+        return (f"With the inverse link the {family.display_name} mean 1/eta is infinite where the linear "
+                f"predictor crosses 0; try the identity or log link")
+    return ""
+
+
+def _check_finite_fit(st: FitState, design, family) -> None:
+    """Never return a fit whose log-likelihood or fixed effects are not finite (logLik = +inf of
+    an exact linear fit is reported, with its own warning, by ``_exact_lm``): a FitError that
+    says which and why (typically the mean outside the family's support at every point the
+    optimiser tried)."""
+    ll = float(st.loglik)
+    bad_beta = ~np.isfinite(np.asarray(st.beta, float))
+    ok_theta = bool(np.all(np.isfinite(st.theta)))
+    ok_psi = st.psi is None or bool(np.all(np.isfinite(st.psi)))
+    if (np.isfinite(ll) or ll == np.inf) and not bad_beta.any() and ok_theta and ok_psi:
+        return
+    what = []
+    if not (np.isfinite(ll) or ll == np.inf):
+        what.append(f"log-likelihood {ll}")
+    if bad_beta.any():
+        what.append(f"non-finite fixed effects ({', '.join(np.asarray(design.xnames, object)[bad_beta])})")
+    if not ok_theta:
+        what.append("non-finite variance parameters")
+    if not ok_psi:
+        what.append(f"non-finite {family.name} dispersion parameter")
+    hint = support_hint(family)
+    raise FitError(
+        f"the {family.name} model with the {family.link.name} link could not be fitted to these data "
+        f"({design.n} rows, {design.X.shape[1]} fixed-effect parameters): the optimiser found no point with a "
+        f"finite likelihood ({'; '.join(what)}). "
+        + (f"{hint}." if hint else "Check the response, weights and offset, and try simpler models or "
+           "centring and scaling the predictors.")
+    )
 
 
 def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
@@ -90,6 +189,7 @@ def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
         else:
             st = _fit_glmm(design, family, n_agq, opt, start)
         _check_boundary(st, design)
+    _check_finite_fit(st, design, family)
     _post_fit_checks(st, design, family)
     return st
 
@@ -122,6 +222,52 @@ def start_eta(family, y, w):
     return family.link.link(mu0)
 
 
+def _in_support(family, y, w, eta, psi) -> bool:
+    """True when every row's mean and log density are finite at this linear predictor."""
+    with np.errstate(all="ignore"):
+        mu = family.link.inverse(eta)
+        return bool(np.all(np.isfinite(mu)) and np.all(np.isfinite(family.eta_derivs(y, eta, w, psi, 1)[0])))
+
+
+def _support_start(X, y, w, offset, family, beta, psi):
+    """``beta`` if its linear predictor is inside the family's support; else, for a link whose
+    support is a half-space of the linear predictor (identity or inverse with a positive mean,
+    log with a probability), the point closest to ``beta`` on the segment from a strictly
+    feasible point (a linear program maximising the smallest margin, up to a typical value of
+    the linear predictor) that keeps every row at least half that margin inside. ``beta``
+    unchanged when there is no such point (the fit then reports the failure)."""
+    p = X.shape[1]
+    if p == 0 or _in_support(family, y, w, offset + X @ beta, psi):
+        return beta
+    fam, lk = family.name, family.link.name
+    if fam in _POSITIVE_MEAN and lk in ("identity", "inverse"):
+        sign = 1.0  # eta > 0
+        typical = float(np.mean(start_eta(family, y, w)))
+    elif fam == "binomial" and lk == "log":
+        sign = -1.0  # eta < 0
+        typical = -float(np.mean(start_eta(family, y, w)))
+    else:
+        return beta
+    if not (np.isfinite(typical) and typical > 0):
+        return beta
+    from scipy.optimize import linprog
+
+    # maximise t subject to sign (offset + X b) >= t, t <= typical (variables b, t)
+    A = np.column_stack([-sign * X, np.ones(len(y))])
+    res = linprog(np.r_[np.zeros(p), -1.0], A_ub=A, b_ub=sign * offset,
+                  bounds=[(None, None)] * p + [(None, typical)], method="highs")
+    if res.status != 0 or not res.x[-1] > 0:
+        return beta
+    b_in, t = res.x[:p], float(res.x[-1])
+    e_in, e_out = sign * (offset + X @ b_in), sign * (offset + X @ beta)
+    # largest lam in [0, 1] with e_in + lam (e_out - e_in) >= t / 2 on every row
+    d = e_out - e_in
+    neg = d < 0
+    lam = float(np.min(np.r_[1.0, (t / 2 - e_in[neg]) / d[neg]])) if neg.any() else 1.0
+    b = b_in + max(lam, 0.0) * (beta - b_in)
+    return b if _in_support(family, y, w, offset + X @ b, psi) else b_in
+
+
 def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None, start_only=False):
     """Maximum-likelihood GLM at fixed psi by Newton steps with step halving; returns
     (beta, loglik without the data-only constant, information X'WX).
@@ -132,6 +278,7 @@ def glm_irls(X, y, w, offset, family, beta0=None, max_iter=100, psi=None, start_
     p = X.shape[1]
     if beta0 is None:
         beta = dense.lstsq(X, start_eta(family, y, w) - offset) if p else np.zeros(0)
+        beta = _support_start(X, y, w, offset, family, beta, psi)
     else:
         beta = np.asarray(beta0, float).copy()
     ll, s, W, _ = family.eta_derivs(y, offset + X @ beta, w, psi, 2)
@@ -189,12 +336,12 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
     p = X.shape[1]
     eta0 = start_eta(family, y, w)
     beta = dense.lstsq(X, eta0 - offset) if p else np.zeros(0)
-    if not np.all(np.isfinite(family.link.inverse(offset + X @ beta))) or not np.all(
-        np.isfinite(family.eta_derivs(y, offset + X @ beta, w, family.psi_start(y, family.link.inverse(eta0), w))[0])
-    ):
+    psi_m = family.psi_start(y, family.link.inverse(eta0), w)
+    if not _in_support(family, y, w, offset + X @ beta, psi_m):
         # the least-squares start leaves the mean space (e.g. inverse link): a constant predictor
         mu_bar = family.link.inverse(eta0).mean()
         beta = dense.lstsq(X, np.full(len(y), float(family.link.link(mu_bar))) - offset) if p else beta
+        beta = _support_start(X, y, w, offset, family, beta, psi_m)
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
     beta, _, _ = glm_irls(X, y, w, offset, family, beta0=beta, psi=psi, max_iter=4)
     psi = family.psi_start(y, family.link.inverse(offset + X @ beta), w)
@@ -536,6 +683,24 @@ def _t_info_phi(nu):
     return max(float(info) * nu**4, 0.1)
 
 
+def _psi_whitening(H, k):
+    """Upper-triangular R with R'R = H (psi's curvature at the start) when H is finite and
+    positive definite; else the square roots of its usable diagonal entries, and 1 wherever
+    there is none (no curvature at all, e.g. PIRLS failed at the start: identity scaling).
+    Always finite and invertible."""
+    if k == 0:
+        return np.eye(0)
+    if H is not None and np.all(np.isfinite(H)):
+        try:
+            R = linalg.cholesky(H, lower=False)
+            if np.all(np.isfinite(R)):
+                return R
+        except (linalg.LinAlgError, ValueError):
+            pass
+    d = np.abs(np.diag(H)) if H is not None else np.ones(k)
+    return np.diag(np.sqrt(np.where(np.isfinite(d) & (d > 1e-8), d, 1.0)))
+
+
 class _PsiCoords:
     """The optimiser's coordinates for psi.
 
@@ -553,14 +718,7 @@ class _PsiCoords:
         self.df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
         lin = [j for j in range(k) if j != self.df_idx]
         self.lin = np.asarray(lin, int)
-        self.Rp = np.eye(len(lin))
-        if len(lin):
-            H = Hp[np.ix_(lin, lin)] if Hp is not None else None
-            try:
-                self.Rp = linalg.cholesky(H, lower=False)
-            except (linalg.LinAlgError, ValueError, TypeError):
-                d = np.abs(np.diag(H)) if H is not None else np.ones(len(lin))
-                self.Rp = np.diag(np.sqrt(np.where(np.isfinite(d) & (d > 1e-8), d, 1.0)))
+        self.Rp = _psi_whitening(None if Hp is None else Hp[np.ix_(lin, lin)], len(lin))
         if self.df_idx is not None:
             self.phi0 = max(float(np.exp(-self.psi0[self.df_idx])), T_PHI_MIN)
             self.s = np.sqrt(2.0 * float(np.sum(prob.w)) * _t_info_phi(1.0 / self.phi0))

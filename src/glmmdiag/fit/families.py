@@ -46,7 +46,7 @@ import numpy as np
 from scipy import special, stats
 
 from glmmdiag.fit.links import Link, get_link
-from glmmdiag.errors import GlmmdiagError
+from glmmdiag.errors import FitError, GlmmdiagError
 
 __all__ = [
     "Family",
@@ -100,6 +100,41 @@ def _tri_tetra(x, tetra: bool = True):
         return tri
     tet = -2.0 * (inv2 * inv).sum(-1) - iz2 - iz2 * iz - _horner(_TETRA_SERIES, iz2) * iz2 * iz2
     return tri, tet
+
+
+POISSON_EXACT_MAX = 1e18  # numpy's Poisson sampler refuses means above about 9.2e18
+
+
+def simulable_means(mu, family_name: str) -> np.ndarray:
+    """The means as a float array; a FitError when some are infinite or NaN: the fitted model
+    then implies responses that cannot be drawn (e.g. unconditional random effects whose
+    variance, through an exponential link, push the mean beyond the floating-point range)."""
+    mu = np.asarray(mu, float)
+    bad = ~np.isfinite(mu)
+    if bad.any():
+        fin = mu[~bad]
+        big = f"{float(np.max(np.abs(fin))):.3g}" if fin.size else "none"
+        raise FitError(
+            f"the fitted {family_name} model implies means too large to simulate: {_count_bad(bad)} of "
+            f"{mu.size} simulated means are infinite or NaN (largest finite |mean| {big}); the estimated "
+            f"random-effect variances or fixed effects are extreme for these data (see the fit's warnings); "
+            f"rescale the predictors or simplify the model"
+        )
+    return mu
+
+
+def _poisson_draws(lam, rng) -> np.ndarray:
+    """Poisson draws as floats for finite means lam >= 0: numpy's sampler up to POISSON_EXACT_MAX,
+    and above it the normal approximation lam + sqrt(lam) Z, rounded (its error, of order
+    lam^-1/2 < 1e-9 relative, is far below the spacing of floats there). The random stream is the
+    same as ``rng.poisson(lam)`` when no mean is that large."""
+    big = lam > POISSON_EXACT_MAX
+    if not big.any():
+        return rng.poisson(lam).astype(float)
+    out = rng.poisson(np.where(big, 0.0, lam)).astype(float)
+    lb = lam[big]
+    out[big] = np.round(lb + np.sqrt(lb) * rng.standard_normal(lb.shape))
+    return out
 
 
 def _count_bad(mask) -> int:
@@ -436,7 +471,7 @@ class Poisson(Family):
         return mu
 
     def sample(self, mu, w, rng, psi=None):
-        return rng.poisson(np.maximum(mu, 0.0)).astype(float)
+        return _poisson_draws(np.maximum(simulable_means(mu, self.name), 0.0), rng)
 
     def cdf(self, y, mu, w, psi=None):
         y = np.floor(np.asarray(y, float))
@@ -522,9 +557,17 @@ class Gaussian(Family):
         return _start_for_link(self.link.name, y)
 
     def check_response(self, y, w, name):
+        # precision weights: w = 0 would be an infinite variance (no density, no draws), so zero
+        # weights are refused here, whereas the other families drop such rows from the likelihood
+        w = np.asarray(w, float)
         bad = ~np.isfinite(w) | (w <= 0)
         if bad.any():
-            raise GlmmdiagError(f"weights must be finite and > 0: {int(bad.sum())} of {len(w)} rows are not")
+            at = np.flatnonzero(bad)
+            raise GlmmdiagError(
+                f"weights must be finite and > 0 for the gaussian family (precision weights, variance "
+                f"sigma^2 / w): {int(bad.sum())} of {len(w)} rows are not (positions {at[:5].tolist()}"
+                f"{'...' if at.size > 5 else ''} among the rows used); drop those rows"
+            )
 
 
 def _start_for_link(link_name, y):
@@ -652,7 +695,7 @@ class GammaFamily(Family):
     def sample(self, mu, w, rng, psi=None):
         (a,) = self._psi(psi)
         k = np.exp(-a)
-        mu = np.asarray(mu, float)
+        mu = simulable_means(mu, self.name)
         return rng.gamma(shape=k, scale=np.maximum(mu, 0.0) / k, size=mu.shape)
 
     def cdf(self, y, mu, w, psi=None):
@@ -823,11 +866,12 @@ class _NegBin(Family):
 
     def sample(self, mu, w, rng, psi=None):
         # gamma-Poisson mixture: also valid for size -> 0 (mu = 0 for nbinom1)
-        mu = np.maximum(np.asarray(mu, float), 0.0)
+        mu = np.maximum(simulable_means(mu, self.name), 0.0)
         size, p = self._size_prob(mu, psi)
         size = np.broadcast_to(size, mu.shape)
-        lam = rng.gamma(shape=size, scale=(1.0 - p) / p, size=mu.shape)
-        return rng.poisson(lam).astype(float)
+        with np.errstate(divide="ignore", over="ignore"):
+            lam = rng.gamma(shape=size, scale=(1.0 - p) / p, size=mu.shape)
+        return _poisson_draws(simulable_means(lam, self.name), rng)
 
     def cdf(self, y, mu, w, psi=None):
         mu = np.maximum(np.asarray(mu, float), 0.0)
@@ -1179,7 +1223,7 @@ class StudentT(Family):
 
     def sample(self, mu, w, rng, psi=None):
         a, nu = self._sd(psi)
-        mu = np.asarray(mu, float)
+        mu = simulable_means(mu, self.name)
         return mu + np.exp(a) * rng.standard_t(np.broadcast_to(nu, mu.shape), size=mu.shape)
 
     def cdf(self, y, mu, w, psi=None):

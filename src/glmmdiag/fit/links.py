@@ -2,6 +2,11 @@
 
 The Laplace objective and its gradient need mu(eta), mu'(eta), mu''(eta) and mu'''(eta);
 each link supplies them in closed form, vectorised.
+
+``inverse`` returns the limiting mean (inf, 0 or 1) without a numpy warning where the linear
+predictor is extreme; callers check finiteness. ``inverse_derivs`` is the optimiser's hot path
+and sets no error state: the fitter runs under ``np.errstate(all="ignore")``
+(``glmmdiag.fit.engine.fit_design``).
 """
 from __future__ import annotations
 
@@ -63,7 +68,8 @@ class Log(Link):
         return np.log(mu)
 
     def inverse(self, eta):
-        return np.exp(eta)
+        with np.errstate(over="ignore"):  # exp(eta > 709) = inf: the mean's true limit; callers check
+            return np.exp(eta)
 
     def inverse_derivs(self, eta):
         mu = np.exp(eta)
@@ -78,7 +84,7 @@ class Logit(Link):
         return np.log(mu) - np.log1p(-mu)
 
     def inverse(self, eta):
-        return 1.0 / (1.0 + np.exp(-eta))
+        return special.expit(eta)  # 1 / (1 + exp(-eta)) without overflow for eta < -709
 
     def inverse_derivs(self, eta):
         mu = 1.0 / (1.0 + np.exp(-eta))
@@ -110,7 +116,8 @@ class Cloglog(Link):
         return np.log(-np.log1p(-np.asarray(mu, float)))
 
     def inverse(self, eta):
-        return -np.expm1(-np.exp(eta))
+        with np.errstate(over="ignore"):  # exp(eta) = inf gives mu = 1, the true limit
+            return -np.expm1(-np.exp(eta))
 
     def inverse_derivs(self, eta):
         e = np.exp(eta)
@@ -128,7 +135,8 @@ class Inverse(Link):
         return 1.0 / np.asarray(mu, float)
 
     def inverse(self, eta):
-        return 1.0 / eta
+        with np.errstate(divide="ignore"):  # eta = 0: an infinite mean, which callers check
+            return 1.0 / eta
 
     def inverse_derivs(self, eta):
         r = 1.0 / eta

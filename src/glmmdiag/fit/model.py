@@ -11,10 +11,11 @@ import pandas as pd
 from formulaic.errors import DataMismatchWarning
 from scipy import stats
 
-from glmmdiag.errors import ColumnError, ConvergenceWarning, GlmmdiagError
+from glmmdiag.errors import ColumnError, ConvergenceWarning, GlmmdiagError, GlmmdiagWarning
 from glmmdiag.fit.columns import classic_frame, float_values, match_levels, missing_values
 from glmmdiag.fit.covariance import ThetaMap, varcorr_table
 from glmmdiag.fit.design import Design, SimpleTermSpec, evaluate_expression
+from glmmdiag.fit.families import simulable_means
 from glmmdiag.fit.formula import expression_variables, formula_variables, parse_formula, signed_terms
 
 __all__ = ["GLMMResults"]
@@ -314,7 +315,11 @@ class GLMMResults:
 
         Families whose weights are likelihood weights (Poisson, Gamma, beta, nbinom1, nbinom2, t)
         have no generative model for a weighted row: the draws ignore the weights, with a warning
-        when the weights are not all 1 (DHARMa's rule).
+        when the weights are not all 1 (DHARMa's rule; a ``GlmmdiagWarning``).
+
+        Raises FitError when the model implies infinite or NaN means for the draws (e.g. a huge
+        random-effect variance under the log link); Poisson and negative binomial means above
+        1e18 are drawn by the normal approximation (numpy's Poisson sampler stops near 9.2e18).
         """
         rng = _as_generator(seed)
         d = self.design
@@ -324,7 +329,7 @@ class GLMMResults:
                 f"the model has prior weights, which the {self.family.name} family uses as likelihood "
                 f"weights: simulated responses ignore the weights (a weighted likelihood has no "
                 f"generative model), so residuals computed from these simulations may be miscalibrated",
-                UserWarning,
+                GlmmdiagWarning,
                 stacklevel=2,
             )
         if conditional or not d.terms:
@@ -337,9 +342,11 @@ class GLMMResults:
                 u = rng.standard_normal((t.nlev, t.q, nsim))
                 b = np.einsum("ab,lbs->las", Tk, u) * scale
                 eta += np.einsum("ia,ias->is", t.z, b[t.refs])
-        mu = self.family.link.inverse(eta)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked just below
+            mu = self.family.link.inverse(eta)
         w = np.broadcast_to(d.w[:, None], mu.shape)
         if self.family.name == "gaussian":
+            mu = simulable_means(mu, self.family.name)
             return mu + rng.standard_normal(mu.shape) * self.sigma / np.sqrt(w)
         return self.family.sample(mu, w, rng, self._st.psi).reshape(n, nsim)
 
