@@ -153,11 +153,29 @@ class BlockedSystem:
         return (v.reshape(-1, self.l1, self.q1) @ T1).reshape(v.shape)
 
     def lam_rest_vec(self, Ts_rest):
-        """Lambda_rest as (scale vector) when all rest terms are scalar, else a dense matrix."""
+        """Lambda_rest as (scale vector) when all rest terms are scalar, else a sparse matrix
+        (``lam_rest`` applies it without building it)."""
         if self.rest_scalar:
             return np.concatenate([np.full(nl, T[0, 0]) for T, nl in zip(Ts_rest, self.rest_nlev)])
         blocks = [sparse.kron(sparse.identity(nl), T) for T, nl in zip(Ts_rest, self.rest_nlev)]
         return sparse.block_diag(blocks, format="csr")
+
+    def lam_rest(self, Ts_rest, A, transpose=False):
+        """Lambda_rest A (Lambda_rest' A with ``transpose``) for A with qr rows (a vector or a
+        matrix): each term's q x q factor applied level by level, without building the sparse
+        block-diagonal matrix (``sparse.kron`` costs about 1 ms a call, several calls a Newton step)."""
+        if self.rest_scalar:
+            lr = self.lam_rest_vec(Ts_rest)
+            return lr * A if A.ndim == 1 else lr[:, None] * A
+        out = np.empty(A.shape)
+        off = 0
+        for T, nl in zip(Ts_rest, self.rest_nlev):
+            k = nl * T.shape[0]
+            blk = A[off : off + k]
+            M = T.T if transpose else T
+            out[off : off + k] = (M[None] @ blk.reshape(nl, T.shape[0], -1)).reshape(blk.shape)
+            off += k
+        return out
 
     def a11_solve(self, F: Factor, v):
         if self.q1 == 1:
@@ -222,13 +240,13 @@ class BlockedSystem:
         if not qr:
             return M
         M = M.copy()
-        lr = self.lam_rest_vec(T[1:])
         if self.rest_scalar:
+            lr = self.lam_rest_vec(T[1:])
             M[:qr, :] *= lr[:, None]
             M[:, :qr] *= lr[None, :]
         else:
-            M[:qr, :] = np.asarray(lr.T @ M[:qr, :])
-            M[:, :qr] = np.asarray((lr.T @ M[:, :qr].T).T)
+            M[:qr, :] = self.lam_rest(T[1:], M[:qr, :], transpose=True)
+            M[:, :qr] = self.lam_rest(T[1:], M[:, :qr].T, transpose=True).T
         return M
 
     def _right_w1(self, C, W1):
@@ -274,11 +292,7 @@ class BlockedSystem:
         if not qr:
             return x
         out = x.copy()
-        lr = self.lam_rest_vec(F.T[1:])
-        if self.rest_scalar:
-            out[:qr] = lr * x[:qr]
-        else:
-            out[:qr] = (lr.T @ x[:qr]) if transpose else (lr @ x[:qr])
+        out[:qr] = self.lam_rest(F.T[1:], x[:qr], transpose)
         return out
 
     def solve(self, cp: CrossProducts, F: Factor, g1, grest):
@@ -305,7 +319,7 @@ class BlockedSystem:
         blocks1 = inv11
         if qr:
             Sinv = spd_inverse(F.L22[:qr, :qr])
-            lr = self.lam_rest_vec(T[1:])
+            lr = self.lam_rest_vec(T[1:]) if self.rest_scalar else None
         if qr and q1 == 1 and self.rest_scalar and isinstance(cp.Cr, SparseRest):
             # sparse C_r: m_j' S^{-1} m_j for every column m_j of M1 from (S^{-1} M1) at M1's entries only
             pat = self.pattern
@@ -315,7 +329,7 @@ class BlockedSystem:
             blocks1 = inv11 + (quad / F.a11**2)[:, None, None]
         elif qr:
             M1 = self.lam1t(T[0], self.cr_dense(cp))
-            M1 = lr[:, None] * M1 if self.rest_scalar else np.asarray(lr.T @ M1)
+            M1 = lr[:, None] * M1 if self.rest_scalar else self.lam_rest(T[1:], M1, transpose=True)
             M = np.einsum("rla,lab->rlb", M1.reshape(qr, l1, q1), inv11)  # M1 A11^{-1}
             SM = (Sinv @ M.reshape(qr, -1)).reshape(qr, l1, q1)
             blocks1 = inv11 + np.einsum("rla,rlb->lab", M, SM)
@@ -354,7 +368,7 @@ class BlockedSystem:
         K = np.zeros((self.l1, q1, q1))
         bt_parts, pos_parts = [], []
         if qr:
-            lr = self.lam_rest_vec(T[1:])
+            lr = self.lam_rest_vec(T[1:]) if self.rest_scalar else None
             pat = self.pattern
             if q1 == 1 and self.rest_scalar and not self.rest_dense:
                 m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
@@ -362,7 +376,7 @@ class BlockedSystem:
                 M1r = None
             else:
                 M1r = self.lam1t(T[0], self.cr_dense(cp))
-                M1r = lr[:, None] * M1r if self.rest_scalar else np.asarray(lr.T @ M1r)
+                M1r = lr[:, None] * M1r if self.rest_scalar else self.lam_rest(T[1:], M1r, transpose=True)
                 SM += Sinv[:, :qr] @ M1r
             bt_parts.append(np.column_stack([t.z @ Tk for t, Tk in zip(terms[1:], T[1:])]))
             pos_parts.append(pat.rest_cols)

@@ -554,9 +554,12 @@ def _fit_glmm(design, family, n_agq, opt, start):
     if not first.warnings:
         return first
     opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
-    theta0, beta0 = _stage0(prob, beta_glm, psi_glm, opt2)
-    prob.reset_modes()
-    second = _glmm_from(prob, theta0, beta0, psi_glm, opt2)
+    try:  # the second attempt only competes with the first: its failure keeps the first
+        theta0, beta0 = _stage0(prob, beta_glm, psi_glm, opt2)
+        prob.reset_modes()
+        second = _glmm_from(prob, theta0, beta0, psi_glm, opt2)
+    except NUMERICAL_FAILURES:
+        return first
     second.opt.stages = opt.stages + second.opt.stages
     return second if second.deviance < first.deviance - 1e-8 or not second.warnings else first
 
@@ -625,7 +628,10 @@ def _off_boundary(prob, st, opt):
         return st
     th = st.theta.copy()
     th[at0] = 1e-3
-    _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
+    try:
+        _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
+    except NUMERICAL_FAILURES:
+        return st
     if g is None or not np.any(g[at0] < 0):
         return st
     move = at0[g[at0] < 0]
@@ -639,7 +645,10 @@ def _off_boundary(prob, st, opt):
     if best_th is None:
         return st
     opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
-    again = _glmm_from(prob, best_th, st.beta, st.psi, opt2)
+    try:  # a restart that fails keeps the boundary fit (with its warning)
+        again = _glmm_from(prob, best_th, st.beta, st.psi, opt2)
+    except NUMERICAL_FAILURES:
+        return st
     if again.deviance < st.deviance - 1e-8:
         again.opt.stages = st.opt.stages + again.opt.stages
         again.opt.n_eval += st.opt.n_eval

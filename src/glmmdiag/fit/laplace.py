@@ -58,6 +58,17 @@ class PirlsError(RuntimeError):
     pass
 
 
+def _check_decrement(dec):
+    """A Newton decrement that is not a finite number >= 0 (NaN or inf weights, an indefinite
+    solve) would never meet a stopping rule (``nan < x`` is False): PirlsError."""
+    if not dec >= 0.0 or dec == np.inf:
+        raise PirlsError(f"Newton decrement {dec!r} in penalised IRLS (non-finite weights or scores)")
+
+
+def _not_converged(max_iter):
+    raise PirlsError(f"penalised IRLS did not converge in {max_iter} iterations")
+
+
 class GLMMProblem:
     def __init__(self, design, family, n_agq: int = 1, tol: float = 1e-14, max_iter: int = 100):
         self.d = design
@@ -130,6 +141,39 @@ class GLMMProblem:
             F.ok = False
         return cp, F
 
+    def _no_descent(self, dec, scale):
+        """Every halving of a Newton step failed to decrease the objective: fine (the caller
+        stops at the mode) when the predicted decrease ``dec`` is at rounding level, otherwise
+        the objective and its derivatives disagree (a kink at the edge of the support)."""
+        if dec >= self.DEC_FLAT * scale:
+            raise PirlsError(
+                f"step halving found no decrease of the penalised deviance along the Newton direction "
+                f"(predicted decrease {dec:.3g}): the conditional mode is at the edge of the family's support"
+            )
+
+    def _flat(self, step, dec, scale) -> bool:
+        """A halved step although the predicted decrease is below the acceptance slack: the
+        objective's rounding hides any further progress, u is the mode to machine precision."""
+        return step < 1.0 and dec < self.DEC_FLAT * scale
+
+    def _progress(self, step, change, scale, stalls, evals) -> int:
+        """Bookkeeping after an accepted step that did not end the iteration; returns the new
+        count of consecutive stalled steps, or raises PirlsError when the call has stalled
+        MAX_STALLS times in a row or used up its MAX_EVALS evaluations."""
+        if step < 1.0 and change < self.DEC_FLAT * scale:
+            stalls += 1
+            if stalls >= self.MAX_STALLS:
+                raise PirlsError(
+                    f"penalised IRLS makes no progress: {stalls} halved Newton steps in a row did not "
+                    f"decrease the penalised deviance (the conditional mode is at the edge of the "
+                    f"family's support)"
+                )
+        else:
+            stalls = 0
+        if evals >= self.MAX_EVALS:
+            raise PirlsError(f"penalised IRLS did not converge within {evals} evaluations")
+        return stalls
+
     # PIRLS stopping rule, on the Newton decrement dec = g'H^{-1}g = |u - u^|_H^2 to first order
     # (the predicted decrease of the objective -2 l + |u|^2). With s = |objective| + 1: if
     # dec < DEC_STOP s, u is the mode (|u - u^|_H < 1e-11 sqrt(s)) and its factor is reused; if
@@ -139,6 +183,20 @@ class GLMMProblem:
     # < 1e-14 s). With the first-order warm start, the Hessian's evaluations stop at once.
     DEC_TOL = 1e-14
     DEC_STOP = 1e-22
+    # Termination: every call ends after at most MAX_EVALS evaluations of the log density, and a
+    # call that does not converge raises PirlsError rather than returning a point that is not the
+    # mode. A Newton step may be halved MAX_HALVINGS times (a saturated row, W ~ 0 with a score
+    # that is not, can make the full step 1e15 times too long: 2^-50). If no halved step is
+    # accepted, the direction is not a descent direction of the objective: a kink, where the
+    # family clamps mu at the edge of its support so the objective is flat while the score is not.
+    # That is acceptable only when the predicted decrease dec is at rounding level (< DEC_FLAT s,
+    # the acceptance slack of a step). An accepted halved step that decreased the objective by
+    # less than that slack made no progress (the mode sits on such a kink and the accepted steps
+    # shrink towards it): MAX_STALLS of them in a row end the call.
+    MAX_HALVINGS = 60
+    DEC_FLAT = 1e-10
+    MAX_STALLS = 3
+    MAX_EVALS = 1000
     PREDICT = True  # first-order warm start of the modes (``_predict_u``), single scalar term
 
     def pirls(self, beta, theta, u0=None, with_beta=False, psi=None):
@@ -158,13 +216,36 @@ class GLMMProblem:
                 return out
         # trial points may leave the family's support (inf/nan): handled below, not warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            if self._diag and not with_beta:
-                out = self._pirls_diag(beta, theta, u0, psi)
-            else:
-                out = self._pirls(beta, theta, u0, with_beta, psi)
+            try:
+                out = self._pirls_any(beta, theta, u0, with_beta, psi)
+            except PirlsError:
+                if u0 is not None or not self._warm():
+                    raise
+                out = self._cold_retry(beta, theta, with_beta, psi)
         # the same parameters come back (the optimum: final gradient, Hessian, conditional variances)
         self._pirls_memo = (key, out, self.eta) if key is not None else None
         return out
+
+    def _pirls_any(self, beta, theta, u0, with_beta, psi):
+        if self._diag and not with_beta:
+            return self._pirls_diag(beta, theta, u0, psi)
+        return self._pirls(beta, theta, u0, with_beta, psi)
+
+    def _warm(self) -> bool:
+        """Whether the next PIRLS starts anywhere but u = 0 (a warm start or a predicted mode)."""
+        return bool(np.any(self.u != 0.0)) or self._last is not None or self._last_general is not None
+
+    def _cold_retry(self, beta, theta, with_beta, psi):
+        """PIRLS once more from u = 0 after a failure from a warm start (the modes of other
+        parameters can sit across a kink of the objective from this mode). A second failure
+        raises and leaves the warm-start state as it was."""
+        saved = (self.u, self._last, self._last_general)
+        self.u, self._last, self._last_general = np.zeros(self.nq), None, None
+        try:
+            return self._pirls_any(beta, theta, None, with_beta, psi)
+        except PirlsError:
+            self.u, self._last, self._last_general = saved
+            raise
 
     def _pirls(self, beta, theta, u0, with_beta, psi):
         self._last = None
@@ -194,6 +275,7 @@ class GLMMProblem:
         q1 = sysm.l1 * sysm.q1
         D = self.X if with_beta else None
         final = None
+        evals = stalls = 0
         for it in range(self.max_iter):
             g_u = self.lamt_zt(T, s) - u
             cp, F = self._factor(W, theta, D)
@@ -216,9 +298,11 @@ class GLMMProblem:
                 if observed and not with_beta:
                     final = (cp, F)
                 break
+            _check_decrement(dec)
             last = dec < self.DEC_TOL * scale
             step = 1.0
-            for _ in range(30):
+            for _ in range(self.MAX_HALVINGS):
+                evals += 1
                 u_new = u + step * du
                 if with_beta:
                     b_new = beta + step * db
@@ -232,6 +316,7 @@ class GLMMProblem:
                     break
                 step *= 0.5
             else:
+                self._no_descent(dec, scale)
                 break  # no improvement possible: at the optimum to machine precision
             if not np.isfinite(obj_new):
                 break
@@ -240,9 +325,13 @@ class GLMMProblem:
                 beta, base = b_new, base_new
             change = obj - obj_new
             obj = obj_new
-            # Newton converges quadratically: stop once the decrease is at rounding level
-            if last or (change < self.tol * (abs(obj) + 1.0) and step == 1.0):
+            # Newton converges quadratically: stop once the decrease is at rounding level (or a
+            # step had to be halved although the predicted decrease was below the rounding slack)
+            if last or (change < self.tol * (abs(obj) + 1.0) and step == 1.0) or self._flat(step, dec, scale):
                 break
+            stalls = self._progress(step, change, scale, stalls, evals)
+        else:
+            _not_converged(self.max_iter)
         if final is None:
             final = self._factor(W, theta)
         cp, F = final
@@ -303,6 +392,7 @@ class GLMMProblem:
             raise PirlsError("log-likelihood not finite at the starting conditional modes")
         t2 = th * th
         h = None
+        evals = stalls = 0
         for it in range(self.max_iter):
             g = th * np.bincount(refs, s if z is None else z * s, minlength=nl) - u
             Dw = np.bincount(refs, W if z2 is None else W * z2, minlength=nl)
@@ -319,9 +409,11 @@ class GLMMProblem:
                 if not observed:
                     h = None
                 break
+            _check_decrement(dec)
             last = dec < self.DEC_TOL * scale
             step = 1.0
-            for _ in range(30):
+            for _ in range(self.MAX_HALVINGS):
+                evals += 1
                 u_new = u + step * du
                 zu = u_new[refs] if z is None else z * u_new[refs]
                 eta_new = base + th * zu
@@ -331,6 +423,7 @@ class GLMMProblem:
                     break
                 step *= 0.5
             else:
+                self._no_descent(dec, scale)
                 h = None
                 break
             if not np.isfinite(obj_new):
@@ -340,8 +433,11 @@ class GLMMProblem:
             change = obj - obj_new
             obj = obj_new
             h = None
-            if last or (change < self.tol * (abs(obj) + 1.0) and step == 1.0):
+            if last or (change < self.tol * (abs(obj) + 1.0) and step == 1.0) or self._flat(step, dec, scale):
                 break
+            stalls = self._progress(step, change, scale, stalls, evals)
+        else:
+            _not_converged(self.max_iter)
         if h is None:
             Dw = np.bincount(refs, W if z2 is None else W * z2, minlength=nl)
             h = t2 * Dw + 1.0

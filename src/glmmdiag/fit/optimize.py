@@ -99,6 +99,9 @@ def projected_gradient(x, g, lb) -> float:
     return float(np.max(np.abs(proj))) if proj.size else 0.0
 
 
+FAILED = 1e300  # what the optimiser sees where the objective has no value (PIRLS failed)
+
+
 def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
     """Minimise fun over x >= lb with L-BFGS-B; records evaluations and status in ``opt``."""
     count = [0]
@@ -106,7 +109,7 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
     def f(x):
         count[0] += 1
         v = fun(x)
-        return v if np.isfinite(v) else 1e300
+        return v if np.isfinite(v) else FAILED
 
     bounds = [(None if not np.isfinite(l) else l, None) for l in lb]
     if jac is None:
@@ -131,7 +134,15 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
 
     x0 = np.asarray(x0, float)
     f0, g0 = fg(x0)
-    if np.isfinite(f0) and projected_gradient(x0, g0, lb) <= opt.gtol:  # converged at the start
+    if not f0 < FAILED:  # no value at the start (PIRLS failed): nothing to descend from
+        opt.n_eval += count[0]
+        opt.hess_inv = None
+        opt.converged = False
+        opt.message = f"{stage}: the objective could not be evaluated at the starting point"
+        opt.stages.append({"stage": stage, "nfev": count[0], "nit": 0, "fun": float("inf"),
+                           "message": "the objective could not be evaluated at the starting point"})
+        return x0, float("inf")
+    if projected_gradient(x0, g0, lb) <= opt.gtol:  # converged at the start
         opt.n_eval += count[0]
         opt.hess_inv = None
         opt.stages.append({"stage": stage, "nfev": count[0], "nit": 0, "fun": float(f0),
