@@ -35,7 +35,8 @@ examples:
 exit codes: 0 done, 2 bad input (one line on stderr), 1 unexpected failure (traceback)
 """
 
-FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "beta", "nbinom1", "nbinom2", "t")
+FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "beta", "nbinom1", "nbinom2", "t", "betabinomial",
+            "tweedie", "ordbeta")
 
 class BadInput(Exception):
     """A user error: reported in one line, exit code 2."""

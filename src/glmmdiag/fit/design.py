@@ -396,8 +396,9 @@ def build_design(
     if pf.response_cbind:
         s = np.asarray(evaluate_expression(pf.response_cbind[0], df, "cbind() argument"), dtype=float)
         f = np.asarray(evaluate_expression(pf.response_cbind[1], df, "cbind() argument"), dtype=float)
-        if family.name != "binomial":
-            raise GlmmdiagError("cbind(successes, failures) responses need family='binomial'")
+        if family.weight_role != "trials":
+            raise GlmmdiagError("cbind(successes, failures) responses need a family of counts out of trials "
+                                "(family='binomial' or 'betabinomial')")
         if (f < 0).any():
             raise GlmmdiagError(
                 f"cbind({pf.response_cbind[0]}, {pf.response_cbind[1]}): {int((f < 0).sum())} of {n} rows "
@@ -410,7 +411,7 @@ def build_design(
     else:
         rname = pf.response
         raw = df[rname] if rname in df.columns else evaluate_expression(rname, df, "response")
-        if family.name == "binomial":
+        if family.weight_role == "trials":  # binomial, betabinomial
             y, w = _binomial_response(raw, w_sub, rname)
             if w is None:
                 w = w_sub

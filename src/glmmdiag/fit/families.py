@@ -58,6 +58,9 @@ __all__ = [
     "NBinom2",
     "NBinom1",
     "StudentT",
+    "BetaBinomial",
+    "Tweedie",
+    "OrdBeta",
     "get_family",
     "FAMILIES",
 ]
@@ -1235,6 +1238,580 @@ class StudentT(Family):
 
 
 # ======================================================================================
+def _betabinom_logpmf(y, n, a, b):
+    """log P(Y = y) of the beta-binomial with n trials and Beta(a, b) success probability."""
+    return (special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)
+            + special.betaln(y + a, n - y + b) - special.betaln(a, b))
+
+
+class BetaBinomial(Family):
+    """Beta-binomial: y successes out of n = w trials, y | p ~ Binomial(n, p), p ~ Beta(mu phi,
+    (1 - mu) phi), so E[y] = n mu and var(y) = n mu (1 - mu) (phi + n) / (phi + 1).
+
+    The log density, with a = mu phi, b = (1 - mu) phi, is
+    log C(n, y) + lgamma(y + a) + lgamma(n - y + b) - lgamma(n + phi) - lgamma(a) - lgamma(b)
+    + lgamma(phi).
+
+    psi = (log phi,).  ``dispersion(psi)`` = phi, glmmTMB's ``sigma()``; its ``betad`` = log(phi)
+    = psi (cbpp_betabinomial, glmmTMB 1.1.5: betad = 2.38349, sigma = 10.8427).  The binomial
+    limit is phi -> infinity.  Weights are the numbers of trials (as for binomial).
+    """
+
+    name = "betabinomial"
+    default_link = "logit"
+    allowed_links = ("logit", "probit", "cloglog")
+    discrete = True
+    has_dispersion = True
+    psi_names = ("log_phi",)
+    weight_role = "trials"
+    dw_costly = True
+
+    def check_response(self, y, w, name):
+        Binomial.check_response(self, np.asarray(y, float), np.asarray(w, float), name)
+
+    def loglik_const(self, y, w):
+        return special.gammaln(w + 1) - special.gammaln(y + 1) - special.gammaln(w - y + 1)
+
+    @staticmethod
+    def _clip(mu):
+        return np.clip(mu, _TINY, 1.0 - 1e-15)
+
+    def _ab(self, mu, psi):
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        mu = self._clip(mu)
+        return mu, phi, mu * phi, (1.0 - mu) * phi
+
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
+        mu, phi, a, b = self._ab(mu, psi)
+        f = w - y
+        ll = (special.gammaln(y + a) + special.gammaln(f + b) - special.gammaln(w + phi)
+              - special.gammaln(a) - special.gammaln(b) + special.gammaln(phi))
+        l1 = phi * (special.digamma(y + a) - special.digamma(a) - special.digamma(f + b) + special.digamma(b))
+        if order < 3:
+            t = (_tri_tetra(y + a, False) - _tri_tetra(a, False)
+                 + _tri_tetra(f + b, False) - _tri_tetra(b, False))
+            return ll, l1, phi * phi * t, None
+        t_ya, q_ya = _tri_tetra(y + a)
+        t_a, q_a = _tri_tetra(a)
+        t_fb, q_fb = _tri_tetra(f + b)
+        t_b, q_b = _tri_tetra(b)
+        l2 = phi * phi * (t_ya - t_a + t_fb - t_b)
+        l3 = phi**3 * (q_ya - q_a - q_fb + q_b)
+        return ll, l1, l2, l3
+
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
+        # d/dpsi = phi d/dphi, with da/dpsi = a and db/dpsi = b
+        mu, phi, a, b = self._ab(mu, psi)
+        f = w - y
+        Dy = special.digamma(y + a) - special.digamma(a)
+        Df = special.digamma(f + b) - special.digamma(b)
+        Dn = special.digamma(w + phi) - special.digamma(phi)
+        t_ya, q_ya = _tri_tetra(y + a)
+        t_a, q_a = _tri_tetra(a)
+        t_fb, q_fb = _tri_tetra(f + b)
+        t_b, q_b = _tri_tetra(b)
+        Ty, Tf = t_ya - t_a, t_fb - t_b
+        Qy, Qf = q_ya - q_a, q_fb - q_b
+        g = a * Dy + b * Df - phi * Dn
+        g1 = phi * (Dy - Df) + phi * (a * Ty - b * Tf)          # d l_mu / dpsi
+        l2 = phi * phi * (Ty + Tf)
+        g2 = 2.0 * l2 + phi * phi * (a * Qy + b * Qf)            # d l_mumu / dpsi
+        if not second:
+            return [g], [g1], [g2], None
+        Tn = _tri_tetra(w + phi, False) - _trigamma(phi)
+        h = a * Dy + a * a * Ty + b * Df + b * b * Tf - phi * Dn - phi * phi * Tn
+        return [g], [g1], [g2], [[h]]
+
+    def psi_start(self, y, mu, w):
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        mu = self._clip(mu)
+        ok = w > 0
+        v = w[ok] * mu[ok] * (1.0 - mu[ok])
+        x2 = np.sum((y[ok] - w[ok] * mu[ok]) ** 2 / v - 1.0)
+        den = np.sum(w[ok] - 1.0)
+        rho = x2 / den if den > 0 else 0.1
+        rho = float(np.clip(rho, 1e-3, 0.9))
+        return np.array([np.log(1.0 / rho - 1.0)])
+
+    def dispersion(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(np.exp(c))
+
+    def glmmtmb_betad(self, psi=None):
+        (c,) = self._psi(psi)
+        return _as_float(c)
+
+    def variance(self, mu, psi=None, trials=1.0):
+        """Variance of the proportion y / n for ``trials`` n: mu (1 - mu) (phi + n) / ((phi + 1) n);
+        the Bernoulli variance mu (1 - mu) for n = 1 (the default) or without psi."""
+        if psi is None:
+            return mu * (1.0 - mu)
+        (c,) = self._psi(psi)
+        phi = np.exp(c)
+        return mu * (1.0 - mu) * (phi + trials) / ((phi + 1.0) * trials)
+
+    def sample(self, mu, w, rng, psi=None):
+        mu, phi, a, b = self._ab(np.asarray(mu, float), psi)
+        shape = np.broadcast(mu, w).shape
+        prob = rng.beta(np.broadcast_to(a, shape), np.broadcast_to(b, shape))
+        return rng.binomial(np.broadcast_to(np.asarray(w), shape).astype(np.int64), prob).astype(float)
+
+    def cdf(self, y, mu, w, psi=None):
+        """P(Y <= y), summing the probabilities of 0..floor(y) (y >= n gives 1)."""
+        mu, phi, a, b = self._ab(np.asarray(mu, float), psi)
+        y, n, a, b = np.broadcast_arrays(np.floor(np.asarray(y, float)), np.round(np.asarray(w, float)), a, b)
+        out = np.where(y >= n, 1.0, 0.0)
+        todo = (y >= 0) & (y < n)
+        if todo.any():
+            yt, nt, at, bt = y[todo], n[todo], a[todo], b[todo]
+            k = np.arange(int(yt.max()) + 1, dtype=float)
+            lp = _betabinom_logpmf(k[None, :], nt[:, None], at[:, None], bt[:, None])
+            lp = np.where(k[None, :] <= yt[:, None], lp, -np.inf)
+            out[todo] = np.minimum(np.exp(special.logsumexp(lp, axis=1)), 1.0)
+        return out
+
+    def start_mu(self, y, w):
+        return (np.asarray(y, float) + 0.5) / (np.asarray(w, float) + 1.0)
+
+
+# ======================================================================================
+def _log_sigmoid(x):
+    """log(1 / (1 + exp(-x))), stable for all x."""
+    return -np.logaddexp(0.0, -x)
+
+
+def _sigmoid(x):
+    return special.expit(x)
+
+
+class OrdBeta(Family):
+    """Ordered beta (Kubinec 2023) for proportions in [0, 1] with exact zeros and ones, as
+    glmmTMB's ``ordbeta``: with mu = logistic(eta), cutpoints k1 < k2 and s_i = logistic(eta - k_i),
+
+    P(y = 0) = 1 - s_1,   P(y = 1) = s_2,
+    f(y) = (s_1 - s_2) Beta(y; mu phi, (1 - mu) phi) for 0 < y < 1.
+
+    s_1 - s_2 = s_1 (1 - s_2) (1 - exp(k1 - k2)), so the log density of the middle part is
+    log s_1 + log(1 - s_2) + log(-expm1(k1 - k2)) + the beta log density.
+
+    psi = (log phi, k1, k2): glmmTMB's ``betad`` = log(phi) = psi[0], ``sigma()`` = phi (what
+    ``dispersion(psi)`` returns), and its ``psi`` = (k1, k2) = psi[1:], the cutpoints on the logit
+    scale (reported by glmmTMB as the "cutoffs" logistic(k1), logistic(k2); ``dispersion_extra``).
+    Weights multiply the log density.  Only the logit link.  Note that mu (the fitted values) is
+    the mean of the beta part, not E[y] = s_2 + (s_1 - s_2) mu.
+    """
+
+    name = "ordbeta"
+    default_link = "logit"
+    allowed_links = ("logit",)
+    has_dispersion = True
+    psi_names = ("log_phi", "cut1", "cut2")
+    dw_costly = True
+
+    _beta = None
+
+    def _beta_family(self):
+        if self._beta is None:
+            self._beta = Beta("logit")
+        return self._beta
+
+    def check_response(self, y, w, name):
+        y = np.asarray(y, float)
+        self._check_finite(y, name)
+        bad = (y < 0) | (y > 1)
+        if bad.any():
+            raise GlmmdiagError(
+                f"response {name!r} has {_count_bad(bad)} of {y.size} rows outside [0, 1], the support of "
+                f"the ordered beta family"
+            )
+        self._check_likelihood_weights(w, name)
+
+    @staticmethod
+    def _parts(y):
+        y = np.asarray(y, float)
+        return y <= 0.0, y >= 1.0
+
+    @staticmethod
+    def _mid_y(y):
+        """y with the 0s and 1s moved to 0.5 (their beta terms are masked out)."""
+        y = np.asarray(y, float)
+        return np.where((y <= 0.0) | (y >= 1.0), 0.5, y)
+
+    def loglik_const(self, y, w):
+        y = np.asarray(y, float)
+        z, o = self._parts(y)
+        ym = self._mid_y(y)
+        return np.where(z | o, 0.0, -w * (np.log(ym) + np.log1p(-ym)))
+
+    def _cut_terms(self, eta, psi):
+        """(s1, v1, v1', v1'', s2, ...) for x_i = eta - k_i: s = logistic, v = s(1 - s),
+        v' = v (1 - 2s), v'' = v (1 - 6 s + 6 s^2) (derivatives in eta)."""
+        _, k1, k2 = self._psi(psi)
+        out = []
+        for k in (k1, k2):
+            s = _sigmoid(eta - k)
+            v = s * (1.0 - s)
+            out.append((s, v, v * (1.0 - 2.0 * s), v * (1.0 - 6.0 * s * (1.0 - s))))
+        return out
+
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
+        c, k1, k2 = self._psi(psi)
+        y = np.asarray(y, float)
+        eta = np.asarray(eta, float)
+        zero, one = self._parts(y)
+        mid = ~(zero | one)
+        (s1, v1, dv1, _), (s2, v2, dv2, _) = self._cut_terms(eta, psi)
+        gap = k1 - k2
+        with np.errstate(divide="ignore", invalid="ignore"):  # k1 >= k2: no density (-inf)
+            lgap = np.where(gap < 0, np.log(-np.expm1(np.minimum(gap, -1e-300))), -np.inf)
+        bl, bs, bW, bdW = self._beta_family().eta_derivs(self._mid_y(y), eta, 1.0, np.array([c]), order)
+        l_mid = _log_sigmoid(eta - k1) + _log_sigmoid(k2 - eta) + lgap + bl
+        ll = np.where(zero, _log_sigmoid(k1 - eta), np.where(one, _log_sigmoid(eta - k2), l_mid))
+        s = np.where(zero, -s1, np.where(one, 1.0 - s2, (1.0 - s1) - s2 + bs))
+        ll, s = w * ll, w * s
+        if order < 2:
+            return ll, s, None, None
+        W = w * np.where(zero, v1, np.where(one, v2, v1 + v2 + bW))
+        if order < 3:
+            return ll, s, W, None
+        dW = w * np.where(zero, dv1, np.where(one, dv2, dv1 + dv2 + bdW))
+        return ll, s, W, dW
+
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
+        """(l, l_mu, l_mumu, l_mumumu), from the eta derivatives by the logit link's chain rule."""
+        eta = self.link.link(np.clip(np.asarray(mu, float), _TINY, 1.0 - 1e-15))
+        _, d1, d2, d3 = self.link.inverse_derivs(eta)
+        ll, s, W, dW = self.eta_derivs(y, eta, w, psi, max(order, 2))
+        l1 = s / d1
+        l2 = (-W - l1 * d2) / (d1 * d1)
+        if order < 3:
+            return ll, l1, l2, None
+        return ll, l1, l2, (-dW - 3.0 * l2 * d1 * d2 - l1 * d3) / d1**3
+
+    def _gap_derivs(self, psi):
+        """(g', g'') of g(d) = log(1 - exp(d)) at d = k1 - k2 < 0."""
+        _, k1, k2 = self._psi(psi)
+        d = k1 - k2
+        r = -np.exp(d) / -np.expm1(d)  # -e^d / (1 - e^d)
+        return r, r * (1.0 + (-r))  # g'' = -e^d/(1-e^d)^2 = g' (1 - g')
+
+    def psi_derivs(self, y, eta, w, psi, second: bool = True):
+        c, k1, k2 = self._psi(psi)
+        y = np.asarray(y, float)
+        eta = np.asarray(eta, float)
+        shape = np.broadcast(y, eta, w).shape
+        zero, one = self._parts(y)
+        mid = ~(zero | one)
+        (s1, v1, dv1, _), (s2, v2, dv2, _) = self._cut_terms(eta, psi)
+        g1, g2 = self._gap_derivs(psi)
+        (bl_c, bs_c, bW_c, bh_c), = self._beta_family().psi_derivs(self._mid_y(y), eta, 1.0, np.array([c]), second)
+        fm = mid.astype(float)
+        # log phi: the beta part of the middle rows only
+        out = [(w * fm * bl_c, w * fm * bs_c, w * fm * bW_c, (w * fm * bh_c) if second else None)]
+        # k1: rows y = 0 and the middle rows; k2: rows y = 1 and the middle rows
+        l_k1 = np.where(zero, s1, np.where(one, 0.0, -(1.0 - s1) + g1))
+        l_k2 = np.where(zero, 0.0, np.where(one, -(1.0 - s2), s2 - g1))
+        s_k1 = np.where(one, 0.0, v1)
+        s_k2 = np.where(zero, 0.0, v2)
+        W_k1 = np.where(one, 0.0, -dv1)
+        W_k2 = np.where(zero, 0.0, -dv2)
+        h11 = np.where(zero, -v1, np.where(one, 0.0, -v1 + g2))
+        h22 = np.where(zero, 0.0, np.where(one, -v2, -v2 + g2))
+        for lk, sk, Wk, hk in ((l_k1, s_k1, W_k1, h11), (l_k2, s_k2, W_k2, h22)):
+            out.append(tuple(np.broadcast_to(w * a, shape) for a in (lk, sk, Wk))
+                       + ((np.broadcast_to(w * hk, shape)) if second else None,))
+        out[0] = tuple(None if a is None else np.broadcast_to(a, shape) for a in out[0])
+        return out
+
+    def psi_hessian(self, y, eta, w, psi, summed: bool = False):
+        c, k1, k2 = self._psi(psi)
+        y = np.asarray(y, float)
+        eta = np.asarray(eta, float)
+        shape = np.broadcast(y, eta, w).shape
+        zero, one = self._parts(y)
+        pd = self.psi_derivs(y, eta, w, psi, second=True)
+        _, g2 = self._gap_derivs(psi)
+        out = np.zeros(shape + (3, 3))
+        for i in range(3):
+            out[..., i, i] = pd[i][3]
+        h12 = np.broadcast_to(w * np.where(zero | one, 0.0, -g2), shape)
+        out[..., 1, 2] = out[..., 2, 1] = h12
+        if summed:
+            return out.reshape(-1, 3, 3).sum(axis=0)
+        return out
+
+    def _probs(self, mu, psi):
+        """(P(0), P(1), P(middle), a, b) for means mu of the beta part."""
+        c, k1, k2 = self._psi(psi)
+        mu = np.clip(np.asarray(mu, float), _TINY, 1.0 - 1e-15)
+        eta = special.logit(mu)
+        s1, s2 = _sigmoid(eta - k1), _sigmoid(eta - k2)
+        phi = np.exp(c)
+        p_mid = s1 * (1.0 - s2) * -np.expm1(k1 - k2)
+        return 1.0 - s1, s2, p_mid, mu * phi, (1.0 - mu) * phi
+
+    def psi_start(self, y, mu, w):
+        y, mu = np.asarray(y, float), np.asarray(mu, float)
+        n = max(y.size, 1)
+        p0 = np.clip(np.mean(y <= 0), 0.5 / n, 0.45)
+        p1 = np.clip(np.mean(y >= 1), 0.5 / n, 0.45)
+        eta = float(np.mean(special.logit(np.clip(mu, 1e-6, 1 - 1e-6))))
+        k1 = eta - special.logit(1.0 - p0)
+        k2 = eta - special.logit(p1)
+        if k2 < k1 + 0.5:
+            k1, k2 = 0.5 * (k1 + k2) - 0.25, 0.5 * (k1 + k2) + 0.25
+        mid = (y > 0) & (y < 1)
+        c = self._beta_family().psi_start(y[mid], mu[mid], np.ones(int(mid.sum())))[0] if mid.any() else 0.0
+        return np.array([c, k1, k2])
+
+    def dispersion(self, psi=None):
+        return _as_float(np.exp(self._psi(psi)[0]))
+
+    def dispersion_extra(self, psi=None):
+        _, k1, k2 = self._psi(psi)
+        return {"lower cutoff": _as_float(_sigmoid(k1)), "upper cutoff": _as_float(_sigmoid(k2))}
+
+    def glmmtmb_betad(self, psi=None):
+        return _as_float(self._psi(psi)[0])
+
+    def variance(self, mu, psi=None):
+        """Variance of y (with its point masses) at beta-part mean mu."""
+        if psi is None:
+            return mu * (1.0 - mu)
+        p0, p1, pm, a, b = self._probs(mu, psi)
+        m = a / (a + b)
+        ey = p1 + pm * m
+        ey2 = p1 + pm * (m * m + m * (1.0 - m) / (a + b + 1.0))
+        return ey2 - ey * ey
+
+    def mean(self, mu, psi):
+        """E[y] = P(1) + P(middle) mu."""
+        p0, p1, pm, a, b = self._probs(mu, psi)
+        return p1 + pm * a / (a + b)
+
+    def sample(self, mu, w, rng, psi=None):
+        mu = np.asarray(mu, float)
+        p0, p1, pm, a, b = self._probs(mu, psi)
+        u = rng.random(mu.shape)
+        x = rng.beta(np.broadcast_to(a, mu.shape), np.broadcast_to(b, mu.shape))
+        x = np.clip(x, np.finfo(float).tiny, np.nextafter(1.0, 0.0))
+        return np.where(u < p0, 0.0, np.where(u < p0 + pm, x, 1.0))
+
+    def cdf(self, y, mu, w, psi=None):
+        p0, p1, pm, a, b = self._probs(mu, psi)
+        y = np.asarray(y, float)
+        inner = p0 + pm * special.betainc(a, b, np.clip(y, 0.0, 1.0))
+        return np.where(y < 0, 0.0, np.where(y >= 1, 1.0, inner))
+
+    def cdf_lower(self, y, mu, w, psi=None):
+        """P(Y < y): 0 at y = 0, 1 - P(1) at y = 1, the CDF in between."""
+        p0, p1, pm, a, b = self._probs(mu, psi)
+        y = np.asarray(y, float)
+        inner = p0 + pm * special.betainc(a, b, np.clip(y, 0.0, 1.0))
+        return np.where(y <= 0, 0.0, np.where(y > 1, 1.0, np.where(y == 1, 1.0 - p1, inner)))
+
+    def start_mu(self, y, w):
+        y = np.asarray(y, float)
+        n = max(y.size, 2)
+        return (y * (n - 1) + 0.5) / n
+
+
+# ======================================================================================
+class Tweedie(Family):
+    """Tweedie compound Poisson-gamma response with var = phi mu^p, 1 < p < 2: a point mass
+    P(y = 0) = exp(-lam), lam = mu^(2-p) / (phi (2-p)), and a continuous density on y > 0,
+
+    log f(y) = [y mu^(1-p)/(1-p) - mu^(2-p)/(2-p)] / phi - log y + log S(y, phi, p),
+
+    where S is the series of ``glmmdiag.fit.tweedie`` (summed to convergence, no saddlepoint
+    approximation), so the log-likelihood is exact.
+
+    psi = (log phi, logit(p - 1)): p = 1 + logistic(psi[1]).  This is glmmTMB's parameterisation:
+    its ``betad`` = log(phi) = psi[0], ``sigma()`` = phi (``dispersion(psi)``), and its ``psi`` =
+    psi[1] (tweedie_sim, glmmTMB 1.1.5: betad = 0.0444793, psi = -0.0680317, power 1.482999).
+    The power is reported by ``dispersion_extra(psi)`` as {"power": p}.  Weights multiply the log
+    density.
+    """
+
+    name = "tweedie"
+    default_link = "log"
+    allowed_links = ("log", "identity", "sqrt")
+    has_dispersion = True
+    psi_names = ("log_phi", "logit_power")
+
+    def check_response(self, y, w, name):
+        y = np.asarray(y, float)
+        self._check_finite(y, name)
+        neg = y < 0
+        if neg.any():
+            raise GlmmdiagError(
+                f"response {name!r} has {_count_bad(neg)} negative values of {y.size} rows, outside the "
+                f"support of the tweedie family (y >= 0)"
+            )
+        self._check_likelihood_weights(w, name)
+
+    def _cp(self, psi):
+        c, t = self._psi(psi)
+        return c, 1.0 + special.expit(t)
+
+    def loglik_const(self, y, w):
+        y = np.asarray(y, float)
+        pos = y > 0
+        return np.where(pos, -w * np.log(np.where(pos, y, 1.0)), 0.0)
+
+    def _series(self, y, c, p, derivs):
+        """log S and its (c, p) derivatives for the rows y > 0 (zeros elsewhere)."""
+        from glmmdiag.fit.tweedie import log_series
+
+        y = np.asarray(y, float)
+        pos = y > 0
+        n_out = 6 if derivs else 1
+        out = [np.zeros(y.shape) for _ in range(n_out)]
+        if pos.any():
+            cc = np.broadcast_to(c, y.shape)[pos]
+            pp = np.broadcast_to(p, y.shape)[pos]
+            vals = log_series(y[pos], cc, pp, derivs)
+            vals = vals if derivs else (vals,)
+            for o, v in zip(out, vals):
+                o[pos] = v
+        return out
+
+    _scache: tuple = (None, None, None)
+
+    def _log_s(self, y, c, p):
+        """log S per row (0 where y = 0), cached for the last (y, phi, p) when y is read-only (the
+        engine's response: PIRLS evaluates the density at fixed psi many times)."""
+        if not (isinstance(y, np.ndarray) and not y.flags.writeable and np.ndim(c) == 0):
+            return self._series(y, c, p, False)[0]
+        key = (float(c), float(p))
+        cy, ckey, val = self._scache
+        if cy is not y or ckey != key:
+            val = self._series(y, c, p, False)[0]
+            self._scache = (y, key, val)
+        return val
+
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
+        c, p = self._cp(psi)
+        y = np.asarray(y, float)
+        ok = mu > 0
+        m = np.where(ok, mu, 1.0)
+        ip = np.exp(-c)
+        mp = m ** (-p)  # mu^-p
+        m1p = mp * m  # mu^(1-p)
+        ll = w * (ip * (y * m1p / (1.0 - p) - m1p * m / (2.0 - p)) + self._log_s(y, c, p))
+        ll = np.where(ok, ll, -np.inf)
+        wi = w * ip
+        l1 = wi * mp * (y - m)
+        l2 = wi * mp * (-p * y / m - (1.0 - p))
+        l3 = wi * mp * (p * (p + 1.0) * y / (m * m) + p * (1.0 - p) / m)
+        return ll, l1, l2, l3
+
+    def _psi_mu_terms(self, y, mu, w, psi, second=True):
+        c, t = self._psi(psi)
+        p = 1.0 + special.expit(t)
+        q = p - 1.0
+        r1 = q * (1.0 - q)  # dp/dt
+        r2 = r1 * (1.0 - 2.0 * q)  # d2p/dt2
+        y = np.asarray(y, float)
+        m = np.where(mu > 0, mu, 1.0)
+        lm = np.log(m)
+        ip = np.exp(-c)
+        wi = w * ip
+        mp = m ** (-p)
+        m1p = mp * m
+        A = m1p / (1.0 - p)
+        B = m1p * m / (2.0 - p)
+        L = wi * (y * A - B)  # the mu part of l
+        L1 = wi * mp * (y - m)
+        L2 = wi * mp * (-p * y / m - (1.0 - p))
+        # derivatives of the mu part in p
+        Ap = A * (1.0 / (1.0 - p) - lm)
+        Bp = B * (1.0 / (2.0 - p) - lm)
+        L_p = wi * (y * Ap - Bp)
+        L1_p = -lm * L1
+        L2_p = wi * mp * (m - y) / m - lm * L2
+        logS, Sc, Sp, Scc, Scp, Spp = self._series(y, c, p, True)
+        g_c = -L + w * Sc
+        g_p = L_p + w * Sp
+        g = [g_c, r1 * g_p]
+        g1 = [-L1, r1 * L1_p]
+        g2 = [-L2, r1 * L2_p]
+        if not second:
+            return g, g1, g2, None
+        App = A * (1.0 / (1.0 - p) - lm) ** 2 + A / (1.0 - p) ** 2
+        Bpp = B * (1.0 / (2.0 - p) - lm) ** 2 + B / (2.0 - p) ** 2
+        L_pp = wi * (y * App - Bpp)
+        h_cc = L + w * Scc
+        h_cp = -L_p + w * Scp
+        h_pp = L_pp + w * Spp
+        H = [[h_cc, r1 * h_cp], [r1 * h_cp, r1 * r1 * h_pp + r2 * g_p]]
+        return g, g1, g2, H
+
+    def psi_start(self, y, mu, w):
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        mu = np.maximum(mu, _TINY)
+        p = 1.5
+        phi = np.sum(w * (y - mu) ** 2 / mu**p) / max(np.sum(w), 1e-300)
+        return np.array([np.log(np.clip(phi, 1e-3, 1e3)), 0.0])
+
+    def dispersion(self, psi=None):
+        return _as_float(np.exp(self._psi(psi)[0]))
+
+    def dispersion_extra(self, psi=None):
+        return {"power": _as_float(self._cp(psi)[1])}
+
+    def glmmtmb_betad(self, psi=None):
+        return _as_float(self._psi(psi)[0])
+
+    def variance(self, mu, psi=None):
+        if psi is None:
+            return mu**1.5
+        c, p = self._cp(psi)
+        return np.exp(c) * mu**p
+
+    def _poisson_gamma(self, mu, psi):
+        """(lam, alpha, gam): Poisson mean, gamma shape and scale of the compound representation."""
+        c, p = self._cp(psi)
+        phi = np.exp(c)
+        mu = np.maximum(np.asarray(mu, float), 0.0)
+        lam = mu ** (2.0 - p) / (phi * (2.0 - p))
+        return lam, (2.0 - p) / (p - 1.0), phi * (p - 1.0) * mu ** (p - 1.0)
+
+    def sample(self, mu, w, rng, psi=None):
+        mu = simulable_means(mu, self.name)
+        lam, alpha, gam = self._poisson_gamma(mu, psi)
+        n = _poisson_draws(simulable_means(lam, self.name), rng)
+        shape = np.where(n > 0, n * alpha, 1.0)
+        y = rng.gamma(shape, np.broadcast_to(gam, mu.shape) + 0.0 * mu)
+        return np.where(n > 0, y, 0.0)
+
+    def cdf(self, y, mu, w, psi=None):
+        """P(Y <= y) = sum_j Poisson(j; lam) GammaCDF(y; j alpha, gam), j = 0, 1, ... (the j = 0
+        term is the point mass at 0); the sum runs until the Poisson tail is below 1e-17."""
+        lam, alpha, gam = self._poisson_gamma(mu, psi)
+        y, lam, gam = np.broadcast_arrays(np.asarray(y, float), lam, gam)
+        out = np.where(y < 0, 0.0, np.exp(-lam))
+        pos = (y > 0) & (lam > 0)
+        if pos.any():
+            yl, ll, gl = y[pos], lam[pos], gam[pos]
+            jmax = int(np.ceil(ll.max() + 12.0 * np.sqrt(ll.max()) + 40.0))
+            j = np.arange(1, jmax + 1, dtype=float)
+            lp = j[None, :] * np.log(ll[:, None]) - ll[:, None] - special.gammaln(j[None, :] + 1.0)
+            gc = special.gammainc(j[None, :] * alpha, (yl / gl)[:, None])
+            out[pos] = np.minimum(np.exp(-ll) + np.sum(np.exp(lp) * gc, axis=1), 1.0)
+        return out
+
+    def cdf_lower(self, y, mu, w, psi=None):
+        """P(Y < y): 0 at y <= 0 (below the point mass), the CDF above."""
+        y = np.asarray(y, float)
+        return np.where(y <= 0, 0.0, self.cdf(y, mu, w, psi))
+
+    def start_mu(self, y, w):
+        return _start_for_link(self.link.name, y)
+
+
+# ======================================================================================
 FAMILIES: dict[str, type[Family]] = {
     "binomial": Binomial,
     "poisson": Poisson,
@@ -1244,6 +1821,9 @@ FAMILIES: dict[str, type[Family]] = {
     "nbinom2": NBinom2,
     "nbinom1": NBinom1,
     "t": StudentT,
+    "betabinomial": BetaBinomial,
+    "tweedie": Tweedie,
+    "ordbeta": OrdBeta,
 }
 _ALIASES = {
     "bernoulli": "binomial",
@@ -1252,6 +1832,7 @@ _ALIASES = {
     "negative_binomial": "nbinom2",
     "student_t": "t",
     "t_family": "t",
+    "beta_binomial": "betabinomial",
 }
 
 
