@@ -10,6 +10,7 @@ from glmmdiag.fit.design import build_design, check_rows_vs_parameters
 from glmmdiag.fit.engine import fit_or_raise
 from glmmdiag.fit.families import Family, get_family
 from glmmdiag.fit.model import GLMMResults
+from glmmdiag.fit.submodels import TRUNCATED, build_composite
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["glmm"]
@@ -26,6 +27,8 @@ def glmm(
     reml: bool = False,
     n_agq: int = 1,
     df: float | None = None,
+    ziformula: str | None = None,
+    dispformula: str | None = None,
 ) -> GLMMResults:
     """Fit a (generalized) linear mixed model from an lme4-style formula.
 
@@ -60,6 +63,16 @@ def glmm(
     df : float, optional
         Student t family only: fix the degrees of freedom at this value (> 0); by default they
         are estimated.
+    ziformula : str, optional
+        glmmTMB's zero model, a one-sided formula of fixed effects ("~ x + f", "~1"; "~0" or None:
+        none): logit pi_i = X_zi beta_zi. With poisson, binomial, nbinom1, nbinom2 it is
+        zero-inflation, P(0) = pi + (1 - pi) f(0), P(k) = (1 - pi) f(k); with the zero-truncated
+        families "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2" a hurdle model,
+        P(0) = pi, P(k > 0) = (1 - pi) f(k) / (1 - f(0)). Estimates: ``fit.fixef_zi``.
+    dispformula : str, optional
+        glmmTMB's dispersion model (fixed effects), on glmmTMB's scale of ``betad``: log theta
+        (nbinom2), log phi (nbinom1, beta), log sigma^2 (gaussian), log shape (Gamma). "~1" (the
+        default) is the constant dispersion. Estimates: ``fit.fixef_disp``.
 
     Returns
     -------
@@ -78,6 +91,10 @@ def glmm(
     DegenerateFitWarning
         From :mod:`glmmdiag.errors`; their messages are also in ``fit.warnings``.
     """
+    truncated = None
+    if isinstance(family, str) and family.lower() in TRUNCATED:
+        truncated = family.lower()
+        family = TRUNCATED[truncated]
     if df is not None:
         name = family.name if isinstance(family, Family) else str(family).lower()
         if name not in ("t", "student_t", "t_family"):
@@ -103,6 +120,13 @@ def glmm(
         raise GlmmdiagError(
             "REML is available for linear mixed models (family='gaussian' with the identity link) only"
         )
+    comp = build_composite(fam, design, data, ziformula, dispformula, truncated)
+    if comp is not None:
+        if n_agq > 1:
+            raise GlmmdiagError("n_agq > 1 with ziformula, dispformula or a truncated family is not supported yet")
+        if reml:
+            raise GlmmdiagError("REML with ziformula or dispformula is not supported yet")
+        fam = comp
     check_rows_vs_parameters(design, fam, reml)
     # numerical failures (singular matrices, PIRLS without a mode) become a FitError
     state = fit_or_raise(design, fam, reml=reml, n_agq=n_agq)

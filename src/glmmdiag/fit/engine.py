@@ -64,7 +64,10 @@ def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> Fit
     non-finite values itself (step halving, fallbacks), the result is checked once at the optimum
     (``_check_finite_fit``, ``_post_fit_checks``), and what matters reaches the user as a
     glmmdiag warning or FitError rather than as numpy/scipy warnings from inside the optimiser."""
-    design = rows_with_weight(design, family, reml)
+    kept = rows_with_weight(design, family, reml)
+    if kept is not design and getattr(family, "composite", False):
+        family = family.subset(np.asarray(design.w) > 0)  # the submodels' rows follow the design's
+    design = kept
     qr = sum(t.q * t.nlev for t in design.terms[1:])
     with blas_threads(None if qr + design.X.shape[1] >= LARGE_DENSE else 1), quiet_numerics():
         return _fit_design(design, family, reml, n_agq, start, opt)
@@ -184,7 +187,7 @@ def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
     if not design.terms:
         st = _fit_glm(design, family, reml, opt)
     else:
-        if family.name == "gaussian" and family.link.name == "identity":
+        if _is_lmm(family):
             st = _fit_lmm(design, reml, opt, start)
         else:
             st = _fit_glmm(design, family, n_agq, opt, start)
@@ -194,11 +197,21 @@ def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
     return st
 
 
+def _is_lmm(family) -> bool:
+    """Gaussian with the identity link and a constant residual variance: the profiled LMM path."""
+    return family.name == "gaussian" and family.link.name == "identity" and not getattr(family, "composite", False)
+
+
+def _scalar_sigma(family) -> bool:
+    """Whether FitState.sigma holds the gaussian residual SD (not with a dispersion model)."""
+    return family.name == "gaussian" and not getattr(family, "composite", False)
+
+
 def _check_constant_response(design, family) -> None:
     """A continuous family with a dispersion parameter (gaussian with a non-identity link, Gamma,
     beta, t) cannot be fitted to a constant response: the likelihood grows without bound as the
     dispersion shrinks to 0. (Gaussian with the identity link: ``_exact_lm`` / ``_check_lmm_residual``.)"""
-    lmm = family.name == "gaussian" and family.link.name == "identity"
+    lmm = _is_lmm(family)
     if lmm or family.name not in ("gaussian", "gamma", "beta", "t") or design.n == 0:
         return
     y = design.y
@@ -383,7 +396,7 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
 def _fit_glm(design, family, reml, opt):
     X, y, w, off = design.X, design.y, design.w, design.offset
     n, p = X.shape
-    if family.name == "gaussian" and family.link.name == "identity":
+    if _is_lmm(family):
         sw = np.sqrt(w)
         beta, *_ = linalg.lstsq(X * sw[:, None], (y - off) * sw)
         rss = float(np.sum(w * (y - off - X @ beta) ** 2))
@@ -399,8 +412,10 @@ def _fit_glm(design, family, reml, opt):
         beta, psi, ll_var, J = glm_ml(X, y, w, off, family)
         ll = ll_var + const
         vcov = _inv_block(J, p)
-        sigma = family.dispersion(psi) if family.name == "gaussian" else None
-        st = FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, sigma, opt, psi=psi)
+        sigma = family.dispersion(psi) if _scalar_sigma(family) else None
+        # a model with submodels keeps the joint information over (beta, psi) for their SEs
+        hess = (J, np.zeros(0, bool)) if getattr(family, "composite", False) else None
+        st = FitState(beta, np.zeros(0), np.zeros(0), vcov, -2 * ll, ll, sigma, opt, psi=psi, hessian=hess)
         g = _glm_hessian(X, y, w, off, family, beta, psi)[1]
         _gradient_check(st, opt, g, J)
         return st
@@ -517,7 +532,8 @@ def _glm_start(design, family):
     effects' variance anyway)."""
     X, y, w, off = design.X, _read_only(design.y), design.w, design.offset
     if family.n_psi:
-        if GLM_START_FULL:
+        if GLM_START_FULL or getattr(family, "composite", False):
+            # submodels: the GLM's joint ML (exact Newton) starts every submodel coefficient well
             beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=1e-8)
         else:
             beta, psi, _, _ = glm_ml(X, y, w, off, family, max_iter=0)
@@ -851,7 +867,7 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
     u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)  # the optimum's modes (memoised)
     cv = prob.system.cond_var(F, cp, design.terms)
     vcov, H = _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi, with_hessian=True)
-    sigma = prob.family.dispersion(psi) if prob.family.name == "gaussian" else None
+    sigma = prob.family.dispersion(psi) if _scalar_sigma(prob.family) else None
     st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv,
                   psi=None if psi is None else np.asarray(psi, float), hessian=H)
     if opt.max_grad > GRAD_TOL:
@@ -1188,7 +1204,7 @@ def _check_vcov(st: FitState, design) -> None:
 def _check_scale(st: FitState, design, family) -> None:
     """A residual scale of (nearly) zero relative to the response's SD (gaussian, Gamma, t): the
     model reproduces the response exactly and the likelihood is unbounded."""
-    if st.loglik == np.inf or family.name not in ("gaussian", "gamma", "t"):
+    if st.loglik == np.inf or family.name not in ("gaussian", "gamma", "t") or getattr(family, "composite", False):
         return
     if family.name == "gaussian" and st.sigma is not None and st.psi is None:
         val, name = float(st.sigma), "residual SD"

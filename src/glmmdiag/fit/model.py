@@ -51,7 +51,8 @@ class GLMMResults:
         self.formula = design.formula.text
         self._thetamap = ThetaMap([t.q for t in design.terms])
         # the LMM path (gaussian, identity link) keeps theta relative to sigma, as lme4
-        self._relative = family.name == "gaussian" and family.link.name == "identity"
+        self._relative = (family.name == "gaussian" and family.link.name == "identity"
+                          and not getattr(family, "composite", False))
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -88,10 +89,84 @@ class GLMMResults:
 
     @property
     def dispersion(self) -> float | None:
-        """glmmTMB's ``sigma()`` (see the class docstring); None for binomial and Poisson."""
+        """glmmTMB's ``sigma()`` (see the class docstring); None for binomial and Poisson, and
+        with a dispersion model whose dispersion differs between rows (see ``fixef_disp``)."""
         if self._st.psi is not None and self.family.n_psi:
-            return float(self.family.dispersion(self._st.psi))
+            d = self.family.dispersion(self._st.psi)
+            return None if d is None else float(d)
         return self._st.sigma
+
+    # ------------------------------------------------------------------ submodels (ziformula, dispformula)
+    @property
+    def _composite(self) -> bool:
+        return bool(getattr(self.family, "composite", False))
+
+    @property
+    def fixef_zi(self) -> pd.Series:
+        """Zero model coefficients (logit scale, glmmTMB's ``fixef(m)$zi``); empty without ``ziformula``."""
+        if not self._composite or not self.family.kz:
+            return pd.Series([], dtype=float, name="Estimate")
+        fam = self.family
+        return pd.Series(self._st.psi[fam.kd : fam.kd + fam.kz], index=fam.znames, name="Estimate")
+
+    @property
+    def fixef_disp(self) -> pd.Series:
+        """Dispersion model coefficients on glmmTMB's ``betad`` scale (``fixef(m)$disp``): log theta
+        (nbinom2), log phi (nbinom1, beta), log sigma^2 (gaussian), log shape (Gamma); empty for
+        families without dispersion and for models without ``ziformula``/``dispformula``."""
+        if not self._composite or not self.family.kd:
+            return pd.Series([], dtype=float, name="Estimate")
+        fam = self.family
+        return pd.Series(self._st.psi[: fam.kd], index=fam.dnames, name="Estimate")
+
+    @property
+    def vcov_full(self) -> pd.DataFrame:
+        """Joint covariance of the conditional, dispersion and zero model coefficients (glmmTMB's
+        ``vcov(m, full=TRUE)`` for the fixed effects), names "cond~x", "disp~x", "zi~x": the inverse
+        of the Hessian of -logLik over (free theta, beta, psi), the rows and columns of beta and psi."""
+        names = [f"cond~{n}" for n in self.design.xnames]
+        if not self._composite:
+            return pd.DataFrame(self._st.vcov, index=names, columns=names)
+        names += list(self.family.psi_names)
+        k = len(names)
+        if self._st.hessian is None:
+            return pd.DataFrame(np.full((k, k), np.nan), index=names, columns=names)
+        H, free_t = self._st.hessian
+        m = int(np.sum(free_t))
+        if not np.all(np.isfinite(H)):
+            V = np.full((k, k), np.nan)
+        else:
+            try:
+                V = np.linalg.inv(H)[m:, m:]
+            except np.linalg.LinAlgError:
+                V = np.linalg.pinv(H)[m:, m:]
+        return pd.DataFrame(0.5 * (V + V.T), index=names, columns=names)
+
+    def _sub_se(self, prefix, est) -> pd.Series:
+        V = self.vcov_full
+        keys = [f"{prefix}~{n}" for n in est.index]
+        v = np.array([V.loc[k, k] for k in keys], float) if keys else np.zeros(0)
+        with np.errstate(invalid="ignore"):
+            se = np.where(np.isfinite(v) & (v >= 0), np.sqrt(np.abs(v)), np.nan)
+        return pd.Series(se, index=est.index, name="Std. Error")
+
+    @property
+    def se_zi(self) -> pd.Series:
+        """Standard errors of ``fixef_zi``."""
+        return self._sub_se("zi", self.fixef_zi)
+
+    @property
+    def se_disp(self) -> pd.Series:
+        """Standard errors of ``fixef_disp``."""
+        return self._sub_se("disp", self.fixef_disp)
+
+    def coef_table_zi(self) -> pd.DataFrame:
+        """The zero model's Estimate, Std. Error, z value, Pr(>|z|)."""
+        return _coef_table(self.fixef_zi, self.se_zi)
+
+    def coef_table_disp(self) -> pd.DataFrame:
+        """The dispersion model's Estimate, Std. Error, z value, Pr(>|z|)."""
+        return _coef_table(self.fixef_disp, self.se_disp)
 
     @property
     def df(self) -> float | None:
@@ -283,7 +358,11 @@ class GLMMResults:
             Offsets are replayed on ``newdata``: the formula's ``offset()`` terms, and an
             ``offset=`` given to ``glmm`` as a column name (an ``offset=`` given as values cannot
             be, and predicting new data then raises :class:`~glmmdiag.errors.GlmmdiagError`).
-        type : {"link", "response"}
+        type : {"link", "response", "conditional", "zprob"}
+            "link": the conditional model's linear predictor; "conditional": its mean mu;
+            "zprob": the zero model's pi (0 without ``ziformula``); "response": the mean of the
+            response, mu without a zero model, (1 - pi) mu with zero-inflation and
+            (1 - pi) mu / (1 - f(0)) for hurdle / zero-truncated families (glmmTMB's types).
         re_form : None or str
             Which random effects to include. None: all of them. ``"~0"``, ``"~ 0"``, ``"NA"``
             (or 0, False, NaN): none, the population level. A formula of bar terms, such as
@@ -297,10 +376,37 @@ class GLMMResults:
         ndarray
             One value per row of ``newdata`` (or per fitted row).
         """
-        if type not in ("link", "response"):
-            raise GlmmdiagError("type must be 'link' or 'response'")
+        if type not in ("link", "response", "conditional", "zprob"):
+            raise GlmmdiagError("type must be 'link', 'response', 'conditional' or 'zprob'")
         eta = self._eta_parts(newdata, re_form)
-        return eta if type == "link" else self.family.link.inverse(eta)
+        if type == "link":
+            return eta
+        if not self._composite:
+            if type == "zprob":
+                return np.zeros(len(eta))
+            return self.family.link.inverse(eta)
+        fam = self.family
+        Xd = Xz = None
+        if newdata is not None:
+            Xd = self._submodel_X(newdata, "disp") if fam.disp_varies else None
+            Xz = self._submodel_X(newdata, "zi") if fam.kz else None
+            if fam.kd and fam.d_const:
+                Xd = np.ones((len(eta), 1))
+        mu, _, pi, f0 = fam.parts(eta, self._st.psi, Xd, Xz)
+        if type == "conditional":
+            return mu
+        if type == "zprob":
+            return pi
+        return fam.mean(mu, pi, f0)
+
+    def _submodel_X(self, newdata, key):
+        """The ``ziformula`` (key "zi") or ``dispformula`` ("disp") model matrix of ``newdata``."""
+        spec, kept = self.family.specs[key]
+        frame = newdata if isinstance(newdata, pd.DataFrame) else pd.DataFrame(newdata)
+        frame = _with_fitted_levels(frame.reset_index(drop=True), spec, f"{key}-model")
+        with _mismatch_as_error(f"{key}-model"):
+            X = np.asarray(spec.get_model_matrix(frame, na_action="ignore"), float)
+        return X if kept is None else X[:, kept]
 
     def fitted(self) -> np.ndarray:
         """Conditional fitted means (response scale) at the conditional modes."""
@@ -345,7 +451,7 @@ class GLMMResults:
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked just below
             mu = self.family.link.inverse(eta)
         w = np.broadcast_to(d.w[:, None], mu.shape)
-        if self.family.name == "gaussian":
+        if self.family.name == "gaussian" and not self._composite:
             mu = simulable_means(mu, self.family.name)
             return mu + rng.standard_normal(mu.shape) * self.sigma / np.sqrt(w)
         return self.family.sample(mu, w, rng, self._st.psi).reshape(n, nsim)
@@ -373,12 +479,7 @@ class GLMMResults:
     def coef_table(self) -> pd.DataFrame:
         """Estimate, Std. Error, z value, Pr(>|z|); z and p are NaN where the standard error is
         NaN, 0 or infinite (never a p-value of 0 from a missing or zero standard error)."""
-        est, se = self.fixef, self.se
-        ok = np.isfinite(se.to_numpy()) & (se.to_numpy() > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = est / se.where(ok)
-        p = pd.Series(2 * stats.norm.sf(np.abs(z.to_numpy())), index=z.index)
-        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z, "Pr(>|z|)": p})
+        return _coef_table(self.fixef, self.se)
 
     def summary(self) -> str:
         from glmmdiag.fit.summary import format_summary
@@ -387,6 +488,15 @@ class GLMMResults:
 
     def __repr__(self):
         return self.summary()
+
+
+def _coef_table(est, se) -> pd.DataFrame:
+    """Estimate, Std. Error, z value, Pr(>|z|) (z and p NaN where the SE is NaN, 0 or infinite)."""
+    ok = np.isfinite(se.to_numpy()) & (se.to_numpy() > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = est / se.where(ok)
+    p = pd.Series(2 * stats.norm.sf(np.abs(z.to_numpy())), index=z.index)
+    return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z, "Pr(>|z|)": p})
 
 
 # ---------------------------------------------------------------------- prediction helpers

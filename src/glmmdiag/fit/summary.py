@@ -48,10 +48,32 @@ def _dispersion_lines(fit) -> list[str]:
     return out
 
 
+def _coef_lines(tab) -> list[str]:
+    """A coefficient table as glmmTMB prints it (with significance stars)."""
+    if not len(tab):
+        return ["No fixed effect coefficients"]
+    lines = []
+    cells = [("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", "")]
+    for name, r in tab.iterrows():
+        p = r["Pr(>|z|)"]
+        cells.append((name, _fmt_fixed(r["Estimate"], ".6g"), _fmt_fixed(r["Std. Error"], ".6g"),
+                      _fmt_fixed(r["z value"], ".2f"), _fmt_p(p), _signif_stars(p)))
+    w = [max(len(c[k]) for c in cells) for k in range(6)]
+    for c in cells:
+        lines.append(c[0].ljust(w[0]) + " " + " ".join(c[k].rjust(w[k]) for k in range(1, 5)) + " " + c[5])
+    lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    return lines
+
+
 def format_summary(fit) -> str:
     fam = fit.family
-    lines = [f" Family: {fam.display_name}  ( {fam.link.name} )", f"Formula:          {fit.formula}",
-             f"Data: {fit.data_name}", ""]
+    lines = [f" Family: {fam.display_name}  ( {fam.link.name} )", f"Formula:          {fit.formula}"]
+    forms = getattr(fam, "formulas", {}) if getattr(fam, "composite", False) else {}
+    if forms.get("zi"):
+        lines.append(f"Zero inflation:            {forms['zi']}")
+    if forms.get("disp"):
+        lines.append(f"Dispersion:                {forms['disp']}")
+    lines += [f"Data: {fit.data_name}", ""]
     if fit.n_dropped:
         lines.insert(3, f"({fit.n_dropped} rows dropped for missing values)")
     crit = "REML criterion" if fit.reml else "deviance"
@@ -88,19 +110,11 @@ def format_summary(fit) -> str:
         lines.append(f"Number of obs: {fit.nobs}")
     lines += _dispersion_lines(fit)
     lines += ["", "Conditional model:"]
-    tab = fit.coef_table()
-    if len(tab):
-        cells = [("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", "")]
-        for name, r in tab.iterrows():
-            p = r["Pr(>|z|)"]
-            cells.append((name, _fmt_fixed(r["Estimate"], ".6g"), _fmt_fixed(r["Std. Error"], ".6g"),
-                          _fmt_fixed(r["z value"], ".2f"), _fmt_p(p), _signif_stars(p)))
-        w = [max(len(c[k]) for c in cells) for k in range(6)]
-        for c in cells:
-            lines.append(c[0].ljust(w[0]) + " " + " ".join(c[k].rjust(w[k]) for k in range(1, 5)) + " " + c[5])
-        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
-    else:
-        lines.append("No fixed effect coefficients")
+    lines += _coef_lines(fit.coef_table())
+    if forms.get("zi"):
+        lines += ["", "Zero-inflation model:"] + _coef_lines(fit.coef_table_zi())
+    if forms.get("disp"):
+        lines += ["", "Dispersion model:"] + _coef_lines(fit.coef_table_disp())
     if fit.warnings:
         lines += [""] + [f"Warning: {w}" for w in fit.warnings]
     return "\n".join(lines)

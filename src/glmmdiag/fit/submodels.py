@@ -1,0 +1,599 @@
+"""Extra linear predictors on a family's parameters, as glmmTMB's ``ziformula`` and ``dispformula``:
+one composition over any base family, not a copy per family.
+
+Per row i the base family has the conditional linear predictor eta_i (mean mu_i = g^{-1}(eta_i)) and
+its dispersion parameter on glmmTMB's scale (``betad``), now a linear predictor
+
+    zeta_i = X_disp,i' beta_disp        (the base family's psi_i = zeta_i / c, c = d betad / d psi:
+                                         1 for nbinom1, nbinom2, beta; 2 for gaussian (log sigma^2);
+                                         -1 for Gamma (log shape)),
+
+and an optional zero model with xi_i = X_zi,i' beta_zi, pi_i = logit^{-1}(xi_i). With
+f the base density and L_i = log f(0 | eta_i, zeta_i):
+
+* zero-inflation:  p(0) = pi + (1 - pi) f(0),  p(k > 0) = (1 - pi) f(k);
+* hurdle:          p(0) = pi,                  p(k > 0) = (1 - pi) f(k) / (1 - f(0));
+* zero truncation (a hurdle family without ``ziformula``, pi = 0):  p(k > 0) = f(k) / (1 - f(0)).
+
+Every case is  l_i = m_i lf(y_i) + h(L_i, xi_i)  with m_i in {0, 1} (whether the base log density of
+y_i enters) and a scalar function h of (L, xi) per row (``_zero_terms``), so all derivatives follow
+from the base family's own derivatives in (eta, psi) at y_i and at 0 by the chain rule
+(``_compose``). The engine sees one family whose psi is the coefficient vector
+[beta_disp, beta_zi]: the derivative of the log-likelihood in a coefficient j of a submodel with
+design matrix X is sum_i X_ij d l_i / d(linear predictor)_i, so the exact Laplace gradient
+(``GLMMProblem.deviance_and_gradient``'s psi terms) needs only the per-row derivatives multiplied by
+the columns of X. An intercept-only dispersion model passes a scalar psi to the base family (its
+fast, cached paths), which is today's scalar-psi model.
+
+Likelihood weights (all count families but binomial) multiply the whole composed row log density,
+as in glmmTMB; binomial's trials go to the base density.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from glmmdiag.errors import GlmmdiagError
+from glmmdiag.fit.families import Family, simulable_means
+
+__all__ = ["CompositeFamily", "ZERO_FAMILIES", "DISP_FAMILIES", "TRUNCATED"]
+
+ZERO_FAMILIES = ("poisson", "binomial", "nbinom1", "nbinom2")  # ziformula supported for these bases
+DISP_FAMILIES = ("gaussian", "gamma", "beta", "nbinom1", "nbinom2")  # dispformula supported for these
+TRUNCATED = {"truncated_poisson": "poisson", "truncated_nbinom1": "nbinom1", "truncated_nbinom2": "nbinom2"}
+
+
+def _expit(x):
+    """logit^{-1}(x) without overflow."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _softplus(x):
+    """log(1 + e^x) without overflow."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def betad_slope(base) -> float:
+    """c = d betad / d psi of the base family: glmmTMB's dispersion predictor is c psi."""
+    return float(base.glmmtmb_betad(np.array([1.0])) - base.glmmtmb_betad(np.array([0.0])))
+
+
+class CompositeFamily(Family):
+    """A base family with a dispersion model and/or a zero model (see the module docstring).
+
+    Parameters
+    ----------
+    base : Family
+        The conditional (count or continuous) family.
+    Xd : ndarray (n, k_d) or None
+        Dispersion-model matrix (an intercept column for a constant dispersion); None when the base
+        family has no dispersion parameter.
+    Xz : ndarray (n, k_z) or None
+        Zero-model matrix; None without ``ziformula``.
+    zero : {None, "zi", "hurdle"}
+        "zi": zero-inflation; "hurdle": zero-truncated base (with Xz: a hurdle model).
+    dnames, znames : list of str
+        Column names of Xd and Xz (R's model.matrix names).
+    specs : dict
+        Model specs of the submodels (``"disp"``, ``"zi"``) to replay on new data.
+    """
+
+    composite = True
+
+    def __init__(self, base, Xd=None, Xz=None, zero=None, dnames=(), znames=(), specs=None, truncated_name=None):
+        self.base = base
+        self.link = base.link
+        self.zero = zero
+        self.Xd = None if Xd is None else np.ascontiguousarray(Xd, float)
+        self.Xz = None if Xz is None else np.ascontiguousarray(Xz, float)
+        self.dnames, self.znames = list(dnames), list(znames)
+        self.specs = specs or {}
+        self.truncated_name = truncated_name
+        self.kd = 0 if self.Xd is None else self.Xd.shape[1]
+        self.kz = 0 if self.Xz is None else self.Xz.shape[1]
+        self.c = betad_slope(base) if base.n_psi else 1.0
+        # an intercept-only dispersion model: the base family gets a scalar psi (its fast paths)
+        self.d_const = self.kd == 1 and bool(np.all(self.Xd[:, 0] == 1.0))
+        self.name = base.name if truncated_name is None else truncated_name
+        self.default_link = base.default_link
+        self.allowed_links = base.allowed_links
+        self.discrete = base.discrete
+        self.has_dispersion = base.has_dispersion
+        self.weight_role = base.weight_role
+        self.dw_costly = base.dw_costly
+        self._psi_names = tuple(f"disp~{n}" for n in self.dnames) + tuple(f"zi~{n}" for n in self.znames)
+        self._y0_cache = {}
+
+    @property
+    def psi_names(self):
+        return self._psi_names
+
+    @property
+    def display_name(self):
+        return self.name if self.truncated_name else self.base.display_name
+
+    @property
+    def disp_varies(self) -> bool:
+        """True when the dispersion differs between rows (a non-constant dispersion model)."""
+        return self.kd > 0 and not self.d_const
+
+    def __repr__(self):
+        return f"{self.display_name}({self.link.name}; zero={self.zero}, disp={self.dnames}, zi={self.znames})"
+
+    def subset(self, keep):
+        """The same model on the rows ``keep`` (a boolean mask)."""
+        return CompositeFamily(self.base, None if self.Xd is None else self.Xd[keep],
+                               None if self.Xz is None else self.Xz[keep], self.zero, self.dnames,
+                               self.znames, self.specs, self.truncated_name)
+
+    # ------------------------------------------------------------------ parameters
+    def split(self, psi, Xd=None, Xz=None):
+        """(base psi, xi): the base family's psi (a scalar vector, or one (1, n) row of per-row
+        values: psi_i = X_disp,i' beta_disp / c) and the zero model's linear predictor (None)."""
+        Xd = self.Xd if Xd is None else Xd
+        Xz = self.Xz if Xz is None else Xz
+        psi = np.asarray(psi, float).reshape(-1)
+        bpsi = None
+        if self.kd:
+            bd = psi[: self.kd]
+            bpsi = np.array([bd[0] / self.c]) if self.d_const else (Xd @ bd / self.c)[None, :]
+        xi = Xz @ psi[self.kd : self.kd + self.kz] if self.kz else None
+        return bpsi, xi
+
+    def _weights(self, w):
+        """(w for the base density, multiplier of the composed row log density)."""
+        if self.zero is None or self.base.weight_role != "likelihood":
+            return w, 1.0
+        return np.ones_like(np.asarray(w, float)), w
+
+    def _y0(self, y):
+        """A read-only array of zeros like y (cached: families cache terms per read-only y)."""
+        shape = np.shape(y)
+        z = self._y0_cache.get(shape)
+        if z is None:
+            z = np.zeros(shape)
+            z.flags.writeable = False
+            self._y0_cache[shape] = z
+        return z
+
+    # ------------------------------------------------------------------ the zero model
+    def _zero_terms(self, y, L, xi):
+        """m and the derivatives of h(L, xi) per row: (m, h, h_L, h_LL, h_LLL, h_x, h_xx, h_Lx, h_LLx).
+
+        Zero-inflation, y = 0: h = log(e^xi + e^L) - log(1 + e^xi); with q = expit(L - xi) (the
+        probability that a zero comes from the count part) h_L = q, h_LL = q(1-q),
+        h_LLL = q(1-q)(1-2q), h_x = 1 - q - pi, h_xx = q(1-q) - pi(1-pi), h_Lx = -q(1-q),
+        h_LLx = -q(1-q)(1-2q); y > 0: m = 1, h = -log(1 + e^xi), h_x = -pi, h_xx = -pi(1-pi).
+        Hurdle, y = 0: m = 0, h = log pi; y > 0: m = 1, h = -log(1 - e^L) - log(1 + e^xi) with
+        a = e^L/(1 - e^L): h_L = a, h_LL = a(1+a), h_LLL = a(1+a)(1+2a), h_x = -pi,
+        h_xx = -pi(1-pi) (without xi the softplus terms are absent)."""
+        pos = np.broadcast_to(np.asarray(y) > 0, np.shape(L))
+        m = pos.astype(float)
+        zero = np.zeros(np.shape(L))
+        if xi is not None:
+            pi = _expit(xi)
+            sp = _softplus(xi)
+            v_pi = pi * (1.0 - pi)
+        if self.zero == "zi":
+            q = _expit(L - xi)
+            v = q * (1.0 - q)
+            v3 = v * (1.0 - 2.0 * q)
+            h0 = np.logaddexp(xi, L) - sp
+            h = np.where(pos, -sp, h0)
+            hL = np.where(pos, 0.0, q)
+            hLL = np.where(pos, 0.0, v)
+            hLLL = np.where(pos, 0.0, v3)
+            hx = np.where(pos, -pi, 1.0 - q - pi)
+            hxx = np.where(pos, -v_pi, v - v_pi)
+            hLx = np.where(pos, 0.0, -v)
+            hLLx = np.where(pos, 0.0, -v3)
+            return m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx
+        # hurdle / zero truncation
+        a = 1.0 / np.expm1(-L)
+        a1 = a * (1.0 + a)
+        h = np.where(pos, -np.log(-np.expm1(L)), 0.0)
+        hL = np.where(pos, a, 0.0)
+        hLL = np.where(pos, a1, 0.0)
+        hLLL = np.where(pos, a1 * (1.0 + 2.0 * a), 0.0)
+        if xi is None:
+            return m, h, hL, hLL, hLLL, None, None, None, None
+        h = h + np.where(pos, -sp, xi - sp)
+        hx = np.where(pos, -pi, 1.0 - pi) + zero
+        hxx = -v_pi + zero
+        return m, h, hL, hLL, hLLL, hx, hxx, zero, zero
+
+    # ------------------------------------------------------------------ derivatives in eta
+    def eta_derivs(self, y, eta, w, psi=None, order=3):
+        """(l, s, W, dW) of the composed row log density (see ``_compose``)."""
+        bpsi, xi = self.split(psi)
+        if self.zero is None:
+            return self.base.eta_derivs(y, eta, w, bpsi, order)
+        wb, mult = self._weights(w)
+        base = self.base
+        l1, s1, W1, dW1 = base.eta_derivs(y, eta, wb, bpsi, max(order, 2))
+        L, Le, LW, LdW = base.eta_derivs(self._y0(y), eta, wb, bpsi, max(order, 2))
+        m, h, hL, hLL, hLLL, *_ = self._zero_terms(y, L, xi)
+        Lee = -LW
+        ll = m * l1 + h
+        s = m * s1 + hL * Le
+        W = m * W1 - hL * Lee - hLL * Le * Le
+        if order < 3:
+            return ll * mult, s * mult, W * mult, None
+        if dW1 is None:
+            dW1 = base.eta_derivs(y, eta, wb, bpsi, 3)[3]
+            LdW = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)[3]
+        d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
+        return ll * mult, s * mult, W * mult, -d3 * mult
+
+    def _row_derivs(self, y, eta, w, psi, second):
+        """Per-row derivatives in the submodels' linear predictors (zeta, xi):
+        dict with dW and, per predictor, (l_p, s_p, W_p[, l_pp]) plus the cross term l_zx; each
+        multiplied by the likelihood weight."""
+        bpsi, xi = self.split(psi)
+        base = self.base
+        wb, mult = self._weights(w)
+        c = self.c
+        out = {}
+        if self.zero is None:
+            if second:
+                dW = base.eta_derivs(y, eta, wb, bpsi, 3)[3]
+                lp, sp, Wp, lpp = base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
+                out["d"] = (lp / c, sp / c, Wp / c, lpp / (c * c))
+            else:
+                dW, [(lp, sp, Wp)] = base.laplace_gradient_terms(y, eta, wb, bpsi, None)
+                out["d"] = (lp / c, sp / c, Wp / c, None)
+            out["dW"] = dW
+            return out
+        y0 = self._y0(y)
+        _, s1, W1, dW1 = base.eta_derivs(y, eta, wb, bpsi, 3)
+        L, Le, LW, LdW = base.eta_derivs(y0, eta, wb, bpsi, 3)
+        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = self._zero_terms(y, L, xi)
+        Lee, Leee = -LW, -LdW
+        d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
+        out["dW"] = -d3 * mult
+        if self.kd:
+            if second:
+                g1, gs1, gW1, gh1 = base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
+                Lz, Lez, LWz, Lzz = base.psi_derivs(y0, eta, wb, bpsi, second=True)[0]
+            else:
+                g1, gs1, gW1 = base.psi_derivs(y, eta, wb, bpsi, second=False)[0][:3]
+                Lz, Lez, LWz = base.psi_derivs(y0, eta, wb, bpsi, second=False)[0][:3]
+                gh1 = Lzz = None
+            g1, gs1, gW1, Lz, Lez, LWz = (a / c for a in (g1, gs1, gW1, Lz, Lez, LWz))
+            Leez = -LWz
+            l_z = m * g1 + hL * Lz
+            s_z = m * gs1 + hL * Lez + hLL * Le * Lz
+            d_eez = -m * gW1 + hL * Leez + hLL * (Lee * Lz + 2.0 * Le * Lez) + hLLL * Le * Le * Lz
+            l_zz = None
+            if second:
+                l_zz = (m * gh1 / (c * c) + hL * Lzz / (c * c) + hLL * Lz * Lz) * mult
+            out["d"] = (l_z * mult, s_z * mult, -d_eez * mult, l_zz)
+            if xi is not None:
+                out["dz_x"] = hLx * Lz * mult
+        if xi is not None:
+            s_x = hLx * Le
+            d_eex = hLx * Lee + hLLx * Le * Le
+            out["z"] = (hx * mult, s_x * mult, -d_eex * mult, hxx * mult)
+        return out
+
+    def _columns(self, rows, second):
+        """Per-coefficient (l, s, W, l_pp) from the per-row derivatives: column j of a submodel's
+        matrix times each."""
+        out = []
+        for key, X in (("d", self.Xd), ("z", self.Xz)):
+            if X is None or key not in rows:
+                continue
+            lp, sp, Wp, lpp = rows[key]
+            for j in range(X.shape[1]):
+                x = X[:, j]
+                if key == "d" and self.d_const:
+                    out.append((lp, sp, Wp, lpp if second else None))
+                else:
+                    out.append((x * lp, x * sp, x * Wp, (x * x * lpp) if second else None))
+        return out
+
+    def laplace_gradient_terms(self, y, eta, w, psi, dW=None):
+        rows = self._row_derivs(y, eta, w, psi, second=False)
+        cols = self._columns(rows, False)
+        return (rows["dW"] if dW is None else dW), [c[:3] for c in cols]
+
+    def psi_derivs(self, y, eta, w, psi, second: bool = True):
+        rows = self._row_derivs(y, eta, w, psi, second=second)
+        shape = np.broadcast(y, eta).shape
+        return [tuple(None if a is None else np.broadcast_to(a, shape) for a in c)
+                for c in self._columns(rows, second)]
+
+    def psi_hessian(self, y, eta, w, psi, summed: bool = False):
+        """d2 l / d(beta_disp, beta_zi)^2: X' diag(per-row second derivatives) X blocks."""
+        rows = self._row_derivs(y, eta, w, psi, second=True)
+        n = np.shape(eta)[-1]
+        blocks = []
+        if "d" in rows:
+            blocks.append(("d", self.Xd, np.broadcast_to(rows["d"][3], (n,))))
+        if "z" in rows:
+            blocks.append(("z", self.Xz, np.broadcast_to(rows["z"][3], (n,))))
+        k = self.n_psi
+        H = np.zeros((n, k, k))
+        off = {"d": 0, "z": self.kd}
+        for key, X, hrow in blocks:
+            o = off[key]
+            H[:, o : o + X.shape[1], o : o + X.shape[1]] = hrow[:, None, None] * X[:, :, None] * X[:, None, :]
+        if "d" in rows and "z" in rows:
+            cross = np.broadcast_to(rows["dz_x"], (n,))
+            C = cross[:, None, None] * self.Xd[:, :, None] * self.Xz[:, None, :]
+            H[:, : self.kd, self.kd :] = C
+            H[:, self.kd :, : self.kd] = np.swapaxes(C, 1, 2)
+        return H.sum(axis=0) if summed else H
+
+    # ------------------------------------------------------------------ density
+    def loglik_const(self, y, w):
+        return self.base.loglik_const(y, w)
+
+    def mu_derivs(self, y, mu, w, psi=None, order=3):
+        raise NotImplementedError("CompositeFamily works on the linear predictor (eta_derivs)")
+
+    def loglik(self, y, mu, w, psi=None):
+        eta = self.link.link(np.asarray(mu, float))
+        return self.eta_derivs(y, eta, w, psi, 1)[0] + self.loglik_const(y, w)
+
+    def check_response(self, y, w, name):
+        self.base.check_response(y, w, name)
+        if self.zero == "hurdle" and self.Xz is None and np.any(np.asarray(y) == 0):
+            raise GlmmdiagError(
+                f"response {name!r} has {int(np.sum(np.asarray(y) == 0))} zeros, outside the support of the "
+                f"zero-truncated family {self.name} (k >= 1); give ziformula (e.g. '~1') for a hurdle model"
+            )
+
+    def start_mu(self, y, w):
+        return self.base.start_mu(y, w)
+
+    def psi_start(self, y, mu, w):
+        """Starting coefficients: the base family's moment estimate of psi on the dispersion
+        model's intercept (c psi, least squares on X_disp); for a hurdle the logistic regression
+        of 1{y = 0} on X_zi (exact: the hurdle's zero part is separable); for zero-inflation the
+        intercept logit((p0 - f0) / (1 - f0)), p0 the share of zeros and f0 the mean base
+        probability of a zero, at least 0.05."""
+        y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
+        parts = []
+        bpsi = None
+        if self.kd:
+            sel = y > 0 if self.zero is not None else np.ones(len(y), bool)
+            if sel.sum() < 2:
+                sel = np.ones(len(y), bool)
+            z0 = float(self.c * self.base.psi_start(y[sel], mu[sel], w[sel])[0])
+            bd = np.linalg.lstsq(self.Xd, np.full(len(y), z0), rcond=None)[0]
+            parts.append(bd)
+            bpsi = np.array([z0 / self.c])
+        if self.kz:
+            if self.zero == "hurdle":
+                parts.append(_logistic_fit(self.Xz, (y == 0).astype(float)))
+            else:
+                wb, _ = self._weights(w)
+                eta = self.link.link(np.maximum(mu, 1e-8))
+                f0 = np.exp(self.base.eta_derivs(np.zeros_like(y), eta, wb, bpsi, 1)[0])
+                p0, f0m = float(np.mean(y == 0)), float(np.mean(f0))
+                pi0 = float(np.clip((p0 - f0m) / max(1.0 - f0m, 1e-8), 0.05, 0.95))
+                parts.append(np.linalg.lstsq(self.Xz, np.full(len(y), np.log(pi0 / (1 - pi0))), rcond=None)[0])
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    # ------------------------------------------------------------------ reported parameters
+    def dispersion(self, psi=None):
+        """The base family's ``sigma()`` for a constant dispersion model; None when it varies."""
+        if not self.kd or self.disp_varies:
+            return None
+        return self.base.dispersion(self.split(psi)[0])
+
+    def glmmtmb_betad(self, psi=None):
+        if not self.kd:
+            return None
+        return np.asarray(psi, float)[: self.kd]
+
+    # ------------------------------------------------------------------ response-scale pieces
+    def parts(self, eta, psi, Xd=None, Xz=None):
+        """(mu, base psi, pi, f0) per row for linear predictor ``eta`` (pi = 0 without a zero
+        model; f0 = base P(y = 0), computed for the zero models only)."""
+        bpsi, xi = self.split(psi, Xd, Xz)
+        mu = self.link.inverse(eta)
+        pi = np.zeros(np.shape(eta)) if xi is None else _expit(xi)
+        f0 = None
+        if self.zero is not None:
+            f0 = self._f0(mu, bpsi)
+        return mu, bpsi, pi, f0
+
+    def _f0(self, mu, bpsi):
+        w1 = np.ones(np.shape(mu))
+        return self.base.cdf(np.zeros(np.shape(mu)), mu, w1, bpsi) if self.base.name != "binomial" else (1 - mu)
+
+    def mean(self, mu, pi, f0):
+        """E y: (1 - pi) mu for zero-inflation, (1 - pi) mu / (1 - f0) for a hurdle."""
+        if self.zero == "hurdle":
+            return (1.0 - pi) * mu / (1.0 - f0)
+        return (1.0 - pi) * mu
+
+    def variance(self, mu, psi=None):
+        """Var y for the fitted rows (for Pearson residuals): mu is the conditional mean."""
+        bpsi, pi = self._base_psi_rows(psi, mu)
+        v = self.base.variance(mu, bpsi)
+        if self.zero is None:
+            return v
+        pi = np.zeros(np.shape(mu)) if pi is None else pi
+        if self.zero == "zi":
+            m2 = v + mu * mu
+            return (1 - pi) * m2 - ((1 - pi) * mu) ** 2
+        f0 = self._f0(mu, bpsi)
+        m1, m2 = mu / (1 - f0), (v + mu * mu) / (1 - f0)
+        return (1 - pi) * m2 - ((1 - pi) * m1) ** 2
+
+    def _rows_first(self, a, like):
+        """A per-row vector (n,) shaped to broadcast with ``like``, whose first axis is the rows
+        (the simulation layout (nobs, nsim))."""
+        a = np.asarray(a, float)
+        like = np.asarray(like)
+        if a.ndim == 1 and like.ndim == 2:
+            return a[:, None]
+        return a
+
+    def _base_psi_rows(self, psi, like):
+        bpsi, xi = self.split(psi)
+        if bpsi is not None and not self.d_const:
+            bpsi = self._rows_first(bpsi[0], like)[None, ...]
+        pi = None if xi is None else self._rows_first(_expit(xi), like)
+        return bpsi, pi
+
+    def sample(self, mu, w, rng, psi=None):
+        """Draws of the composed response for conditional means ``mu`` (nobs,) or (nobs, nsim):
+        the base draw; zero-truncated draws by the inverse CDF on (f0, 1); then a zero with
+        probability pi (zero-inflation: replacing the draw; hurdle: instead of the positive draw)."""
+        mu = simulable_means(mu, self.name)
+        bpsi, pi = self._base_psi_rows(psi, mu)
+        wb = w if self.base.weight_role == "trials" else np.ones_like(mu)
+        if self.zero == "hurdle":
+            y = self._truncated_draws(mu, bpsi, rng)
+        else:
+            y = self.base.sample(mu, wb, rng, bpsi)
+        if pi is not None:
+            y = np.where(rng.random(np.shape(mu)) < pi, 0.0, y)
+        return y
+
+    def _truncated_draws(self, mu, bpsi, rng):
+        """Zero-truncated base draws: U ~ Uniform(f0, 1) through the base quantile function."""
+        mu = np.maximum(np.asarray(mu, float), 1e-300)
+        f0 = self._f0(mu, bpsi)
+        u = f0 + (1.0 - f0) * rng.random(mu.shape)
+        u = np.minimum(u, np.nextafter(1.0, 0.0))
+        if self.base.name == "poisson":
+            y = stats.poisson.ppf(u, mu)
+        else:
+            size, p = self.base._size_prob(mu, bpsi)
+            y = stats.nbinom.ppf(u, size, p)
+        return np.maximum(y, 1.0)
+
+    def cdf(self, y, mu, w, psi=None):
+        """P(Y <= y): zero-inflation pi + (1 - pi) F(y) (y >= 0); hurdle pi + (1 - pi)(F(y) - f0)/(1 - f0)
+        (y >= 1) and pi at 0 <= y < 1; 0 below 0."""
+        y = np.asarray(y, float)
+        bpsi, pi = self._base_psi_rows(psi, mu)
+        pi = 0.0 if pi is None else pi
+        F = self.base.cdf(y, mu, w, bpsi)
+        if self.zero == "zi":
+            return np.where(y < 0, 0.0, pi + (1 - pi) * F)
+        if self.zero is None:
+            return F
+        f0 = self._f0(mu, bpsi)
+        return np.where(y < 0, 0.0, np.where(y < 1, pi, pi + (1 - pi) * (F - f0) / (1 - f0)))
+
+
+def _logistic_fit(X, z, iters=25):
+    """Maximum-likelihood logistic regression of z on X by Newton steps (a start only)."""
+    b = np.zeros(X.shape[1])
+    for _ in range(iters):
+        p = _expit(X @ b)
+        Wt = np.maximum(p * (1 - p), 1e-10)
+        step = np.linalg.lstsq(X.T @ (Wt[:, None] * X) + 1e-8 * np.eye(X.shape[1]), X.T @ (z - p), rcond=None)[0]
+        b = b + step
+        if np.max(np.abs(step), initial=0.0) < 1e-10:
+            break
+    return np.clip(b, -15, 15)
+
+
+# ---------------------------------------------------------------------------- building
+_NONE = ("", "0", "-1", "~0", "~-1", "~0+0")
+
+
+def _rhs(formula, what):
+    """The right-hand side of a one-sided submodel formula; None for none ("~0", None)."""
+    if formula is None:
+        return None
+    text = str(formula).strip()
+    if "".join(text.split()) in _NONE:
+        return None
+    if not text.startswith("~"):
+        raise GlmmdiagError(f"{what} must be a one-sided formula such as '~ x + f' or '~1'; got {formula!r}")
+    rhs = text[1:].strip()
+    if "|" in rhs:
+        raise GlmmdiagError(
+            f"random effects in {what} ({formula!r}) are not supported yet: the {what} model may contain "
+            f"fixed effects only"
+        )
+    return rhs
+
+
+def _submodel_matrix(rhs, design, data, what):
+    """(X, R names, spec) of a submodel's fixed effects on the fitted rows."""
+    import pandas as pd
+
+    from glmmdiag.fit.design import _drop_rank_deficient, r_column_name
+    from glmmdiag.fit.fixed import fixed_model_matrix
+    from glmmdiag.fit.formula import formula_variables
+
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(data)
+    names = sorted(formula_variables(rhs))
+    missing = [v for v in names if v not in data.columns]
+    if missing:
+        from glmmdiag.errors import ColumnError
+
+        raise ColumnError(f"{what} uses column(s) {missing} that are not in the data")
+    frame = data.iloc[design.rows].reset_index(drop=True)
+    for v in names:
+        col = frame[v]
+        if col.isna().any():
+            raise GlmmdiagError(
+                f"column {v!r} of the {what} has {int(col.isna().sum())} missing values among the rows the "
+                f"conditional model uses; missing values in submodel columns are not supported yet: drop them"
+            )
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            frame[v] = col.cat.remove_unused_categories()
+    X, xnames, spec = fixed_model_matrix(rhs, frame)
+    X = np.asarray(X, float)
+    xnames = [r_column_name(c) for c in xnames]
+    if X.shape[0] != design.n or not np.all(np.isfinite(X)):
+        raise GlmmdiagError(f"the {what} model matrix has non-finite values or the wrong number of rows")
+    keep = _drop_rank_deficient(X, xnames)
+    return X[:, keep], [xnames[i] for i in keep], (spec, keep if len(keep) < len(xnames) else None)
+
+
+def build_composite(base, design, data, ziformula=None, dispformula=None, truncated_name=None):
+    """The CompositeFamily for these submodel formulas, or None when there is nothing to add
+    (no zero model, a constant or absent dispersion model, not a truncated family).
+
+    Raises GlmmdiagError ("not supported yet") for combinations that are not implemented."""
+    zrhs = _rhs(ziformula, "ziformula")
+    drhs = _rhs(dispformula, "dispformula") if dispformula is not None else "1"
+    zero = "hurdle" if truncated_name else ("zi" if zrhs is not None else None)
+    if zrhs is not None and base.name not in ZERO_FAMILIES:
+        raise GlmmdiagError(
+            f"ziformula with the {base.name} family is not supported yet; zero-inflation is available for "
+            f"{', '.join(ZERO_FAMILIES)} (and hurdles via {', '.join(TRUNCATED)})"
+        )
+    if not base.n_psi:
+        if dispformula is not None and drhs is not None and "".join(drhs.split()) != "1":
+            raise GlmmdiagError(f"the {base.name} family has no dispersion parameter: dispformula does not apply")
+        drhs = None
+    elif drhs is None:
+        raise GlmmdiagError("dispformula '~0' (a fixed dispersion) is not supported yet")
+    disp_const = drhs is not None and "".join(drhs.split()) == "1"
+    if drhs is not None and not disp_const and base.name not in DISP_FAMILIES:
+        raise GlmmdiagError(
+            f"dispformula with the {base.name} family is not supported yet; available for {', '.join(DISP_FAMILIES)}"
+        )
+    if zero is None and (drhs is None or disp_const):
+        return None
+    specs = {}
+    Xd = Xz = None
+    dnames = znames = []
+    if drhs is not None:
+        if disp_const:
+            Xd, dnames = np.ones((design.n, 1)), ["(Intercept)"]
+        else:
+            Xd, dnames, specs["disp"] = _submodel_matrix(drhs, design, data, "dispformula")
+    if zrhs is not None:
+        Xz, znames, specs["zi"] = _submodel_matrix(zrhs, design, data, "ziformula")
+        if Xz.shape[1] == 0:
+            Xz, znames = None, []
+    fam = CompositeFamily(base, Xd, Xz, zero, dnames, znames, specs, truncated_name)
+    fam.formulas = {"zi": None if zrhs is None else f"~{zrhs}",
+                    "disp": None if (drhs is None or disp_const) else f"~{drhs}"}
+    fam.check_response(design.y, design.w, design.response_name)
+    return fam
