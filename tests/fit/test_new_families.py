@@ -436,3 +436,15 @@ def test_betabinomial_proportion_with_weights_equals_cbind():
     assert b.loglik == pytest.approx(a.loglik, abs=1e-8)
     np.testing.assert_allclose(b.fixef.to_numpy(), a.fixef.to_numpy(), rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(b.design.w, a.design.w)
+
+
+def test_summary_shows_the_family_parameters():
+    """summary() prints the dispersion line as glmmTMB does, plus tweedie's power and ordbeta's
+    cutoffs on the probability scale (their fitted values)."""
+    tw, ob = _fit("tweedie_sim"), _fit("ordbeta_sim")
+    p = tw.family.dispersion_extra(tw.psi)["power"]
+    assert f"Tweedie power parameter: {p:.4g}" in tw.summary()
+    cut = ob.family.dispersion_extra(ob.psi)
+    assert 0 < cut["lower cutoff"] < cut["upper cutoff"] < 1
+    assert f"Ordered beta cutoffs (probability scale): {cut['lower cutoff']:.4g}, {cut['upper cutoff']:.4g}" \
+        in ob.summary()

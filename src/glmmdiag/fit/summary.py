@@ -45,7 +45,18 @@ def _dispersion_lines(fit) -> list[str]:
     if fam.name == "t":
         how = "fixed" if fit.df_fixed else "estimated"
         out.append(f"Degrees of freedom for t family ({how}): {_fmt(fit.df, 3)}")
+    if fam.name in _EXTRA_LABELS:
+        label, keys = _EXTRA_LABELS[fam.name]
+        extra = fam.dispersion_extra(fit.psi)
+        out.append(f"{label}: {', '.join(_fmt(extra[k], 4) for k in keys)}")
     return out
+
+
+# the family parameters other than the dispersion: (label, keys of family.dispersion_extra)
+_EXTRA_LABELS = {
+    "tweedie": ("Tweedie power parameter", ("power",)),
+    "ordbeta": ("Ordered beta cutoffs (probability scale)", ("lower cutoff", "upper cutoff")),
+}
 
 
 def _coef_lines(tab) -> list[str]:
