@@ -32,6 +32,8 @@ from glmmdiag.errors import ColumnError, GlmmdiagError
 from glmmdiag.fit.columns import classic_frame
 from glmmdiag.fit.design import evaluate_expression
 from glmmdiag.fit.formula import expression_variables, formula_variables
+from glmmdiag.fit.links import Identity, Logit
+from glmmdiag.inference._terms import component_coefs, component_spec
 
 __all__ = ["marginal_means", "MarginalMeans"]
 
@@ -40,9 +42,8 @@ def _kind_name(kind) -> str:
     return str(getattr(kind, "value", kind)).lower()
 
 
-def model_variables(fit) -> tuple[dict, list]:
-    """({factor variable: levels}, [numeric variables]) of the fixed part and the formula offsets."""
-    spec = fit.design.x_spec
+def _spec_variables(spec) -> tuple[dict, list, list]:
+    """({factor variable: levels}, [numeric variables], [variables in formula order]) of a spec."""
     data_vars = set(spec.variables_by_source.get("data", set()))
     factors: dict[str, list] = {}
     for key, (kind, state) in spec.encoder_state.items():
@@ -57,16 +58,37 @@ def model_variables(fit) -> tuple[dict, list]:
         (v,) = vs
         factors[v] = list(state.get("categories", []))
     numeric = [v for v in sorted(data_vars) if v not in factors]
-    for e in fit.design.formula.offsets:
-        for v in sorted(expression_variables(e)):
-            if v not in factors and v not in numeric:
-                numeric.append(v)
-    # keep the order in which the variables enter the formula (for the grid's column order)
     order = []
     for term in spec.terms:
         for v in sorted(spec.term_variables[term] & data_vars, key=lambda s: str(term).find(s)):
             if v not in order:
                 order.append(v)
+    return factors, numeric, order
+
+
+def model_variables(fit, components=("cond",)) -> tuple[dict, list]:
+    """({factor variable: levels}, [numeric variables]) of the fixed part and the formula offsets,
+    followed by those of the other ``components`` ("zi", "disp") that only they use."""
+    factors, numeric, order = _spec_variables(fit.design.x_spec)
+    for e in fit.design.formula.offsets:
+        for v in sorted(expression_variables(e)):
+            if v not in factors and v not in numeric:
+                numeric.append(v)
+    for comp in components:
+        spec = component_spec(fit, comp)[0] if comp != "cond" else None
+        if spec is None:
+            continue
+        f2, n2, o2 = _spec_variables(spec)
+        for v, levels in f2.items():
+            if v in numeric:
+                raise GlmmdiagError(f"{v!r} is a factor in the {comp} model and numeric in another component")
+            if v in factors and list(map(str, factors[v])) != list(map(str, levels)):
+                raise GlmmdiagError(f"the factor {v!r} has different levels in the {comp} model than in "
+                                    f"the conditional model")
+            factors.setdefault(v, levels)
+        numeric += [v for v in n2 if v not in numeric and v not in factors]
+        order += [v for v in o2 if v not in order]
+    # keep the order in which the variables enter the formula (for the grid's column order)
     rank = {v: i for i, v in enumerate(order)}
     numeric.sort(key=lambda v: rank.get(v, len(rank)))
     factors = dict(sorted(factors.items(), key=lambda kv: rank.get(kv[0], len(rank))))
@@ -108,25 +130,31 @@ def _fit_data(fit, data):
     return data.iloc[rows]
 
 
-def _covariate_mean(fit, var, used) -> float:
+def _covariate_mean(fit, var, used, components=("cond",)) -> float:
     if used is not None:
         if var not in used.columns:
             raise ColumnError(f"covariate {var!r} is not a column of data=")
         vals = pd.to_numeric(used[var], errors="coerce").to_numpy(float)
         return float(np.nanmean(vals))
-    # without the data: a covariate that is its own term has its values as a column of X
-    spec = fit.design.x_spec
-    kept = fit.design.x_kept
-    for term, cols in spec.term_indices.items():
-        fs = list(term.factors)
-        if len(fs) == 1 and str(fs[0].expr) == var and len(cols) == 1:
-            c = cols[0]
-            if kept is not None:
-                pos = np.flatnonzero(np.asarray(kept) == c)
-                if not pos.size:
-                    continue
-                c = int(pos[0])
-            return float(np.mean(fit.design.X[:, c]))
+    # without the data: a covariate that is its own term has its values as a column of a model matrix
+    mats = [(fit.design.x_spec, fit.design.x_kept, fit.design.X)]
+    for comp in components:
+        if comp == "cond":
+            continue
+        spec, kept = component_spec(fit, comp)
+        if spec is not None:
+            mats.append((spec, kept, fit.family.Xz if comp == "zi" else fit.family.Xd))
+    for spec, kept, X in mats:
+        for term, cols in spec.term_indices.items():
+            fs = list(term.factors)
+            if len(fs) == 1 and str(fs[0].expr) == var and len(cols) == 1:
+                c = cols[0]
+                if kept is not None:
+                    pos = np.flatnonzero(np.asarray(kept) == c)
+                    if not pos.size:
+                        continue
+                    c = int(pos[0])
+                return float(np.mean(X[:, c]))
     raise GlmmdiagError(
         f"cannot recover the mean of covariate {var!r} from the fit (it enters the model only through a "
         f"transformation); pass data= (the data frame the model was fitted to) or give its value in at="
@@ -171,11 +199,14 @@ class MarginalMeans:
 
     Also kept, for contrasts: ``labels`` (one per mean), ``L`` (rows of the linear functions of
     the fixed effects), ``eta`` and ``vcov_eta`` (link scale, offset included), ``df``, ``level``,
-    ``type``, ``link`` and ``estimate_name`` (the table's estimate column).
+    ``type``, ``link`` and ``estimate_name`` (the table's estimate column), ``component``.
+    For ``component="zi"``, ``L`` multiplies ``fit.fixef_zi`` and ``link`` is the logit; for
+    ``component="response"``, ``eta`` holds the response-scale means, ``L`` their gradient in the
+    coefficients of ``fit.vcov_full`` and ``link`` is the identity.
     """
 
     def __init__(self, table, specs, labels, L, eta, vcov_eta, df, level, type_, link, family_name,
-                 estimate_name, notes):
+                 estimate_name, notes, component="cond"):
         self.table = table
         self.specs = specs
         self.labels = labels
@@ -189,6 +220,7 @@ class MarginalMeans:
         self.family_name = family_name
         self.estimate_name = estimate_name
         self.notes = notes
+        self.component = component
 
     @property
     def columns(self):
@@ -223,8 +255,97 @@ def resolve_df(fit, df) -> float:
     return df
 
 
+MEAN_COMPONENTS = ("cond", "zi", "response", "cmean")
+
+
+def _base_name(fam) -> str:
+    return fam.base.name if getattr(fam, "composite", False) else fam.name
+
+
+def _grid_components(fit, component) -> tuple:
+    """The components whose variables make the reference grid for ``component``."""
+    if component not in MEAN_COMPONENTS:
+        raise GlmmdiagError(f"component must be one of {list(MEAN_COMPONENTS)}; got {component!r}")
+    fam = fit.family
+    if component in ("cond", "cmean"):
+        return ("cond",)
+    if component == "zi":
+        component_spec(fit, "zi")  # raises without a zero model
+        return ("cond", "zi")
+    comps = ["cond"]
+    if getattr(fam, "composite", False):
+        if fam.kz:
+            comps.append("zi")
+        if fam.zero == "hurdle" and fam.disp_varies:
+            comps.append("disp")
+    return tuple(comps)
+
+
+def _log_f0_derivs(base_name, mu, zeta):
+    """(d log f(0) / d mu, d log f(0) / d zeta) of the base count family, zeta its dispersion
+    predictor on glmmTMB's betad scale (log theta for nbinom2, log phi for nbinom1)."""
+    if base_name == "poisson":  # f0 = exp(-mu)
+        return -np.ones_like(mu), np.zeros_like(mu)
+    if base_name == "nbinom2":  # f0 = (theta / (theta + mu))^theta
+        th = np.exp(zeta)
+        return -th / (th + mu), th * (np.log(th / (th + mu)) + mu / (th + mu))
+    if base_name == "nbinom1":  # f0 = (1 + phi)^(-mu / phi)
+        ph = np.exp(zeta)
+        return -np.log1p(ph) / ph, mu / ph * np.log1p(ph) - mu / (1.0 + ph)
+    raise GlmmdiagError(f"component='response' for a hurdle model of the {base_name} family is not supported")
+
+
+def response_mean_rows(fit, grid, Xg, off) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the response at each grid row and its gradient in (beta, beta_disp, beta_zi).
+
+    Zero-inflation: m = (1 - pi) mu; hurdle: m = (1 - pi) mu / (1 - f0), with mu = h(x'beta + offset),
+    pi = expit(z'beta_zi), f0 the base family's P(0 | mu, zeta), zeta = x_disp'beta_disp. Without a
+    zero model m = mu. The gradient columns follow ``fit.vcov_full`` (cond, disp, zi).
+    """
+    fam = fit.family
+    b = np.asarray(fit.fixef, float)
+    eta = Xg @ b + off
+    mu, dmu = fit.family.link.inverse_derivs(eta)[:2]
+    composite = getattr(fam, "composite", False)
+    kd = fam.kd if composite else 0
+    kz = fam.kz if composite else 0
+    if not composite or fam.zero is None:
+        J = np.zeros((len(eta), b.size + kd + kz))
+        J[:, : b.size] = dmu[:, None] * Xg
+        return mu, J
+    psi = np.asarray(fit._st.psi, float)
+    Zg = fit._submodel_X(grid, "zi") if kz else None
+    Dg = None
+    if kd:
+        Dg = np.ones((len(eta), 1)) if fam.d_const else fit._submodel_X(grid, "disp")
+    pi = np.zeros(len(eta)) if Zg is None else _expit(Zg @ psi[kd : kd + kz])
+    dm_deta, dm_dzeta = (1.0 - pi) * dmu, np.zeros(len(eta))
+    if fam.zero == "zi":
+        m = (1.0 - pi) * mu
+    else:
+        zeta = Dg @ psi[:kd] if kd else np.zeros(len(eta))
+        f0 = fam.parts(eta, psi, Dg, Zg)[3]
+        g_mu, g_zeta = _log_f0_derivs(fam.base.name, mu, zeta)
+        m = (1.0 - pi) * mu / (1.0 - f0)
+        k = (1.0 - pi) * mu * f0 / (1.0 - f0) ** 2  # d m / d log f0
+        dm_deta = (1.0 - pi) * dmu / (1.0 - f0) + k * g_mu * dmu
+        dm_dzeta = k * g_zeta
+    dm_dxi = -pi * (1.0 - pi) * (mu if fam.zero == "zi" else mu / (1.0 - f0))
+    parts = [dm_deta[:, None] * Xg]
+    if kd:
+        parts.append(dm_dzeta[:, None] * Dg)
+    if kz:
+        parts.append(dm_dxi[:, None] * Zg)
+    return m, np.hstack(parts)
+
+
+def _expit(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level: float = 0.95,
-                   df=None, data=None, offset: float | None = None) -> MarginalMeans:
+                   df=None, data=None, offset: float | None = None, component: str = "cond") -> MarginalMeans:
     """Estimated marginal means, as ``emmeans(m, specs, type=...)``.
 
     Parameters
@@ -252,6 +373,17 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     offset : float, optional
         The offset (link scale) at which to evaluate the means; by default offset expressions of
         the formula are evaluated on the grid and an ``offset=`` vector is taken at its mean.
+    component : "cond", "zi", "response" or "cmean"
+        For zero-inflated / hurdle / dispersion models (emmeans' ``component`` for glmmTMB):
+        "cond" (default) the conditional model, on the link scale or back-transformed by ``type``;
+        "cmean" the same with ``type="response"`` (the conditional mean mu);
+        "zi" the zero model's probability pi (logit scale, or the probability with
+        ``type="response"``); "response" the mean of the response including the zero model,
+        (1 - pi) mu with zero-inflation and (1 - pi) mu / (1 - f(0)) for a hurdle model (f the
+        conditional family's density, which depends on the dispersion model), averaged over the
+        grid on the response scale, with delta-method SEs from the joint covariance
+        ``fit.vcov_full``, symmetric intervals and ``type`` ignored. The grid then also crosses
+        the factors of the zero (and, for a hurdle, dispersion) model.
 
     Returns
     -------
@@ -261,9 +393,12 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
         raise GlmmdiagError(f"type must be 'link' or 'response'; got {type!r}")
     if not 0 < level < 1:
         raise GlmmdiagError(f"level must be in (0, 1); got {level}")
+    comps = _grid_components(fit, component)
+    if component == "cmean":
+        component, type = "cond", "response"
     df_val = resolve_df(fit, df)
     design = fit.design
-    factors, numeric = model_variables(fit)
+    factors, numeric = model_variables(fit, comps)
     names = parse_specs(specs)
     known = list(factors) + numeric
     at = dict(at or {})
@@ -294,7 +429,12 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
             values[v] = [x if x in levels else by_str[str(x)] for x in keep]
         else:
             values[v] = list(levels)
-    offset_only = set(numeric) - set(design.x_spec.variables_by_source.get("data", set()))
+    data_vars = set(design.x_spec.variables_by_source.get("data", set()))
+    for comp in comps[1:]:
+        spec = component_spec(fit, comp)[0]
+        if spec is not None:
+            data_vars |= set(spec.variables_by_source.get("data", set()))
+    offset_only = set(numeric) - data_vars
     for v in numeric:
         if v in offset_only and offset is not None:
             continue  # the offset is given: its variables are not needed
@@ -302,7 +442,7 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
             values[v] = [float(x) for x in _as_values(at[v])]
             continue
         try:
-            values[v] = [_covariate_mean(fit, v, used)]
+            values[v] = [_covariate_mean(fit, v, used, comps)]
         except ValueError:
             if v in offset_only:
                 raise GlmmdiagError(
@@ -342,12 +482,22 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     counts = np.bincount(group, minlength=n_spec)
     A = np.zeros((n_spec, len(grid)))
     A[group, np.arange(len(grid))] = 1.0 / counts[group]
-    L = A @ Xg
     bad = (A @ non_est.astype(float)) > 0  # a mean averaging any non-estimable grid row
-    b = np.asarray(fit.fixef, float)
-    V = np.asarray(fit.vcov, float)
-    eta = L @ b + A @ off
-    Veta = L @ V @ L.T
+    if component == "cond":
+        L = A @ Xg
+        eta = L @ np.asarray(fit.fixef, float) + A @ off
+        Veta = L @ np.asarray(fit.vcov, float) @ L.T
+        link, fam = fit.family.link, _base_name(fit.family)
+    elif component == "zi":
+        L = A @ fit._submodel_X(grid, "zi")
+        bz, Vz, _ = component_coefs(fit, "zi")
+        eta, Veta = L @ bz, L @ Vz @ L.T
+        link, fam = Logit(), "binomial"
+    else:
+        m, J = response_mean_rows(fit, grid, Xg, off)
+        L = A @ J  # gradient of each mean in (beta, beta_disp, beta_zi), the order of vcov_full
+        eta, Veta = A @ m, L @ fit.vcov_full.to_numpy(float) @ L.T
+        link, fam = Identity(), _base_name(fit.family)
     eta[bad] = np.nan
     Veta[bad, :] = np.nan
     Veta[:, bad] = np.nan
@@ -358,8 +508,6 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
         se = np.where(np.isfinite(v) & (v > 0), np.sqrt(np.abs(v)), np.nan)
 
     q = stats.norm.ppf(0.5 + level / 2) if np.isinf(df_val) else stats.t.ppf(0.5 + level / 2, df_val)
-    link = fit.family.link
-    fam = fit.family.name
     out = grid.iloc[:n_spec][names].reset_index(drop=True)
     lo_eta, hi_eta = eta - q * se, eta + q * se
     notes = []
@@ -387,6 +535,14 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     if bad.any():
         notes.insert(0, f"{int(bad.sum())} mean(s) not estimable (aliased columns were dropped from the "
                         f"model; e.g. an empty cell): reported as NaN")
+    if component == "zi":
+        notes.insert(0, "Component: zi (the zero model's probability pi)")
+    elif component == "response":
+        what = ("(1 - pi) mu / (1 - f(0)) (hurdle)" if getattr(fit.family, "zero", None) == "hurdle"
+                else "(1 - pi) mu")
+        notes.insert(0, f"Component: response, the mean of the response {what}; SEs by the delta method")
     notes.append(f"Confidence level used: {level:g}")
     labels = [" ".join(str(out.at[i, v]) for v in names) for i in range(n_spec)]
-    return MarginalMeans(out, names, labels, L, eta, Veta, df_val, level, type, link, fam, est_name, notes)
+    type_out = "response" if component == "response" else type
+    return MarginalMeans(out, names, labels, L, eta, Veta, df_val, level, type_out, link, fam, est_name, notes,
+                         component)

@@ -20,6 +20,12 @@ the inverse of the Hessian of -log L in them:
 
 A variance on the boundary (a singular fit) has no Wald interval on the log scale: its rows are
 NaN and its parameters are held fixed for the others.
+
+Zero-inflated, hurdle and dispersion models: the coefficients of the zero model (logit scale) and
+of the dispersion model (glmmTMB's betad scale) get Wald intervals b +- z SE from the joint
+covariance ``fit.vcov_full``, named as there (``zi~(Intercept)``, ``disp~minedno``); a constant
+dispersion is also reported on the family's scale (``dispersion``: theta for nbinom2, ...), its
+interval mapped from that of ``disp~(Intercept)``.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 from glmmdiag.errors import ColumnError, GlmmdiagError
+from glmmdiag.inference._terms import component_spec
 
 __all__ = ["confint"]
 
@@ -44,10 +51,13 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "wald") -> pd.Dat
     Parameters
     ----------
     fit : GLMMResults
-    parm : None, "fixed", "random", str or list of str
-        All parameters (default), the fixed effects, the variance parameters (SDs, correlations,
-        dispersion), or rows by name (fixed-effect names, ``"sd_(Intercept)|block"``,
-        ``"cor_(Intercept).Days|Subject"``, ``"sigma"`` / ``"dispersion"``, ``"df"``).
+    parm : None, "fixed", "cond", "zi", "disp", "random", str or list of str
+        All parameters (default); the fixed effects of every component (the conditional model's,
+        then ``zi~...`` and ``disp~...`` rows of a zero / dispersion model); those of one component
+        ("cond", "zi", "disp"); the variance parameters (SDs, correlations, dispersion); or rows by
+        name (fixed-effect names, ``"zi~(Intercept)"``, ``"disp~minedno"``,
+        ``"sd_(Intercept)|block"``, ``"cor_(Intercept).Days|Subject"``, ``"sigma"`` /
+        ``"dispersion"``, ``"df"``).
     level : float
     method : "wald"
         Wald intervals (variance parameters on the log-SD / atanh / log-dispersion scale).
@@ -64,27 +74,60 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "wald") -> pd.Dat
     lo_name, hi_name = _level_names(level)
     if parm is not None and not isinstance(parm, str):
         parm = [str(x) for x in parm]
-    want_fixed = parm != "random"
-    want_random = parm != "fixed"
+    if parm in ("zi", "disp"):
+        component_spec(fit, parm)  # raises when the fit has no such model
+    want = {"cond": parm not in ("random", "zi", "disp"),
+            "zi": parm in (None, "fixed", "zi") or not isinstance(parm, str) or parm.startswith("zi~"),
+            "disp": parm in (None, "fixed", "disp") or not isinstance(parm, str) or parm.startswith("disp~")}
+    want_random = parm not in ("fixed", "cond", "zi", "disp")
     frames = []
-    if want_fixed:
-        b = np.asarray(fit.fixef, float)
-        se = np.asarray(fit.se, float)
-        se = np.where(np.isfinite(se) & (se > 0), se, np.nan)  # no interval from a missing or zero SE
-        frames.append(pd.DataFrame({lo_name: b - z * se, hi_name: b + z * se, "Estimate": b},
-                                   index=list(fit.fixef.index)))
+    for comp in ("cond", "zi", "disp"):
+        if want[comp]:
+            frames.append(_fixed_intervals(fit, comp, z, lo_name, hi_name))
     if want_random:
         names, est, lo, hi = _variance_intervals(fit, z)
         if names:
             frames.append(pd.DataFrame({lo_name: lo, hi_name: hi, "Estimate": est}, index=names))
     out = pd.concat(frames) if frames else pd.DataFrame(columns=[lo_name, hi_name, "Estimate"])
-    if parm is not None and parm not in ("fixed", "random"):
+    if parm is not None and parm not in ("fixed", "random", "cond", "zi", "disp"):
         wanted = [parm] if isinstance(parm, str) else list(parm)
         missing = [p for p in wanted if p not in out.index]
         if missing:
             raise ColumnError(f"parm names {missing}, not parameters of the fit; they are {list(out.index)}")
         out = out.loc[wanted]
     return out
+
+
+def _fixed_intervals(fit, component, z, lo_name, hi_name) -> pd.DataFrame:
+    """Wald intervals b +- z SE of one component's coefficients (empty if the fit has none); the
+    zero and dispersion models' rows are named as in ``fit.vcov_full``."""
+    if component == "cond":
+        b, se, names = np.asarray(fit.fixef, float), np.asarray(fit.se, float), list(fit.fixef.index)
+    else:
+        est = fit.fixef_zi if component == "zi" else fit.fixef_disp
+        se_s = fit.se_zi if component == "zi" else fit.se_disp
+        b, se, names = est.to_numpy(float), se_s.to_numpy(float), [f"{component}~{n}" for n in est.index]
+    se = np.where(np.isfinite(se) & (se > 0), se, np.nan)  # no interval from a missing or zero SE
+    return pd.DataFrame({lo_name: b - z * se, hi_name: b + z * se, "Estimate": b}, index=names)
+
+
+def _composite_dispersion(fit, z):
+    """(names, estimates, lower, upper) of a constant dispersion of a zero / dispersion model on the
+    family's scale, mapped from the Wald interval of ``disp~(Intercept)`` (betad = c psi)."""
+    fam = fit.family
+    if not fam.kd or not fam.d_const or not fam.base.n_psi or fam.base.n_psi != 1:
+        return [], [], [], []
+    zeta = float(fit.fixef_disp.iloc[0])
+    se = float(fit.se_disp.iloc[0])
+
+    def to_disp(v):
+        return float(fam.base.dispersion(np.array([v / fam.c])))
+
+    name = "sigma" if fam.base.name in ("gaussian", "t") else "dispersion"
+    if not (np.isfinite(se) and se > 0):
+        return [name], [to_disp(zeta)], [np.nan], [np.nan]
+    a, b = to_disp(zeta - z * se), to_disp(zeta + z * se)
+    return [name], [to_disp(zeta)], [min(a, b)], [max(a, b)]
 
 
 # ---------------------------------------------------------------------------- variance parameters
@@ -151,16 +194,18 @@ def _variance_intervals(fit, z):
         ok_term.append(bool(good))
 
     fam = fit.family
+    composite = bool(getattr(fam, "composite", False))
     psi = np.asarray(fit.psi, float) if not relative else np.zeros(0)
     disp_names = []
+    extra = _composite_dispersion(fit, z) if composite else ([], [], [], [])
     if relative:
         disp_names = ["sigma"]
-    elif fam.n_psi:
+    elif fam.n_psi and not composite:
         for j in range(fam.n_psi):
             disp_names.append("df" if (fam.name == "t" and j == 1) else
                               ("sigma" if fam.name in ("gaussian", "t") else "dispersion"))
     if not names and not disp_names:
-        return [], [], [], []
+        return extra
 
     # phi for the free terms (log sd, atanh corr), in term order
     phi_var, phi_slices = [], []
@@ -200,7 +245,7 @@ def _variance_intervals(fit, z):
         cov_phi = _glmm_cov(fit, phi_var, theta_of, free_idx)
         est_disp, to_disp, disp_center, disp_cov_idx = [], [], [], []
         p = len(fit.fixef)
-        for j in range(fam.n_psi):
+        for j in range(0 if composite else fam.n_psi):
             def f(v, j=j):
                 ps = psi.copy()
                 ps[j] = v
@@ -250,6 +295,8 @@ def _variance_intervals(fit, z):
         a, b = f(c - z * s), f(c + z * s)
         lo.append(min(a, b))
         hi.append(max(a, b))
+    for lst, more in zip((names, est, lo, hi), extra):
+        lst.extend(more)
     return names, est, lo, hi
 
 

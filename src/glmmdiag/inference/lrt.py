@@ -3,6 +3,14 @@
 The statistic is 2 (logLik_larger - logLik_smaller) on as many degrees of freedom as the
 difference in the number of parameters. REML criteria of models with different fixed effects
 are not comparable, so REML fits are refitted by maximum likelihood first (lme4's ``refit=TRUE``).
+
+Zero-inflated, hurdle and dispersion models (glmmTMB's ``ziformula``, ``dispformula``): every
+coefficient of the zero and dispersion models, and the family's dispersion parameter, is a
+parameter (``fit.n_params``). A model without a zero model is nested in its zero-inflated version
+(pi = 0, logit pi = -inf: on the boundary of the parameter space, so the chi-square p-value is
+conservative, with a note); zero models are nested when the smaller's columns lie in the span of
+the larger's, and so are dispersion models (a constant dispersion is the intercept). Hurdle
+(truncated) and non-hurdle models are not nested in each other.
 """
 from __future__ import annotations
 
@@ -44,14 +52,65 @@ def _in_span(A: np.ndarray, B: np.ndarray, tol: float = 1e-7) -> bool:
     return bool(np.all(np.linalg.norm(resid, axis=0) <= tol * np.maximum(np.linalg.norm(A, axis=0), 1.0)))
 
 
+def _base_name(fam) -> str:
+    """The family without its zero / dispersion models (``poisson`` for a zero-inflated Poisson)."""
+    return fam.base.name if getattr(fam, "composite", False) else fam.name
+
+
+def _zero_kind(fam):
+    """None, "zi" (zero-inflation) or "hurdle" (a truncated family, with or without a zero model)."""
+    return getattr(fam, "zero", None) if getattr(fam, "composite", False) else None
+
+
+def _zero_matrix(fam):
+    """The zero model's matrix, or None."""
+    return getattr(fam, "Xz", None) if getattr(fam, "composite", False) else None
+
+
+def _disp_matrix(fam, n):
+    """The dispersion model's matrix (a column of ones for a constant dispersion), or None for a
+    family without a dispersion parameter (or a non-composite family with several, as t's)."""
+    if getattr(fam, "composite", False):
+        return fam.Xd
+    return np.ones((n, 1)) if fam.n_psi == 1 else None
+
+
+def _submodel_reason(small, big, names) -> str | None:
+    """None if the zero and dispersion models of ``small`` are nested in those of ``big``."""
+    fs, fb = small.family, big.family
+    ks, kb = _zero_kind(fs), _zero_kind(fb)
+    if ks != kb and not (ks is None and kb == "zi"):
+        what = {None: "no zero model", "zi": "a zero-inflation model", "hurdle": "a hurdle (truncated) model"}
+        return f"{names[0]} has {what[ks]} and {names[1]} {what[kb]}"
+    Zs, Zb = _zero_matrix(fs), _zero_matrix(fb)
+    if Zs is not None and (Zb is None or not _in_span(np.asarray(Zs), np.asarray(Zb))):
+        return (f"the zero model of {names[0]} ({_formula_of(fs, 'zi')}) is not contained in that of "
+                f"{names[1]} ({_formula_of(fb, 'zi')})")
+    n = small.design.n
+    Ds, Db = _disp_matrix(fs, n), _disp_matrix(fb, n)
+    if Ds is not None and Db is not None and not _in_span(np.asarray(Ds), np.asarray(Db)):
+        return (f"the dispersion model of {names[0]} ({_formula_of(fs, 'disp')}) is not contained in that of "
+                f"{names[1]} ({_formula_of(fb, 'disp')})")
+    return None
+
+
+def _formula_of(fam, key) -> str:
+    f = (getattr(fam, "formulas", None) or {}).get(key)
+    return f if f else ("~1" if key == "disp" else "none")
+
+
 def _nested_reason(small, big, names) -> str | None:
     """None if ``small`` is nested in ``big``, else why not."""
     ds, db = small.design, big.design
     fs, fb = small.family, big.family
     if fs.link.name != fb.link.name:
         return f"{names[0]} uses the {fs.link.name} link and {names[1]} the {fb.link.name} link"
-    if fs.name != fb.name and (fs.name, fb.name) not in _NESTS:
+    bs, bb = _base_name(fs), _base_name(fb)
+    if bs != bb and (bs, bb) not in _NESTS:
         return f"{names[0]} is a {fs.name} model and {names[1]} a {fb.name} model"
+    why = _submodel_reason(small, big, names)
+    if why is not None:
+        return why
     if not _in_span(np.asarray(ds.X), np.asarray(db.X)):
         return (f"the fixed effects of {names[0]} ({ds.formula.fixed}) are not contained in those of "
                 f"{names[1]} ({db.formula.fixed})")
@@ -69,13 +128,34 @@ def _nested_reason(small, big, names) -> str | None:
     return None
 
 
+def _boundary_notes(small, big, ns, nb) -> list[str]:
+    """Caveats for a comparison whose null hypothesis sits on the boundary of the parameter space."""
+    notes = []
+    if len(small.design.terms) != len(big.design.terms) or small.theta.size != big.theta.size:
+        notes.append(
+            f"{nb} vs {ns} tests variance parameters on the boundary of their space (a variance = 0): "
+            f"the chi-square p-value is conservative (for one variance, about twice the correct one)"
+        )
+    bs, bb = _base_name(small.family), _base_name(big.family)
+    if bs != bb:
+        notes.append(f"{nb} vs {ns}: {bs} is the boundary case of {bb}; the chi-square p-value is conservative")
+    if _zero_kind(small.family) is None and _zero_kind(big.family) == "zi":
+        notes.append(
+            f"{nb} vs {ns} tests zero-inflation: the null (no zero-inflation, pi = 0) is on the boundary of "
+            f"the parameter space, so the chi-square p-value is conservative"
+        )
+    return notes
+
+
 def anova(*fits, names=None) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as ``anova(m1, m2, ...)`` in lme4/glmmTMB.
 
     The fits must share the response, the prior weights and the rows used (after missing values
     are dropped), and each must be nested in the next larger one (fixed-effect columns in the
     span of the larger model's, random-effect terms contained in the larger model's, the same
-    link; Poisson in a negative binomial and gaussian in t count as nested, at a boundary).
+    link; Poisson in a negative binomial and gaussian in t count as nested, at a boundary; zero and
+    dispersion models nested as described in the module doc, a model without zero-inflation in
+    its zero-inflated version, at a boundary).
     Otherwise a ValueError says what differs. REML fits are refitted by maximum likelihood first,
     as lme4 does, with a warning saying so.
 
@@ -128,14 +208,7 @@ def anova(*fits, names=None) -> pd.DataFrame:
         why = _nested_reason(s, b, (ns, nb))
         if why is not None:
             raise GlmmdiagError(f"{ns} is not nested in {nb}: {why}; a likelihood-ratio test needs nested models")
-        if len(s.design.terms) != len(b.design.terms) or s.theta.size != b.theta.size:
-            notes.append(
-                f"{nb} vs {ns} tests variance parameters on the boundary of their space (a variance = 0): "
-                f"the chi-square p-value is conservative (for one variance, about twice the correct one)"
-            )
-        if s.family.name != b.family.name:
-            notes.append(f"{nb} vs {ns}: {s.family.name} is the boundary case of {b.family.name}; the "
-                         f"chi-square p-value is conservative")
+        notes.extend(_boundary_notes(s, b, ns, nb))
     ll = np.array([f.loglik for f in fits])
     npar = np.array([f.n_params for f in fits])
     chisq = np.r_[np.nan, 2 * np.diff(ll)]

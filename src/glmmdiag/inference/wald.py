@@ -16,6 +16,11 @@ span the part of the (term + relatives) coefficient space orthogonal, in the met
 relatives -- the definition of a type II hypothesis. Terms without relatives are tested by their
 own coefficients.
 
+Zero-inflated, hurdle and dispersion models (``ziformula``, ``dispformula``): ``component="cond"``
+(the default, as glmmTMB's ``Anova``) tests the conditional model's terms with ``fit.vcov``;
+``component="zi"`` / ``"disp"`` tests the terms of the zero / dispersion model with the estimates
+``fit.fixef_zi`` / ``fit.fixef_disp`` and their block of the joint covariance ``fit.vcov_full``.
+
 Type III tests every term's own coefficients, b_T' V_TT^-1 b_T, the intercept included. What a
 type III main-effect test means depends on the contrasts: with treatment contrasts (R's and
 formulaic's default) the main effect of ``a`` in ``a*b`` is the effect of ``a`` at the reference
@@ -29,13 +34,15 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
-from glmmdiag.inference._terms import find_terms, model_terms
+from glmmdiag.inference._terms import component_coefs, component_spec, find_terms, model_terms
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["wald_anova"]
 
 _COLUMNS = ["Chisq", "Df", "Pr(>Chisq)"]
 
+
+_COMPONENT_TEXT = {"zi": "zero model, logit scale", "disp": "dispersion model, glmmTMB's betad scale"}
 
 RANK_TOL = 1e-9  # eigenvalues of the block's correlation matrix below this (relative) span no test
 
@@ -71,14 +78,14 @@ def _check_fit(fit):
     return np.asarray(fit.fixef, float), np.asarray(fit.vcov, float)
 
 
-def _contrast_note(fit, terms) -> str | None:
+def _contrast_note(spec, terms) -> str | None:
     """A note for type III when some term has higher-order relatives and a factor is not coded with
     sum-to-zero contrasts (its main-effect tests then depend on the reference levels)."""
     contained = [t for t in terms if any(o.contains(t) for o in terms)]
     if not contained:
         return None
     non_sum = []
-    for var, state in fit.design.x_spec.factor_contrasts.items():
+    for var, state in (getattr(spec, "factor_contrasts", None) or {}).items():
         name = type(getattr(state, "contrasts", None)).__name__
         if "Sum" not in name and "Helmert" not in name and "Poly" not in name:
             non_sum.append(str(var))
@@ -96,7 +103,7 @@ def _contrast_note(fit, terms) -> str | None:
     )
 
 
-def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
+def wald_anova(fit, type: int | str = 2, terms=None, component: str = "cond") -> pd.DataFrame:
     """Wald chi-square test per fixed-effect term, as ``car::Anova(m, type=...)``.
 
     Parameters
@@ -108,6 +115,11 @@ def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
         for what that means under treatment contrasts).
     terms : str or list of str, optional
         Only these terms (R's spelling ``"a:b"`` or formulaic's); an unknown name is a KeyError.
+    component : "cond", "zi" or "disp"
+        Which linear predictor's terms to test (glmmTMB's ``Anova(m, component=...)``): the
+        conditional model (default), the zero-inflation / hurdle model (``ziformula``) or the
+        dispersion model (``dispformula``; a constant dispersion has only its intercept, tested by
+        type III). A component the fit does not have raises GlmmdiagError.
 
     Returns
     -------
@@ -120,8 +132,9 @@ def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
     kind = {2: 2, "2": 2, "II": 2, "ii": 2, 3: 3, "3": 3, "III": 3, "iii": 3}.get(type)
     if kind is None:
         raise GlmmdiagError(f"type must be 2 ('II') or 3 ('III'); got {type!r}")
-    b, V = _check_fit(fit)
-    all_terms = model_terms(fit)
+    _check_fit(fit)
+    b, V, _ = component_coefs(fit, component)
+    all_terms = model_terms(fit, component)
     tested = [t for t in all_terms if kind == 3 or not t.is_intercept]
     if terms is not None:
         wanted = find_terms(all_terms, terms)
@@ -154,12 +167,14 @@ def wald_anova(fit, type: int | str = 2, terms=None) -> pd.DataFrame:
             UserWarning,
             stacklevel=2,
         )
-    out.attrs["heading"] = (
-        f"Analysis of Deviance Table (Type {'II' if kind == 2 else 'III'} Wald chisquare tests)\n\n"
-        f"Response: {fit.design.response_name}"
-    )
+    heading = (f"Analysis of Deviance Table (Type {'II' if kind == 2 else 'III'} Wald chisquare tests)\n\n"
+               f"Response: {fit.design.response_name}")
+    if component != "cond":
+        heading += f"\nComponent: {component} ({_COMPONENT_TEXT[component]})"
+    out.attrs["heading"] = heading
+    out.attrs["component"] = component
     if kind == 3:
-        note = _contrast_note(fit, all_terms)
+        note = _contrast_note(component_spec(fit, component)[0], all_terms)
         if note:
             out.attrs["note"] = note
             warnings.warn(note, UserWarning, stacklevel=2)
