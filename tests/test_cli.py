@@ -360,3 +360,73 @@ def test_unusable_out_exits_2(kind, rust_csv, tmp_path, capsys):
     rc = cli.main(["check", str(rust_csv), *CHECK, "--out", str(out), "--quiet"])
     assert rc == 2
     assert_one_line(capsys.readouterr().err, "--out")
+
+
+# ---------------------------------------------------------------- --compare specs and --suggest
+@pytest.fixture(scope="module")
+def sal_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sal") / "sal.csv"
+    datasets.load("Salamanders").to_csv(path, index=False)
+    return path
+
+
+SAL = ["--formula", "count ~ spp + mined + (1 | site)", "--n-sim", "60", "--seed", "1", "--quiet"]
+
+
+def test_compare_specs_and_suggest(sal_csv, tmp_path, capsys):
+    from glmmdiag import cli
+
+    out = tmp_path / "o"
+    rc = cli.main(["check", str(sal_csv), *SAL, "--family", "poisson", "--compare", "nbinom2",
+                   "--compare", "nbinom2; ziformula=~1", "--compare", "truncated_nbinom2; ziformula=~1; label=hurdle",
+                   "--suggest", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    lines = cap.out.splitlines()
+    assert any(ln.startswith("poisson: ") and "overdispersion" in ln for ln in lines)
+    assert any(ln.startswith("  remedy: overdispersion: try 'nbinom2'") for ln in lines)
+    assert "ZI nbinom2 (zi ~1): " in cap.out and "hurdle: " in cap.out
+    assert "suggest: remedies for poisson" in cap.out
+    assert any("[nbinom1]: passes" in ln for ln in lines)  # nbinom2 is compared already, nbinom1 suggested
+    results = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in results["comparison"]] == ["poisson", "nbinom2", "ZI nbinom2 (zi ~1)", "hurdle"]
+    assert results["settings"]["specs"]["hurdle"] == "truncated_nbinom2; ziformula=~1"
+    sug = results["suggestions"]
+    assert sug["model"] == "poisson" and "nbinom2" not in [m["spec"] for m in sug["models"]]
+    assert all(m["delta_AIC"] < 0 for m in sug["models"] if m["spec"] in ("nbinom1", "poisson; olre=yes"))
+    text = (out / "report.html").read_text()
+    assert "Model comparison" in text and "Suggested remedies for" in text and "hurdle" in text
+    assert (out / "figures" / "diagnostics_ZI_nbinom2_zi_1.png").exists()
+
+
+def test_main_model_ziformula_option(sal_csv, tmp_path, capsys):
+    from glmmdiag import cli
+
+    rc = cli.main(["check", str(sal_csv), *SAL, "--family", "truncated_nbinom2", "--ziformula", "~ spp + mined",
+                   "--out", str(tmp_path / "o")])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert cap.out.splitlines()[2].startswith("hurdle nbinom2 (zi ~ spp + mined): ")
+
+
+SPEC_BAD = {
+    "unknown key": (["--compare", "nbinom2; zi=~1"], "unknown key"),
+    "unsafe formula": (["--compare", "nbinom2; ziformula=~ __import__('os')"], "--compare"),
+    "not one-sided": (["--compare", "nbinom2; dispformula=x"], "one-sided"),
+    "bad link in spec": (["--compare", "nbinom2; link=logit"], "logit"),
+    "spec twice": (["--compare", "nbinom2; ziformula=~1", "--compare", "nbinom2;ziformula=~1"], "twice"),
+    "bad ziformula": (["--ziformula", "1"], "--ziformula"),
+    "unsafe dispformula": (["--dispformula", "~ np.save(x)"], "--dispformula"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPEC_BAD))
+def test_bad_compare_specs_exit_2(case, sal_csv, tmp_path, capsys, monkeypatch):
+    from glmmdiag import cli, report
+
+    monkeypatch.setattr(report, "run_check", lambda *a, **k: (_ for _ in ()).throw(AssertionError("fitted")))
+    args, needle = SPEC_BAD[case]
+    rc = cli.main(["check", str(sal_csv), *SAL, "--family", "poisson", *args, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert_one_line(err, needle)

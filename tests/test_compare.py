@@ -156,3 +156,66 @@ def test_poisson_vs_negative_binomial_zero_inflation(load_data):
     assert tab.loc["nbinom2", "zero_inflation_p"] > 0.05
     assert tab.loc["nbinom2", "delta_AIC"] == 0.0 and tab.loc["poisson", "delta_AIC"] > 100
     assert "zero-inflation" in tab.loc["poisson", "verdict"]
+
+
+SAL = "count ~ spp + mined + (1 | site)"
+SAL_MODELS = {"Poisson": {"family": "poisson"}, "NB2": "nbinom2", "ZINB2": "nbinom2; ziformula=~1",
+              "hurdle NB2": {"family": "truncated_nbinom2", "ziformula": "~1"}}
+
+
+@pytest.fixture(scope="module")
+def salamanders(load_data):
+    data = load_data("Salamanders")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data, gd.compare_models(SAL, data, SAL_MODELS, n_sim=200, seed=1)
+
+
+def test_compare_models_salamanders(salamanders):
+    data, tab = salamanders
+    assert list(tab.index) == list(SAL_MODELS) and isinstance(tab, gd.compare.ModelComparison)
+    assert tab.loc["ZINB2", "spec"] == "nbinom2; ziformula=~1" and tab.loc["hurdle NB2", "family"] == "truncated_nbinom2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for label, kw in [("Poisson", {"family": "poisson"}), ("NB2", {"family": "nbinom2"}),
+                          ("ZINB2", {"family": "nbinom2", "ziformula": "~1"}),
+                          ("hurdle NB2", {"family": "truncated_nbinom2", "ziformula": "~1"})]:
+            assert tab.loc[label, "AIC_common"] == pytest.approx(gd.glmm(SAL, data, **kw).aic, abs=1e-6)
+    p = tab.loc["Poisson"]
+    assert p["dispersion"] > 2 and p["dispersion_p"] < 0.01 and p["zero_inflation_p"] < 0.05
+    assert "overdispersion" in p["verdict"] and "'nbinom2'" in p["remedies"]
+    for label in ("NB2", "ZINB2"):
+        assert 0.7 < tab.loc[label, "dispersion"] < 1.3 and tab.loc[label, "dispersion_p"] > 0.01
+        assert tab.loc[label, "zero_inflation_p"] > 0.01
+    assert tab.loc["Poisson", "delta_AIC"] > 200
+    import matplotlib.pyplot as plt
+
+    fig = gd.plot_comparison(tab)
+    titles = [sf._suptitle.get_text() for sf in fig.subfigs]
+    assert [t.split(" (")[0] for t in titles] == list(SAL_MODELS)
+    plt.close("all")
+
+
+def test_compare_models_flags_models_fitted_to_different_rows(load_data):
+    data = load_data("Salamanders").iloc[:200].copy()
+    data["count2"] = 2.0 * data["count"]
+    data.loc[data.index[:5], "count2"] = np.nan  # the transformed response of model "b" misses 5 rows
+    with pytest.warns(UserWarning, match="different numbers of rows"):
+        tab = gd.compare_models("count ~ mined", data, ["poisson", "nbinom2; label=b"], n_sim=20, seed=1,
+                                transforms={"b": "count2"})
+    assert list(tab.index) == ["poisson", "b"] and tab.loc["b", "nobs"] == tab.loc["poisson", "nobs"] - 5
+    data.loc[data.index[:3], "cover"] = np.nan  # missing values in a zero-model column: refused
+    with pytest.raises(gd.GlmmdiagError, match="cover"):
+        gd.compare_models("count ~ mined", data, ["nbinom2; ziformula=~ cover"], n_sim=5)
+
+
+def test_compare_models_bad_specs(load_data):
+    data = load_data("Salamanders").iloc[:100]
+    with pytest.raises(ValueError, match="repeated"):
+        gd.compare_models("count ~ mined", data, ["poisson", "poisson"], n_sim=5)
+    with pytest.raises(ValueError, match="unknown key"):
+        gd.compare_models("count ~ mined", data, {"x": "poisson; zi=~1"}, n_sim=5)
+    with pytest.raises(gd.FormulaError):
+        gd.compare_models("count ~ mined", data, {"x": "poisson; ziformula=~ exec('1')"}, n_sim=5)
+    with pytest.raises(ValueError, match="not compared"):
+        gd.compare_models("count ~ mined", data, ["poisson"], n_sim=5, transforms={"nb": 2})

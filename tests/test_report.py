@@ -125,3 +125,23 @@ def test_report_opens_in_headless_chromium(written, tmp_path):
     assert "Residual diagnostics" in proc.stdout and "Family comparison" in proc.stdout
     console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
+
+
+def test_model_specs_and_suggestions_keep_every_number_in_results_json(tmp_path):
+    """Spec labels and remedies contain digits ('zi ~1', 'nbinom2'): they are spans too."""
+    data = datasets.load("Salamanders")
+    check = report.run_check(data, "count ~ mined + (1 | site)", "poisson", compare=["nbinom2; ziformula=~1"],
+                             suggest=True, n_sim=30, seed=2, data_name="sal")
+    paths = report.write_report(check, tmp_path / "o")
+    text, results = paths["html"].read_text(), json.loads(paths["json"].read_text())
+    assert results["models"]["ZI nbinom2 (zi ~1)"]["spec"] == "nbinom2; ziformula=~1"
+    assert results["models"]["poisson"]["remedies"] and results["suggestions"]["models"]
+    for _tag, path, kind, shown in SPAN.findall(text):
+        assert html.unescape(shown) == report.fmt_value(_resolve(results, html.unescape(path)), kind), path
+    rest = SPAN.sub(" ", text)
+    rest = re.sub(r"<head>.*?</head>", " ", rest, flags=re.S)
+    rest = re.sub(r'src="data:image/png;base64,[^"]*"', " ", rest)
+    rest = html.unescape(re.sub(r"<[^>]+>", " ", rest))
+    for ok in ALLOWED_DIGITS:
+        rest = rest.replace(ok, " ")
+    assert not re.search(r"\d", rest), re.findall(r".{30}\d.{30}", rest)[:5]

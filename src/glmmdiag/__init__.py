@@ -12,7 +12,7 @@ from glmmdiag.checks import (
     uniformity_test,
     zero_inflation_test,
 )
-from glmmdiag.compare import compare_families
+from glmmdiag.compare import compare_families, compare_models
 from glmmdiag.errors import (
     ColumnError,
     ConvergenceWarning,
@@ -74,6 +74,7 @@ __all__ = [
     "cld",
     "confint",
     "compare_families",
+    "compare_models",
     "plot_diagnostics",
     "plot_qq",
     "plot_residuals",

@@ -941,7 +941,8 @@ def spatial_autocorrelation_test(
 # ---------------------------------------------------------------------------------- together
 def residual_tests(res: ScaledResiduals) -> ResidualTests:
     """Uniformity (KS), dispersion (default kind) and outliers (default type) together."""
-    return ResidualTests(uniformity_test(res), dispersion_test(res), outlier_test(res))
+    family = res.family_name if res.family_name not in ("", "unknown") else None
+    return ResidualTests(uniformity_test(res), dispersion_test(res), outlier_test(res), family=family)
 
 
 # ---------------------------------------------------------------------------------- calibration

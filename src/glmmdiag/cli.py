@@ -30,13 +30,15 @@ examples:
   glmmdiag check data.csv --formula "y ~ trt + (1 | block)" --family beta --out report/
   glmmdiag check rust.csv --formula "severity ~ fungicide + (1 | block)" --family beta \\
       --compare gamma --transform gamma=100 --link gamma=log --n-sim 1000 --seed 1 --jobs -1 --out rust/
+  glmmdiag check sal.csv --formula "count ~ spp + mined + (1 | site)" --family poisson \\
+      --compare nbinom2 --compare "nbinom2; ziformula=~1" --compare "truncated_nbinom2; ziformula=~1" --suggest --out sal/
   glmmdiag datasets                              # the shipped data sets
 
 exit codes: 0 done, 2 bad input (one line on stderr), 1 unexpected failure (traceback)
 """
 
 FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "beta", "nbinom1", "nbinom2", "t", "betabinomial",
-            "tweedie", "ordbeta")
+            "tweedie", "ordbeta", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2")
 
 class BadInput(Exception):
     """A user error: reported in one line, exit code 2."""
@@ -141,9 +143,13 @@ def _pairs(values, what: str, main_family: str | None = None) -> dict:
 
 
 def _family_name(name: str, option: str) -> str:
-    """The canonical family name ("Gamma" -> "gamma", "negative_binomial" -> "nbinom2")."""
+    """The canonical family name ("Gamma" -> "gamma", "negative_binomial" -> "nbinom2"); the
+    zero-truncated (hurdle) families as they are."""
     from glmmdiag.fit.families import get_family
+    from glmmdiag.fit.submodels import TRUNCATED
 
+    if name.strip().lower() in TRUNCATED:
+        return name.strip().lower()
     try:
         canonical = get_family(name.strip()).name
     except ValueError:
@@ -151,6 +157,37 @@ def _family_name(name: str, option: str) -> str:
     if canonical not in FAMILIES:
         raise BadInput(f"{option}: unknown family {name!r}; choose one of {', '.join(FAMILIES)}")
     return canonical
+
+
+def _is_plain(text: str) -> bool:
+    """A bare family name rather than a model specification 'family; key=value; ...'."""
+    return ";" not in text and "=" not in text
+
+
+def _compare_spec(text: str) -> str | dict:
+    """One --compare value: a canonical family name, or a validated specification dict."""
+    from glmmdiag.errors import GlmmdiagError
+    from glmmdiag.remedies import parse_spec
+
+    if _is_plain(text):
+        return _family_name(text, "--compare")
+    try:
+        return parse_spec(text)
+    except GlmmdiagError as e:
+        raise BadInput(f"--compare {text!r}: {_one_line(e)}") from None
+
+
+def _submodel_option(value: str | None, option: str) -> str | None:
+    """--ziformula / --dispformula: a one-sided whitelisted formula."""
+    from glmmdiag.errors import GlmmdiagError
+    from glmmdiag.remedies import _check_submodel
+
+    if value is None:
+        return None
+    try:
+        return _check_submodel(value, option)
+    except GlmmdiagError as e:
+        raise BadInput(f"{option}: {_one_line(e)}") from None
 
 
 def _check_links(links: dict) -> None:
@@ -239,16 +276,21 @@ def _print_warnings(caught) -> None:
 def _options(args, columns) -> dict:
     """The model options of ``check``/``demo``, validated: families, links, transforms."""
     family = _family_name(args.family, "--family")
-    compare = []
-    for name in args.compare or []:
-        c = _family_name(name, "--compare")
-        if c in compare:
-            raise BadInput(f"--compare names the {c} family twice")
-        if c != family:
+    ziformula = _submodel_option(getattr(args, "ziformula", None), "--ziformula")
+    dispformula = _submodel_option(getattr(args, "dispformula", None), "--dispformula")
+    main_plain = ziformula is None and dispformula is None
+    compare, keys = [], []
+    for text in args.compare or []:
+        c = _compare_spec(text)
+        key = c if isinstance(c, str) else c["label"]
+        if key in keys:
+            raise BadInput(f"--compare names the {key} {'family' if isinstance(c, str) else 'model'} twice")
+        keys.append(key)
+        if not (isinstance(c, str) and c == family and main_plain):  # not the main model itself
             compare.append(c)
     links = _pairs(args.link, "link", family)
     transforms = _pairs(args.transform, "transform")
-    fitted = {family, *compare}
+    fitted = {family, *[c for c in compare if isinstance(c, str)]}
     for option, d in (("link", links), ("transform", transforms)):
         extra = sorted(set(d) - fitted)
         if extra:
@@ -256,7 +298,8 @@ def _options(args, columns) -> dict:
                            f"(add --compare {extra[0]})")
     _check_links(links)
     transforms = {k: _transform_value(k, v, columns) for k, v in transforms.items()}
-    return {"family": family, "compare": compare, "links": links, "transforms": transforms}
+    return {"family": family, "compare": compare, "links": links, "transforms": transforms,
+            "ziformula": ziformula, "dispformula": dispformula}
 
 
 def _run(args, data, data_name: str, progress) -> int:
@@ -264,7 +307,9 @@ def _run(args, data, data_name: str, progress) -> int:
 
     opts = _options(args, data.columns)
     check = report.run_check(data, args.formula, opts["family"], compare=opts["compare"], links=opts["links"],
-                             transforms=opts["transforms"], n_sim=args.n_sim, seed=args.seed, n_jobs=args.jobs,
+                             transforms=opts["transforms"], ziformula=opts["ziformula"],
+                             dispformula=opts["dispformula"], suggest=bool(getattr(args, "suggest", False)),
+                             n_sim=args.n_sim, seed=args.seed, n_jobs=args.jobs,
                              simulate_re=args.simulate_re, alpha=args.alpha, data_name=data_name,
                              progress=progress)
     try:
@@ -274,9 +319,36 @@ def _run(args, data, data_name: str, progress) -> int:
                        + (f" ({e.filename})" if e.filename else "")) from None
     print(f"report: {out['html']}")
     print(f"results: {out['json']}")
-    for label, v in check.table["verdict"].items():
-        print(f"{label}: {v}")
+    _print_verdicts(check)
     return 0
+
+
+def _print_verdicts(check) -> None:
+    """One line per model (label: verdict), its remedies indented, and with --suggest one line per
+    fitted remedy (verdict, AIC and ΔAIC against the main model)."""
+    from glmmdiag.remedies import SEP
+
+    table = check.table
+    for label, v in table["verdict"].items():
+        print(f"{label}: {v}")
+        if "remedies" in table.columns and table.loc[label, "remedies"]:
+            for part in str(table.loc[label, "remedies"]).split(SEP):
+                print(f"  remedy: {part}")
+    if not check.settings.get("suggest"):
+        return
+    main = table.index[0]
+    sug = check.suggestions
+    if sug is None and not check.suggest_failed:
+        print(f"suggest: nothing to fit for {main} (no failed check with a remedy that is not already compared)")
+        return
+    print(f"suggest: remedies for {main} (AIC {table.loc[main, 'AIC_common']:.1f}), fitted and checked:")
+    for label in ([] if sug is None else sug.index):
+        row = sug.loc[label]
+        status = "passes" if row["verdict"] == "no problems detected" else "still flagged"
+        print(f"  {label} [{row['spec']}]: {status}: {row['verdict']} · AIC {row['AIC_common']:.1f} "
+              f"(ΔAIC {row['delta_AIC']:+.1f} vs {main})")
+    for spec, err in check.suggest_failed.items():
+        print(f"  [{spec}]: could not be fitted: {err}")
 
 
 def _check(args) -> int:
@@ -351,7 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--family", required=True, help=f"response family: {', '.join(FAMILIES)}")
     pc.add_argument("--link", action="append", metavar="[FAMILY=]LINK",
                     help="link of the main family, or FAMILY=LINK for a compared one (repeatable)")
-    pc.add_argument("--compare", action="append", metavar="FAMILY", help="also fit this family (repeatable)")
+    pc.add_argument("--compare", action="append", metavar="FAMILY|SPEC",
+                    help='also fit this family, or a model "family; ziformula=~1; dispformula=~x; link=log; '
+                         'olre=yes; label=NAME" (repeatable)')
+    pc.add_argument("--ziformula", metavar="FORMULA", help='zero model of the main model, e.g. "~1" '
+                    "(a hurdle with a truncated_* family)")
+    pc.add_argument("--dispformula", metavar="FORMULA", help='dispersion model of the main model, e.g. "~ x"')
+    pc.add_argument("--suggest", action="store_true",
+                    help="also fit the models the remedy table proposes for the main model's failed checks "
+                         "and check them the same way")
     pc.add_argument("--transform", action="append", metavar="FAMILY=SCALE|COLUMN",
                     help="fit FAMILY to SCALE x response or to COLUMN (a multiple of the response), e.g. gamma=100; "
                          "AICs are put on the response's scale")

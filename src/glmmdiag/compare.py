@@ -26,19 +26,23 @@ import numpy as np
 import pandas as pd
 from glmmdiag.errors import ColumnError, GlmmdiagError
 
-__all__ = ["compare_families", "FamilyComparison"]
+__all__ = ["compare_models", "compare_families", "ModelComparison", "FamilyComparison"]
 
 
-class FamilyComparison(pd.DataFrame):
-    """The table of ``compare_families`` (a pandas DataFrame, one row per family) that also keeps
-    what it was made from: ``fits``, ``residuals`` (ScaledResiduals) and ``tests`` (dict of
-    TestResult per family), keyed by the row label; ``plot_comparison(table)`` draws them."""
+class ModelComparison(pd.DataFrame):
+    """The table of ``compare_models`` / ``compare_families`` (a pandas DataFrame, one row per model)
+    that also keeps what it was made from: ``fits``, ``residuals`` (ScaledResiduals), ``tests``
+    (dict of TestResult per model) and ``specs`` (the model specifications), keyed by the row
+    label; ``plot_comparison(table)`` draws them."""
 
-    _metadata = ["fits", "residuals", "tests", "settings"]
+    _metadata = ["fits", "residuals", "tests", "settings", "specs"]
 
     @property
     def _constructor(self):
-        return FamilyComparison
+        return ModelComparison
+
+
+FamilyComparison = ModelComparison  # the name compare_families' table had first
 
 
 def _response_name(formula: str) -> str:
@@ -87,6 +91,204 @@ def _family_label(family) -> str:
     return family if isinstance(family, str) else getattr(family, "name", str(family))
 
 
+def _model_list(models) -> list[dict]:
+    """Validated specifications with unique labels from a dict label -> spec or a sequence of specs."""
+    from glmmdiag.remedies import normalize_spec
+
+    if isinstance(models, (str, dict)) and not (isinstance(models, dict) and "family" not in models):
+        models = [models]
+    if isinstance(models, dict):
+        specs = []
+        for label, spec in models.items():
+            spec = {"family": spec} if isinstance(spec, str) and ";" not in spec and "=" not in spec else spec
+            s = normalize_spec(spec)
+            if not isinstance(label, str) or not label.strip() or "/" in label:
+                raise GlmmdiagError(f"model labels must be non-empty strings without '/'; got {label!r}")
+            s["label"] = label.strip()
+            specs.append(s)
+    else:
+        specs = [normalize_spec(m) for m in models]
+    if not specs:
+        raise GlmmdiagError("models must name at least one model")
+    labels = [s["label"] for s in specs]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise GlmmdiagError(f"models are repeated (give each a distinct label): {repeated}")
+    return specs
+
+
+def _olre_column(data: pd.DataFrame) -> str:
+    """A column name for an observation-level random effect that the data do not have."""
+    name = "obs"
+    while name in data.columns:
+        name += "_"
+    return name
+
+
+def _model_inputs(formula, data, spec, transform, response):
+    """(formula, data, response description, per-row log-Jacobian or None) for one model."""
+    fdata, fformula, resp_desc, logjac_rows = data, formula, response, None
+    if transform is not None:
+        if response not in data.columns:
+            raise GlmmdiagError(
+                f"a transform needs the response to be a column of the data; {response!r} is not "
+                f"(write the transformed response in the data, or pass it as a column name)"
+            )
+        y = np.asarray(data[response], float)
+        z, logjac_rows, resp_desc = _transform(transform, y, data, response)
+        new = re.sub(r"\W", "_", f"{response}_{spec['label']}_scale")
+        fdata = data.copy()
+        fdata[new] = z
+        fformula = new + " ~ " + formula.split("~", 1)[1]
+    if spec.get("olre"):
+        col = _olre_column(fdata)
+        fdata = fdata.copy() if fdata is data else fdata
+        fdata[col] = pd.Categorical(np.arange(len(fdata)))
+        fformula = f"{fformula} + (1 | {col})"
+    return fformula, fdata, resp_desc, logjac_rows
+
+
+def _run_tests(res, quantiles) -> dict:
+    from glmmdiag import checks
+
+    return {
+        "uniformity": checks.uniformity_test(res),
+        "dispersion": checks.dispersion_test(res),
+        "outliers": checks.outlier_test(res),
+        "zero_inflation": checks.zero_inflation_test(res),
+        "quantiles": checks.quantile_test(res, quantiles=quantiles, curves=False),
+    }
+
+
+def _row(spec, fit, res, t, logjac, resp_desc, fit_warnings, alpha, formula) -> dict:
+    """One row of the comparison table."""
+    from glmmdiag.remedies import SEP, format_spec, model_remedies
+
+    k, n = fit.n_params, fit.nobs
+    ll_c = fit.loglik + logjac
+    return {
+        "model": spec["label"], "family": _family_label(spec["family"]), "ziformula": spec["ziformula"],
+        "dispformula": spec["dispformula"], "spec": format_spec(spec),
+        "link": fit.family.link.name, "response": resp_desc, "nobs": n, "n_params": k,
+        "logLik": fit.loglik, "AIC": fit.aic, "BIC": fit.bic, "log_jacobian": logjac,
+        "logLik_common": ll_c, "AIC_common": -2.0 * ll_c + 2.0 * k, "BIC_common": -2.0 * ll_c + math.log(n) * k,
+        "dispersion": t["dispersion"].statistic, "dispersion_p": t["dispersion"].p_value,
+        "ks_D": t["uniformity"].statistic, "ks_p": t["uniformity"].p_value,
+        "outliers": t["outliers"].statistic, "outlier_p": t["outliers"].p_value,
+        "zero_inflation": t["zero_inflation"].statistic, "zero_inflation_p": t["zero_inflation"].p_value,
+        "quantile_p": t["quantiles"].p_value,
+        "verdict": verdict(t, alpha),
+        "remedies": SEP.join(str(r) for r in model_remedies(spec, fit.family.name, t, alpha, formula)),
+        "simulate_re": res.simulate_re, "n_sim": res.n_sim, "converged": bool(fit.converged),
+        "fit_warnings": "; ".join(fit_warnings),
+    }
+
+
+def _warn_incomparable(fits: dict, resids: dict, who: str) -> None:
+    """Warn when the models' likelihoods are not comparable (discrete vs continuous, other rows)."""
+    kinds = {bool(r.integer_response) for r in resids.values()}
+    if len(kinds) > 1:
+        warnings.warn(
+            f"{who}: discrete and continuous families are compared; their logLik/AIC are not "
+            "comparable (probability masses vs densities)", UserWarning, stacklevel=3,
+        )
+    rows = {label: np.asarray(getattr(f.design, "rows", np.arange(f.nobs))) for label, f in fits.items()}
+    sizes = {label: len(r) for label, r in rows.items()}
+    first = next(iter(rows.values()))
+    if len(set(sizes.values())) > 1:
+        detail = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+        warnings.warn(f"{who}: the models were fitted to different numbers of rows ({detail}); "
+                      "AIC values are not comparable", UserWarning, stacklevel=3)
+    elif any(not np.array_equal(r, first) for r in rows.values()):
+        warnings.warn(f"{who}: the models were fitted to different rows of the data; "
+                      "AIC values are not comparable", UserWarning, stacklevel=3)
+
+
+def compare_models(
+    formula: str,
+    data: pd.DataFrame,
+    models,
+    n_sim: int = 250,
+    seed=None,
+    *,
+    transforms: dict | None = None,
+    simulate_re: str = "conditional",
+    quantiles=(0.25, 0.5, 0.75),
+    alpha: float = 0.05,
+    n_jobs=1,
+    _who: str = "compare_models",
+    **fit_kw,
+) -> ModelComparison:
+    """Fit ``formula`` as several models of the same response and compare fit statistics and
+    residual diagnostics (e.g. Poisson vs NB2 vs zero-inflated NB2 vs hurdle NB2).
+
+    Parameters
+    ----------
+    formula, data
+        As for ``glmmdiag.glmm``; the response (left of ``~``) is the common scale of comparison.
+    models : dict label -> spec, or sequence of specs
+        A spec is a dict with "family" and optionally "link", "ziformula", "dispformula", "olre"
+        (True: add ``(1 | obs)``) and, in a sequence, "label"; or a string such as
+        ``"nbinom2; ziformula=~1"`` or a family name (see ``glmmdiag.remedies``). Labels name the
+        rows; by default they are made from the spec ("ZI nbinom2 (zi ~1)").
+    n_sim, seed, simulate_re, n_jobs
+        For ``simulate_residuals`` (the same seed for every model).
+    transforms : dict label -> transform, optional
+        Fit that model to a transformed response (as ``compare_families``); its likelihood is put
+        back on the response's scale in the ``*_common`` columns.
+    quantiles, alpha
+        For ``quantile_test`` and the verdict/remedies columns (tests with p < alpha).
+    **fit_kw
+        Passed to every ``glmm`` call (weights=, offset=, ...); a spec's own link/ziformula/
+        dispformula take precedence.
+
+    Returns
+    -------
+    ModelComparison
+        A DataFrame indexed by the model label with the columns of ``compare_families`` plus
+        family, ziformula, dispformula, spec (the string form) and remedies (what the remedy
+        table suggests for the failed checks). Warns when the models are fitted to different rows
+        or mix discrete and continuous families (AICs not comparable).
+    """
+    from glmmdiag.fit import glmm
+    from glmmdiag.residuals import simulate_residuals
+
+    specs = _model_list(models)
+    labels = [s["label"] for s in specs]
+    transforms = dict(transforms or {})
+    unknown = set(transforms) - set(labels)
+    if unknown:
+        raise GlmmdiagError(f"transforms names models that are not compared: {sorted(unknown)}")
+    response = _response_name(formula)
+    rows, fits, resids, tests = [], {}, {}, {}
+    for spec in specs:
+        label = spec["label"]
+        fformula, fdata, resp_desc, logjac_rows = _model_inputs(formula, data, spec, transforms.get(label), response)
+        kw = dict(fit_kw)
+        kw.update({k: spec[k] for k in ("link", "ziformula", "dispformula") if spec[k] is not None})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = glmm(fformula, fdata, family=spec["family"], **kw)
+        fit_warnings = sorted({str(w.message) for w in caught})
+        logjac = 0.0
+        if logjac_rows is not None:
+            used = np.asarray(getattr(fit.design, "rows", np.arange(len(data))))
+            logjac = float(np.sum(logjac_rows[used]))
+        res = simulate_residuals(fit, n_sim, seed=seed, simulate_re=simulate_re, n_jobs=n_jobs)
+        t = _run_tests(res, quantiles)
+        rows.append(_row(spec, fit, res, t, logjac, resp_desc, fit_warnings, alpha, formula))
+        fits[label], resids[label], tests[label] = fit, res, t
+    _warn_incomparable(fits, resids, _who)
+    table = ModelComparison(pd.DataFrame(rows).set_index("model"))
+    table.insert(table.columns.get_loc("BIC_common") + 1, "delta_AIC",
+                 table["AIC_common"] - table["AIC_common"].min())
+    table.fits, table.residuals, table.tests = fits, resids, tests
+    table.specs = {s["label"]: s for s in specs}
+    table.settings = {"formula": formula, "alpha": alpha, "quantiles": tuple(quantiles), "seed": seed,
+                      "simulate_re": simulate_re, "n_sim": n_sim}
+    return table
+
+
 def compare_families(
     formula: str,
     data: pd.DataFrame,
@@ -101,8 +303,9 @@ def compare_families(
     alpha: float = 0.05,
     n_jobs=1,
     **fit_kw,
-) -> FamilyComparison:
-    """Fit ``formula`` with each family and compare fit statistics and residual diagnostics.
+) -> ModelComparison:
+    """Fit ``formula`` with each family and compare fit statistics and residual diagnostics
+    (``compare_models`` with one model per family, labelled by the family).
 
     Parameters
     ----------
@@ -127,17 +330,13 @@ def compare_families(
 
     Returns
     -------
-    FamilyComparison (a DataFrame, one row per family) with columns
+    ModelComparison (a DataFrame, one row per family) with columns
         link, response, nobs, n_params, logLik, AIC, BIC, log_jacobian, logLik_common, AIC_common,
         BIC_common, delta_AIC, dispersion, dispersion_p, ks_D, ks_p, outliers, outlier_p,
-        zero_inflation, zero_inflation_p, quantile_p, verdict, simulate_re, n_sim, converged;
-        ``.fits``, ``.residuals`` and ``.tests`` keep the fitted models and diagnostics for
-        ``plot_comparison``.
+        zero_inflation, zero_inflation_p, quantile_p, verdict, remedies, simulate_re, n_sim,
+        converged; ``.fits``, ``.residuals`` and ``.tests`` keep the fitted models and diagnostics
+        for ``plot_comparison``.
     """
-    from glmmdiag import checks
-    from glmmdiag.fit import glmm
-    from glmmdiag.residuals import simulate_residuals
-
     if isinstance(families, str):
         families = (families,)
     families = list(families)
@@ -146,96 +345,25 @@ def compare_families(
     labels = [_family_label(f) for f in families]
     if len(set(labels)) != len(labels):
         raise GlmmdiagError(f"families are repeated: {labels}")
-    transforms = dict(transforms or {})
     links = dict(links or {})
-    for name, d in (("transforms", transforms), ("links", links)):
+    for name, d in (("transforms", transforms or {}), ("links", links)):
         unknown = set(d) - set(labels)
         if unknown:
             raise GlmmdiagError(f"{name} names families that are not compared: {sorted(unknown)}")
-    response = _response_name(formula)
-    rows, fits, resids, tests = [], {}, {}, {}
-    for fam, label in zip(families, labels):
-        fdata, fformula, resp_desc = data, formula, response
-        logjac_rows = None
-        if label in transforms:
-            if response not in data.columns:
-                raise GlmmdiagError(
-                    f"a transform needs the response to be a column of the data; {response!r} is not "
-                    f"(write the transformed response in the data, or pass it as a column name)"
-                )
-            y = np.asarray(data[response], float)
-            z, logjac_rows, resp_desc = _transform(transforms[label], y, data, response)
-            new = re.sub(r"\W", "_", f"{response}_{label}_scale")
-            fdata = data.copy()
-            fdata[new] = z
-            fformula = new + " ~ " + formula.split("~", 1)[1]
-        kw = dict(fit_kw)
-        if label in links:
-            kw["link"] = links[label]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fit = glmm(fformula, fdata, family=fam, **kw)
-        fit_warnings = sorted({str(w.message) for w in caught})
-        if logjac_rows is not None:
-            used = np.asarray(getattr(fit.design, "rows", np.arange(len(data))))
-            logjac = float(np.sum(logjac_rows[used]))
-        else:
-            logjac = 0.0
-        res = simulate_residuals(fit, n_sim, seed=seed, simulate_re=simulate_re, n_jobs=n_jobs)
-        t = {
-            "uniformity": checks.uniformity_test(res),
-            "dispersion": checks.dispersion_test(res),
-            "outliers": checks.outlier_test(res),
-            "zero_inflation": checks.zero_inflation_test(res),
-            "quantiles": checks.quantile_test(res, quantiles=quantiles, curves=False),
-        }
-        k, n = fit.n_params, fit.nobs
-        ll_c = fit.loglik + logjac
-        rows.append({
-            "family": label,
-            "link": fit.family.link.name,
-            "response": resp_desc,
-            "nobs": n,
-            "n_params": k,
-            "logLik": fit.loglik,
-            "AIC": fit.aic,
-            "BIC": fit.bic,
-            "log_jacobian": logjac,
-            "logLik_common": ll_c,
-            "AIC_common": -2.0 * ll_c + 2.0 * k,
-            "BIC_common": -2.0 * ll_c + math.log(n) * k,
-            "dispersion": t["dispersion"].statistic,
-            "dispersion_p": t["dispersion"].p_value,
-            "ks_D": t["uniformity"].statistic,
-            "ks_p": t["uniformity"].p_value,
-            "outliers": t["outliers"].statistic,
-            "outlier_p": t["outliers"].p_value,
-            "zero_inflation": t["zero_inflation"].statistic,
-            "zero_inflation_p": t["zero_inflation"].p_value,
-            "quantile_p": t["quantiles"].p_value,
-            "verdict": verdict(t, alpha),
-            "simulate_re": res.simulate_re,
-            "n_sim": res.n_sim,
-            "converged": bool(fit.converged),
-            "fit_warnings": "; ".join(fit_warnings),
-        })
-        fits[label], resids[label], tests[label] = fit, res, t
-    kinds = {bool(r.integer_response) for r in resids.values()}
-    if len(kinds) > 1:
-        warnings.warn(
-            "compare_families: discrete and continuous families are compared; their logLik/AIC are not "
-            "comparable (probability masses vs densities)", UserWarning, stacklevel=2,
-        )
-    if len({r["nobs"] for r in rows}) > 1:
-        warnings.warn("compare_families: the families were fitted to different numbers of rows; "
-                      "AIC values are not comparable", UserWarning, stacklevel=2)
-    table = FamilyComparison(pd.DataFrame(rows).set_index("family"))
-    table.insert(table.columns.get_loc("BIC_common") + 1, "delta_AIC",
-                 table["AIC_common"] - table["AIC_common"].min())
-    table.fits, table.residuals, table.tests = fits, resids, tests
-    table.settings = {"formula": formula, "alpha": alpha, "quantiles": tuple(quantiles), "seed": seed,
-                      "simulate_re": simulate_re, "n_sim": n_sim}
-    return table
+    models = {lab: {"family": fam, "link": links.get(lab)} for fam, lab in zip(families, labels)}
+    table = compare_models(formula, data, models, n_sim, seed, transforms=transforms, simulate_re=simulate_re,
+                           quantiles=quantiles, alpha=alpha, n_jobs=n_jobs, _who="compare_families", **fit_kw)
+    return _as_family_table(table)
+
+
+def _as_family_table(table: ModelComparison) -> ModelComparison:
+    """compare_families' layout: indexed by "family" without the spec columns."""
+    meta = {k: getattr(table, k) for k in ModelComparison._metadata}
+    out = ModelComparison(table.drop(columns=["family", "ziformula", "dispformula", "spec"]))
+    out.index.name = "family"
+    for k, v in meta.items():
+        setattr(out, k, v)
+    return out
 
 
 def verdict(tests: dict, alpha: float = 0.05) -> str:

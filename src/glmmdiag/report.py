@@ -49,17 +49,49 @@ TEST_NAMES = {
 
 @dataclasses.dataclass
 class Check:
-    """What ``run_check`` computed: the ``compare_families`` table (with ``.fits``, ``.residuals``,
-    ``.tests``), the settings, the data's name and the seconds each stage took."""
+    """What ``run_check`` computed: the ``compare_models`` table (with ``.fits``, ``.residuals``,
+    ``.tests``, ``.specs``), the settings, the data's name, the seconds each stage took and, with
+    ``suggest=True``, the remedies fitted for the main model (``suggestions``: a ``compare_models``
+    table or None, ``suggest_failed``: {spec: error message})."""
 
     table: Any
     settings: dict
     data_name: str
     timings: dict
+    suggestions: Any = None
+    suggest_failed: dict = dataclasses.field(default_factory=dict)
 
 
 def _progress_none(msg: str) -> None:
     pass
+
+
+def _model_specs(family, compare, links, ziformula, dispformula) -> list[dict]:
+    """Specifications of the main model and the compared ones: a plain family name keeps its name
+    as label (its link from ``links``); a spec string or dict is validated by ``normalize_spec``."""
+    from glmmdiag.errors import GlmmdiagError
+    from glmmdiag.remedies import normalize_spec
+
+    links = dict(links or {})
+
+    def plain(name):
+        return isinstance(name, str) and ";" not in name and "=" not in name
+
+    main = {"family": family, "link": links.get(family), "ziformula": ziformula, "dispformula": dispformula}
+    main = normalize_spec({k: v for k, v in main.items() if v is not None})
+    if ziformula is None and dispformula is None:
+        main["label"] = family
+    specs = [main]
+    for c in compare:
+        spec = normalize_spec({"family": c, "link": links.get(c)} if plain(c) else c)
+        if plain(c):
+            spec["label"] = c
+        specs.append(spec)
+    labels = [s["label"] for s in specs]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise GlmmdiagError(f"the model {twice[0]!r} is given twice (give --compare specs distinct labels)")
+    return specs
 
 
 def run_check(
@@ -70,6 +102,9 @@ def run_check(
     compare=(),
     links: dict | None = None,
     transforms: dict | None = None,
+    ziformula: str | None = None,
+    dispformula: str | None = None,
+    suggest: bool = False,
     n_sim: int = 250,
     seed=1,
     n_jobs=1,
@@ -78,27 +113,71 @@ def run_check(
     data_name: str = "data",
     progress: Callable[[str], None] | None = None,
 ) -> Check:
-    """Fit ``formula`` with ``family`` (and each family of ``compare``), simulate scaled residuals
+    """Fit ``formula`` with ``family`` (and each model of ``compare``), simulate scaled residuals
     (``n_sim``, ``seed``, ``simulate_re``, ``n_jobs`` workers) and run the residual tests.
-    ``links`` / ``transforms``: per-family link and response transform, as ``compare_families``.
+
+    ``compare``: family names or model specifications (``"nbinom2; ziformula=~1"``, see
+    ``glmmdiag.remedies``). ``links`` / ``transforms``: per-family link and response transform of
+    the plain family names, as ``compare_families``. ``ziformula`` / ``dispformula``: of the main
+    model. ``suggest``: also fit the remedies the remedy table proposes for the main model's failed
+    checks (those not already compared) and check them the same way.
     ``progress``: called with a short message at each stage (the CLI prints them on stderr)."""
-    from glmmdiag.compare import compare_families
+    from glmmdiag.compare import compare_models
 
     progress = progress or _progress_none
-    families = [family] + [f for f in compare if f != family]
-    what = " and ".join(families)
+    specs = _model_specs(family, [c for c in compare if c != family], links, ziformula, dispformula)
+    what = " and ".join(s["label"] for s in specs)
     progress(f"fitting {what} and simulating {n_sim} {simulate_re} responses per model ...")
     t0 = time.perf_counter()
-    table = compare_families(formula, data, families=families, n_sim=n_sim, seed=seed,
-                             transforms=transforms, links=links, simulate_re=simulate_re,
-                             alpha=alpha, n_jobs=n_jobs)
+    table = compare_models(formula, data, specs, n_sim=n_sim, seed=seed, transforms=transforms,
+                           simulate_re=simulate_re, alpha=alpha, n_jobs=n_jobs)
     dt = time.perf_counter() - t0
     progress(f"fitted and simulated in {dt:.1f} s")
-    settings = {"formula": formula, "family": family, "compare": families[1:], "n_sim": int(n_sim),
-                "seed": seed, "simulate_re": simulate_re, "alpha": alpha, "n_jobs": n_jobs,
+    settings = {"formula": formula, "family": family, "compare": [s["label"] for s in specs[1:]],
+                "specs": {s["label"]: table.loc[s["label"], "spec"] for s in specs},
+                "ziformula": ziformula, "dispformula": dispformula, "suggest": bool(suggest),
+                "n_sim": int(n_sim), "seed": seed, "simulate_re": simulate_re, "alpha": alpha, "n_jobs": n_jobs,
                 "links": dict(links or {}), "transforms": {k: v for k, v in (transforms or {}).items()},
                 "quantiles": [0.25, 0.5, 0.75]}
-    return Check(table=table, settings=settings, data_name=data_name, timings={"fit_and_simulate_s": dt})
+    check = Check(table=table, settings=settings, data_name=data_name, timings={"fit_and_simulate_s": dt})
+    if suggest:
+        t0 = time.perf_counter()
+        check.suggestions, check.suggest_failed = _fit_remedies(
+            table, specs[0]["label"], formula, data, dict(n_sim=n_sim, seed=seed, simulate_re=simulate_re,
+                                                          alpha=alpha, n_jobs=n_jobs), progress)
+        check.timings["suggest_s"] = time.perf_counter() - t0
+    return check
+
+
+def _fit_remedies(table, main: str, formula: str, data, kw: dict, progress):
+    """(compare_models table of the remedies for ``main``'s failed checks or None, {spec: error})."""
+    import warnings
+
+    from glmmdiag.compare import ModelComparison, compare_models
+    from glmmdiag.errors import GlmmdiagError
+    from glmmdiag.remedies import model_remedies, normalize_spec
+
+    fit = table.fits[main]
+    found = model_remedies(table.specs[main], fit.family.name, table.tests[main], kw["alpha"], formula)
+    compared = set(table["spec"])
+    todo = list(dict.fromkeys(s for r in found for s in r.specs if s not in compared))
+    parts, failed = [], {}
+    for spec in todo:
+        progress(f"fitting the remedy {spec} ...")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a remedy's fit warnings are in its row
+                parts.append(compare_models(formula, data, [normalize_spec(spec)], **kw))
+        except GlmmdiagError as e:
+            failed[spec] = " ".join(str(e.args[0] if e.args else e).split())
+    if not parts:
+        return None, failed
+    out = ModelComparison(pd.concat(parts))
+    out["delta_AIC"] = out["AIC_common"] - table.loc[main, "AIC_common"]  # from the main model
+    for attr in ("fits", "residuals", "tests", "specs"):
+        setattr(out, attr, {k: v for p in parts for k, v in getattr(p, attr).items()})
+    out.settings = dict(parts[0].settings, reference=main)
+    return out, failed
 
 
 # ------------------------------------------------------------------------------------ numbers
@@ -212,7 +291,8 @@ def results_dict(check: Check) -> dict:
                    "variance_or_cov": r["vcov"], "sd_or_cor": r["sdcor"]} for _, r in vc.iterrows()] if vc is not None else []
         disp = getattr(fit, "dispersion", None)
         models[label] = {
-            "family": str(label), "link": str(row["link"]), "response": str(row["response"]),
+            "label": str(label), "family": str(row.get("family", label)), "spec": str(row.get("spec", label)),
+            "link": str(row["link"]), "response": str(row["response"]),
             "nobs": int(row["nobs"]), "n_dropped": int(getattr(fit, "n_dropped", 0) or 0),
             "ngroups": {str(k): int(v) for k, v in (fit.ngroups or {}).items()},
             "n_params": int(row["n_params"]), "logLik": row["logLik"], "AIC": row["AIC"], "BIC": row["BIC"],
@@ -235,6 +315,7 @@ def results_dict(check: Check) -> dict:
             tout[name] = d
         tests_out[label] = tout
         verdicts[label] = _verdict(tests, alpha)
+        models[label]["remedies"] = _remedies_of(table, label, check.settings.get("formula"), alpha)
         models[label]["residuals"] = {"nobs": int(res.nobs), "n_sim": int(res.n_sim), "simulate_re": res.simulate_re,
                                       "seed_entropy": str(res.seed), "chunk_size": int(res.chunk_size),
                                       "integer_response": bool(res.integer_response)}
@@ -242,7 +323,9 @@ def results_dict(check: Check) -> dict:
     if len(table.index) > 1:
         cols = ["link", "response", "logLik", "AIC_common", "delta_AIC", "dispersion", "dispersion_p",
                 "ks_D", "ks_p", "outlier_p", "quantile_p", "verdict"]
-        comparison = [{"family": str(lab), **{c: table.loc[lab, c] for c in cols}} for lab in table.index]
+        comparison = [{"model": str(lab), "family": str(table.loc[lab].get("family", lab)),
+                       "spec": str(table.loc[lab].get("spec", lab)), **{c: table.loc[lab, c] for c in cols}}
+                      for lab in table.index]
     s = dict(check.settings)
     s["seed"] = None if s["seed"] is None else (int(s["seed"]) if isinstance(s["seed"], (int, np.integer)) else str(s["seed"]))
     out = {
@@ -256,9 +339,43 @@ def results_dict(check: Check) -> dict:
         "tests": tests_out,
         "verdicts": verdicts,
         "comparison": comparison,
+        "suggestions": _suggestions_dict(check, alpha),
         "figures": {},
     }
     return _clean(out)
+
+
+def _remedies_of(table, label, formula, alpha) -> list[dict]:
+    """[{problem, specs, why, text}] of one model's failed checks (the remedy table)."""
+    from glmmdiag.remedies import PROBLEM_NAMES, model_remedies
+
+    spec = getattr(table, "specs", None) or {}
+    spec = spec.get(label) or {"family": str(label), "link": None, "ziformula": None, "dispformula": None,
+                               "olre": False, "label": str(label)}
+    found = model_remedies(spec, table.fits[label].family.name, table.tests[label], alpha, formula)
+    return [{"problem": PROBLEM_NAMES.get(r.problem, r.problem), "specs": list(r.specs), "why": r.why,
+             "text": str(r)} for r in found]
+
+
+def _suggestions_dict(check: Check, alpha: float):
+    """The fitted remedies (``run_check(..., suggest=True)``), or None when not asked for."""
+    if not check.settings.get("suggest"):
+        return None
+    main = check.table.index[0]
+    sug = check.suggestions
+    rows = []
+    if sug is not None:
+        for lab in sug.index:
+            r = sug.loc[lab]
+            rows.append({"model": str(lab), "spec": str(r["spec"]), "family": str(r["family"]),
+                         "link": str(r["link"]), "nobs": int(r["nobs"]), "AIC_common": r["AIC_common"],
+                         "delta_AIC": r["delta_AIC"], "dispersion": r["dispersion"],
+                         "dispersion_p": r["dispersion_p"], "zero_inflation_p": r["zero_inflation_p"],
+                         "ks_p": r["ks_p"], "quantile_p": r["quantile_p"], "verdict": str(r["verdict"]),
+                         "passes": str(r["verdict"]) == "no problems detected"})
+    return {"model": str(main), "verdict": str(check.table.loc[main, "verdict"]),
+            "AIC_common": check.table.loc[main, "AIC_common"], "models": rows,
+            "failed": [{"spec": k, "error": v} for k, v in check.suggest_failed.items()]}
 
 
 # ------------------------------------------------------------------------------------ HTML
@@ -327,10 +444,12 @@ def _model_section(r: _R, results: dict, label: str, images: dict) -> str:
     b = f"models/{label}"
     bad = results["verdicts"][label] != "no problems detected"
     groups = ", ".join(f"{html.escape(g)}: {r(f'{b}/ngroups/{g}', 'int')}" for g in m["ngroups"]) or "none"
-    out = [f'<h2>Model: {r(b + "/family", "str")} ({r(b + "/link", "str")} link) on '
+    head = (f'{r(b + "/label", "str")}: {r(b + "/family", "str")}' if m.get("label") != m["family"]
+            else r(b + "/family", "str"))
+    out = [f'<h2>Model: {head} ({r(b + "/link", "str")} link) on '
            f'{r(b + "/response", "str")}</h2>',
            f'<div class="verdict{" bad" if bad else ""}">Verdict at α = {r("settings/alpha", "g3")}: '
-           f'<strong>{r("verdicts/" + label, "str")}</strong></div>',
+           f'<strong>{r("verdicts/" + label, "str")}</strong>{_remedy_list(r, b, m)}</div>',
            '<table><tbody>',
            f'<tr><th>observations</th><td class="num">{r(b + "/nobs", "int")}</td>'
            f'<th>dropped (missing values)</th><td class="num">{r(b + "/n_dropped", "int")}</td></tr>',
@@ -379,30 +498,76 @@ def _model_section(r: _R, results: dict, label: str, images: dict) -> str:
     return "\n".join(out)
 
 
+def _remedy_list(r: _R, b: str, m: dict) -> str:
+    """The remedies of a model's failed checks as a list (empty when none)."""
+    items = []
+    for i, rem in enumerate(m.get("remedies") or []):
+        base = f"{b}/remedies/{i}"
+        specs = ", ".join(f'<code>{r(f"{base}/specs/{j}", "str")}</code>' for j in range(len(rem["specs"])))
+        what = f"try {specs} ({r(base + '/why', 'str')})" if specs else r(base + "/why", "str")
+        items.append(f"<li>{r(base + '/problem', 'str')}: {what}</li>")
+    if not items:
+        return ""
+    return ('<br>What may address it (<code>--compare SPEC</code>, or <code>--suggest</code> to fit them):'
+            '<ul>' + "".join(items) + "</ul>")
+
+
+def _suggestions_section(r: _R, results: dict) -> str:
+    """The remedies fitted by --suggest: verdict and AIC of each against the main model."""
+    sug = results["suggestions"]
+    out = [f'<h2>Suggested remedies for {r("suggestions/model", "str")}</h2>',
+           f'<p>The main model\'s verdict: <strong>{r("suggestions/verdict", "str")}</strong> (AIC '
+           f'{r("suggestions/AIC_common", "g5")}). Each remedy the remedy table proposes for its failed '
+           'checks, fitted and checked the same way; ΔAIC is against the main model (negative: better).</p>']
+    if sug["models"]:
+        rows = []
+        for i, row in enumerate(sug["models"]):
+            b = f"suggestions/models/{i}"
+            cls = "ok" if row["passes"] else "bad"
+            rows.append(f'<tr><td>{r(b + "/model", "str")}</td><td><code>{r(b + "/spec", "str")}</code></td>'
+                        f'<td class="num">{r(b + "/AIC_common", "g5")}</td>'
+                        f'<td class="num">{r(b + "/delta_AIC", "g3")}</td>'
+                        f'<td class="num">{r(b + "/dispersion", "g3")}</td>'
+                        f'<td class="num">{r(b + "/dispersion_p", "p")}</td>'
+                        f'<td class="num">{r(b + "/zero_inflation_p", "p")}</td>'
+                        f'<td class="{cls}">{r(b + "/verdict", "str")}</td></tr>')
+        out.append('<table><thead><tr><th>model</th><th>spec</th><th class=num>AIC</th><th class=num>ΔAIC</th>'
+                   '<th class=num>dispersion ratio</th><th class=num>p</th><th class=num>zero-inflation p</th>'
+                   '<th>verdict</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    else:
+        out.append("<p>No remedy to fit: the main model passes, or its failed checks have no remedy in the "
+                   "table, or every remedy is already compared above.</p>")
+    for i, _ in enumerate(sug["failed"]):
+        b = f"suggestions/failed/{i}"
+        out.append(f'<p class="bad">Could not fit <code>{r(b + "/spec", "str")}</code>: {r(b + "/error", "str")}</p>')
+    return "\n".join(out)
+
+
 def _comparison_section(r: _R, results: dict, images: dict) -> str:
     rows = []
     for i, row in enumerate(results["comparison"]):
         b = f"comparison/{i}"
         bad = row["verdict"] != "no problems detected"
         rows.append(
-            f'<tr><td>{r(b + "/family", "str")}</td><td>{r(b + "/link", "str")}</td>'
+            f'<tr><td>{r(b + "/model", "str")}</td><td>{r(b + "/family", "str")}</td><td>{r(b + "/link", "str")}</td>'
             f'<td>{r(b + "/response", "str")}</td>'
             f'<td class="num">{r(b + "/AIC_common", "g5")}</td><td class="num">{r(b + "/delta_AIC", "g3")}</td>'
             f'<td class="num">{r(b + "/dispersion", "g3")}</td><td class="num">{r(b + "/dispersion_p", "p")}</td>'
             f'<td class="num">{r(b + "/ks_D", "g3")}</td><td class="num">{r(b + "/ks_p", "p")}</td>'
             f'<td class="num">{r(b + "/outlier_p", "p")}</td><td class="num">{r(b + "/quantile_p", "p")}</td>'
             f'<td class="{"bad" if bad else "ok"}">{r(b + "/verdict", "str")}</td></tr>')
-    out = ['<h2>Family comparison</h2>',
+    plain = all(row["model"] == row["family"] for row in results["comparison"])
+    out = [f'<h2>{"Family" if plain else "Model"} comparison</h2>',
            '<p>AIC on the common scale of the response (a model fitted to a rescaled response is '
            'corrected by the log-Jacobian of the rescaling, so the AICs are comparable); ΔAIC from the '
            'best model. p-values are not effect sizes: read the dispersion ratio and KS distance too.</p>',
-           '<table><thead><tr><th>family</th><th>link</th><th>response</th><th class=num>AIC</th>'
+           '<table><thead><tr><th>model</th><th>family</th><th>link</th><th>response</th><th class=num>AIC</th>'
            '<th class=num>ΔAIC</th><th class=num>dispersion ratio</th><th class=num>p</th>'
            '<th class=num>KS D</th><th class=num>p</th><th class=num>outliers p</th>'
            '<th class=num>quantiles p</th><th>verdict</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"]
     if "comparison" in images:
-        out.append('<figure><img alt="Diagnostics of the compared families side by side" '
-                   f'src="data:image/png;base64,{images["comparison"]}"><figcaption>One row per family: QQ plot, '
+        out.append('<figure><img alt="Diagnostics of the compared models side by side" '
+                   f'src="data:image/png;base64,{images["comparison"]}"><figcaption>One row per model: QQ plot, '
                    'residuals against predictions, and the observed dispersion against its simulated '
                    'distribution (shared axes).</figcaption></figure>')
     return "\n".join(out)
@@ -428,7 +593,7 @@ def render_html(results: dict, images: dict | None = None) -> str:
     ]
     for lab in labels:
         bad = results["verdicts"][lab] != "no problems detected"
-        parts.append(f'<tr><td>{r(f"models/{lab}/family", "str")} ({r(f"models/{lab}/link", "str")})</td>'
+        parts.append(f'<tr><td>{r(f"models/{lab}/label", "str")} ({r(f"models/{lab}/link", "str")})</td>'
                      f'<td class="{"bad" if bad else "ok"}">{r("verdicts/" + lab, "str")}</td></tr>')
     parts.append("</tbody></table>")
     parts.append("<p>The scaled residuals are simulation-based quantile residuals (as R's DHARMa): "
@@ -437,6 +602,8 @@ def render_html(results: dict, images: dict | None = None) -> str:
                  "its simulation standard error.</p>")
     if results.get("comparison"):
         parts.append(_comparison_section(r, results, images))
+    if results.get("suggestions"):
+        parts.append(_suggestions_section(r, results))
     for lab in labels:
         parts.append(_model_section(r, results, lab, images))
     links = ", ".join(f"{html.escape(k)}: {r('settings/links/' + k, 'str')}" for k in s["links"]) or "defaults"
@@ -520,6 +687,21 @@ def _save(fig, base: Path, formats) -> tuple[dict, bytes]:
     return paths, png
 
 
+def _slugs(labels) -> dict:
+    """A distinct file-name-safe stem per model label ("ZI nbinom2 (zi ~1)" -> "ZI_nbinom2_zi_1")."""
+    import re
+
+    out, used = {}, {"comparison"}
+    for lab in labels:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(lab)).strip("_.") or "model"
+        cand, i = stem, 2
+        while cand in used:
+            cand, i = f"{stem}_{i}", i + 1
+        used.add(cand)
+        out[lab] = cand
+    return out
+
+
 def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None) -> dict:
     """Draw the figures and write results.json, report.html and figures/ into ``out_dir``.
     Returns {"html": path, "json": path, "figures": {name: {fmt: path}}}. Raises GlmmdiagError
@@ -543,6 +725,7 @@ def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None
     alpha = float(check.settings["alpha"])
     results = results_dict(check)
     figures, images = {}, {}
+    slugs = _slugs(table.index)
     for label in table.index:
         progress(f"drawing the {label} diagnostics ...")
         t = table.tests[label]
@@ -550,7 +733,7 @@ def write_report(check: Check, out_dir, *, formats=("png", "svg"), progress=None
                                alpha=alpha)
         fig.suptitle(f"{label} ({table.loc[label, 'link']}): " + fig.get_suptitle(), fontsize="large",
                      color=fig._suptitle.get_color(), fontweight=fig._suptitle.get_fontweight())
-        figures[label], png = _save(fig, figdir / f"diagnostics_{label}", formats)
+        figures[label], png = _save(fig, figdir / f"diagnostics_{slugs[label]}", formats)
         images[label] = base64.b64encode(png).decode("ascii")
         plt.close(fig)
     if len(table.index) > 1:

@@ -113,20 +113,64 @@ class TestResult:
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class ResidualTests:
-    """``residual_tests(res)``: uniformity, dispersion and outliers together (mapping-like)."""
+    """``residual_tests(res)``: uniformity, dispersion and outliers together (mapping-like).
+
+    ``verdict`` names the tests that reject at 0.05 (``verdict_at(alpha)`` at another level).
+    With ``family`` (the fitted family's name, e.g. "poisson"; ``with_family`` sets it) the text
+    and ``remedies()`` also name the models that address a failed check, in the specification
+    form of ``compare_models`` / ``glmmdiag check --compare`` (see ``glmmdiag.remedies``).
+    """
 
     uniformity: TestResult
     dispersion: TestResult
     outliers: TestResult
+    family: str | None = None
+    formula: str | None = None
+
+    _TESTS = ("uniformity", "dispersion", "outliers")
 
     def __getitem__(self, k):
+        if k not in self._TESTS:
+            raise KeyError(k)
         return getattr(self, k)
 
+    def get(self, k, default=None):
+        return getattr(self, k) if k in self._TESTS else default
+
     def items(self):
-        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+        return [(name, getattr(self, name)) for name in self._TESTS]
+
+    def with_family(self, family: str, formula: str | None = None) -> "ResidualTests":
+        """The same tests, knowing the fitted family (and formula) so that remedies are named."""
+        return dataclasses.replace(self, family=family, formula=formula)
+
+    def verdict_at(self, alpha: float = 0.05) -> str:
+        """'overdispersion 3.0 (p < 0.004); ...' or 'no problems detected'."""
+        from glmmdiag.plots._style import problem_phrases
+
+        out = problem_phrases(dict(self.items()), alpha)
+        return "; ".join(out) if out else "no problems detected"
+
+    @property
+    def verdict(self) -> str:
+        """The verdict at alpha = 0.05."""
+        return self.verdict_at(0.05)
+
+    def remedies(self, alpha: float = 0.05, family: str | None = None, formula: str | None = None) -> list:
+        """``glmmdiag.remedies.Remedy`` entries for the failed checks (empty without a family)."""
+        from glmmdiag.remedies import problems, remedies
+
+        family = family or self.family
+        if not family:
+            return []
+        return remedies(family, problems(dict(self.items()), alpha), formula or self.formula)
 
     def __str__(self):
-        return "\n".join(str(t) for _, t in self.items())
+        out = [str(t) for _, t in self.items()]
+        out.append(f"Verdict (alpha = 0.05): {self.verdict}")
+        for r in self.remedies():
+            out.append(f"  remedy for {r}")
+        return "\n".join(out)
 
     __repr__ = __str__
 
