@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 import glmmdiag  # imported here so that the import is not charged to the first case's time limit
-from glmmdiag.errors import GlmmdiagError, GlmmdiagWarning
+from glmmdiag.errors import DegenerateFitWarning, GlmmdiagError, GlmmdiagWarning
 
 __all__ = [
     "FAMILIES",
@@ -707,12 +707,14 @@ def _record_warnings(ws) -> list[tuple[str, str, str]]:
 
 
 def _nonfinite_problem(fit, warned: bool) -> str | None:
-    """Why a returned fit is not an honest success, or None."""
+    """Why a returned fit is not an honest success, or None. logLik = +inf is honest only for an
+    exact linear fit reported with a DegenerateFitWarning (as R's lm: zero residual variance)."""
     fe = np.asarray(fit.fixef, dtype=float)
     if not np.all(np.isfinite(fe)):
         return f"non-finite fixed effects {fe.tolist()}"
     ll = float(fit.loglik)
-    if not math.isfinite(ll):
+    exact = ll == math.inf and any(isinstance(w, DegenerateFitWarning) for w in fit.warning_objects)
+    if not math.isfinite(ll) and not exact:
         return f"non-finite log-likelihood {ll}"
     th = np.asarray(fit.theta, dtype=float)
     if not np.all(np.isfinite(th)):
