@@ -10,8 +10,10 @@
 3. A Poisson GLMM with 1e6 observations (1000 groups), 1000 conditional simulations with n_jobs=2:
    wall time, peak resident memory of the whole process tree (sampled from /proc), and the time the
    random number generator alone needs for the same 1e9 Poisson draws (one core, then / 2).
+4. The extended models of tests/reference/ext (zero-inflation, hurdles, dispersion models, beta-binomial):
+   simulate_residuals(fit, 1000, seed=1) against a DHARMa proxy (see EXT_CASES); --ext-only runs just these.
 
-Usage: python benchmarks/residuals_bench.py [--skip-big] [--big-only] [--reps 3]
+Usage: python benchmarks/residuals_bench.py [--skip-big] [--big-only] [--ext-only] [--reps 3]
 """
 from __future__ import annotations
 
@@ -110,6 +112,41 @@ def bench_reference(reps: int):
             rows.append({"case": case, "nobs": fit.nobs, "mode": sim_re, "n_sim": n_sim, "glmmdiag_1job_s": t1,
                          "glmmdiag_2jobs_s": t2, "dharma_s": d, "dharma_source": "live" if live_r else ("stored" if d else "-"),
                          "speedup": (d / min(t1, t2)) if d else None})
+    return pd.DataFrame(rows)
+
+
+SALAMANDERS = "count ~ spp + mined + (1 | site)"
+# the extended models of tests/reference/ext (zero-inflation, hurdles, dispersion models, new families):
+# case, data set, formula, glmm keywords, DHARMa proxy (a stored DHARMa 0.5.0 timing, n = 1000,
+# of the plain glmmTMB model on the same data: the references record DHARMa's results on these
+# models but not its time; glmmTMB's simulate() for a zero or dispersion model is no cheaper)
+EXT_CASES = [
+    ("salamanders_zip", "Salamanders", SALAMANDERS, {"family": "poisson", "ziformula": "~ spp + mined"}, "salamanders_poisson"),
+    ("salamanders_zinb2", "Salamanders", SALAMANDERS, {"family": "nbinom2", "ziformula": "~ spp + mined"}, "salamanders_nbinom2"),
+    ("salamanders_zinb1_zi1", "Salamanders", SALAMANDERS, {"family": "nbinom1", "ziformula": "~1"}, "salamanders_nbinom2"),
+    ("salamanders_hurdle_pois", "Salamanders", SALAMANDERS, {"family": "truncated_poisson", "ziformula": "~ spp + mined"},
+     "salamanders_poisson"),
+    ("salamanders_hurdle_nb2", "Salamanders", SALAMANDERS, {"family": "truncated_nbinom2", "ziformula": "~ spp + mined"},
+     "salamanders_nbinom2"),
+    ("salamanders_nb2_disp", "Salamanders", SALAMANDERS, {"family": "nbinom2", "dispformula": "~ mined"}, "salamanders_nbinom2"),
+    ("sleepstudy_disp", "sleepstudy", "Reaction ~ Days + (1 | Subject)", {"family": "gaussian", "dispformula": "~ Days"}, None),
+    ("cbpp_betabinomial", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", {"family": "betabinomial"},
+     "cbpp_glmmTMB"),
+]
+
+
+def bench_ext(reps: int):
+    """simulate_residuals(fit, 1000, seed=1) (unconditional, as DHARMa on glmmTMB) on the extended models."""
+    rows = []
+    for case, ds, formula, kw, proxy in EXT_CASES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = gd.glmm(formula, _load(ds), **kw)
+            gd.simulate_residuals(fit, 20, seed=1, simulate_re="unconditional")
+            t1 = _median_time(lambda: gd.simulate_residuals(fit, 1000, seed=1, simulate_re="unconditional"), reps)
+        d = _stored_dharma(proxy, "user-specified", 1000) if proxy else None
+        rows.append({"case": case, "nobs": fit.nobs, "n_sim": 1000, "glmmdiag_1job_s": t1, "dharma_proxy_s": d,
+                     "dharma_proxy_model": proxy or "-", "speedup_vs_proxy": (d / t1) if d else None})
     return pd.DataFrame(rows)
 
 
@@ -212,8 +249,18 @@ def main(argv=None):
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--big-only", action="store_true")
     ap.add_argument("--big-n", type=int, default=1_000_000)
+    ap.add_argument("--ext-only", action="store_true", help="only the zero-inflation/hurdle/dispersion/new-family models")
     a = ap.parse_args(argv)
     pd.set_option("display.width", 200)
+    if a.ext_only or not a.big_only:
+        print("simulate_residuals(fit, 1000, seed=1, unconditional) on the extended models (seconds, median of %d);"
+              % a.reps)
+        print("  DHARMa proxy: DHARMa 0.5.0's stored time (n = 1000) for the plain glmmTMB model on the same data "
+              "(tests/reference/dharma); target: >= 20x")
+        print(bench_ext(a.reps).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print()
+        if a.ext_only:
+            return
     if not a.big_only:
         print("simulate_residuals on the DHARMa reference models (seconds, median of %d)" % a.reps)
         if not _dharma_in_r():

@@ -379,3 +379,72 @@ def test_refit_problems_are_refit_warnings():
     assert failed and conv
     assert msgs[failed[0]] is gd.RefitWarning and msgs[conv[0]] is gd.RefitWarning
     assert res.refit["n_failed"] > 0
+
+
+# ------------------------------------------------------------------ submodels: the light sampler
+@pytest.fixture(scope="module")
+def zero_model_fits():
+    from glmmdiag import datasets
+
+    d = datasets.load("Salamanders")
+    f = "count ~ spp + mined + (1 | site)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "zip": gd.glmm(f, d, family="poisson", ziformula="~ mined"),
+            "hurdle_nb2": gd.glmm(f, d, family="truncated_nbinom2", ziformula="~ mined"),
+            "nb2_disp": gd.glmm(f, d, family="nbinom2", dispformula="~ mined"),
+            "truncated": gd.glmm("y ~ x + (1 | g)", _positive_counts(), family="truncated_poisson"),
+        }
+
+
+def _positive_counts():
+    """Poisson counts conditioned on being positive (a zero-truncated model without ziformula)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(15), 20)
+    x = rng.normal(size=g.size)
+    lam = np.exp(0.8 + 0.4 * x + rng.normal(0, 0.5, 15)[g])
+    y = rng.poisson(lam)
+    while (y == 0).any():
+        z = y == 0
+        y[z] = rng.poisson(lam[z])
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
+@pytest.mark.parametrize("name", ["zip", "hurdle_nb2", "nb2_disp", "truncated"])
+@pytest.mark.parametrize("mode", ["conditional", "unconditional"])
+def test_zero_and_dispersion_models_same_seed_same_residuals_for_any_n_jobs(zero_model_fits, name, mode):
+    fit = zero_model_fits[name]
+    # zero-inflated / hurdle / dispersion models stream through the light sampler (not fit.simulate)
+    assert GLMMAdapter(fit)._sampler(mode == "conditional") is not None
+    kw = dict(seed=7, chunk_size=16, simulate_re=mode)
+    r1 = gd.simulate_residuals(fit, 100, n_jobs=1, **kw)
+    r2 = gd.simulate_residuals(fit, 100, n_jobs=2, **kw)
+    assert np.array_equal(r1.residuals, r2.residuals)
+    assert np.array_equal(r1.counts_less, r2.counts_less)
+    for k in r1.sim_stats:
+        assert np.array_equal(r1.sim_stats[k], r2.sim_stats[k])
+    # the chunks are the documented streams (a kept run replays them)
+    kept = gd.simulate_residuals(fit, 40, seed=5, chunk_size=16, keep_simulations=True, simulate_re=mode)
+    ss = np.random.SeedSequence(5).spawn(1)[0].spawn(3)
+    S = GLMMAdapter(fit).simulate(16, np.random.Generator(np.random.PCG64(ss[1])), mode == "conditional")
+    assert np.array_equal(kept.simulations[:, 16:32], S)
+    assert not np.array_equal(r1.residuals, gd.simulate_residuals(fit, 100, seed=8, chunk_size=16,
+                                                                  simulate_re=mode).residuals)
+
+
+def test_zero_model_sampler_matches_the_model(zero_model_fits):
+    """The light sampler's zero share and mean per row agree with the fitted model's (conditional)."""
+    for name in ("zip", "hurdle_nb2", "truncated"):
+        fit = zero_model_fits[name]
+        S = np.asarray(GLMMAdapter(fit).simulate(3000, np.random.default_rng(1), True), float)
+        assert S.shape == (fit.nobs, 3000) and np.all(S >= 0) and np.all(S == np.round(S))
+        fam, mu, pi = fit.family, fit.predict(type="conditional"), fit.predict(type="zprob")
+        bpsi = fam.split(fit.psi)[0]
+        f0 = fam._f0(mu, bpsi)
+        p0 = pi + (1 - pi) * f0 if fam.zero == "zi" else pi  # (pi = 0: zero truncation)
+        se = np.sqrt(p0 * (1 - p0) / 3000)
+        assert np.max(np.abs((S == 0).mean(axis=1) - p0) / np.maximum(se, 1e-3)) < 5
+        np.testing.assert_allclose(S.mean(), fit.predict(type="response").mean(), rtol=0.02)

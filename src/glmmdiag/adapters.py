@@ -248,23 +248,48 @@ class _GLMMSampler:
     transposed (a Fortran-ordered (nobs, n) view, each simulation contiguous); Bernoulli rows by
     ``rng.random() < p`` (~10x faster than numpy's binomial), Poisson by ``rng.poisson``, other
     families by the family's own ``sample``. Integer families give integer arrays.
+    Zero-inflated, hurdle and dispersion models (``CompositeFamily``) draw from the base family
+    with per-row psi: first the zero process (a zero with probability pi), then base draws
+    (hurdles: zero-truncated, ``submodels.truncated_draws``) only where it gave none.
+    Non-composite gaussian models use the fit's own ``simulate``.
     """
 
-    def __init__(self, family, nobs, w, psi, mu=None, eta_pop=None, terms=None):
+    def __init__(self, family, nobs, w, psi, mu=None, eta_pop=None, terms=None, zero=None, pi=None):
         self.family, self.nobs, self.w, self.psi = family, int(nobs), w, psi
         self.mu, self.eta_pop, self.terms = mu, eta_pop, terms
+        # submodels (``CompositeFamily``): ``family`` is the base family, ``psi`` its parameters
+        # (a scalar vector, or a (1, nobs) row of per-row values), ``zero`` the zero model
+        # ("zi", "hurdle" or None) and ``pi`` (nobs,) its probabilities (None without ziformula)
+        self.zero, self.pi = zero, pi
         self.bernoulli = family.name == "binomial" and bool(np.all(w == 1.0))
 
     @classmethod
     def from_fit(cls, fit, conditional: bool):
         fam = fit.family
-        if fam.name == "gaussian" or getattr(fam, "composite", False):
-            return None  # the fit's own simulate (zero models, per-row dispersion)
         w = np.asarray(fit.design.w, float)
-        psi = fit.psi if fam.n_psi else None
+        extra = {}
+        if getattr(fam, "composite", False):
+            # zero-inflation, hurdles, dispersion models: the base family's draws with per-row psi,
+            # then the zero process (as CompositeFamily.sample); weights are trials only for binomial
+            bpsi, xi = fam.split(fit.psi)
+            base = fam.base
+            from glmmdiag.fit.submodels import _expit
+
+            extra = {"zero": fam.zero, "pi": None if xi is None else np.asarray(_expit(xi), float)}
+            psi = bpsi
+            if base.weight_role != "trials":
+                w = np.ones_like(w)
+            fam = base
+        elif fam.name == "gaussian":
+            return None  # the fit's own simulate (its sigma, weights)
+        else:
+            psi = fit.psi if fam.n_psi else None
         if conditional or not fit.design.terms:
-            mu = np.asarray(fit.predict(type="response"), float)
-            return cls(fam, fit.nobs, w, psi, mu=mu)
+            if extra:  # the base family's conditional mean
+                mu = np.asarray(fam.link.inverse(np.asarray(fit.predict(type="link"), float)), float)
+            else:
+                mu = np.asarray(fit.predict(type="response"), float)
+            return cls(fam, fit.nobs, w, psi, mu=mu, **extra)
         try:
             T = fit._thetamap.factors(fit.theta)
             scale = fit.sigma if getattr(fit, "_relative", False) else 1.0
@@ -273,7 +298,7 @@ class _GLMMSampler:
         terms = [(np.asarray(t.refs, np.int64), np.asarray(t.z, float), np.asarray(Tk, float) * scale, t.nlev, t.q)
                  for t, Tk in zip(fit.design.terms, T)]
         eta = np.asarray(fit.predict(type="link", re_form="~0"), float)
-        return cls(fam, fit.nobs, w, psi, eta_pop=eta, terms=terms)
+        return cls(fam, fit.nobs, w, psi, eta_pop=eta, terms=terms, **extra)
 
     def _means(self, n, rng, conditional):
         if self.mu is not None:
@@ -291,18 +316,55 @@ class _GLMMSampler:
     def simulate(self, n, rng, conditional=True):
         n = int(n)
         mu = self._means(n, rng, conditional)
+        if self.zero is None and self.pi is None:
+            return self._base_draws(n, mu, rng)
+        shape = (n, self.nobs)
+        if self.pi is None:  # zero truncation only: every value is a truncated draw
+            return self._draws_at(None, shape, mu, rng).reshape(shape).T
+        # the zero process first (a zero with probability pi), then the base (zero-inflation) or
+        # zero-truncated base (hurdle) draws only where it gave no zero: the same distribution
+        # as drawing everywhere and replacing, with 1 - pi of the draws
+        zero = rng.random(shape) < self.pi
+        idx = np.flatnonzero(~zero)
+        d = self._draws_at(idx, shape, mu, rng)
+        y = np.zeros(n * self.nobs, d.dtype)
+        y[idx] = d
+        return y.reshape(shape).T
+
+    def _draws_at(self, idx, shape, mu, rng):
+        """Base (zero-inflation) or zero-truncated base (hurdle) draws at the flat positions
+        ``idx`` of the (n, nobs) layout (all positions when None), as a 1-D array."""
+        nobs = self.nobs
+        cols = np.tile(np.arange(nobs), shape[0]) if idx is None else idx % nobs
+        if mu.shape[0] == 1:
+            mu_k = mu[0][cols]
+        else:
+            mu_k = mu.reshape(-1) if idx is None else mu.reshape(-1)[idx]
+        psi = self.psi
+        if psi is not None and np.ndim(psi) == 2:  # per-row psi (a dispersion model)
+            psi = psi[:, cols]
+        fam = self.family
+        if self.zero == "hurdle":
+            from glmmdiag.fit.families import simulable_means
+            from glmmdiag.fit.submodels import truncated_draws
+
+            return truncated_draws(fam, simulable_means(mu_k, fam.name), psi, rng)
+        if self.bernoulli:
+            return (rng.random(mu_k.shape) < mu_k).astype(np.int8)
+        if fam.name == "poisson" and np.all(mu_k <= _POISSON_FAST_MAX):
+            return rng.poisson(np.maximum(mu_k, 0.0))
+        return np.asarray(fam.sample(mu_k, self.w[cols], rng, psi), float).reshape(-1)
+
+    def _base_draws(self, n, mu, rng):
         shape = (n, self.nobs)
         fam = self.family
         if self.bernoulli:
             return (rng.random(shape) < mu).astype(np.int8).T
         if fam.name == "poisson" and np.all(mu <= _POISSON_FAST_MAX):  # else the family's checked sampler
             mu = np.maximum(mu, 0.0)
-            if mu.shape[0] == 1:  # one row of means: draw simulation by simulation (no broadcast copies)
-                out = np.empty(shape, np.int64)
-                for j in range(n):
-                    out[j] = rng.poisson(mu[0])
-                return out.T
-            return rng.poisson(mu, size=shape).T
+            # one row of means: a zero-stride broadcast (no copy; the same stream as drawing the
+            # simulations one by one, 3x faster)
+            return rng.poisson(np.broadcast_to(mu, shape)).T
         w = np.broadcast_to(self.w[None, :], shape)
         return np.asarray(fam.sample(np.broadcast_to(mu, shape), w, rng, self.psi)).reshape(shape).T
 

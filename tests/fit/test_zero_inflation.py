@@ -256,3 +256,34 @@ def test_zero_formula_means_no_zero_model():
     a = glmmdiag.glmm(FORMULA, d, family="poisson", ziformula="~0")
     b = glmmdiag.glmm(FORMULA, d, family="poisson")
     assert a.loglik == b.loglik and len(a.fixef_zi) == 0
+
+
+# ------------------------------------------------------------------------------ zero-truncated draws
+@pytest.mark.parametrize("family", ["poisson", "nbinom2", "nbinom1"])
+@pytest.mark.parametrize("rounds", [40, 1])  # 1: most values go through scipy's quantile function
+def test_truncated_draws_follow_the_truncated_pmf(family, rounds, monkeypatch):
+    from glmmdiag.fit import submodels
+
+    monkeypatch.setattr(submodels, "TRUNC_ROUNDS", rounds)
+    fam = get_family(family)
+    psi = None if family == "poisson" else np.array([np.log(0.4)])
+    rng = np.random.default_rng(3)
+    # means with P(0) both below and above the rejection threshold, and a per-row layout
+    for m in (0.03, 0.6, 2.5, 30.0):
+        n = 60000
+        y = submodels.truncated_draws(fam, np.full((2, n // 2), m), psi, rng)
+        assert y.shape == (2, n // 2) and y.min() >= 1 and np.all(y == np.round(y))
+        if family == "poisson":
+            pmf = stats.poisson.pmf(np.arange(0, 400), m)
+        else:
+            size, p = fam._size_prob(np.array(m), psi)
+            pmf = stats.nbinom.pmf(np.arange(0, 400), size, p)
+        tp = pmf[1:] / (1 - pmf[0])
+        for k in range(1, 6):
+            obs = float(np.mean(y == k))
+            se = np.sqrt(tp[k - 1] * (1 - tp[k - 1]) / n)
+            assert abs(obs - tp[k - 1]) <= 5 * se + 1e-4, (family, m, k, obs, tp[k - 1])
+    # reproducible: the same generator state gives the same draws
+    a = submodels.truncated_draws(fam, np.full(500, 0.8), psi, np.random.default_rng(9))
+    b = submodels.truncated_draws(fam, np.full(500, 0.8), psi, np.random.default_rng(9))
+    assert np.array_equal(a, b)

@@ -337,6 +337,31 @@ def _glm_hessian(X, y, w, offset, family, beta, psi):
     return float(ll.sum()), g, J
 
 
+def _modified_newton_for(family) -> bool:
+    """Whether ``glm_ml`` replaces an indefinite Hessian by its absolute-eigenvalue modification
+    (submodels and the newer families, whose GLM likelihoods are not concave far from the optimum;
+    the block-diagonal surrogate drops the cross terms and needs tens of steps there)."""
+    return bool(getattr(family, "composite", False)) or family.name in ("betabinomial", "tweedie", "ordbeta")
+
+
+_MODIFIED_NEWTON = _modified_newton_for
+
+
+def _modified_newton(J, g):
+    """A Newton direction with J's eigenvalues replaced by their absolute values (floored at 1e-8
+    of the largest): the exact curvature's directions and scales, a step of ascent; None when J
+    is not finite."""
+    if not np.all(np.isfinite(J)) or not np.all(np.isfinite(g)):
+        return None
+    ev, Q = np.linalg.eigh(0.5 * (J + J.T))
+    a = np.abs(ev)
+    top = float(a.max(initial=0.0))
+    if not top > 0:
+        return None
+    a = np.maximum(a, 1e-8 * top)
+    return Q @ ((Q.T @ g) / a)
+
+
 def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
     """Joint maximum likelihood over (beta, psi) for a family with extra parameters.
 
@@ -367,6 +392,8 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
             # quadratic convergence: after this full step the error is about the decrement squared
             last = float(g @ step_dir) < tol * (abs(ll) + 1.0)
         except (linalg.LinAlgError, ValueError):
+            step_dir = _modified_newton(J, g) if _MODIFIED_NEWTON(family) else None
+        if step_dir is None:
             eta = offset + X @ z[:p]
             W = family.eta_derivs(y, eta, w, z[p:], 2)[2]
             Js = np.zeros_like(J)
@@ -534,7 +561,7 @@ def _glm_start(design, family):
     if family.n_psi:
         if GLM_START_FULL or getattr(family, "composite", False):
             # submodels: the GLM's joint ML (exact Newton) starts every submodel coefficient well
-            beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=1e-8)
+            beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=GLM_START_TOL)
         else:
             beta, psi, _, _ = glm_ml(X, y, w, off, family, max_iter=0)
         return beta, psi
@@ -564,6 +591,8 @@ def _fit_glmm(design, family, n_agq, opt, start):
                           scales=_scales_from_hessian(lap, prob))
     beta_glm, psi_glm = _glm_start(design, family)
     theta0 = _theta_start(prob, beta_glm, psi_glm)
+    if getattr(family, "composite", False) and family.zero is not None and prob._diag:
+        theta0 = _theta_start_scan(prob, theta0, beta_glm, psi_glm)
     # (a single scalar term's evaluations are cheap: a better beta start does not pay for itself)
     beta0 = beta_glm if prob._diag else _beta_start(prob, theta0, beta_glm, psi_glm)
     first = _off_boundary(prob, _glmm_from(prob, theta0, beta0, psi_glm, opt), opt)
@@ -581,6 +610,7 @@ def _fit_glmm(design, family, n_agq, opt, start):
 
 
 THETA_START_MIN, THETA_START_MAX = 0.05, 3.0
+GLM_START_TOL = 1e-8  # submodels: the GLM start's Newton decrement tolerance (relative to |l| + 1)
 GLM_START_FULL = False  # the GLMM optimiser does the joint (beta, psi) fit; a moment psi is start enough
 
 
@@ -626,6 +656,27 @@ def _theta_start(prob, beta, psi):
         sd = np.sqrt(var) if np.isfinite(var) and var > 0 else THETA_START_MIN
         theta[tm.starts[k]] = float(np.clip(sd, THETA_START_MIN, THETA_START_MAX))
     return theta
+
+
+THETA_SCAN = (1.0, 0.5, 0.25)
+
+
+def _theta_start_scan(prob, theta0, beta, psi):
+    """The best of theta0 scaled by THETA_SCAN, by the Laplace deviance at the GLM's (beta, psi)
+    (one PIRLS each). With a zero model the moment estimate of ``_theta_start`` (its score and
+    information are the composed density's at the GLM fit, where the zero model has absorbed
+    part of the between-group variation) can be several times the optimum, and the first
+    quasi-Newton steps then overshoot onto the bound."""
+    best, best_th = np.inf, theta0
+    for f in THETA_SCAN:
+        th = np.maximum(theta0 * f, prob.thetamap.lower_bounds())
+        try:
+            dv = prob.laplace_deviance(beta, th, psi=psi)
+        except NUMERICAL_FAILURES:
+            continue
+        if np.isfinite(dv) and dv < best:
+            best, best_th = dv, th
+    return best_th
 
 
 def _off_boundary(prob, st, opt):
@@ -831,8 +882,16 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
     pc = _PsiCoords(prob, psi0, Hp)
     R_inv = dense.solve_triangular(np.ascontiguousarray(R), np.eye(p), lower=False) if p else np.zeros((0, 0))
     R_inv_t = np.ascontiguousarray(R_inv.T)
+    M = prob.__dict__.pop("_joint_start", None) if scales is None else None
+    U_inv = _joint_whitening(M) if (M is not None and pc.all_lin) else None
+    if U_inv is not None:
+        U_inv_t = np.ascontiguousarray(U_inv.T)
+        psi0 = np.asarray(psi0, float)
 
     def to_params(x):
+        if U_inv is not None:  # (beta, psi) whitened jointly
+            z = U_inv @ x[nt:]
+            return x[:nt] / ts, beta0 + z[:p], psi0 + z[p:]
         b = beta0 + R_inv @ x[nt : nt + p]
         return x[:nt] / ts, b, pc.to_psi(x[nt + p :])
 
@@ -845,6 +904,8 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
         f, g = prob.deviance_and_gradient(b, th, psi=ps)
         if g is None or not np.isfinite(f) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(x)
+        if U_inv is not None:
+            return f, np.concatenate([g[:nt] / ts, U_inv_t @ g[nt:]])
         parts = [g[:nt] / ts, R_inv_t @ g[nt : nt + p]]
         if k:
             parts.append(pc.grad(x[nt + p :], g[nt + p :]))
@@ -884,6 +945,48 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
 
 
 THETA_SCALING = True
+JOINT_WHITENING = True  # submodels: whiten (beta, psi) together (zero-model and count coefficients trade off)
+
+
+def _joint_hessian(prob, theta, psi, W, Hp):
+    """The deviance's Hessian over (beta, psi) at the modes with u eliminated, for one scalar
+    random-effects term (a diagonal u block): with G_i = [W_i x_i, -ds_i/dpsi] (the rows'
+    cross derivatives of -l with eta) and per level l, a_l = 1 + theta^2 sum_l W_i z_i^2 and
+    g_l = theta sum_l z_i G_i, it is 2 (A - sum_l g_l g_l' / a_l), A = [[X'WX, -X'S], [-S'X, Hp/2]]."""
+    t = prob.terms[0]
+    n, p = prob.X.shape
+    fam = prob.family
+    pdv = fam.psi_derivs(prob.y, prob.eta, prob.w, psi, second=False)
+    S = np.column_stack([np.broadcast_to(d[1], (n,)) for d in pdv])
+    G = np.column_stack([W[:, None] * prob.X, -S])
+    z = t.z[:, 0]
+    th = float(theta[0])
+    a = 1.0 + th * th * np.bincount(t.refs, W * z * z, minlength=t.nlev)
+    zt = th * z
+    g = np.column_stack([np.bincount(t.refs, zt * G[:, j], minlength=t.nlev) for j in range(G.shape[1])])
+    A = np.empty((G.shape[1], G.shape[1]))
+    A[:p, :p] = prob.X.T @ (W[:, None] * prob.X)
+    A[:p, p:] = -(prob.X.T @ S)
+    A[p:, :p] = A[:p, p:].T
+    A[p:, p:] = 0.5 * Hp
+    if not np.all(a > 0):
+        return None
+    return 2.0 * (A - g.T @ (g / a[:, None]))
+
+
+def _joint_whitening(M):
+    """U^{-1} for the optimiser's coordinates of (beta, psi) = start + U^{-1} x, with U'U = M the
+    deviance's Hessian over (beta, psi) at the start (``_joint_hessian``). None when M is not
+    positive definite (then beta and psi are whitened apart)."""
+    if M is None or not np.all(np.isfinite(M)):
+        return None
+    L = dense.cholesky_lower(np.ascontiguousarray(0.5 * (M + M.T)))
+    if L is None:
+        return None
+    try:
+        return dense.solve_triangular(np.ascontiguousarray(L.T), np.eye(M.shape[0]), lower=False)
+    except (linalg.LinAlgError, ValueError):
+        return None
 
 
 def _theta_scales(prob, theta, beta, psi):
@@ -946,6 +1049,9 @@ def _scales(prob, beta, theta, psi):
     except Exception:
         return np.eye(p), None, None
     Hp = -2.0 * prob.family.psi_hessian(prob.y, prob.eta, prob.w, psi, summed=True) if k else None
+    if (k and JOINT_WHITENING and getattr(prob.family, "composite", False) and prob._diag
+            and len(prob.terms) == 1 and prob.terms[0].q == 1 and Hp is not None):
+        prob._joint_start = _joint_hessian(prob, theta, psi, W, Hp)
     sysm = prob.system
     cpx = sysm.crossprods(np.maximum(W, 1e-300), prob.X)
     Fx = sysm.factor(cpx, theta, prob.thetamap)

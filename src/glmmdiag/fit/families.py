@@ -927,7 +927,13 @@ class NBinom2(_NegBin):
             return _NB2_TERMS[kind](y, th)
         cy, cth, vals = self._cache
         if cy is not y or cth != th:
-            vals = {}
+            # a second entry: a zero-inflated or hurdle model alternates between y and its zeros
+            py, pth, pvals = getattr(self, "_cache_prev", (None, None, None))
+            self._cache_prev = self._cache
+            if py is y and pth == th:
+                vals = pvals
+            else:
+                vals = {}
             self._cache = (y, th, vals)
         if kind not in vals:
             vals[kind] = _NB2_TERMS[kind](y, th)
@@ -1660,8 +1666,22 @@ class Tweedie(Family):
         pos = y > 0
         return np.where(pos, -w * np.log(np.where(pos, y, 1.0)), 0.0)
 
+    _dcache: tuple = (None, None, None)
+
     def _series(self, y, c, p, derivs):
-        """log S and its (c, p) derivatives for the rows y > 0 (zeros elsewhere)."""
+        """log S and its (c, p) derivatives for the rows y > 0 (zeros elsewhere). With
+        ``derivs``, cached for the last (y, phi, p) when y is read-only and phi, p scalars (the
+        Laplace gradient and the psi Hessian ask for the same point)."""
+        if derivs and isinstance(y, np.ndarray) and not y.flags.writeable and np.ndim(c) == 0 and np.ndim(p) == 0:
+            key = (float(c), float(p))
+            cy, ckey, val = self._dcache
+            if cy is not y or ckey != key:
+                val = self._series_raw(y, c, p, True)
+                self._dcache = (y, key, val)
+            return val
+        return self._series_raw(y, c, p, derivs)
+
+    def _series_raw(self, y, c, p, derivs):
         from glmmdiag.fit.tweedie import log_series
 
         y = np.asarray(y, float)

@@ -158,6 +158,19 @@ class CompositeFamily(Family):
         return z
 
     # ------------------------------------------------------------------ the zero model
+    _xi_memo = None
+
+    def _xi_terms(self, xi):
+        """(pi, softplus(xi), pi (1 - pi)) for the zero model's linear predictor, kept for the last
+        xi (PIRLS varies eta at fixed coefficients)."""
+        memo = self._xi_memo
+        if memo is not None and memo[0].shape == np.shape(xi) and np.array_equal(memo[0], xi):
+            return memo[1]
+        pi = _expit(xi)
+        out = (pi, _softplus(xi), pi * (1.0 - pi))
+        self._xi_memo = (np.array(xi, float, copy=True), out)
+        return out
+
     def _zero_terms(self, y, L, xi):
         """m and the derivatives of h(L, xi) per row: (m, h, h_L, h_LL, h_LLL, h_x, h_xx, h_Lx, h_LLx).
 
@@ -172,9 +185,7 @@ class CompositeFamily(Family):
         m = pos.astype(float)
         zero = np.zeros(np.shape(L))
         if xi is not None:
-            pi = _expit(xi)
-            sp = _softplus(xi)
-            v_pi = pi * (1.0 - pi)
+            pi, sp, v_pi = self._xi_terms(xi)
         if self.zero == "zi":
             q = _expit(L - xi)
             v = q * (1.0 - q)
@@ -210,21 +221,76 @@ class CompositeFamily(Family):
         if self.zero is None:
             return self.base.eta_derivs(y, eta, w, bpsi, order)
         wb, mult = self._weights(w)
-        base = self.base
-        l1, s1, W1, dW1 = base.eta_derivs(y, eta, wb, bpsi, max(order, 2))
-        L, Le, LW, LdW = base.eta_derivs(self._y0(y), eta, wb, bpsi, max(order, 2))
-        m, h, hL, hLL, hLLL, *_ = self._zero_terms(y, L, xi)
+        (l1, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
+        m, h, hL, hLL, hLLL, *_ = zt
         Lee = -LW
         ll = m * l1 + h
         s = m * s1 + hL * Le
         W = m * W1 - hL * Lee - hLL * Le * Le
         if order < 3:
             return ll * mult, s * mult, W * mult, None
-        if dW1 is None:
-            dW1 = base.eta_derivs(y, eta, wb, bpsi, 3)[3]
-            LdW = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)[3]
         d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
         return ll * mult, s * mult, W * mult, -d3 * mult
+
+    _memo = None
+
+    def _at(self, y, eta, w, wb, bpsi, xi, psi):
+        """(base derivatives at y, base derivatives at 0, ``_zero_terms``), all of order 3, for the
+        last (y, w, eta, psi) seen (PIRLS's last step, the gradient at its mode and the GLM's
+        Hessian evaluate the same point several times). y and w are matched by identity (the
+        engine passes the same read-only arrays), eta and psi by value."""
+        eta_a = np.asarray(eta)
+        psi_a = np.asarray(psi, float).reshape(-1)
+        memo = self._memo
+        if (memo is not None and memo[0] is y and memo[1] is w and memo[2].shape == eta_a.shape
+                and np.array_equal(memo[2], eta_a) and np.array_equal(memo[3], psi_a)):
+            return memo[4]
+        base = self.base
+        d_y = base.eta_derivs(y, eta, wb, bpsi, 3)
+        d_0 = self._nb1_zero(eta, wb, bpsi)
+        if d_0 is None:
+            d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
+        out = (d_y, d_0, self._zero_terms(y, d_0[0], xi))
+        if isinstance(y, np.ndarray) and not y.flags.writeable:
+            self._memo = (y, w, eta_a.copy(), psi_a.copy(), out)
+        return out
+
+    def _nb1_phi(self, eta, bpsi):
+        """(mu, phi, r, L) for the nbinom1 base with the log link at y = 0; None otherwise."""
+        if self.base.name != "nbinom1" or self.link.name != "log" or bpsi is None:
+            return None
+        from glmmdiag.fit.families import _TINY
+
+        c = bpsi[0]
+        phi = np.exp(c)
+        m = np.maximum(np.exp(eta), _TINY)
+        return m, phi, m / phi, np.log1p(phi)
+
+    def _nb1_zero(self, eta, wb, bpsi):
+        """nbinom1 (log link) at y = 0, in closed form (the digamma/trigamma differences of
+        y + r and r vanish): l = -w r log(1 + phi), r = mu / phi; with mu = e^eta, s = l, W = -l,
+        dW = -l. The same values as the family's general derivatives, without special functions."""
+        t = self._nb1_phi(eta, bpsi)
+        if t is None:
+            return None
+        m, phi, r, L = t
+        ll = -wb * r * L
+        return ll, ll, -ll, -ll
+
+    def _nb1_zero_psi(self, eta, wb, bpsi):
+        """(l_psi, s_psi, W_psi, l_psipsi) of nbinom1 (log link) at y = 0 in closed form (see
+        NBinom1._psi_mu_terms with D0 = D1 = D2 = 0): g = w r (L - q), g_mu = -w (q - L) / phi,
+        g_mumu = 0, h = w r (2q - L - q(1 - q)), q = phi / (1 + phi)."""
+        t = self._nb1_phi(eta, bpsi)
+        if t is None:
+            return None
+        m, phi, r, L = t
+        q = phi / (1.0 + phi)
+        g = wb * r * (L - q)
+        g1 = -wb * (q - L) / phi
+        h = wb * r * (2.0 * q - L - q * (1.0 - q))
+        shape = np.shape(eta)
+        return tuple(np.broadcast_to(a, shape) for a in (g, g1 * m, -g1 * m, h))
 
     def _row_derivs(self, y, eta, w, psi, second):
         """Per-row derivatives in the submodels' linear predictors (zeta, xi):
@@ -246,19 +312,19 @@ class CompositeFamily(Family):
             out["dW"] = dW
             return out
         y0 = self._y0(y)
-        _, s1, W1, dW1 = base.eta_derivs(y, eta, wb, bpsi, 3)
-        L, Le, LW, LdW = base.eta_derivs(y0, eta, wb, bpsi, 3)
-        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = self._zero_terms(y, L, xi)
+        (_, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
+        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = zt
         Lee, Leee = -LW, -LdW
         d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
         out["dW"] = -d3 * mult
         if self.kd:
+            z0 = self._nb1_zero_psi(eta, wb, bpsi)
             if second:
                 g1, gs1, gW1, gh1 = base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
-                Lz, Lez, LWz, Lzz = base.psi_derivs(y0, eta, wb, bpsi, second=True)[0]
+                Lz, Lez, LWz, Lzz = z0 if z0 is not None else base.psi_derivs(y0, eta, wb, bpsi, second=True)[0]
             else:
                 g1, gs1, gW1 = base.psi_derivs(y, eta, wb, bpsi, second=False)[0][:3]
-                Lz, Lez, LWz = base.psi_derivs(y0, eta, wb, bpsi, second=False)[0][:3]
+                Lz, Lez, LWz = (z0 if z0 is not None else base.psi_derivs(y0, eta, wb, bpsi, second=False)[0])[:3]
                 gh1 = Lzz = None
             g1, gs1, gW1, Lz, Lez, LWz = (a / c for a in (g1, gs1, gW1, Lz, Lez, LWz))
             Leez = -LWz
@@ -457,17 +523,8 @@ class CompositeFamily(Family):
         return y
 
     def _truncated_draws(self, mu, bpsi, rng):
-        """Zero-truncated base draws: U ~ Uniform(f0, 1) through the base quantile function."""
-        mu = np.maximum(np.asarray(mu, float), 1e-300)
-        f0 = self._f0(mu, bpsi)
-        u = f0 + (1.0 - f0) * rng.random(mu.shape)
-        u = np.minimum(u, np.nextafter(1.0, 0.0))
-        if self.base.name == "poisson":
-            y = stats.poisson.ppf(u, mu)
-        else:
-            size, p = self.base._size_prob(mu, bpsi)
-            y = stats.nbinom.ppf(u, size, p)
-        return np.maximum(y, 1.0)
+        """Zero-truncated base draws (``truncated_draws``)."""
+        return truncated_draws(self.base, mu, bpsi, rng)
 
     def cdf(self, y, mu, w, psi=None):
         """P(Y <= y): zero-inflation pi + (1 - pi) F(y) (y >= 0); hurdle pi + (1 - pi)(F(y) - f0)/(1 - f0)
@@ -482,6 +539,83 @@ class CompositeFamily(Family):
             return F
         f0 = self._f0(mu, bpsi)
         return np.where(y < 0, 0.0, np.where(y < 1, pi, pi + (1 - pi) * (F - f0) / (1 - f0)))
+
+
+TRUNC_REJECT_F0 = 0.5  # rows with P(0) below this: rejection; above: inverse CDF by sequential search
+TRUNC_ROUNDS = 40  # rejection rounds / search steps before the rest goes through scipy's quantile function
+
+
+def truncated_draws(base, mu, bpsi, rng):
+    """Draws of the zero-truncated base (Poisson or negative binomial) for means ``mu`` (any shape;
+    ``bpsi`` broadcasts with it), exact and vectorised:
+
+    * values with f0 = P(0) < TRUNC_REJECT_F0: rejection -- base draws, zeros redrawn (at most
+      TRUNC_ROUNDS rounds; fewer than 2 draws per value on average);
+    * the others: the inverse CDF of U ~ Uniform(f0, 1) by sequential search over k = 1, 2, ...
+      with the pmf recurrence (their values are small);
+    * whatever is left after TRUNC_ROUNDS rounds or steps (heavy tails): scipy's quantile function.
+
+    The random stream depends only on the means and the generator (reproducible)."""
+    mu = np.maximum(np.asarray(mu, float), 1e-300)
+    pois = base.name == "poisson"
+    if pois:
+        shape = mu.shape
+        size = p = None
+    else:
+        size, p = base._size_prob(mu, bpsi)
+        shape = np.broadcast(mu, size, p).shape
+        size = np.ascontiguousarray(np.broadcast_to(size, shape), float).ravel()
+        p = np.ascontiguousarray(np.broadcast_to(p, shape), float).ravel()
+    m = np.ascontiguousarray(np.broadcast_to(mu, shape)).ravel()
+    f0 = np.exp(-m) if pois else np.exp(size * np.log(p))
+    y = np.zeros(m.size)
+    rej = f0 < TRUNC_REJECT_F0
+    # rejection
+    idx = np.flatnonzero(rej)
+    for _ in range(TRUNC_ROUNDS):
+        if not idx.size:
+            break
+        if pois:
+            d = rng.poisson(m[idx])
+        else:
+            sz = size[idx]
+            d = rng.poisson(rng.gamma(sz, m[idx] / sz))
+        y[idx] = d
+        idx = idx[d == 0]
+    rest, u_rest = idx, None
+    # inverse CDF by sequential search
+    idx = np.flatnonzero(~rej)
+    if idx.size:
+        f0i = f0[idx]
+        u = f0i + (1.0 - f0i) * rng.random(idx.size)
+        mi = m[idx]
+        if not pois:
+            sz, q = size[idx], 1.0 - p[idx]
+        pk = f0i.copy()  # P(k), from k = 0
+        F = f0i.copy()
+        active = np.arange(idx.size)
+        for k in range(1, TRUNC_ROUNDS + 1):
+            a = active
+            pk[a] *= (mi[a] / k) if pois else ((k - 1.0 + sz[a]) / k * q[a])
+            F[a] += pk[a]
+            done = u[a] <= F[a]
+            y[idx[a[done]]] = k
+            active = a[~done]
+            if not active.size:
+                break
+        if active.size:
+            rest = np.concatenate([rest, idx[active]])
+            u_rest = u[active]
+    # leftovers: scipy's quantile function (fresh uniforms after rejection, the searched ones after search)
+    if rest.size:
+        n_rej = rest.size - (0 if u_rest is None else u_rest.size)
+        f0r = f0[rest[:n_rej]]
+        u_all = f0r + (1.0 - f0r) * rng.random(n_rej)
+        if u_rest is not None:
+            u_all = np.concatenate([u_all, u_rest])
+        u_all = np.minimum(u_all, np.nextafter(1.0, 0.0))
+        y[rest] = (stats.poisson.ppf(u_all, m[rest]) if pois else stats.nbinom.ppf(u_all, size[rest], p[rest]))
+    return np.maximum(y, 1.0).reshape(shape)
 
 
 def _logistic_fit(X, z, iters=25):

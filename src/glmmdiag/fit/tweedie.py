@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from glmmdiag.fit.families import _tri_tetra
+
 __all__ = ["log_series", "series_terms"]
 
 _DROP = 40.0  # terms below exp(-_DROP) x the largest are left out (relative error < 1e-17 per term)
@@ -101,7 +103,7 @@ def _window_sums(y, c, p, j, lw, derivs):
     zpp = a2 * base - 2.0 * a1 / q + 1.0 / (2.0 - p) ** 2 + alpha / (q * q)
     ja = j * alpha[:, None]
     dg = special.digamma(ja)
-    tg = special.polygamma(1, ja)
+    tg = _tri_tetra(ja, False)  # trigamma (to ~1e-15 relative; scipy's polygamma is ~18x slower here)
     wc = -j * (1.0 + alpha)[:, None]
     wp = j * zp[:, None] - j * a1[:, None] * dg
     wcp = -j * a1[:, None]
