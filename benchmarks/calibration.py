@@ -15,13 +15,22 @@ Scenarios (``name: data-generating model -> fitted model``):
 * ``gamma``: Gamma (shape 2) log GLMM -> the same (H0 true)
 * ``gamma_as_beta``: Gamma data rescaled into (0, 1) by y / (max y + 1) -> beta (misspecified)
 * ``beta_as_gamma``: beta data -> Gamma log link (misspecified)
+* ``zip``: the ``poisson_zi`` data (30% structural zeros) -> zero-inflated Poisson, ``ziformula="~1"``
+  (H0 true; ``poisson_zi`` is the same data fitted as Poisson: power of the zero-inflation test)
+* ``gauss_het``: gaussian LMM with residual SD exp(-0.5 + 0.5 x) -> gaussian with constant SD
+  (heteroscedastic: power of the quantile test)
+* ``gauss_het_disp``: the same data -> gaussian with ``dispformula="~ x"`` (H0 true)
 
 A scenario whose family the fitter rejects is skipped with a message. Columns ``cal_*`` are the
 p-values of ``checks.calibrated_tests`` (parametric bootstrap with ``--calibrate`` B refits); they
 lie on the grid {1/(B+1), ..., 1} and are counted as rejections when p <= alpha (the exact-size
-Monte-Carlo rule; choose B + 1 a multiple of 20, e.g. 39 or 99). Targets (issue 4): type I
+Monte-Carlo rule; choose B + 1 a multiple of 40, e.g. 39 or 79: the dispersion and zero-inflation
+tests are two-sided, p = 2 min(rank) / (B + 1), so with B = 19 their smallest p-value is 0.1 and they
+can never reject). Targets (issue 4): type I
 error within [0.03, 0.07] for every test under a correct model; power >= 0.9 of the dispersion test
-against ``poisson_olre``.
+against ``poisson_olre``; (issue 13) power >= 0.9 of the zero-inflation test against ``poisson_zi``,
+type I error of every calibrated test in [0.03, 0.07] for ``zip`` and ``gauss_het_disp``, power of
+the quantile test against ``gauss_het``.
 
 Usage::
 
@@ -29,6 +38,8 @@ Usage::
     python benchmarks/calibration.py --reps 50 --scenarios poisson bernoulli
     python benchmarks/calibration.py --refit 100       # add the refit-based dispersion test (slow)
     python benchmarks/calibration.py --calibrate 39    # add parametric-bootstrap calibrated p-values (cal_*)
+    python benchmarks/calibration.py --reps 100 --calibrate 39 --modes conditional \
+        --scenarios poisson_zi zip gauss_het gauss_het_disp   # the submodel scenarios (issue 13)
 """
 from __future__ import annotations
 
@@ -63,7 +74,17 @@ SCENARIOS = {
     "gamma": ("gamma", "gamma", "log", "H0"),
     "gamma_as_beta": ("gamma_as_beta", "beta", None, "wrong family"),
     "beta_as_gamma": ("beta", "gamma", "log", "wrong family"),
+    # submodels (issue 13); a fifth element: further keyword arguments of glmm()
+    "zip": ("poisson_zi", "poisson", None, "H0", {"ziformula": "~1"}),
+    "gauss_het": ("gauss_het", "gaussian", None, "heteroscedasticity"),
+    "gauss_het_disp": ("gauss_het", "gaussian", None, "H0", {"dispformula": "~ x"}),
 }
+
+
+def fit_scenario(scenario: str, df: pd.DataFrame):
+    """The scenario's model fitted to ``df`` (``y ~ x + (1 | g)``, its family, link and submodels)."""
+    _, family, link, _, *extra = SCENARIOS[scenario]
+    return gd.glmm("y ~ x + (1 | g)", df, family=family, link=link, **(extra[0] if extra else {}))
 
 
 def simulate_data(kind: str, rng: np.random.Generator) -> pd.DataFrame:
@@ -85,6 +106,8 @@ def simulate_data(kind: str, rng: np.random.Generator) -> pd.DataFrame:
         p = 1.0 / (1.0 + np.exp(-(0.2 + 0.5 * x + u)))
         phi = 10.0
         y = np.clip(rng.beta(p * phi, (1 - p) * phi), 1e-6, 1 - 1e-6)
+    elif kind == "gauss_het":
+        y = 1.0 + 0.5 * x + u + rng.normal(0.0, 1.0, n) * np.exp(-0.5 + 0.5 * x)
     elif kind in ("gamma", "gamma_as_beta"):
         mu = np.exp(0.5 + 0.4 * x + u)
         y = rng.gamma(2.0, mu / 2.0)
@@ -102,14 +125,14 @@ ALL_TESTS = TESTS + [f"cal_{t}" for t in CAL_TESTS]
 
 def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit: int, n_cal: int = 0,
                   cal_modes=("conditional",)) -> list[dict]:
-    kind, family, link, _ = SCENARIOS[scenario]
+    kind = SCENARIOS[scenario][0]
     ss = np.random.SeedSequence([seed, rep, sum(map(ord, scenario))])
     rng = np.random.default_rng(ss)
     df = simulate_data(kind, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fit = gd.glmm("y ~ x + (1 | g)", df, family=family, link=link)
+            fit = fit_scenario(scenario, df)
         except Exception as exc:  # a failed fit is recorded, not fatal
             return [{"scenario": scenario, "rep": rep, "mode": m, "error": f"{type(exc).__name__}: {exc}"} for m in modes]
         rows = []
@@ -126,6 +149,8 @@ def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit
                 cal = gd.checks.calibrated_tests(res, n_cal, CAL_TESTS, seed=rng.integers(2**63))
                 for t in CAL_TESTS:
                     row[f"cal_{t}"] = cal[t].p_value
+            if not res.integer_response:  # no zeros to count in continuous data: p = 1 always, not a test
+                row["zero_inflation"] = row["cal_zero_inflation"] = np.nan
             rows.append(row)
         if n_refit:
             res = gd.simulate_residuals(fit, n_refit, seed=rng.integers(2**63), simulate_re="unconditional", refit=True)
@@ -175,14 +200,13 @@ def available_scenarios(names) -> list[str]:
     """Scenarios whose family the fitter accepts (a probe fit on one simulated data set)."""
     ok = []
     for sc in names:
-        kind, family, link, _ = SCENARIOS[sc]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                gd.glmm("y ~ x + (1 | g)", simulate_data(kind, np.random.default_rng(0)), family=family, link=link)
+                fit_scenario(sc, simulate_data(SCENARIOS[sc][0], np.random.default_rng(0)))
             ok.append(sc)
         except Exception as exc:
-            print(f"skipping {sc}: the fitter rejects family {family!r} ({type(exc).__name__}: {exc})", file=sys.stderr)
+            print(f"skipping {sc}: the fitter rejects its model ({type(exc).__name__}: {exc})", file=sys.stderr)
     return ok
 
 
@@ -200,6 +224,10 @@ def main(argv=None):
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--out", default=None, help="write the per-replicate p-values to this CSV")
     a = ap.parse_args(argv)
+    if a.calibrate and (a.calibrate + 1) % 40:
+        print(f"warning: --calibrate {a.calibrate}: B + 1 is not a multiple of 40, so the two-sided calibrated "
+              f"tests (dispersion, zero inflation) cannot have size {ALPHA} (smallest p = "
+              f"{2 / (a.calibrate + 1):.3g}); use 39 or 79", file=sys.stderr)
     scen = available_scenarios(a.scenarios)
     t0 = time.perf_counter()
     raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit, n_cal=a.calibrate,
@@ -224,6 +252,14 @@ def main(argv=None):
     if len(pw):
         print("\npower of the dispersion test vs observation-level overdispersion (sigma = 0.5), target >= 0.9:")
         print(pw[["mode", "test", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
+    for sc, tests, what in (("poisson_zi", ("zero_inflation", "cal_zero_inflation"),
+                             "the zero-inflation test vs 30% structural zeros fitted as Poisson"),
+                            ("gauss_het", ("quantiles", "cal_quantiles"),
+                             "the quantile test vs residual SD exp(-0.5 + 0.5 x) fitted with constant SD")):
+        pw = summ[(summ["scenario"] == sc) & summ["test"].isin(tests)]
+        if len(pw):
+            print(f"\npower of {what}, target >= 0.9:")
+            print(pw[["mode", "test", "rejection_rate", "ci_low", "ci_high"]].to_string(index=False))
     return summ
 
 

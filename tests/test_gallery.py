@@ -21,7 +21,8 @@ SCRIPTS = sorted(GALLERY.glob("plot_*.py"))
 def test_gallery_has_the_promised_examples():
     names = {p.stem for p in SCRIPTS}
     for needed in ("plot_rust_beta_gamma", "plot_orobanche", "plot_contraception_nagq", "plot_salamanders",
-                   "plot_sleepstudy", "plot_grouped_residuals", "plot_temporal_autocorrelation"):
+                   "plot_sleepstudy", "plot_grouped_residuals", "plot_temporal_autocorrelation",
+                   "plot_salamanders_zero_inflation"):
         assert needed in names
     assert (GALLERY / "README.md").exists()
 
