@@ -538,9 +538,9 @@ class _Evaluator:
     def __init__(self, data, aliases: dict[str, str]):
         self.data, self.aliases, self.cache = data, aliases, {}
 
-    def eval(self, node: ast.AST):
+    def value(self, node: ast.AST):
         if isinstance(node, ast.Expression):
-            return self.eval(node.body)
+            return self.value(node.body)
         if isinstance(node, ast.Name):
             name = self.aliases.get(node.id, node.id)
             if name not in self.cache:
@@ -561,22 +561,22 @@ class _Evaluator:
         raise FormulaError(f"cannot evaluate {type(node).__name__}")  # unreachable after checking
 
     def _unary(self, node: ast.UnaryOp):
-        v = self.eval(node.operand)
+        v = self.value(node.operand)
         if isinstance(node.op, ast.Invert):
             return np.logical_not(np.asarray(v, dtype=bool))
         return _UNARY[type(node.op)](v)
 
     def _binop(self, node: ast.BinOp):
-        a, b = self.eval(node.left), self.eval(node.right)
+        a, b = self.value(node.left), self.value(node.right)
         if isinstance(node.op, (ast.BitAnd, ast.BitOr)):
             f = np.logical_and if isinstance(node.op, ast.BitAnd) else np.logical_or
             return f(np.asarray(a, dtype=bool), np.asarray(b, dtype=bool))
         return _BINOPS[type(node.op)](a, b)
 
     def _compare(self, node: ast.Compare):
-        left, out = self.eval(node.left), None
+        left, out = self.value(node.left), None
         for op, comp in zip(node.ops, node.comparators):
-            right = self.eval(comp)
+            right = self.value(comp)
             res = np.asarray(_COMPARE[type(op)](left, right))
             out = res if out is None else out & res
             left = right
@@ -584,7 +584,7 @@ class _Evaluator:
 
     def _call(self, node: ast.Call):
         name = _call_name(node.func)
-        args = [self.eval(a) for a in node.args]
+        args = [self.value(a) for a in node.args]
         if name.startswith("np."):
             return getattr(np, name[3:])(*args)
         return FUNCTIONS[name][0](*args)
@@ -613,7 +613,7 @@ def evaluate_expression(expr: str, data, where: str = "expression") -> np.ndarra
             raise _missing_column(data, name)
     try:
         with np.errstate(all="ignore"):
-            return _Evaluator(data, dict(checked.aliases)).eval(checked.tree)
+            return _Evaluator(data, dict(checked.aliases)).value(checked.tree)
     except (FormulaError, ColumnError):
         raise
     except Exception as e:
