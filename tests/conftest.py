@@ -106,6 +106,35 @@ def load_reference():
     return read_reference
 
 
+def _check_laplace_gradient(fit, theta_scale=1.05, seed=1, rel_step=1e-5):
+    """The exact Laplace gradient in (theta, beta, psi) at a point near ``fit``'s optimum equals
+    central finite differences of the Laplace deviance (modes re-found at each point)."""
+    from glmmdiag.fit.laplace import GLMMProblem
+
+    prob = GLMMProblem(fit.design, fit.family)
+    rng = np.random.default_rng(seed)
+    theta = fit.theta * theta_scale
+    beta = fit.fixef.to_numpy() + 0.02 * rng.normal(size=len(fit.fixef))
+    psi = fit.psi + 0.05 * rng.normal(size=len(fit.psi))
+    _, g = prob.deviance_and_gradient(beta, theta, psi=psi)
+    x0 = np.r_[theta, beta, psi]
+    nt, p = len(theta), len(beta)
+
+    def f(x):
+        prob.reset_modes()
+        return prob.laplace_deviance(x[nt : nt + p], x[:nt], psi=x[nt + p :])
+
+    steps = rel_step * np.maximum(1.0, np.abs(x0))
+    fd = np.array([(f(x0 + s * e) - f(x0 - s * e)) / (2 * s) for s, e in zip(steps, np.eye(len(x0)))])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(fd).max()))
+
+
+@pytest.fixture(scope="session")
+def check_laplace_gradient():
+    """``check_laplace_gradient(fit, theta_scale=1.05, seed=1)``: exact gradient vs finite differences."""
+    return _check_laplace_gradient
+
+
 def pytest_configure(config):
     # also declared in pyproject.toml; repeated so that the marker exists whatever the ini file
     config.addinivalue_line("markers", "slow: long-running fits (skipped by `make test`)")
