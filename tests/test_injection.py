@@ -81,6 +81,13 @@ VECTORS = [
     ("huge-poly-degree", "cnt ~ x + poly(x, 100000) + (1|g)", "poisson", FormulaError),
     ("huge-poly-degree-keyword", "cnt ~ x + poly(x, degree=1e12) + (1|g)", "poisson", FormulaError),
     ("huge-bs-df", "cnt ~ x + bs(x, df=10000000) + (1|g)", "poisson", FormulaError),
+    ("huge-term-power", "cnt ~ (x + t)**40 + (1|g)", "poisson", FormulaError),
+    ("huge-term-power-caret", "cnt ~ (x + t)^40 + (1|g)", "poisson", FormulaError),
+    ("huge-single-term-power", "cnt ~ x**10000000 + (1|g)", "poisson", FormulaError),
+    ("huge-term-power-bar-lhs", "cnt ~ x + ((x + t)**40 | g)", "poisson", FormulaError),
+    # a string that would end formulaic's own quoting of a stateful call's source text
+    ("string-splice-stateful", "cnt ~ x + center(x * (f == \"+'`' + open.__init__.__globals__['builtins']"
+     ".__import__('os').system('touch pwned'))#`\")) + (1|g)", "poisson", FormulaError),
     # back-quoted names are column names, never code
     ("backquoted-fixed", f"cnt ~ x + `{OS}` + (1|g)", "poisson", ColumnError),
     ("backquoted-in-I", f"cnt ~ x + I(`{OS}` + 1) + (1|g)", "poisson", GlmmdiagError),
@@ -183,3 +190,13 @@ def test_formulaic_namespace_has_no_builtins_or_full_numpy():
         ns = FORMULAIC_CONTEXT[np_name]
         assert not hasattr(ns, "save") and not hasattr(ns, "load") and not hasattr(ns, "lib")
         assert ns.log is np.log
+
+
+@pytest.mark.parametrize("argument", ["ziformula", "dispformula"])
+@pytest.mark.parametrize("payload", [f"~ x + I({OS})", "~ (x + t)^40", f"~ log(`{OS}`)"])
+def test_submodel_formulas_are_checked_too(in_tmp, argument, payload):
+    """ziformula= and dispformula= go through the same whitelist (and power bound) as the formula."""
+    family = "nbinom2"
+    with pytest.raises(GlmmdiagError):
+        glmmdiag.glmm("cnt ~ x + (1|g)", _data(), family=family, **{argument: payload})
+    assert not os.listdir(in_tmp)

@@ -291,7 +291,9 @@ class _Checker:
             if type(op) not in _COMPARE:
                 raise _Refusal(node, f"the comparison {type(op).__name__} (use == != < <= > >=)")
         for operand in [node.left, *node.comparators]:
-            if not (isinstance(operand, ast.Constant) and isinstance(operand.value, str)):
+            if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+                _check_string(operand)
+            else:
                 self.visit(operand)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -364,9 +366,24 @@ def _arity(name: str, transforms: bool) -> tuple[int, int] | None:
     return None
 
 
+_STRING_FORBIDDEN = frozenset("\"'`\\#\n\r[]{}")
+
+
+def _check_string(node: ast.Constant) -> None:
+    """A string literal (a level name, a keyword value) may not contain quotes, back-quotes,
+    backslashes, ``#``, brackets or line breaks: formulaic splices the source text of some calls
+    into code of its own, so text that could end its string must never reach it."""
+    bad = sorted(set(node.value) & _STRING_FORBIDDEN)
+    if bad:
+        raise _Refusal(node, f"a string containing {' '.join(repr(c) for c in bad)}")
+
+
 def _check_literal(node: ast.AST, depth: int = 0) -> None:
     """Keyword values: numbers, strings, True/False/None, -number, lists/tuples of those."""
-    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (int, float, str))):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        _check_string(node)
+        return
+    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (int, float))):
         return
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
             and isinstance(node.operand, ast.Constant) and _is_number(node.operand.value):

@@ -312,9 +312,42 @@ def expression_variables(expr: str) -> frozenset[str]:
     return check_expression(expr.strip(), "expression", transforms=True).names
 
 
+_MAX_TERM_POWER = 10  # (a + b + ...)^k expands to all interactions up to order k: keep k small
+_TERM_POWER = re.compile(r"\s*\(*\s*(\d+)\s*\)*")
+
+
+def _check_term_powers(rhs: str, where: str) -> None:
+    """Formula-level powers ``(a + b)^k`` / ``(a + b)**k`` (outside any call) need a whole number
+    k from 1 to _MAX_TERM_POWER: formulaic expands them by a product over k copies, so a large
+    k would hang the parser before anything is checked."""
+    depth, i, n = 0, 0, len(rhs)
+    while i < n:
+        ch = rhs[i]
+        if ch in "`'\"":  # back-quoted names and strings: skip to the closing quote
+            end = rhs.find(ch, i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and (ch == "^" or rhs.startswith("**", i)):
+            i += 1 if ch == "^" else 2
+            m = _TERM_POWER.match(rhs, i)
+            if m is None or not 1 <= int(m.group(1)) <= _MAX_TERM_POWER:
+                raise FormulaError(
+                    f"the {where} {short(rhs)!r} raises terms to a power other than a whole number from 1 to "
+                    f"{_MAX_TERM_POWER} (formula operator ^ / **: (a + b)^2 is a + b + a:b)"
+                )
+            i = m.end()
+            continue
+        i += 1
+
+
 @functools.lru_cache(maxsize=256)
 def _part_variables(rhs: str, where: str) -> frozenset[str]:
     """Column names of a formulaic right-hand side, each factor checked against the whitelist."""
+    _check_term_powers(rhs, where)
     try:
         f = formulaic.Formula(rhs)
     except Exception as e:  # formulaic raises several error types for syntax problems
