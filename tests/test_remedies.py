@@ -119,3 +119,14 @@ def test_residual_tests_of_a_fit_name_the_remedies():
         rt = glmmdiag.residual_tests(glmmdiag.simulate_residuals(fit, n_sim=100, seed=1))
     assert rt.family == "poisson"
     assert "remedy for overdispersion: try 'nbinom2'" in str(rt)
+
+
+def test_underdispersion_of_a_continuous_family_does_not_suggest_count_families():
+    """A Gamma fitted to proportions that comes out underdispersed needs another variance function,
+    not a Conway-Maxwell-Poisson (the demo's Beta-vs-Gamma case)."""
+    from glmmdiag.remedies import remedies
+
+    (gamma,) = remedies("gamma", ["underdispersion"])
+    assert "Conway" not in gamma.why and "'beta'" in gamma.why
+    (pois,) = remedies("poisson", ["underdispersion"])
+    assert "Conway-Maxwell-Poisson" in pois.why

@@ -285,6 +285,13 @@ NOTES = {
     "outliers": "check the outlying observations (a heavier-tailed family may be needed)",
     "heteroscedasticity": "consider a dispersion model on the predictor (dispformula='~ x')",
 }
+# underdispersion of a continuous family: its variance function, not the count distribution, is wrong
+NOTES.update({
+    (f, "underdispersion"): (f"the {f} family's variance changes with the mean faster than the data's: "
+                             f"consider a family with another variance function (for proportions in (0, 1): "
+                             f"'beta'), or a dispersion model (dispformula)")
+    for f in ("gamma", "gaussian", "t", "beta", "tweedie", "ordbeta")
+})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,8 +384,8 @@ def remedies(family: str, failed, formula: str | None = None) -> list[Remedy]:
                 rhs = _fixed_rhs(formula)
                 specs = tuple(s.replace("{fixed}", rhs) for s in specs)
             out.append(Remedy(prob, tuple(specs), why))
-        elif prob in NOTES:
-            out.append(Remedy(prob, (), NOTES[prob]))
+        elif (fam, prob) in NOTES or prob in NOTES:
+            out.append(Remedy(prob, (), NOTES.get((fam, prob), NOTES.get(prob))))
     return out
 
 
