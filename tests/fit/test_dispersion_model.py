@@ -154,3 +154,21 @@ def test_constant_dispersion_formula_is_the_plain_model():
     a = glmmdiag.glmm("count ~ mined + (1 | site)", d, family="nbinom2", dispformula="~1")
     b = glmmdiag.glmm("count ~ mined + (1 | site)", d, family="nbinom2")
     assert a.loglik == b.loglik
+
+
+def test_predict_disp_is_each_rows_sigma():
+    """predict(type="disp") (glmmTMB's type): each row's dispersion on the sigma() scale, from the
+    dispersion model; glmmTMB 1.1.5's gaussian model is on log sigma^2, nbinom2's on log theta."""
+    sl = _fit("sleepstudy_disp")
+    bd = sl.fixef_disp.to_numpy()
+    days = sl.design.X[:, 1]
+    np.testing.assert_allclose(sl.predict(type="disp"), np.exp(0.5 * (bd[0] + bd[1] * days)), rtol=1e-12)
+    new = pd.DataFrame({"Days": [0.0, 9.0], "Subject": ["308", "new"]})
+    np.testing.assert_allclose(sl.predict(new, type="disp"), np.exp(0.5 * (bd[0] + bd[1] * new["Days"])),
+                               rtol=1e-12)
+    d = datasets.load("Salamanders")
+    nb = _fit("salamanders_nb2_disp")
+    theta = np.exp(nb.fixef_disp["(Intercept)"] + nb.fixef_disp["minedno"] * (d["mined"] == "no").to_numpy())
+    np.testing.assert_allclose(nb.predict(type="disp"), theta, rtol=1e-12)
+    plain = glmmdiag.glmm("count ~ spp + mined + (1 | site)", d, family="nbinom2")
+    np.testing.assert_allclose(plain.predict(type="disp"), plain.dispersion)

@@ -358,11 +358,13 @@ class GLMMResults:
             Offsets are replayed on ``newdata``: the formula's ``offset()`` terms, and an
             ``offset=`` given to ``glmm`` as a column name (an ``offset=`` given as values cannot
             be, and predicting new data then raises :class:`~glmmdiag.errors.GlmmdiagError`).
-        type : {"link", "response", "conditional", "zprob"}
+        type : {"link", "response", "conditional", "zprob", "disp"}
             "link": the conditional model's linear predictor; "conditional": its mean mu;
             "zprob": the zero model's pi (0 without ``ziformula``); "response": the mean of the
             response, mu without a zero model, (1 - pi) mu with zero-inflation and
-            (1 - pi) mu / (1 - f(0)) for hurdle / zero-truncated families (glmmTMB's types).
+            (1 - pi) mu / (1 - f(0)) for hurdle / zero-truncated families; "disp": each row's
+            dispersion on glmmTMB's ``sigma()`` scale (from ``dispformula``; the constant
+            ``fit.dispersion`` otherwise, 1 for families without one) (glmmTMB's types).
         re_form : None or str
             Which random effects to include. None: all of them. ``"~0"``, ``"~ 0"``, ``"NA"``
             (or 0, False, NaN): none, the population level. A formula of bar terms, such as
@@ -376,14 +378,17 @@ class GLMMResults:
         ndarray
             One value per row of ``newdata`` (or per fitted row).
         """
-        if type not in ("link", "response", "conditional", "zprob"):
-            raise GlmmdiagError("type must be 'link', 'response', 'conditional' or 'zprob'")
+        if type not in ("link", "response", "conditional", "zprob", "disp"):
+            raise GlmmdiagError("type must be 'link', 'response', 'conditional', 'zprob' or 'disp'")
         eta = self._eta_parts(newdata, re_form)
         if type == "link":
             return eta
         if not self._composite:
             if type == "zprob":
                 return np.zeros(len(eta))
+            if type == "disp":
+                disp = self.dispersion
+                return np.full(len(eta), 1.0 if disp is None else float(disp))
             return self.family.link.inverse(eta)
         fam = self.family
         Xd = Xz = None
@@ -392,7 +397,10 @@ class GLMMResults:
             Xz = self._submodel_X(newdata, "zi") if fam.kz else None
             if fam.kd and fam.d_const:
                 Xd = np.ones((len(eta), 1))
-        mu, _, pi, f0 = fam.parts(eta, self._st.psi, Xd, Xz)
+        mu, bpsi, pi, f0 = fam.parts(eta, self._st.psi, Xd, Xz)
+        if type == "disp":
+            disp = 1.0 if bpsi is None else fam.base.dispersion(bpsi)
+            return np.broadcast_to(np.asarray(disp, float), np.shape(eta)).copy()
         if type == "conditional":
             return mu
         if type == "zprob":
