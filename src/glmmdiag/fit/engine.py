@@ -945,7 +945,6 @@ def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
 
 
 THETA_SCALING = True
-JOINT_WHITENING = True  # submodels: whiten (beta, psi) together (zero-model and count coefficients trade off)
 
 
 def _joint_hessian(prob, theta, psi, W, Hp):
@@ -1049,7 +1048,8 @@ def _scales(prob, beta, theta, psi):
     except Exception:
         return np.eye(p), None, None
     Hp = -2.0 * prob.family.psi_hessian(prob.y, prob.eta, prob.w, psi, summed=True) if k else None
-    if (k and JOINT_WHITENING and getattr(prob.family, "composite", False) and prob._diag
+    # submodels: whiten (beta, psi) together (zero-model and count coefficients trade off)
+    if (k and getattr(prob.family, "composite", False) and prob._diag
             and len(prob.terms) == 1 and prob.terms[0].q == 1 and Hp is not None):
         prob._joint_start = _joint_hessian(prob, theta, psi, W, Hp)
     sysm = prob.system
