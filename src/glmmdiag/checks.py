@@ -225,6 +225,16 @@ def uniformity_test(res: ScaledResiduals, alternative: str = "two-sided") -> Tes
 
 
 # ---------------------------------------------------------------------------------- dispersion
+def _spread_test(res, obs, sims, alt, what, method):
+    """The observed spread against the simulated ones, or an undefined result when both are 0."""
+    n_sim = int(np.isfinite(sims).sum())
+    why = _spread_undefined(res, obs, sims, what)
+    if why:
+        return _undefined(res, method, "dispersion", alt, why, n_sim=n_sim)
+    return _observed_vs_simulated(res, obs, sims, alt, method, "dispersion", n_sim,
+                                  note=_no_simulated_spread(obs, sims))
+
+
 def dispersion_test(
     res: ScaledResiduals,
     alternative: str = "two-sided",
@@ -262,22 +272,14 @@ def dispersion_test(
         if key not in res.sim_stats:
             key = "spread"
         obs, sims = res.obs_stats[key], res.sim_stats[key]
-        method = "Simulation-based dispersion test: var(y - fitted) observed vs simulated"
-        why = _spread_undefined(res, obs, sims, "spread around the fitted values")
-        if why:
-            return _undefined(res, method, "dispersion", alt, why, n_sim=int(np.isfinite(sims).sum()))
-        return _observed_vs_simulated(res, obs, sims, alt, method, "dispersion", int(np.isfinite(sims).sum()),
-                                      note=_no_simulated_spread(obs, sims))
+        return _spread_test(res, obs, sims, alt, "spread around the fitted values",
+                            "Simulation-based dispersion test: var(y - fitted) observed vs simulated")
     if kind == "refit":
         if res.method != "refit" or res.refit is None:
             raise GlmmdiagError("kind='refit' needs residuals made with simulate_residuals(..., refit=True)")
         obs, sims = res.refit["pearson_obs"], np.asarray(res.refit["pearson_sims"])
-        method = "Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted"
-        why = _spread_undefined(res, obs, sims, "Pearson chi-square")
-        if why:
-            return _undefined(res, method, "dispersion", alt, why, n_sim=int(np.isfinite(sims).sum()))
-        return _observed_vs_simulated(res, obs, sims, alt, method, "dispersion", int(np.isfinite(sims).sum()),
-                                      note=_no_simulated_spread(obs, sims))
+        return _spread_test(res, obs, sims, alt, "Pearson chi-square",
+                            "Refit-based (parametric bootstrap) dispersion test: Pearson chi-square observed vs refitted")
     if kind == "pearson":
         m = res.model
         if m is None or not hasattr(m, "pearson_residuals"):
