@@ -17,7 +17,9 @@ from scipy import linalg
 from glmmdiag.errors import DroppedRowsWarning, GlmmdiagError, RankDeficiencyWarning
 from glmmdiag.fit.columns import Columns, classic_column, float_values, is_nullable, missing_values
 from glmmdiag.fit.expressions import column, evaluate_expression
+from glmmdiag.fit.covstruct import make_structure
 from glmmdiag.fit.families import Family
+from glmmdiag.fit.structured import index_columns
 from glmmdiag.fit.fixed import fixed_model_matrix, formulaic_matrix
 from glmmdiag.fit.formula import (
     ParsedFormula,
@@ -42,6 +44,15 @@ class ReTerm:
     z: np.ndarray
     cnames: list[str]
     spec: object = field(repr=False, default=None)
+    structure: str = "us"  # covariance structure (glmmTMB's name; see fit/covstruct.py)
+    coords: np.ndarray | None = field(repr=False, default=None)  # q x d, distance structures
+    index_vars: tuple[str, ...] = ()  # time column (ar1, toep) or coordinate columns (ou, exp, ...)
+
+    @property
+    def label(self) -> str:
+        """The term as written: ``(lhs | g)``, or ``ar1(lhs | g)`` with a structure."""
+        inner = f"{self.lhs} | {self.group}"
+        return f"({inner})" if self.structure == "us" and not self.index_vars else f"{self.structure}({inner})"
 
     @property
     def nlev(self) -> int:
@@ -331,7 +342,7 @@ def build_design(
         used += sorted(expression_variables(e))
     used += sorted(formula_variables(pf.fixed))
     for t in pf.re_terms:
-        used += sorted(formula_variables(t.lhs)) + list(t.group_vars)
+        used += sorted(t.variables) + list(t.group_vars)
     for e in pf.offsets:
         used += sorted(expression_variables(e))
     if isinstance(weights, str):
@@ -486,7 +497,35 @@ class SimpleTermSpec:
         return np.column_stack(parts) if parts else np.zeros((len(data), 0))
 
 
+def _build_structured_term(spec: ReTermSpec, df: pd.DataFrame) -> ReTerm:
+    """A term with a covariance structure (``ar1(times + 0 | g)``, ``exp(numFactor(x, y) + 0 | g)``,
+    ``cs(f + 0 | g)``, ...): its columns, and the coordinates of a distance structure."""
+    refs, levels = _group_index(df, spec.group_vars)
+    coords = None
+    if spec.index_vars:
+        z, cnames, zspec, coords = index_columns(df, spec.structure, spec.index_vars)
+    else:
+        simple = SimpleTermSpec.parse(spec.lhs, df)
+        z, cnames, zspec = ((simple.get_model_matrix(df), simple.column_names, simple) if simple is not None
+                            else _model_matrix(spec.lhs, df))
+    q = z.shape[1]
+    if q < 2 and spec.structure not in ("us", "diag", "homdiag"):
+        raise GlmmdiagError(
+            f"{spec.label} has {q} coefficient per level: a {spec.structure}() structure correlates several "
+            f"(times, locations or factor levels); check the left-hand side"
+        )
+    n_par = make_structure(spec.structure, q, coords).n_par
+    if n_par >= len(df):
+        raise GlmmdiagError(
+            f"{spec.label} has {n_par} covariance parameters for {len(df)} rows: use a simpler structure"
+        )
+    return ReTerm(spec.group_name, spec.group_vars, spec.lhs, levels, refs, z, cnames, zspec,
+                  structure=spec.structure, coords=coords, index_vars=spec.index_vars)
+
+
 def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
+    if spec.structure != "us" or spec.index_vars:
+        return _build_structured_term(spec, df)
     n = len(df)
     refs, levels = _group_index(df, spec.group_vars)
     simple = SimpleTermSpec.parse(spec.lhs, df)

@@ -118,7 +118,7 @@ def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None) -> F
         return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt)
     except NUMERICAL_FAILURES as e:
         p = design.X.shape[1]
-        terms = ", ".join(f"({t.lhs} | {t.group})" for t in design.terms) or "none"
+        terms = ", ".join(t.label for t in design.terms) or "none"
         hint = support_hint(family)
         raise FitError(
             f"the {family.name} model could not be fitted to these data ({design.n} rows, {p} fixed-effect "
@@ -1023,6 +1023,8 @@ def _theta_scales_expected(prob, theta, W):
     ts = np.ones(tm.n)
     W = np.maximum(W, 0.0)
     for k, t in enumerate(prob.terms):
+        if tm.structured(k):  # structured terms keep unit scales
+            continue
         rows, cols = tm._order[k]
         for j, (a, b) in enumerate(zip(rows, cols)):
             if a != b:
@@ -1145,7 +1147,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
 
 
 def _check_boundary(st: FitState, design):
-    tm = ThetaMap([t.q for t in design.terms])
+    tm = ThetaMap.for_terms(design.terms)
     diag = tm.diag_mask()
     if np.any(st.theta[diag] < SINGULAR_TOL):
         st.warnings.append(SingularFitWarning(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import formulaic
 
 from glmmdiag.errors import FormulaError
+from glmmdiag.fit.covstruct import DISTANCE_STRUCTURES, STRUCTURES, TIME_STRUCTURES
 from glmmdiag.fit.expressions import allowed_summary, check_column_name, check_expression, short
 
 __all__ = [
@@ -43,10 +44,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ReTermSpec:
-    """One random-effects term ``(lhs | g1:g2:...)`` after expansion."""
+    """One random-effects term ``(lhs | g1:g2:...)`` after expansion.
+
+    ``structure`` is the covariance structure (glmmTMB's name: ``us`` for lme4's bar, ``diag``,
+    ``cs``, ``ar1``, ``ou``, ``exp``, ...); ``index_vars`` the time column of ``ar1``/``toep`` or the
+    coordinate columns of ``numFactor(x, y)`` for the distance structures."""
 
     lhs: str
     group_vars: tuple[str, ...]
+    structure: str = "us"
+    index_vars: tuple[str, ...] = ()
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The data columns of the term's left-hand side."""
+        return frozenset(self.index_vars) if self.index_vars else formula_variables(self.lhs)
+
+    @property
+    def label(self) -> str:
+        """The term as written: ``(lhs | g)`` or ``ar1(lhs | g)``."""
+        inner = f"{self.lhs} | {self.group_name}"
+        return f"({inner})" if self.structure == "us" and not self.index_vars else f"{self.structure}({inner})"
 
     @property
     def group_name(self) -> str:
@@ -197,6 +215,56 @@ def _expand_bar(inner: str) -> list[ReTermSpec]:
     return [ReTermSpec(lhs, g) for g in _expand_groups(group)]
 
 
+def _structure_of(term: str) -> str | None:
+    """glmmTMB's covariance-structure name if ``term`` is ``name(lhs | group)``."""
+    head = term.split("(", 1)[0].strip()
+    if head in STRUCTURES and _is_wrapped(term, head):
+        if len(split_top_level(term[len(head) + 1 : -1], "|")) > 1:
+            return head
+    return None
+
+
+def _index_variables(structure: str, lhs: str) -> tuple[str, ...]:
+    """The time column of ``ar1``/``toep`` or the coordinate columns of a distance structure.
+
+    ``ar1(times + 0 | g)``: one column (a factor of equally spaced times, or numbers);
+    ``exp(numFactor(x, y) + 0 | g)`` (R's spelling; ``coords(x, y)`` too): the coordinate columns.
+    The left-hand side must have no intercept: one coefficient per time or location."""
+    parts = [(sign, t) for sign, t in signed_terms(lhs)]
+    pieces = [t for sign, t in parts if t not in ("0", "1")]
+    no_intercept = any(t == "0" and sign == "+" for sign, t in parts) or any(
+        t == "1" and sign == "-" for sign, t in parts)
+    distance = structure in DISTANCE_STRUCTURES
+    example = f"{structure}(numFactor(x, y) + 0 | group)" if distance else f"{structure}(times + 0 | group)"
+    if len(pieces) != 1 or not no_intercept:
+        raise FormulaError(
+            f"{structure}({lhs} | ...) needs one {'coordinate set' if distance else 'time variable'} and no "
+            f"intercept, e.g. {example}"
+        )
+    piece = pieces[0]
+    for wrapper in ("numFactor", "coords"):
+        if _is_wrapped(piece, wrapper):
+            names = [a.strip() for a in split_top_level(piece[len(wrapper) + 1 : -1], ",")]
+            if not names or not all(names):
+                raise FormulaError(f"{piece!r} needs column names, e.g. numFactor(x, y)")
+            if not distance and len(names) != 1:
+                raise FormulaError(f"{structure}() takes one time column; got {piece!r}")
+            return tuple(check_column_name(nm.strip("`"), f"{structure}() coordinate") for nm in names)
+    if _is_wrapped(piece, "factor"):
+        piece = piece[len("factor(") : -1].strip()
+    return (check_column_name(piece.strip("`"), f"{structure}() {'coordinate' if distance else 'time'}"),)
+
+
+def _expand_structured(structure: str, inner: str) -> list[ReTermSpec]:
+    """``name(lhs | group)``: one term with glmmTMB's covariance structure ``name``."""
+    if "||" in inner:
+        raise FormulaError(f"{structure}(... || ...) is not defined: write {structure}(lhs | group)")
+    lhs, group = split_top_level(inner, "|")
+    lhs = lhs.strip() or "1"
+    index = _index_variables(structure, lhs) if structure in TIME_STRUCTURES + DISTANCE_STRUCTURES else ()
+    return [ReTermSpec(lhs, g, structure, index) for g in _expand_groups(group)]
+
+
 def _r_powers(text: str) -> str:
     """R's ``^`` inside ``I(...)`` (and other calls) means power: rewrite it as ``**``."""
     out, depth, i, quoted = [], 0, 0, False
@@ -235,7 +303,12 @@ def _split_rhs(rhs: str):
     """(fixed (sign, term) pairs, random-effects terms, offset expressions) of a right-hand side."""
     fixed, re_terms, offsets = [], [], []
     for sign, term in signed_terms(rhs):
-        if _is_wrapped(term) and "|" in term:
+        structure = _structure_of(term)
+        if structure is not None:
+            if sign == "-":
+                raise FormulaError(f"cannot subtract a random-effects term: {term}")
+            re_terms.extend(_expand_structured(structure, term[len(structure) + 1 : -1]))
+        elif _is_wrapped(term) and "|" in term:
             if sign == "-":
                 raise FormulaError(f"cannot subtract a random-effects term: {term}")
             re_terms.extend(_expand_bar(term[1:-1]))
@@ -302,7 +375,8 @@ def parse_formula(formula: str) -> ParsedFormula:
     fixed_txt = _join_fixed(fixed)
     formula_variables(fixed_txt)
     for t in re_terms:
-        _part_variables(t.lhs, "random-effects term")
+        if not t.index_vars:
+            _part_variables(t.lhs, "random-effects term")
     return ParsedFormula(response, cbind, fixed_txt, tuple(re_terms), tuple(offsets), text)
 
 

@@ -76,7 +76,7 @@ class GLMMProblem:
         self.y, self.w, self.X, self.offset = (_read_only(a) for a in (design.y, design.w, design.X, design.offset))
         self.n, self.p = design.X.shape
         self.terms = design.terms
-        self.thetamap = ThetaMap([t.q for t in design.terms])
+        self.thetamap = ThetaMap.for_terms(design.terms)
         self.system = BlockedSystem(design.terms, design.n)
         self.nq = sum(t.nlev * t.q for t in design.terms)
         self.const = float(np.sum(family.loglik_const(self.y, self.w)))
@@ -635,6 +635,11 @@ class GLMMProblem:
         for k, t in enumerate(self.terms):
             uk = u[self._starts[k] : self._starts[k + 1]].reshape(t.nlev, t.q)
             tk = tvec[self._starts[k] : self._starts[k + 1]].reshape(t.nlev, t.q)
+            if self.thetamap.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
+                G = t.z.T @ (r[:, None] * uk[t.refs] + s[:, None] * tk[t.refs] + 2.0 * Wc[:, None] * own[k])
+                grad_theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = self.thetamap.pullback(k, theta, G)
+                m = self.thetamap.starts[k + 1]
+                continue
             rows, cols = self.thetamap._order[k]
             for a, b in zip(rows, cols):
                 za = t.z[:, a]

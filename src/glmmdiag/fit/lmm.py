@@ -39,7 +39,7 @@ class LMMProblem:
     def __init__(self, design, reml: bool):
         self.design = design
         self.reml = reml
-        self.thetamap = ThetaMap([t.q for t in design.terms])
+        self.thetamap = ThetaMap.for_terms(design.terms)
         self.system = BlockedSystem(design.terms, design.n)
         Xy = np.column_stack([design.X, design.y - design.offset])
         self.cp = self.system.crossprods(design.w, Xy)
@@ -96,9 +96,8 @@ class LMMProblem:
             sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv.mean(axis=0)
             vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
             vals = np.maximum(vals, 1e-4 * s2k)
-            L = np.linalg.cholesky((vecs * vals) @ vecs.T / s2k)
-            rows, cols = self.thetamap._order[k]
-            theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = np.clip(L[rows, cols], -10, 10)
+            S = (vecs * vals) @ vecs.T / s2k
+            theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = self.thetamap.structs[k].start(S)
         return theta
 
     def objective(self, theta) -> float:
@@ -153,7 +152,8 @@ class LMMProblem:
         beta, u = self._solve(F)
         T = F.T
         terms = d.terms
-        scalar = all(t.q == 1 for t in terms) and np.all(theta > SCALAR_TRICK_MIN)
+        scalar = (all(t.q == 1 for t in terms) and not self.thetamap.any_structured
+                  and np.all(theta > SCALAR_TRICK_MIN))
         own = None if scalar else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
         starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in terms])]).astype(int)
         fitted = d.offset + d.X @ beta
@@ -165,9 +165,15 @@ class LMMProblem:
         grad = np.empty(self.thetamap.n)
         trace = self._scalar_traces(F) if scalar else None
         m = 0
+        tm = self.thetamap
         for k, t in enumerate(terms):
             uk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q)
-            rows, cols = self.thetamap._order[k]
+            if tm.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
+                G = t.z.T @ (2.0 * d.w[:, None] * own[k] - (2.0 * nu / r2) * we[:, None] * uk[t.refs])
+                grad[tm.starts[k] : tm.starts[k + 1]] = tm.pullback(k, theta, G)
+                m = tm.starts[k + 1]
+                continue
+            rows, cols = tm._order[k]
             for a, b in zip(rows, cols):
                 za = t.z[:, a]
                 tr = trace[k] if scalar else 2.0 * np.sum(d.w * za * own[k][:, b])

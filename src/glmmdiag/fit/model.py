@@ -49,7 +49,7 @@ class GLMMResults:
         self.n_agq = n_agq
         self.data_name = data_name
         self.formula = design.formula.text
-        self._thetamap = ThetaMap([t.q for t in design.terms])
+        self._thetamap = ThetaMap.for_terms(design.terms)
         # the LMM path (gaussian, identity link) keeps theta relative to sigma, as lme4
         self._relative = (family.name == "gaussian" and family.link.name == "identity"
                           and not getattr(family, "composite", False))
@@ -191,6 +191,15 @@ class GLMMResults:
             # gaussian with a non-identity link: theta is absolute; the Residual row is sigma
             T = [Tk / sigma for Tk in T]
         return varcorr_table(self.design.terms, T, sigma)
+
+    @property
+    def covariance_parameters(self) -> list[dict]:
+        """Per random-effects term, the covariance structure's own parameters on glmmTMB's
+        reporting scale: ``{"rho": ...}`` for ``ar1``/``cs``/``homcs``, ``{"range": ...}`` for
+        ``exp``/``gau`` (and ``"kappa"`` for ``mat``), ``{"rate", "rho_unit"}`` for ``ou``, the
+        lag correlations ``r1, r2, ...`` for ``toep``; ``{}`` for unstructured and diagonal terms
+        (their SDs and correlations are in :attr:`varcorr`)."""
+        return self._thetamap.describe(self._st.theta)
 
     def _b_blocks(self) -> list[np.ndarray]:
         """Random effects b = Lambda u per term, shape (levels, q)."""
@@ -512,8 +521,8 @@ _NO_RANDOM_EFFECTS = ("~0", "~-1", "NA")  # re_form values (whitespace removed) 
 
 
 def _term_label(term) -> str:
-    """A random-effects term as ``fit.varcorr`` shows it: ``(lhs | group)``."""
-    return f"({term.lhs} | {term.group})"
+    """A random-effects term as ``fit.varcorr`` shows it: ``(lhs | group)`` or ``ar1(lhs | group)``."""
+    return term.label
 
 
 def _lhs_key(lhs: str) -> tuple[bool, frozenset]:
@@ -602,7 +611,7 @@ def _needed_columns(design, selected) -> list[str]:
         names.append(design.offset_column)
     for k in selected:
         t = design.terms[k]
-        names += sorted(formula_variables(t.lhs)) + list(t.group_vars)
+        names += sorted(t.index_vars or formula_variables(t.lhs)) + list(t.group_vars)
     return list(dict.fromkeys(names))
 
 

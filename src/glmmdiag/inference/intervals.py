@@ -188,9 +188,11 @@ def _variance_intervals(fit, z):
             kinds.append(("cor", k, (i, j)))
     # which terms can be given Wald intervals: all their SDs away from 0 and |corr| < 1
     ok_term = []
-    for t, (sd, R) in zip(terms, nat):
+    for k, (t, (sd, R)) in enumerate(zip(terms, nat)):
         ii, jj = np.tril_indices(t.q, -1)
-        good = np.all(sd > SINGULAR_TOL * max(sigma, 1e-300)) and np.all(np.abs(R[ii, jj]) < 1 - 1e-6)
+        # structured terms (ar1, exp, ...): their SDs and correlations are not free parameters
+        good = (not tm.structured(k) and np.all(sd > SINGULAR_TOL * max(sigma, 1e-300))
+                and np.all(np.abs(R[ii, jj]) < 1 - 1e-6))
         ok_term.append(bool(good))
 
     fam = fit.family
