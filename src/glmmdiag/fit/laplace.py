@@ -118,12 +118,22 @@ class GLMMProblem:
                 out += np.einsum("ij,ij->i", t.z, bk[t.refs])
         return out
 
+    def _level_indicator(self, k: int):
+        """The sparse (levels x n) indicator of term k's levels (cached)."""
+        cache = self.__dict__.setdefault("_indicators", {})
+        if k not in cache:
+            t = self.terms[k]
+            cache[k] = sparse.csr_matrix((np.ones(self.n), (t.refs, np.arange(self.n))), shape=(t.nlev, self.n))
+        return cache[k]
+
     def lamt_zt(self, T, s) -> np.ndarray:
         """Lambda' Z' s."""
         parts = []
         for k, t in enumerate(self.terms):
             if t.q == 1:
                 v = np.bincount(t.refs, t.z[:, 0] * s, minlength=t.nlev)[:, None]
+            elif t.q > 8:  # many coefficients per level (ar1, spatial): one sparse product
+                v = self._level_indicator(k) @ (t.z * s[:, None])
             else:
                 v = np.column_stack([np.bincount(t.refs, t.z[:, a] * s, minlength=t.nlev) for a in range(t.q)])
             parts.append((v @ T[k]).ravel())

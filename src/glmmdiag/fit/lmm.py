@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from glmmdiag.fit.blocked import BlockedSystem, spd_inverse
+from glmmdiag.fit.blocked import BlockedSystem, level_crossprods, spd_inverse
 from glmmdiag.fit.covariance import ThetaMap
 from glmmdiag.fit.dense import solve_pd, solve_triangular
 
@@ -80,8 +80,7 @@ class LMMProblem:
             return theta
         for k, t in enumerate(d.terms):
             q = t.q
-            zz = np.stack([np.stack([np.bincount(t.refs, d.w * t.z[:, a] * t.z[:, b], minlength=t.nlev)
-                                     for b in range(q)], -1) for a in range(q)], -2)  # (l, q, q)
+            zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
             zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
             det = np.linalg.det(zz)
             ok = det > 1e-8 * np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) ** q
