@@ -25,6 +25,7 @@ from glmmdiag.fit.patterns import RestPattern
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
 
 _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
+_GATHER_LIMIT = 2_000_000  # entries of an (n, q1, q1) gather of the first term's blocks
 
 
 def spd_inverse(L: np.ndarray) -> np.ndarray:
@@ -381,10 +382,10 @@ class BlockedSystem:
     def by_level(self, M: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Rows M[level of row i] @ V[i] for the first term's (l1, q1, q1) blocks M.
 
-        Small blocks: one gather and einsum. Large ones (an ar1 or spatial term): level by level,
-        so that no (n, q1, q1) array of gathered blocks is ever formed."""
+        Small blocks: one gather and einsum. Large ones (a long ar1 series, a spatial term): level by
+        level, so that no large (n, q1, q1) array of gathered blocks is ever formed."""
         refs = self.refs1
-        if self.q1 <= 8:
+        if self.q1 <= 8 or len(refs) * self.q1 * self.q1 <= _GATHER_LIMIT:
             return np.einsum("iab,ib->ia", M[refs], V)
         if self._level_rows is None:
             order = np.argsort(refs, kind="stable")
