@@ -260,3 +260,74 @@ def test_summary_names_the_structure():
     assert "times2" not in text  # one row for the 12 equal variances
     fit = _fit("spatial_exp")
     assert f"range {fit.covariance_parameters[0]['range']:.3g} (exp)" in fit.summary()
+
+
+# ---------------------------------------------------------------- more structures (covstruct_extra.R)
+EXTRA = json.loads((REF / "covstruct_extra.json").read_text())
+EXTRA_CASES = {
+    "ar1_sim_toep": ("ar1_sim", "y ~ x + toep(times + 0 | group)", "gaussian", {}),
+    "ar1_sim_gau": ("ar1_sim", "y ~ x + gau(numFactor(t) + 0 | group)", "gaussian", {}),
+    "ar1_sim_ar1_reml": ("ar1_sim", "y ~ x + ar1(times + 0 | group)", "gaussian", {"reml": True}),
+    "spatial_gau": ("spatial_sim", "count ~ z + gau(numFactor(xc, yc) + 0 | group)", "poisson", {}),
+    "spatial_exp_nb2": ("spatial_sim", "count ~ z + exp(numFactor(xc, yc) + 0 | group)", "nbinom2", {}),
+}
+
+
+@pytest.mark.parametrize("case", list(EXTRA_CASES))
+def test_more_structures_match_glmmtmb(case):
+    """toep, gau, REML ar1, and exp with nbinom2 against glmmTMB 1.1.5 (tests/reference/ext/
+    covstruct_extra.R); SDs and correlations compared where glmmTMB's logLik is as good as ours."""
+    data, formula, family, kw = EXTRA_CASES[case]
+    ref = EXTRA[case]
+    fit = glmmdiag.glmm(formula, datasets.load(data), family=family, **kw)
+    assert fit.loglik >= ref["logLik"] - LOGLIK_SLACK
+    est, se = np.asarray(ref["fixed"]["estimate"]), np.asarray(ref["fixed"]["se"])
+    tol = np.maximum(BETA_REL_TOL * np.abs(est), BETA_SE_FRAC * se)
+    if fit.loglik <= ref["logLik"] + 1e-6:  # the same optimum: compare the estimates
+        assert np.all(np.abs(fit.fixef.to_numpy() - est) <= tol), (fit.fixef.to_numpy(), est)
+        ours = _our_covariance(fit)
+        sd_t = pd.Series(ref["sd"], index=ref["sd_names"])
+        R_t = pd.DataFrame(ref["correlation"], index=ref["sd_names"], columns=ref["sd_names"])
+        sd_o = np.sqrt(np.diag(ours))
+        np.testing.assert_allclose(sd_o, sd_t.loc[ours.index].to_numpy(), rtol=SD_REL_TOL)
+        R_o = ours.to_numpy() / np.outer(sd_o, sd_o)
+        np.testing.assert_allclose(R_o, R_t.loc[ours.index, ours.columns].to_numpy(), rtol=SD_REL_TOL, atol=1e-5)
+    else:  # ours is higher (toep: glmmTMB's residual SD stops at 2e-4 on the boundary)
+        assert np.all(np.abs(fit.fixef.to_numpy() - est) <= np.maximum(tol, 0.02 * se))
+
+
+def test_homcs_is_a_random_intercept_model():
+    """homcs(times + 0 | g) with a residual: V = s^2 rho J + (s^2 (1 - rho) + sigma^2) I, the
+    random-intercept model's covariance (rho >= 0): the same maximum likelihood."""
+    df = datasets.load("ar1_sim")
+    a = glmmdiag.glmm("y ~ x + homcs(times + 0 | group)", df)
+    b = glmmdiag.glmm("y ~ x + (1 | group)", df)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-5)
+
+
+def test_diag_structure_is_a_per_time_variance_model():
+    """diag(times + 0 | g) with one row per (group, time): rows are independent with variance
+    s_t^2 + sigma^2, a heteroscedastic linear model (dispformula = ~ times) at its optimum."""
+    df = datasets.load("ar1_sim")
+    a = glmmdiag.glmm("y ~ x + diag(times + 0 | group)", df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = glmmdiag.glmm("y ~ x", df, dispformula="~ times")
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-4)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-4)
+
+
+def test_residual_absorbed_by_cs_is_a_boundary_fit():
+    """cs's per-time variances absorb the residual one (glmmTMB's sigma ends at 2e-4): reported as a
+    boundary fit naming the term, not as a convergence failure, with the optimum reached."""
+    from glmmdiag.errors import ConvergenceWarning, SingularFitWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = glmmdiag.glmm("y ~ x + cs(times + 0 | group)", datasets.load("ar1_sim"))
+    kinds = [type(w.message) for w in caught]
+    assert SingularFitWarning in kinds and ConvergenceWarning not in kinds
+    assert any("cs(times + 0 | group)" in str(w.message) for w in caught)
+    assert fit.sigma < 1e-2
+    assert fit.loglik >= _ref("ar1_sim_cs")["fit"]["logLik"] - 1e-6

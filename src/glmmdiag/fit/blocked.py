@@ -93,6 +93,13 @@ class Factor:
     L22: np.ndarray  # Cholesky of the Schur complement (m x m), lower
     logdet11: float
     ok: bool
+    inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
+
+    def a11_inverse(self) -> np.ndarray:
+        """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
+        if self.inv11 is None:
+            self.inv11 = (1.0 / self.a11)[:, None, None] if self.a11.ndim == 1 else np.linalg.inv(self.a11)
+        return self.inv11
 
 
 class BlockedSystem:
@@ -237,17 +244,18 @@ class BlockedSystem:
             except np.linalg.LinAlgError:
                 return Factor(theta, T, a11, None, None, np.inf, False)
             logdet11 = float(2.0 * np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-            W1 = T1[None] @ np.linalg.inv(a11) @ T1.T[None]
+            inv11 = np.linalg.inv(a11)
+            W1 = T1[None] @ inv11 @ T1.T[None]
         m = cp.G.shape[0]
         if m == 0:
-            return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True)
+            return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True, None if q1 == 1 else inv11)
         S = self.scale_rest(cp.G - self.c_w_ct(cp, W1), T)
         if qr:
             S[np.arange(qr), np.arange(qr)] += 1.0
         L22 = cholesky_lower(S) if np.isfinite(S).all() else None
         if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
-        return Factor(theta, T, a11, W1, L22, logdet11, True)
+        return Factor(theta, T, a11, W1, L22, logdet11, True, None if q1 == 1 else inv11)
 
     def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
         """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
@@ -352,7 +360,7 @@ class BlockedSystem:
         """
         T = F.T
         q1, l1, qr = self.q1, self.l1, self.qr
-        inv11 = (1.0 / F.a11)[:, None, None] if q1 == 1 else np.linalg.inv(F.a11)
+        inv11 = F.a11_inverse()
         blocks1 = inv11
         if qr:
             Sinv = spd_inverse(F.L22[:qr, :qr])
@@ -410,7 +418,7 @@ class BlockedSystem:
         t1 = terms[0]
         q1, qr = self.q1, self.qr
         a = t1.z @ T[0]
-        inv11 = (1.0 / F.a11)[:, None, None] if q1 == 1 else np.linalg.inv(F.a11)
+        inv11 = F.a11_inverse()
         y1 = self.by_level(inv11, a)
         p = 0 if X is None else X.shape[1]
         m = qr + p

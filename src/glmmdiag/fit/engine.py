@@ -528,12 +528,18 @@ def _fit_lmm(design, reml, opt, start):
     tm = prob.thetamap
     lb = tm.lower_bounds()
     th0 = prob.start_theta() if start is None else np.maximum(start, lb)
-    jac = prob.objective_and_gradient if prob.has_gradient else None
-    theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML", jac=jac)
+    stage = "profiled REML" if reml else "profiled ML"
+    logged = np.zeros(tm.n, bool)
+    if tm.any_structured:
+        theta, logged = _minimize_log_sd(prob, th0, lb, opt, stage)
+    else:
+        jac = prob.objective_and_gradient if prob.has_gradient else None
+        theta, _ = minimize(prob.objective, th0, lb, opt, stage, jac=jac)
     sol = prob.solution(theta)
     vcov = sol.sigma**2 * dense.cho_solve_lower(sol.RX, np.eye(prob.p)) if prob.p else np.zeros((0, 0))
-    g = prob.objective_and_gradient(theta)[1]
-    free = theta > lb + 1e-8
+    g = np.array(prob.objective_and_gradient(theta)[1], float)
+    g[logged] *= theta[logged]  # the optimiser's coordinates (its inverse Hessian is in them)
+    free = (theta > lb + 1e-8) & ~(logged & (theta == 0.0))
     opt.max_grad = newton_step_size(opt, g, free)
     if prob.system.qr:  # conditional variances given beta: the factor of the random-effects block alone
         cp_u = prob.system.crossprods(design.w, None)
@@ -543,12 +549,65 @@ def _fit_lmm(design, reml, opt, start):
     cv = [sol.sigma**2 * b for b in prob.system.cond_var(F, cp_u, design.terms)]
     ll = sol.loglik
     st = FitState(sol.beta, theta, sol.u, vcov, sol.deviance, ll, sol.sigma, opt, cond_var=cv)
-    if opt.max_grad > GRAD_TOL:
+    if logged.any() and np.max(theta[logged]) > RESIDUAL_ABSORBED:
+        # the structure's own variances absorb the residual one: the optimum is sigma -> 0, the
+        # flat end of a ridge (glmmTMB stops there too), not a failure to converge
+        st.warnings.append(SingularFitWarning(
+            f"boundary (singular) fit: the residual SD ({sol.sigma:.2g}) is near 0, absorbed by the "
+            f"variances of the {', '.join(t.label for t in design.terms if t.structure != 'us')} term; "
+            f"a structure with a single variance (ar1, homcs) identifies it"
+        ))
+    elif opt.max_grad > GRAD_TOL:
         st.warnings.append(ConvergenceWarning(
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
             f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
         ))
     return st
+
+
+LOG_SD_FLOOR = np.log(1e-10)  # log-coordinate floor of a structured term's relative SD
+RESIDUAL_ABSORBED = 1e3  # a structured term's SD this many times the residual SD: sigma -> 0
+
+
+def _minimize_log_sd(prob, th0, lb, opt, stage):
+    """The profiled LMM criterion over theta with the SDs of structured terms on the log scale.
+
+    In the profiled criterion theta is relative to the residual SD, so when a structure absorbs
+    the residual variance (cs, toep: glmmTMB's residual SD ends near 2e-4) the optimum lies at
+    theta -> infinity and L-BFGS-B creeps along a flat ridge; in log theta (glmmTMB's own scale)
+    the same ridge is reached in a few steps. d/dlog theta_j = theta_j d/dtheta_j. A relative SD
+    that goes to 0 stops at exp(LOG_SD_FLOOR) = 1e-10 and is reported as 0 (a singular fit).
+    Returns theta and the mask of the log-scale entries.
+    """
+    tm = prob.thetamap
+    logged = np.zeros(tm.n, bool)
+    for k in range(len(tm.structs)):
+        if tm.structured(k):
+            logged[tm.starts[k] : tm.starts[k + 1]] = tm.structs[k].sd_mask()
+
+    def to_theta(x):
+        th = np.array(x, float)
+        th[logged] = np.exp(x[logged])
+        return th
+
+    def objective(x):
+        return prob.objective(to_theta(x))
+
+    def objective_and_gradient(x):
+        th = to_theta(x)
+        f, g = prob.objective_and_gradient(th)
+        g = np.array(g, float)
+        g[logged] *= th[logged]
+        return f, g
+
+    x0 = np.array(th0, float)
+    x0[logged] = np.log(np.maximum(th0[logged], 1e-8))
+    xlb = np.array(lb, float)
+    xlb[logged] = LOG_SD_FLOOR
+    x, _ = minimize(objective, x0, xlb, opt, stage, jac=objective_and_gradient)
+    theta = to_theta(x)
+    theta[logged & (x <= LOG_SD_FLOOR + 1e-8)] = 0.0
+    return theta, logged
 
 
 # ---------------------------------------------------------------------------- GLMM
