@@ -535,6 +535,7 @@ def _fit_lmm(design, reml, opt, start):
     else:
         jac = prob.objective_and_gradient if prob.has_gradient else None
         theta, _ = minimize(prob.objective, th0, lb, opt, stage, jac=jac)
+        theta = _lmm_off_boundary(prob, theta, lb, opt, stage)
     sol = prob.solution(theta)
     vcov = sol.sigma**2 * dense.cho_solve_lower(sol.RX, np.eye(prob.p)) if prob.p else np.zeros((0, 0))
     g = np.array(prob.objective_and_gradient(theta)[1], float)
@@ -563,6 +564,36 @@ def _fit_lmm(design, reml, opt, start):
             f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
         ))
     return st
+
+
+def _lmm_off_boundary(prob, theta, lb, opt, stage):
+    """lme4's restart_edge for the profiled criterion: SDs that ended at 0 are moved inside.
+
+    The criterion's slope in a scalar term's theta_j is exactly 0 at theta_j = 0 (it is even in
+    theta_j), so a gradient method that lands there stays, although the optimum may be inside (a
+    gaussian fit of lme4's tests stopped 0.013 log-likelihood units short with both SDs at 0).
+    Try each zero SD, and all of them together, at the values of BOUNDARY_SCAN (relative to the
+    residual SD); from the best point that lowers the criterion, optimise again and keep the better
+    optimum."""
+    tm = prob.thetamap
+    at0 = np.flatnonzero(tm.diag_mask() & (theta <= lb + 1e-8))
+    if not at0.size:
+        return theta
+    f0 = prob.objective(theta)
+    best_f, best = f0, None
+    groups = [[j] for j in at0] + ([list(at0)] if at0.size > 1 else [])
+    for js in groups:
+        for c in BOUNDARY_SCAN:
+            th = theta.copy()
+            th[js] = c
+            f = prob.objective(th)
+            if f < best_f - 1e-6:
+                best_f, best = f, th
+    if best is None:
+        return theta
+    jac = prob.objective_and_gradient if prob.has_gradient else None
+    again, f1 = minimize(prob.objective, best, lb, opt, stage + " (restart off the boundary)", jac=jac)
+    return again if f1 < f0 - 1e-8 else theta
 
 
 LOG_SD_FLOOR = np.log(1e-10)  # log-coordinate floor of a structured term's relative SD
@@ -752,21 +783,13 @@ def _off_boundary(prob, st, opt):
     at0 = np.flatnonzero(tm.diag_mask() & (st.theta <= lb + 1e-8))
     if not at0.size or prob.n_agq > 1:
         return st
-    th = st.theta.copy()
-    th[at0] = 1e-3
-    try:
-        _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
-    except NUMERICAL_FAILURES:
-        return st
-    if g is None or not np.any(g[at0] < 0):
-        return st
-    move = at0[g[at0] < 0]
     best_dev, best_th = st.deviance, None
-    for t in (1.0, 0.3, 0.1, 0.03, 0.01):
-        th = st.theta.copy()
-        th[move] = t
-        dv = prob.laplace_deviance(st.beta, th, psi=st.psi)
-        if dv < best_dev:
+    for th in _boundary_candidates(prob, st, at0):
+        try:
+            dv = prob.laplace_deviance(st.beta, th, psi=st.psi)
+        except NUMERICAL_FAILURES:
+            continue
+        if dv < best_dev - 1e-6:
             best_dev, best_th = dv, th
     if best_th is None:
         return st
@@ -780,6 +803,52 @@ def _off_boundary(prob, st, opt):
         again.opt.n_eval += st.opt.n_eval
         return again
     return st
+
+
+BOUNDARY_SCAN = (1.0, 0.3, 0.1, 0.03, 0.01)
+
+
+def _boundary_candidates(prob, st, at0):
+    """Interior points to try from a fit whose SD parameters ``at0`` ended at 0.
+
+    1. Where the gradient at theta_j = 1e-3 is negative, those entries at each value of
+       BOUNDARY_SCAN (the deviance decreases away from 0 there).
+    2. For an unstructured term with a zero diagonal entry the gradient probe can be positive
+       although a much better optimum lies inside (a Poisson random-slope model of lme4's tests
+       stopped 59 log-likelihood units short): the zero entries at c / sd(z_j) for c in
+       BOUNDARY_SCAN (a coefficient's SD of c on the linear-predictor scale per SD of its
+       column), with that term's correlations reset to 0.
+    """
+    tm = prob.thetamap
+    th = st.theta.copy()
+    th[at0] = 1e-3
+    out = []
+    try:
+        _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
+    except NUMERICAL_FAILURES:
+        g = None
+    if g is not None and np.any(g[at0] < 0):
+        move = at0[g[at0] < 0]
+        for t in BOUNDARY_SCAN:
+            th = st.theta.copy()
+            th[move] = t
+            out.append(th)
+    for k, t in enumerate(prob.terms):
+        if tm.structured(k) or t.q == 1:
+            continue
+        seg = np.arange(tm.starts[k], tm.starts[k + 1])
+        rows, cols = tm._order[k]
+        zero = [j for j, (a, b) in zip(seg, zip(rows, cols)) if a == b and j in set(at0.tolist())]
+        if not zero:
+            continue
+        scale = np.array([np.std(t.z[:, rows[j - seg[0]]]) for j in zero])
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        for c in BOUNDARY_SCAN:
+            th = st.theta.copy()
+            th[[j for j, (a, b) in zip(seg, zip(rows, cols)) if a != b]] = 0.0
+            th[zero] = c / scale
+            out.append(th)
+    return out
 
 
 def _stage0(prob, beta_glm, psi, opt):
@@ -1228,9 +1297,32 @@ def _post_fit_checks(st: FitState, design, family) -> None:
     of the fixed effects that is not positive definite or nearly singular, a residual scale of
     (nearly) zero."""
     _check_optimizer(st)
+    _check_divergence(st, design)
     if not _check_separation(st, design, family):
         _check_vcov(st, design)
     _check_scale(st, design, family)
+
+
+DIVERGED = 1e8  # |beta_j| x the spread of its column: a linear-predictor effect no fit can mean
+
+
+def _check_divergence(st: FitState, design) -> None:
+    """Fixed effects that ran off to infinity (a non-canonical link's mode on a plateau once gave
+    beta ~ -1.7e15 with 'converged'): never reported as a converged fit."""
+    X = design.X
+    if not X.shape[1] or not X.shape[0]:
+        return
+    spread = np.maximum(np.max(np.abs(X), axis=0), 1e-300)
+    effect = np.abs(np.asarray(st.beta, float)) * spread
+    bad = np.flatnonzero(~np.isfinite(effect) | (effect > DIVERGED))
+    if bad.size and not any(isinstance(w, ConvergenceWarning) and "diverged" in str(w) for w in st.warnings):
+        names = ", ".join(design.xnames[j] for j in bad[:5])
+        st.opt.converged = False
+        st.warnings.append(ConvergenceWarning(
+            f"the fit diverged: fixed effects {names} reached {np.max(np.abs(st.beta[bad])):.3g} (a linear "
+            f"predictor beyond {DIVERGED:g}); the estimates are not usable: check the link (a non-canonical "
+            f"link needs starting values near the solution), the scale of the predictors and separation"
+        ))
 
 
 def _check_optimizer(st: FitState) -> None:

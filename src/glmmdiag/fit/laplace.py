@@ -275,11 +275,13 @@ class GLMMProblem:
             obj = -2.0 * ll.sum() + u @ u
             if np.isfinite(obj):
                 break
-        if not np.isfinite(obj) and u0 is None and np.any(u != 0):
-            u = np.zeros_like(u)  # the warm start is outside the support at these parameters
-            eta = base
-            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
-            obj = -2.0 * ll.sum()
+        if u0 is None and np.any(u != 0):
+            # u = 0 when it is the better start (outside the support, or another basin: see
+            # ``_pirls_diag``)
+            ll0, s0, W0, dW0 = fam.eta_derivs(self.y, base, self.w, psi, order)
+            obj0 = -2.0 * ll0.sum()
+            if np.isfinite(obj0) and not obj0 >= obj:
+                u, eta, ll, s, W, dW, obj = np.zeros_like(u), base, ll0, s0, W0, dW0, obj0
         if not np.isfinite(obj):
             raise PirlsError("log-likelihood not finite at the starting conditional modes")
         q1 = sysm.l1 * sysm.q1
@@ -393,11 +395,14 @@ class GLMMProblem:
             eta = base + th * zu
             ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
             obj = -2.0 * ll.sum() + u @ u
-        if not np.isfinite(obj) and u0 is None and np.any(u != 0):
-            u = np.zeros_like(u)
-            eta = base
-            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
-            obj = -2.0 * ll.sum()
+        if u0 is None and np.any(u != 0):
+            # u = 0 when it is the better start: a warm start outside the support, or one that sits
+            # in another basin (a non-canonical link's plateau: gaussian(inverse) once carried a
+            # mode with a 1000x larger penalised deviance from one evaluation to the next)
+            ll0, s0, W0, dW0 = fam.eta_derivs(self.y, base, self.w, psi, order)
+            obj0 = -2.0 * ll0.sum()
+            if np.isfinite(obj0) and not obj0 >= obj:
+                u, eta, ll, s, W, dW, obj = np.zeros_like(u), base, ll0, s0, W0, dW0, obj0
         if not np.isfinite(obj):
             raise PirlsError("log-likelihood not finite at the starting conditional modes")
         t2 = th * th
