@@ -331,3 +331,13 @@ def test_residual_absorbed_by_cs_is_a_boundary_fit():
     assert any("cs(times + 0 | group)" in str(w.message) for w in caught)
     assert fit.sigma < 1e-2
     assert fit.loglik >= _ref("ar1_sim_cs")["fit"]["logLik"] - 1e-6
+
+
+def test_single_field_without_a_group_column():
+    """exp(numFactor(x, y) + 0 | 1): one field over all rows, the same fit as with a constant column."""
+    df = datasets.load("spatial_sim")
+    fit = glmmdiag.glmm("count ~ z + exp(numFactor(xc, yc) + 0 | 1)", df, family="poisson")
+    assert fit.loglik == pytest.approx(_fit("spatial_exp").loglik, abs=1e-8)
+    np.testing.assert_allclose(fit.predict(newdata=df.iloc[:5]), fit.predict()[:5], rtol=1e-10)
+    with pytest.raises(GlmmdiagError, match="at least 2 levels"):  # an unstructured (1 | 1) stays refused
+        glmmdiag.glmm("count ~ z + (1 | 1)", df, family="poisson")

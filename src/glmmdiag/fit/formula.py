@@ -34,6 +34,7 @@ from glmmdiag.fit.expressions import allowed_summary, check_column_name, check_e
 __all__ = [
     "ParsedFormula",
     "ReTermSpec",
+    "quote_dotted_names",
     "parse_formula",
     "expression_variables",
     "formula_variables",
@@ -68,7 +69,7 @@ class ReTermSpec:
 
     @property
     def group_name(self) -> str:
-        return ":".join(self.group_vars)
+        return ":".join(self.group_vars) or "1"
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ def _expand_groups(group: str) -> list[tuple[str, ...]]:
     group = group.strip()
     if _is_wrapped(group):
         group = group[1:-1].strip()
+    if group == "1":  # one level for all rows: a structured term's single field, exp(... | 1)
+        return [()]
     quoted: dict[str, str] = {}
 
     def hide(m):  # back-quoted names may contain / : + *
@@ -213,6 +216,35 @@ def _expand_bar(inner: str) -> list[ReTermSpec]:
     lhs, group = parts
     lhs = lhs.strip() or "1"
     return [ReTermSpec(lhs, g) for g in _expand_groups(group)]
+
+
+_DOTTED = re.compile(r"(?<![\w.`])[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+(?![\w(`])")
+
+
+def quote_dotted_names(text: str, columns) -> str:
+    """R-style dotted column names (``final.snail.density``) back-quoted where the data has such a
+    column, so that the whitelist reads them as one name rather than attribute access; quoted
+    strings, back-quoted names and anything that is not a column (``np.log``) are left alone."""
+    if "." not in text:
+        return text
+    names = {c for c in columns if isinstance(c, str) and "." in c}
+    if not names:
+        return text
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"`":
+            j = text.find(ch, i + 1)
+            j = n - 1 if j < 0 else j
+            out.append(text[i : j + 1])
+            i = j + 1
+            continue
+        j = i
+        while j < n and text[j] not in "'\"`":
+            j += 1
+        out.append(_DOTTED.sub(lambda m: f"`{m.group(0)}`" if m.group(0) in names else m.group(0), text[i:j]))
+        i = j
+    return "".join(out)
 
 
 def _structure_of(term: str) -> str | None:
@@ -286,17 +318,18 @@ def _r_powers(text: str) -> str:
     return "".join(out)
 
 
-def _top_level_bar(rhs: str) -> None:
-    """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)``: refuse it."""
+def _top_level_bar(rhs: str) -> str:
+    """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)`` (its ``nobars``
+    leaves an intercept, ``findbars`` the bar term): the same here. ``y ~ x + (x | g)`` keeps the
+    fixed effect."""
     parts = split_top_level(rhs, "|")
-    if len(parts) > 1:
-        bar = "||" if "||" in rhs else "|"
-        lhs, group = parts[0].strip() or "1", parts[-1].strip()
-        raise FormulaError(
-            f"the random-effects term '{rhs.strip()}' needs parentheses: lme4 reads 'y ~ {lhs} {bar} {group}' "
-            f"as 'y ~ 1 + ({lhs} {bar} {group})'; write that, or 'y ~ {lhs} + ({lhs} {bar} {group})' to keep "
-            f"the fixed effects"
-        )
+    if len(parts) == 1:
+        return rhs
+    bar = "||" if "||" in rhs else "|"
+    lhs, group = parts[0].strip() or "1", parts[-1].strip()
+    if not group:
+        raise FormulaError(f"the random-effects term '{rhs.strip()}' has no grouping factor after '{bar}'")
+    return f"1 + ({lhs} {bar} {group})"
 
 
 def _split_rhs(rhs: str):
@@ -368,7 +401,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise FormulaError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
     lhs, rhs = sides[0].strip(), sides[1].strip()
     response, cbind = _check_response(lhs)
-    _top_level_bar(rhs)
+    rhs = _top_level_bar(rhs)
     fixed, re_terms, offsets = _split_rhs(rhs)
     for e in offsets:
         check_expression(e, "offset()")

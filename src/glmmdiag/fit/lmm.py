@@ -83,8 +83,12 @@ class LMMProblem:
             zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
             zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
             det = np.linalg.det(zz)
-            ok = det > 1e-8 * np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) ** q
-            if ok.sum() < max(3, q + 1):
+            structured = self.thetamap.structured(k)
+            # (a structured term's many coefficients: det against (trace / q)^q, as trace^q would
+            # exclude every level of a 12-time ar1 term)
+            size = np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) / (q if structured else 1)
+            ok = det > 1e-8 * size**q
+            if ok.sum() < max(3, q + 1) and not (structured and ok.sum() >= 3):
                 continue
             inv = np.linalg.inv(zz[ok])
             bj = np.einsum("lab,lb->la", inv, zr[ok])
@@ -92,6 +96,8 @@ class LMMProblem:
             rss = np.bincount(t.refs, d.w * res**2, minlength=t.nlev)[ok] - np.einsum("la,la->l", bj, zr[ok])
             dof = np.bincount(t.refs, minlength=t.nlev)[ok] - q
             s2k = float(rss.sum() / dof.sum()) if dof.sum() > 0 and rss.sum() > 0 else s2
+            if structured and dof.sum() <= 0:  # one row per coefficient: split the residual variance
+                s2k = 0.5 * s2
             sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv.mean(axis=0)
             vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
             vals = np.maximum(vals, 1e-4 * s2k)

@@ -724,6 +724,8 @@ def _group_refs(term, frame: pd.DataFrame) -> np.ndarray:
     (:func:`glmmdiag.fit.columns.match_levels`); for ``a:b`` each column separately, then the pair.
     """
     gv = term.group_vars
+    if not gv:  # ``| 1``: every row is in the one level
+        return np.zeros(len(frame), np.intp)
     if len(gv) == 1:
         return match_levels(frame[gv[0]], term.levels)
     parts = [lv.split(":") for lv in term.levels]
