@@ -73,8 +73,6 @@ BAD = {
     "bad formula": (["check", "{csv}", "--formula", "severity ~ fungicide + (1 | block", "--family", "beta"],
                     "parenthes"),
     "no tilde": (["check", "{csv}", "--formula", "severity", "--family", "beta"], "formula"),
-    "top-level bar": (["check", "{csv}", "--formula", "severity ~ fungicide | block", "--family", "beta"],
-                      "parentheses"),
     "unknown column": (["check", "{csv}", "--formula", "severity ~ nothere + (1 | block)", "--family", "beta"],
                        "nothere"),
     "out of support": (["check", "{csv}", "--formula", "severity_pct ~ fungicide + (1 | block)", "--family",
