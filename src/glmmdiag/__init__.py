@@ -29,7 +29,7 @@ from glmmdiag.errors import (
     UndefinedTestWarning,
 )
 from glmmdiag.fit import glmm
-from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, wald_anova
+from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, simulate_lrt, wald_anova
 from glmmdiag.plots import (
     plot_comparison,
     plot_diagnostics,
@@ -47,6 +47,7 @@ from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
 
 __version__ = "0.1.0.dev0"
 __all__ = [
+    "simulate_lrt",
     "glmm",
     "__version__",
     "simulate_residuals",

@@ -430,11 +430,14 @@ class GLMMResults:
         return self.predict(type="response")
 
     # ------------------------------------------------------------------ simulation
-    def simulate(self, nsim: int = 1, seed=None, conditional: bool = False) -> np.ndarray:
+    def simulate(self, nsim: int = 1, seed=None, conditional: bool = False, re_form=None) -> np.ndarray:
         """Draw ``nsim`` responses per row: array (nobs, nsim).
 
         conditional=False draws new random effects u ~ N(0, I) per simulation (lme4/glmmTMB
-        default); True keeps the conditional modes. Binomial: success counts.
+        default); True keeps the conditional modes. ``re_form`` (lme4's ``simulate(re.form=)``)
+        chooses term by term and overrides ``conditional``: the terms it names, e.g.
+        ``"~(1 | site)"``, keep their conditional modes and the others are drawn anew; ``"~0"``
+        or ``"NA"`` draws all (unconditional). Binomial: success counts.
 
         Families whose weights are likelihood weights (Poisson, Gamma, beta, nbinom1, nbinom2, t)
         have no generative model for a weighted row: the draws ignore the weights, with a warning
@@ -455,13 +458,23 @@ class GLMMResults:
                 GlmmdiagWarning,
                 stacklevel=2,
             )
-        if conditional or not d.terms:
+        if re_form is not None:
+            kept = set(_select_terms(d.terms, re_form))
+        else:
+            kept = set(range(len(d.terms))) if conditional else set()
+        if len(kept) == len(d.terms):
             eta = np.repeat(self.predict(type="link")[:, None], nsim, axis=1)
         else:
-            eta = np.repeat((d.X @ self._st.beta + d.offset)[:, None], nsim, axis=1)
+            base = d.X @ self._st.beta + d.offset
+            if kept:
+                keep = sorted(kept)
+                base = base + self._zb(keep, [d.terms[k].refs for k in keep], [d.terms[k].z for k in keep])
+            eta = np.repeat(base[:, None], nsim, axis=1)
             T = self._thetamap.factors(self._st.theta)
             scale = self.sigma if self._relative else 1.0
-            for t, Tk in zip(d.terms, T):
+            for k, (t, Tk) in enumerate(zip(d.terms, T)):
+                if k in kept:
+                    continue
                 u = rng.standard_normal((t.nlev, t.q, nsim))
                 b = np.einsum("ab,lbs->las", Tk, u) * scale
                 eta += np.einsum("ia,ias->is", t.z, b[t.refs])
