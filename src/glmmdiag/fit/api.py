@@ -10,7 +10,7 @@ from glmmdiag.fit.design import build_design, check_rows_vs_parameters
 from glmmdiag.fit.engine import fit_or_raise
 from glmmdiag.fit.families import Family, get_family
 from glmmdiag.fit.model import GLMMResults
-from glmmdiag.fit.submodels import TRUNCATED, build_composite
+from glmmdiag.fit.submodels import TRUNCATED, build_composite, response_family
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["glmm"]
@@ -95,6 +95,9 @@ def glmm(
     if isinstance(family, str) and family.lower() in TRUNCATED:
         truncated = family.lower()
         family = TRUNCATED[truncated]
+    elif isinstance(family, Family) and getattr(family, "truncated_name", None):
+        # get_family("truncated_nbinom2"): rebuilt over these data (and ziformula) below
+        truncated, family = family.truncated_name, family.base
     if df is not None:
         name = family.name if isinstance(family, Family) else str(family).lower()
         if name not in ("t", "student_t", "t_family"):
@@ -106,7 +109,7 @@ def glmm(
     if n_agq < 1:
         raise GlmmdiagError("n_agq must be >= 1 (1 = Laplace approximation)")
     with blas_threads(1):
-        design = build_design(formula, data, fam, weights=weights, offset=offset)
+        design = build_design(formula, data, response_family(fam, ziformula), weights=weights, offset=offset)
     lmm = fam.name == "gaussian" and fam.link.name == "identity"
     if n_agq > 1:
         if lmm:
