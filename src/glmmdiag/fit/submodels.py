@@ -616,7 +616,7 @@ class CompositeFamily(Family):
 
     def dispersion_extra(self, psi=None):
         """The base's further parameters (t's df, tweedie's power), which do not vary by row."""
-        if not self.ke:
+        if not self.kd:
             return {}
         psi = np.asarray(psi, float).reshape(-1)
         extras = psi[self.kd + self.kz : self.kd + self.kz + self.ke]
