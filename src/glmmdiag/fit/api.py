@@ -65,13 +65,15 @@ def glmm(
         are estimated.
     ziformula : str, optional
         glmmTMB's zero model, a one-sided formula of fixed effects ("~ x + f", "~1"; "~0" or None:
-        none): logit pi_i = X_zi beta_zi. With poisson, binomial, nbinom1, nbinom2 it is
-        zero-inflation, P(0) = pi + (1 - pi) f(0), P(k) = (1 - pi) f(k); with the zero-truncated
+        none): logit pi_i = X_zi beta_zi. With poisson, binomial, nbinom1, nbinom2, betabinomial,
+        tweedie it is zero-inflation, P(0) = pi + (1 - pi) f(0), P(k) = (1 - pi) f(k); with gamma
+        (f(0) = 0, glmmTMB's ziGamma) P(0) = pi, P(y > 0) = (1 - pi) f(y); with the zero-truncated
         families "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2" a hurdle model,
         P(0) = pi, P(k > 0) = (1 - pi) f(k) / (1 - f(0)). Estimates: ``fit.fixef_zi``.
     dispformula : str, optional
         glmmTMB's dispersion model (fixed effects), on glmmTMB's scale of ``betad``: log theta
-        (nbinom2), log phi (nbinom1, beta), log sigma^2 (gaussian), log shape (Gamma). "~1" (the
+        (nbinom2), log phi (nbinom1, beta, betabinomial, tweedie), log sigma^2 (gaussian), log shape
+        (Gamma), log sigma (t; its df stays one scalar, estimated or fixed by ``df=``). "~1" (the
         default) is the constant dispersion. Estimates: ``fit.fixef_disp``.
 
     Returns
