@@ -452,3 +452,19 @@ def test_truncated_family_object_fits_like_its_name(load_data):
     assert normalize_spec({"family": "Truncated_Poisson", "link": "log"})["family"] == "truncated_poisson"
     with pytest.raises(GlmmdiagError, match="truncated_nbinom2"):
         get_family("truncated_nbinom3")
+
+
+def test_truncated_mean_at_vanishing_means_is_its_limit():
+    """E[Y | Y > 0] = mu / (1 - f(0)) -> 1 as mu -> 0 (fuzz seeds 286, 304: 0/0 and a division by
+    zero when 1 - f(0) underflows), for the hurdle's response prediction and variance."""
+    fam = get_family("truncated_nbinom2")
+    mu = np.array([0.0, 1e-300, 1e-8, 2.0])
+    theta = 1.5
+    f0 = (theta / (theta + mu)) ** theta
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = fam.mean(mu, np.zeros(4), fam._f0(mu, np.array([np.log(theta)])))
+        v = fam.variance(mu, np.array([np.log(theta)]))
+    np.testing.assert_allclose(m[:3], 1.0, atol=1e-7)
+    np.testing.assert_allclose(m[3], 2.0 / (1 - f0[3]), rtol=1e-12)
+    assert np.all(np.isfinite(v))

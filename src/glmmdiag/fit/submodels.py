@@ -643,10 +643,18 @@ class CompositeFamily(Family):
         w1 = np.ones(np.shape(mu))
         return self.base.cdf(np.zeros(np.shape(mu)), mu, w1, bpsi) if self.base.name != "binomial" else (1 - mu)
 
+    @staticmethod
+    def _over_nonzero(a, f0):
+        """a / (1 - f0): a moment of the zero-truncated base from the untruncated one; where
+        1 - f0 underflows to 0 (a mean ~ 0) its limit 1 (all the mass at k = 1)."""
+        den = 1.0 - np.asarray(f0, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, a / np.where(den > 0, den, 1.0), 1.0)
+
     def mean(self, mu, pi, f0):
         """E y: (1 - pi) mu for zero-inflation, (1 - pi) mu / (1 - f0) for a hurdle."""
         if self.zero == "hurdle":
-            return (1.0 - pi) * mu / (1.0 - f0)
+            return (1.0 - pi) * self._over_nonzero(mu, f0)
         return (1.0 - pi) * mu
 
     def variance(self, mu, psi=None):
@@ -660,7 +668,7 @@ class CompositeFamily(Family):
             m2 = v + mu * mu
             return (1 - pi) * m2 - ((1 - pi) * mu) ** 2
         f0 = self._f0(mu, bpsi)
-        m1, m2 = mu / (1 - f0), (v + mu * mu) / (1 - f0)
+        m1, m2 = self._over_nonzero(mu, f0), self._over_nonzero(v + mu * mu, f0)
         return (1 - pi) * m2 - ((1 - pi) * m1) ** 2
 
     def _rows_first(self, a, like):
