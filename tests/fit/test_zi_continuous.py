@@ -468,3 +468,43 @@ def test_truncated_mean_at_vanishing_means_is_its_limit():
     np.testing.assert_allclose(m[:3], 1.0, atol=1e-7)
     np.testing.assert_allclose(m[3], 2.0 / (1 - f0[3]), rtol=1e-12)
     assert np.all(np.isfinite(v))
+
+
+@pytest.mark.parametrize("base,zero,kd", [("tweedie", "zi", 2), ("t", None, 2), ("betabinomial", "zi", 2),
+                                          ("gamma", "zi", 2), ("tweedie", None, 1)])
+def test_composed_psi_hessian_and_eta_derivatives_match_finite_differences(base, zero, kd):
+    """Per row: the Hessian over [beta_disp, beta_zi, extras] equals central differences of the
+    first derivatives (``psi_derivs``), and those equal differences of the log density; s = dl/deta
+    likewise (rows with zeros and positive values, a varying dispersion)."""
+    rng = np.random.default_rng(4)
+    n = 12
+    bf = get_family(base, "log" if base == "gamma" else None)
+    Xd = np.column_stack([np.ones(n), rng.normal(size=n)])[:, :kd]
+    Xz = np.column_stack([np.ones(n), rng.normal(size=n)]) if zero else None
+    fam = CompositeFamily(bf, Xd, Xz, zero, ["(Intercept)", "x"][:kd], ["(Intercept)", "z"] if zero else [])
+    w = np.full(n, 7.0) if base == "betabinomial" else np.ones(n)
+    eta = rng.normal(0.3, 0.5, n)
+    if base == "betabinomial":
+        y = rng.integers(0, 8, n).astype(float)
+    elif base == "t":
+        y = rng.normal(size=n)
+    else:
+        y = np.where(np.arange(n) % 3 == 0, 0.0, rng.gamma(2.0, 1.0, n))
+    psi = rng.normal(0.0, 0.3, fam.n_psi)
+    y.flags.writeable = False
+
+    def l(p, e=eta):
+        return fam.eta_derivs(y, e, w, p, 1)[0]
+
+    d1 = np.stack([c[0] for c in fam.psi_derivs(y, eta, w, psi, second=False)], -1)
+    H = fam.psi_hessian(y, eta, w, psi)
+    h = 1e-6
+    for k in range(fam.n_psi):
+        e = np.zeros(fam.n_psi)
+        e[k] = h
+        np.testing.assert_allclose(d1[:, k], (l(psi + e) - l(psi - e)) / (2 * h), rtol=1e-6, atol=1e-7)
+        fd = (np.stack([c[0] for c in fam.psi_derivs(y, eta, w, psi + e, second=False)], -1)
+              - np.stack([c[0] for c in fam.psi_derivs(y, eta, w, psi - e, second=False)], -1)) / (2 * h)
+        np.testing.assert_allclose(H[:, :, k], fd, rtol=1e-5, atol=1e-6)
+    s = fam.eta_derivs(y, eta, w, psi, 3)[1]
+    np.testing.assert_allclose(s, (l(psi, eta + h) - l(psi, eta - h)) / (2 * h), rtol=1e-6, atol=1e-7)
