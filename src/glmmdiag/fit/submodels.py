@@ -40,7 +40,7 @@ import numpy as np
 from scipy import stats
 
 from glmmdiag.errors import GlmmdiagError
-from glmmdiag.fit.families import TRUNCATED_FAMILIES, Family, simulable_means
+from glmmdiag.fit.families import TRUNCATED_FAMILIES, Family, _poisson_draws, simulable_means
 
 __all__ = ["CompositeFamily", "ZERO_FAMILIES", "DISP_FAMILIES", "TRUNCATED", "truncated_family"]
 
@@ -768,11 +768,12 @@ def truncated_draws(base, mu, bpsi, rng):
     for _ in range(TRUNC_ROUNDS):
         if not idx.size:
             break
+        # (means above ~1e18, which numpy's sampler refuses, by the normal approximation)
         if pois:
-            d = rng.poisson(m[idx])
+            d = _poisson_draws(m[idx], rng)
         else:
             sz = size[idx]
-            d = rng.poisson(rng.gamma(sz, m[idx] / sz))
+            d = _poisson_draws(rng.gamma(sz, m[idx] / sz), rng)
         y[idx] = d
         idx = idx[d == 0]
     rest, u_rest = idx, None
