@@ -919,7 +919,7 @@ class _PsiCoords:
         fam = prob.family
         self.k = k = fam.n_psi
         self.psi0 = None if psi0 is None else np.asarray(psi0, float).copy()
-        self.df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
+        self.df_idx = getattr(fam, "t_df_index", None)  # t with df estimated (also under a dispersion model)
         lin = [j for j in range(k) if j != self.df_idx]
         self.lin = np.asarray(lin, int)
         self.Rp = _psi_whitening(None if Hp is None else Hp[np.ix_(lin, lin)], len(lin))
@@ -1204,7 +1204,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
     idx_t = np.flatnonzero(free_t)
     m = len(idx_t)
     idx_p = np.flatnonzero(free_psi) if (k and free_psi is not None) else np.arange(k)
-    df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
+    df_idx = getattr(fam, "t_df_index", None)
     pos_df = int(np.flatnonzero(idx_p == df_idx)[0]) if df_idx is not None and df_idx in idx_p else None
 
     def split(z):

@@ -140,6 +140,8 @@ class GLMMResults:
                 V = np.linalg.inv(H)[m:, m:]
             except np.linalg.LinAlgError:
                 V = np.linalg.pinv(H)[m:, m:]
+        if V.shape[0] < k:  # a parameter held fixed at its limit (t's df, the last one): no variance
+            V = np.pad(V, (0, k - V.shape[0]), constant_values=np.nan)
         return pd.DataFrame(0.5 * (V + V.T), index=names, columns=names)
 
     def _sub_se(self, prefix, est) -> pd.Series:
