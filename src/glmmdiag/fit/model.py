@@ -513,13 +513,42 @@ class GLMMResults:
         NaN, 0 or infinite (never a p-value of 0 from a missing or zero standard error)."""
         return _coef_table(self.fixef, self.se)
 
-    def summary(self) -> str:
-        from glmmdiag.fit.summary import format_summary
+    def summary(self) -> "Summary":
+        """glmmTMB's summary as text: a ``str`` that prints (and shows in a REPL) as the text and
+        renders as preformatted HTML in Jupyter."""
+        from glmmdiag.fit.summary import Summary, format_summary
 
-        return format_summary(self)
+        return Summary(format_summary(self))
 
     def __repr__(self):
-        return self.summary()
+        return (f"<GLMMResults: {self.formula}; {self.family.name}({self.family.link.name}); "
+                f"{self.nobs} obs; logLik {self.loglik:.6g}>")
+
+    def __str__(self):
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+    # ------------------------------------------------------------------ statsmodels-style aliases
+    @property
+    def params(self) -> pd.Series:
+        """statsmodels' name for the fixed effects (:attr:`fixef`)."""
+        return self.fixef
+
+    @property
+    def bse(self) -> pd.Series:
+        """statsmodels' name for the fixed effects' standard errors (:attr:`se`)."""
+        return self.se
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """statsmodels' ``conf_int``: Wald intervals of the fixed effects, columns 0 (lower) and 1
+        (upper) (see :func:`glmmdiag.confint` for the variance components and submodels)."""
+        from scipy import stats as _stats
+
+        z = _stats.norm.ppf(1 - alpha / 2)
+        est, se = self.fixef, self.se
+        return pd.DataFrame({0: est - z * se, 1: est + z * se})
 
 
 def _coef_table(est, se) -> pd.DataFrame:

@@ -1,7 +1,20 @@
 """Text summary laid out like glmmTMB's ``summary()``."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
+
+
+class Summary(str):
+    """The summary text: prints as today, shows as itself in a REPL (not as a quoted string) and as
+    preformatted HTML in Jupyter."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
 
 def _signif_stars(p: float) -> str:
