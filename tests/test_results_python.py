@@ -98,3 +98,15 @@ def test_statsmodels_aliases(fitted):
     wald = glmmdiag.confint(fit, level=0.9)
     np.testing.assert_allclose(ci[0], wald.loc[fit.fixef.index].iloc[:, 0], rtol=1e-8)
     np.testing.assert_allclose(ci[1], wald.loc[fit.fixef.index].iloc[:, 1], rtol=1e-8)
+
+
+def test_packaging_basics():
+    """glmmdiag.datasets is reachable after `import glmmdiag`; the package is typed (py.typed) and
+    declares its licence files."""
+    import importlib.metadata
+    from importlib import resources
+
+    assert glmmdiag.datasets.load("sleepstudy").shape == (180, 3)
+    assert resources.files("glmmdiag").joinpath("py.typed").is_file()
+    meta = importlib.metadata.metadata("glmmdiag")
+    assert {"LICENSE", "DATA_NOTICE.md"} <= set(meta.get_all("License-File") or [])

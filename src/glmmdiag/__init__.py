@@ -1,4 +1,5 @@
 """glmmdiag: generalized linear mixed models and simulation-based residual diagnostics."""
+from glmmdiag import datasets
 from glmmdiag.adapters import as_simulable, from_simulations
 from glmmdiag.checks import (
     categorical_test,
@@ -47,6 +48,7 @@ from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
 
 __version__ = "0.1.0.dev0"
 __all__ = [
+    "datasets",
     "simulate_lrt",
     "glmm",
     "__version__",
