@@ -57,7 +57,7 @@ class LMMProblem:
     has_gradient = True
 
     def start_theta(self) -> np.ndarray:
-        """Moment starting values from the OLS residuals r (DESIGN.md sec. 5).
+        """Moment starting values from the OLS residuals r.
 
         Per term and level j, b_j = (Z_j'Z_j)^{-1} Z_j'r_j; with s_k^2 the residual variance within
         the levels, Sigma = cov(b_j) - s_k^2 mean((Z_j'Z_j)^{-1}) (made positive definite) and theta
