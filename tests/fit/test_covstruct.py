@@ -239,7 +239,7 @@ def test_predict_newdata_at_fitted_and_unseen_times():
 def test_unconditional_simulation_draws_the_correlated_field():
     """Within a group, y at times 1 and 2 correlate as sd^2 rho / (sd^2 + sigma^2) under the fit."""
     fit = _fit("ar1_sim_ar1")
-    sims = fit.simulate(nsim=4000, seed=11, conditional=False)
+    sims = fit.simulate(n_sim=4000, seed=11, conditional=False)
     sims = np.asarray(sims)
     d = fit.design
     t = d.terms[0]

@@ -432,8 +432,10 @@ class GLMMResults:
         return self.predict(type="response")
 
     # ------------------------------------------------------------------ simulation
-    def simulate(self, nsim: int = 1, seed=None, conditional: bool = False, re_form=None) -> np.ndarray:
-        """Draw ``nsim`` responses per row: array (nobs, nsim).
+    def simulate(self, n_sim: int = 1, seed=None, conditional: bool = False, re_form=None, *,
+                 nsim: int | None = None) -> np.ndarray:
+        """Draw ``n_sim`` responses per row: array (nobs, n_sim) (``nsim=``, R's spelling, is
+        accepted too).
 
         conditional=False draws new random effects u ~ N(0, I) per simulation (lme4/glmmTMB
         default); True keeps the conditional modes. ``re_form`` (lme4's ``simulate(re.form=)``)
@@ -449,6 +451,11 @@ class GLMMResults:
         random-effect variance under the log link); Poisson and negative binomial means above
         1e18 are drawn by the normal approximation (numpy's Poisson sampler stops near 9.2e18).
         """
+        if nsim is not None:
+            n_sim = nsim
+        nsim = int(n_sim)
+        if nsim < 1:
+            raise GlmmdiagError(f"n_sim must be a positive integer; got {n_sim!r}")
         rng = _as_generator(seed)
         d = self.design
         n = d.n
