@@ -341,3 +341,15 @@ def test_single_field_without_a_group_column():
     np.testing.assert_allclose(fit.predict(newdata=df.iloc[:5]), fit.predict()[:5], rtol=1e-10)
     with pytest.raises(GlmmdiagError, match="at least 2 levels"):  # an unstructured (1 | 1) stays refused
         glmmdiag.glmm("count ~ z + (1 | 1)", df, family="poisson")
+
+
+def test_confint_lists_the_structure_parameters_not_every_matrix_entry():
+    """A 120-location field has 7260 SDs and correlations; confint shows its SD, range and
+    smoothness (estimates as covariance_parameters; intervals not computed: NaN)."""
+    fit = _fit("spatial_mat")
+    ci = glmmdiag.confint(fit)
+    assert ci.index.tolist() == ["(Intercept)", "z", "sd|group", "range (mat)|group", "kappa (mat)|group"]
+    params = fit.covariance_parameters[0]
+    assert ci.loc["range (mat)|group", "Estimate"] == pytest.approx(params["range"])
+    assert ci.loc["sd|group", "Estimate"] == pytest.approx(float(fit.varcorr["sdcor"].iloc[0]))
+    assert ci.loc["sd|group"].iloc[:2].isna().all()
