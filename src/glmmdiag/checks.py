@@ -825,7 +825,7 @@ def _natural_order(col: pd.Series) -> np.ndarray:
         codes = col.cat.codes.to_numpy().astype(float)
         codes[codes < 0] = np.nan
         return codes
-    if col.dtype == object:
+    if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
         num = pd.to_numeric(col, errors="coerce")
         if num.notna().sum() == col.notna().sum():
             return num.to_numpy(float)
@@ -1114,7 +1114,8 @@ def _moran_inverse_distance(z, coords, block: int = 2048):
 
 
 def spatial_autocorrelation_test(
-    res: ScaledResiduals, x=None, y=None, *, distance_matrix=None, weights=None, alternative: str = "two-sided"
+    res: ScaledResiduals, x=None, y=None, *, distance_matrix=None, weights=None, alternative: str = "two-sided",
+    data=None, n_boot: int = 0, seed=None, n_jobs=1,
 ) -> TestResult:
     """Moran's I of the residuals (DHARMa: ape::Moran.I).
 
@@ -1123,9 +1124,18 @@ def spatial_autocorrelation_test(
     sum to 1 (as ape does). The null moments are Cliff & Ord's under randomisation (kurtosis of the
     residuals included); p-value from the normal approximation. Coordinates are processed in row
     blocks, so memory stays O(n x 2048) for large n (time is O(n^2)).
+
+    ``x`` and ``y`` may be column names, looked up in ``data`` (the fitting data) or among the
+    coordinates of the model's distance-structured term (``exp(numFactor(x, y) + 0 | g)``).
+    ``n_boot`` > 0 calibrates the p-value by a parametric bootstrap of the whole procedure (as
+    ``temporal_autocorrelation_test``; statistic Moran's I, large = positive autocorrelation).
     """
     res = _check_res(res)
     alt = _alt(alternative)
+    if isinstance(x, str) or isinstance(x, (pd.Series, pd.Index)):
+        x = _column_values(res, x, "x", data)
+    if isinstance(y, str) or isinstance(y, (pd.Series, pd.Index)):
+        y = _column_values(res, y, "y", data)
     r = np.asarray(res.residuals, float)
     n = r.size
     if n < 4:
@@ -1182,8 +1192,21 @@ def spatial_autocorrelation_test(
     zstat = (I - EI) / sd if sd > 0 else math.nan
     lower = float(stats.norm.cdf(zstat))
     p = {"greater": 1 - lower, "less": lower}.get(alt, 2 * min(lower, 1 - lower))
+    method = "Moran's I test for distance-based autocorrelation"
+    note = f"residuals rotated ({res.rotation} covariance) before the test" if getattr(res, "rotation", None) else None
+    plot = {"coords": coords, "residuals": r}
+    extra = {}
+    if n_boot:
+        boot = _bootstrap_statistics(res, _MoranI(coords, W if coords is None else None), n_boot, seed, n_jobs)
+        p_raw = p
+        p = _bootstrap_p(-float(I), -boot, alt)  # large I = positive autocorrelation ("greater")
+        method += " [parametric-bootstrap calibrated]"
+        note = ((note + "\n") if note else "") + (f"p-value calibrated by {boot.size} refits to data simulated from the "
+                                                    f"fit (uncalibrated p = {_signif_plain(p_raw)})")
+        extra = {"mc_se": float(max(math.sqrt(p * (1 - p) / boot.size), 1.0 / (boot.size + 1))), "n_sim": boot.size}
+        plot["bootstrap_values"] = boot
     return TestResult(
-        method="Moran's I test for distance-based autocorrelation",
+        method=method,
         statistic=float(I),
         statistic_name="observed",
         p_value=float(min(1.0, p)),
@@ -1191,8 +1214,24 @@ def spatial_autocorrelation_test(
         data_name=_data_name(res),
         estimate={"observed": float(I), "expected": EI, "sd": sd},
         simulate_re=res.simulate_re,
-        plot_data={"coords": coords, "residuals": r},
+        note=note,
+        plot_data=plot,
+        **extra,
     )
+
+
+class _MoranI:
+    """Moran's I of residuals for fixed coordinates or weights (picklable, for the bootstrap)."""
+
+    def __init__(self, coords, W):
+        self.coords, self.W = coords, W
+
+    def __call__(self, r) -> float:
+        r = np.asarray(r, float)
+        z = r - r.mean()
+        if self.coords is not None:
+            return float(_moran_inverse_distance(z, self.coords)[0])
+        return float(_moran_from_weights(z, self.W)[0])
 
 
 # ---------------------------------------------------------------------------------- together

@@ -119,15 +119,15 @@ def correlation_blocks(model, labels=None) -> list[np.ndarray]:
         if (codes < 0).any():
             raise GlmmdiagError("rotation blocks have missing labels")
     elif fit is not None and fit.design.terms:
-        cols, off = [], 0
+        rows_, cols_, off = [], [], 0
         for t in fit.design.terms:
             refs = np.asarray(t.refs, np.int64)
             ok = refs >= 0
-            cols.append(sp.csr_matrix((np.ones(ok.sum()), (np.flatnonzero(ok), refs[ok] + off)),
-                                      shape=(n, off + t.nlev)))
+            rows_.append(np.flatnonzero(ok))
+            cols_.append(refs[ok] + off)
             off += t.nlev
-        B = sp.hstack([sp.csr_matrix(c, shape=(n, off)) for c in cols]).tocsr() if len(cols) > 1 else cols[0]
-        B = sp.csr_matrix(B, shape=(n, off))
+        r_, c_ = np.concatenate(rows_), np.concatenate(cols_)
+        B = sp.csr_matrix((np.ones(r_.size), (r_, c_)), shape=(n, off))
         G = sp.bmat([[None, B], [B.T, None]]).tocsr()
         _, comp = connected_components(G, directed=False)
         codes = comp[:n]
