@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Moran's I); with --suggest a failure is remedied by exp(numFactor(XCOL, YCOL) + 0 | field)")
     pc.add_argument("--autocorrelation-boot", type=_integer, default=0, metavar="B",
                     help="calibrate the autocorrelation tests of models with a structured term by B bootstrap "
-                         "refits (e.g. 39; default 0: uncalibrated, conservative for such models)")
+                         "refits (e.g. 39; default 0: uncalibrated, which is not exact for such models)")
     _common(pc, None)
     pdm = sub.add_parser("demo", help="Beta vs Gamma on the shipped yellow-rust data; writes a report")
     pdm.add_argument("--simulate-re", choices=("conditional", "unconditional"), default="unconditional",
