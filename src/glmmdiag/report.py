@@ -129,7 +129,15 @@ def run_check(
     the plain family names, as ``compare_families``. ``ziformula`` / ``dispformula``: of the main
     model. ``suggest``: also fit the remedies the remedy table proposes for the main model's failed
     checks (those not already compared) and check them the same way.
-    ``progress``: called with a short message at each stage (the CLI prints them on stderr)."""
+    ``progress``: called with a short message at each stage (the CLI prints them on stderr).
+    ``time`` (and ``series``) / ``coords``: columns for the temporal test (pooled within series)
+    and the spatial test of every model (``Check.autocorrelation``); with ``suggest``, a failed one
+    is remedied by adding ``ar1(time + 0 | series)`` (``ou(numFactor(time) + 0 | series)`` for
+    unequally spaced times) or ``exp(numFactor(x, y) + 0 | one_level)`` (a one-level column added
+    to a copy of the data) to the main model's formula, which is fitted, simulated (its default:
+    unconditional + rotation) and tested again (``Check.structured``). ``autocorrelation_boot``:
+    bootstrap refits that calibrate the autocorrelation tests of models with a structured term
+    (0: the uncalibrated p-value, which is not exact for such models)."""
     from glmmdiag.compare import compare_models
 
     progress = progress or _progress_none
