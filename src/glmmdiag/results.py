@@ -286,6 +286,9 @@ class ScaledResiduals:
     simulations : (n, n_sim) array or None
         Only with ``keep_simulations=True`` (or given to ``from_simulations``).
     group : optional labels (n,) after ``recalculate_residuals``; ``aggregate`` the aggregator.
+    rotation : str or None
+        "estimated" or "given" when observed and simulated responses were rotated (decorrelated)
+        before the PIT (``simulate_residuals(..., rotation=...)``), else None.
     refit : mapping or None
         Refit mode: observed and simulated Pearson chi-square sums, fixed effects per refit,
         number of failed refits.
@@ -311,6 +314,7 @@ class ScaledResiduals:
     aggregate: str | None = None
     refit: Mapping[str, Any] | None = None
     model: Any = None  # the SimulableModel (adapter); lets tests regenerate simulations
+    rotation: str | None = None  # "estimated" / "given": residuals of rotated responses (residuals.py)
     _source: Any = None  # the engine's plan to regenerate simulations (simulate.py)
 
     def __post_init__(self):
@@ -364,6 +368,8 @@ class ScaledResiduals:
         r = self.residuals
         head = ", ".join(f"{v:.4g}" for v in r[:10])
         grp = f", grouped by {len(r)} groups ({self.aggregate})" if self.group is not None else ""
+        if self.rotation:
+            grp += f", rotated ({self.rotation} covariance)"
         return (
             f"Scaled residuals ({self.method}, {self.simulate_re} simulation, n_sim = {self.n_sim}, "
             f"{self.nobs} observations{grp}, {'integer' if self.integer_response else 'continuous'} response, "
