@@ -470,5 +470,5 @@ def test_check_coords_suggest_fits_exp_and_morans_test_then_passes(tmp_path, cap
     out = capsys.readouterr().out
     assert rc == 0
     assert "spatial autocorrelation (Moran's I" in next(l for l in out.splitlines() if l.startswith("poisson: "))
-    line = next(l for l in out.splitlines() if l.strip().startswith("count ~ z + exp(numFactor(xc, yc) + 0 | one_level):"))
+    line = next(l for l in out.splitlines() if l.strip().startswith("count ~ z + exp(numFactor(xc, yc) + 0 | 1):"))
     assert "no evidence of spatial autocorrelation" in line

@@ -159,7 +159,7 @@ def test_suggested_structured_terms_are_valid_formulas_the_fitter_accepts():
     """ar1 for equal steps, ou for unequal ones: each suggested formula fits."""
     import warnings
 
-    from glmmdiag.remedies import equally_spaced, single_level_column, structured_term, with_term
+    from glmmdiag.remedies import SINGLE_LEVEL, equally_spaced, structured_term, with_term
 
     df = datasets.load("ar1_sim")
     irregular = df.assign(day=df["t"].map({k: v for k, v in zip(range(1, 13), [0, 1, 2, 4, 5, 7, 8, 9, 12, 13,
@@ -171,8 +171,9 @@ def test_suggested_structured_terms_are_valid_formulas_the_fitter_accepts():
             warnings.simplefilter("ignore")
             fit = gd.glmm(with_term("y ~ x", term), d)
         assert fit.loglik > gd.glmm("y ~ x + (1 | group)", d).loglik
-    assert single_level_column(df) == "one_level"
-    assert single_level_column(df.assign(one_level=1)) == "one_level2"
+    # one field over all rows: "| 1", fitted as it is written (no column to add)
+    term = structured_term("spatial", coords=("t", "x"), group=SINGLE_LEVEL)
+    assert term == "exp(numFactor(t, x) + 0 | 1)"
 
 
 def test_run_check_names_and_fits_the_remedy_and_the_test_then_passes():

@@ -442,11 +442,11 @@ def model_remedies(spec: dict, fitted_family: str, tests, alpha: float = 0.05,
 #   temporal, equally spaced times   ar1(TIME + 0 | SERIES)
 #   temporal, unequal spacing        ou(numFactor(TIME) + 0 | SERIES)
 #   spatial                          exp(numFactor(X, Y) + 0 | GROUP)
-# A single series / a single field needs a grouping column with one level: ``single_level_column``
-# names one to add to the data (the fitter does not accept ``| 1`` yet).
+# A single series / a single field is the one-level grouping ``| 1`` (``SINGLE_LEVEL``), which the
+# fitter reads as one level holding every row: the suggested formula works on the user's data as is.
 PROBLEM_NAMES.update({"temporal_autocorrelation": "temporal autocorrelation",
                       "spatial_autocorrelation": "spatial autocorrelation"})
-SINGLE_LEVEL = "one_level"  # the column holding the single level of a one-series/one-field term
+SINGLE_LEVEL = "1"  # the grouping of a one-series / one-field term: ``exp(numFactor(x, y) + 0 | 1)``
 
 
 def equally_spaced(times) -> bool:
@@ -467,15 +467,6 @@ def equally_spaced(times) -> bool:
         return True
     d = np.diff(u)
     return bool(np.allclose(d, d[0], rtol=1e-6, atol=0))
-
-
-def single_level_column(data) -> str:
-    """A column name not in ``data`` for the one-level grouping factor of a single series/field."""
-    name, k = SINGLE_LEVEL, 1
-    while name in data.columns:
-        k += 1
-        name = f"{SINGLE_LEVEL}{k}"
-    return name
 
 
 def structured_term(kind: str, *, time: str | None = None, series: str | None = None, coords=None,

@@ -158,10 +158,10 @@ def run_check(
     settings.update({"time": time, "series": series, "coords": list(coords) if coords else None,
                      "autocorrelation_boot": int(autocorrelation_boot)})
     if time or coords:
-        from glmmdiag.remedies import equally_spaced, single_level_column
+        from glmmdiag.remedies import SINGLE_LEVEL, equally_spaced
 
         settings["equal_steps"] = bool(equally_spaced(data[time])) if time else None
-        settings["one_level_column"] = single_level_column(data)  # added for a single series / field
+        settings["one_level_column"] = SINGLE_LEVEL  # "| 1": one series / one field over all rows
     check = Check(table=table, settings=settings, data_name=data_name, timings={"fit_and_simulate_s": dt})
     if time or coords:
         t0 = time_mod.perf_counter()
@@ -256,12 +256,10 @@ def _fit_structured(check, data, formula, main_spec, *, n_sim, seed, n_jobs, alp
             grp = settings.get("series")
             if not grp:
                 grp = settings["one_level_column"]
-                d = data.assign(**{grp: "all"})
             term = structured_term("temporal", time=settings["time"], series=grp,
                                    equal_steps=settings["equal_steps"])
         else:
             grp = settings["one_level_column"]
-            d = data.assign(**{grp: "all"})
             term = structured_term("spatial", coords=settings["coords"], group=grp)
         new_formula = with_term(formula, term)
         remedy = autocorrelation_remedy(kind, term, formula)
