@@ -114,6 +114,7 @@ class BlockedSystem:
         self._Z1T = None  # Z1' as a sparse matrix, built on first use (``z1t``)
         self._Z1T_nz = None  # the same without explicit zeros (``_d1_sparse``)
         self._level_rows = None  # rows of each level of the first term (``by_level``)
+        self._one_hot = self._one_hot_columns(t1.z) if q1 > 8 else None
         self.rest = terms[1:]
         self.rest_q = [t.q for t in self.rest]
         self.rest_nlev = [t.nlev for t in self.rest]
@@ -146,6 +147,26 @@ class BlockedSystem:
         return self._Z1T
 
     # ------------------------------------------------------------------ cross-products
+    @staticmethod
+    def _one_hot_columns(z: np.ndarray):
+        """(column, value) per row when every row of z has exactly one nonzero entry (an ar1 or
+        spatial term's time/location indicator), else None."""
+        nonzero = z != 0
+        if not np.all(nonzero.sum(axis=1) == 1):
+            return None
+        col = nonzero.argmax(axis=1)
+        return col, z[np.arange(z.shape[0]), col]
+
+    def _d1_one_hot(self, w: np.ndarray) -> np.ndarray:
+        """Z1_l' W Z1_l for a one-hot first term: diagonal blocks, one bincount (O(n))."""
+        col, val = self._one_hot
+        q1 = self.q1
+        diag = np.bincount(self.refs1 * q1 + col, w * val * val, minlength=self.l1 * q1).reshape(self.l1, q1)
+        D1 = np.zeros((self.l1, q1, q1))
+        idx = np.arange(q1)
+        D1[:, idx, idx] = diag
+        return D1
+
     def _d1_sparse(self, w: np.ndarray) -> np.ndarray:
         """The per-level blocks Z1_l' W Z1_l through one sparse product (``level_crossprods``)."""
         if self._Z1T_nz is None:
@@ -156,7 +177,9 @@ class BlockedSystem:
     def crossprods(self, w: np.ndarray, D: np.ndarray | None) -> CrossProducts:
         l1, q1 = self.l1, self.q1
         z1 = self.z1
-        if q1 > 8:
+        if self._one_hot is not None:
+            D1 = self._d1_one_hot(w)
+        elif q1 > 8:
             D1 = self._d1_sparse(w)
         else:
             D1 = np.empty((l1, q1, q1))
@@ -393,6 +416,8 @@ class BlockedSystem:
         Small blocks: one gather and einsum. Large ones (a long ar1 series, a spatial term): level by
         level, so that no large (n, q1, q1) array of gathered blocks is ever formed."""
         refs = self.refs1
+        if self.l1 == 1:  # one level (a single spatial field): one product
+            return V @ M[0].T
         if self.q1 <= 8 or len(refs) * self.q1 * self.q1 <= _GATHER_LIMIT:
             return np.einsum("iab,ib->ia", M[refs], V)
         if self._level_rows is None:

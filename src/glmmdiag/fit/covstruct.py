@@ -476,32 +476,37 @@ class Matern(DistanceStructure):
     code = "mat"
     n_corr = 2
 
-    @staticmethod
-    def _matern(x, kappa):
-        out = np.ones_like(x)
-        pos = x > 0
-        xp = x[pos]
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            v = np.exp((1.0 - kappa) * np.log(2.0) - special.gammaln(kappa) + kappa * np.log(xp)) * special.kv(kappa, xp)
-        out[pos] = np.where(np.isfinite(v), v, 0.0)
+    def __init__(self, q, coords):
+        super().__init__(q, coords)
+        self._iu = np.triu_indices(q, 1)  # Bessel functions on the upper triangle only (symmetry)
+        self._dtri = self.dist[self._iu]
+
+    def _full(self, tri: np.ndarray, diag: float) -> np.ndarray:
+        out = np.empty((self.q, self.q))
+        out[self._iu] = tri
+        out[self._iu[1], self._iu[0]] = tri
+        np.fill_diagonal(out, diag)
         return out
 
+    @staticmethod
+    def _scaled_bessel(x, kappa, order):
+        """2^(1-kappa) / Gamma(kappa) x^kappa K_order(x) for x > 0 (0 where it underflows)."""
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            v = np.exp((1.0 - kappa) * np.log(2.0) - special.gammaln(kappa) + kappa * np.log(x)) * special.kv(order, x)
+        return np.where(np.isfinite(v) & (x > 0), v, np.where(x > 0, 0.0, 1.0))
+
     def corr(self, c):
-        return self._matern(self.dist / np.exp(c[0]), np.exp(c[1]))
+        kappa = np.exp(c[1])
+        return self._full(self._scaled_bessel(self._dtri / np.exp(c[0]), kappa, kappa), 1.0)
 
     def corr_derivatives(self, c):
-        rng, kappa = np.exp(c[0]), np.exp(c[1])
-        x = self.dist / rng
-        pos = x > 0
-        d_range = np.zeros_like(x)
-        xp = x[pos]
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            v = np.exp((1.0 - kappa) * np.log(2.0) - special.gammaln(kappa) + kappa * np.log(xp)) \
-                * special.kv(kappa - 1.0, xp) * xp
-        d_range[pos] = np.where(np.isfinite(v), v, 0.0)  # d/dlog(range) = x * x^k K_{k-1}(x) * const
+        kappa = np.exp(c[1])
+        x = self._dtri / np.exp(c[0])
+        d_range = self._scaled_bessel(x, kappa, kappa - 1.0) * x  # d/dlog(range) = x * x^k K_{k-1}(x) * const
         h = 1e-5
-        d_kappa = (self._matern(x, np.exp(c[1] + h)) - self._matern(x, np.exp(c[1] - h))) / (2.0 * h)
-        return [d_range, d_kappa]
+        k_hi, k_lo = np.exp(c[1] + h), np.exp(c[1] - h)
+        d_kappa = (self._scaled_bessel(x, k_hi, k_hi) - self._scaled_bessel(x, k_lo, k_lo)) / (2.0 * h)
+        return [self._full(d_range, 0.0), self._full(d_kappa, 0.0)]
 
     def corr_start(self, R):
         return np.array([np.log(self._typical / 2.0), np.log(0.5)])
