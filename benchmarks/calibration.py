@@ -42,6 +42,8 @@ Usage::
     python benchmarks/calibration.py --calibrate 39    # add parametric-bootstrap calibrated p-values (cal_*)
     python benchmarks/calibration.py --reps 400 --calibrate 39 --n-jobs 2 \
         --scenarios zip gauss_het_disp poisson_zi gauss_het   # the submodel scenarios (issue 13)
+    python benchmarks/calibration.py --reps 25 --first-rep 200 --calibrate 39 --scenarios zip --out a.csv
+    python benchmarks/calibration.py --summarise a.csv b.csv   # pool runs in pieces (replicates by index)
 """
 from __future__ import annotations
 
@@ -174,13 +176,17 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def run_study(scenarios, n_rep=200, modes=("conditional", "unconditional"), n_sim=250, seed=2024, n_jobs=-1,
-              n_refit=0, refit_scenarios=("poisson", "poisson_olre"), n_cal=0, cal_modes=("conditional",)) -> pd.DataFrame:
-    """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value."""
+              n_refit=0, refit_scenarios=("poisson", "poisson_olre"), n_cal=0, cal_modes=("conditional",),
+              first_rep=0) -> pd.DataFrame:
+    """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value.
+
+    Replicate r's data and seeds depend only on (seed, r, scenario), so replicates first_rep ..
+    first_rep + n_rep - 1 of several runs can be pooled (``--first-rep``, ``--summarise``)."""
     jobs = []
     for sc in scenarios:
         nr = n_refit if sc in refit_scenarios else 0
         jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr, n_cal, tuple(cal_modes))
-                 for r in range(n_rep)]
+                 for r in range(first_rep, first_rep + n_rep)]
     out = Parallel(n_jobs=n_jobs, batch_size=4)(jobs)
     return pd.DataFrame([row for rows in out for row in rows])
 
@@ -231,7 +237,19 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--out", default=None, help="write the per-replicate p-values to this CSV")
+    ap.add_argument("--first-rep", type=int, default=0,
+                    help="index of the first replicate (run a long study in pieces, each with --out)")
+    ap.add_argument("--summarise", nargs="+", default=None, metavar="CSV",
+                    help="run nothing: pool the per-replicate CSVs of earlier runs (--out) and print their tables")
     a = ap.parse_args(argv)
+    if a.summarise:
+        raw = pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True)
+        dup = raw.duplicated(["scenario", "rep", "mode"])
+        if dup.any():
+            print(f"dropping {int(dup.sum())} duplicated (scenario, replicate, mode) rows", file=sys.stderr)
+            raw = raw[~dup]
+        raw["error"] = raw["error"].where(raw["error"].notna(), None)
+        return report(raw, None, a.n_sim)
     if a.calibrate and (a.calibrate + 1) % 40:
         print(f"note: --calibrate {a.calibrate}: B + 1 is not a multiple of 40; the calibrated p-values (cal_*, "
               f"ties broken at random) still have size {ALPHA}, the untie-broken ones (calcons_*) cannot",
@@ -239,23 +257,32 @@ def main(argv=None):
     scen = available_scenarios(a.scenarios)
     t0 = time.perf_counter()
     raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit, n_cal=a.calibrate,
-                    cal_modes=a.cal_modes)
+                    cal_modes=a.cal_modes, first_rep=a.first_rep)
     el = time.perf_counter() - t0
     if a.out:
         raw.to_csv(a.out, index=False)
+    return report(raw, el, a.n_sim)
+
+
+def report(raw: pd.DataFrame, elapsed, n_sim: int) -> pd.DataFrame:
+    """Print the rejection-rate tables of a study's per-replicate p-values; returns the summary."""
     nerr = int(raw["error"].notna().sum())
     summ = summarise(raw)
     pd.set_option("display.width", 200)
-    print(f"calibration: {a.reps} replicates x {len(scen)} scenarios, n_sim = {a.n_sim}, alpha = {ALPHA}, "
-          f"{N_GROUPS} groups x {N_PER} obs; {el:.0f} s; failed fits: {nerr}")
+    reps = raw.groupby("scenario")["rep"].nunique()
+    reps_txt = f"{reps.iloc[0]}" if reps.nunique() == 1 else ", ".join(f"{k}: {v}" for k, v in reps.items())
+    el_txt = f"{elapsed:.0f} s" if elapsed is not None else "pooled from CSV"
+    print(f"calibration: {reps_txt} replicates x {reps.size} scenarios, n_sim = {n_sim}, alpha = {ALPHA}, "
+          f"{N_GROUPS} groups x {N_PER} obs; {el_txt}; failed fits: {nerr}")
     wide = summ.assign(cell=lambda d: d.apply(lambda r: f"{r.rejection_rate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]", axis=1))
     main_tab = wide[~wide["test"].isin(CONS_TESTS)]
-    print(main_tab.pivot_table(index=["scenario", "truth", "mode"], columns="test", values="cell", aggfunc="first",
+    print("rejection rate at alpha = 0.05 [95% Clopper-Pearson interval]; cal_*: parametric-bootstrap calibrated")
+    print(main_tab.pivot_table(index=["scenario", "truth", "test"], columns="mode", values="cell", aggfunc="first",
                                sort=False).to_string())
     cons = wide[wide["test"].isin(CONS_TESTS)]
     if len(cons):
         print("\ncalibrated p-values without random tie-breaking, (1 + #{at least as extreme}) / (B + 1), same bootstrap:")
-        print(cons.pivot_table(index=["scenario", "truth", "mode"], columns="test", values="cell", aggfunc="first",
+        print(cons.pivot_table(index=["scenario", "truth", "test"], columns="mode", values="cell", aggfunc="first",
                                sort=False).to_string())
     h0 = summ[(summ["truth"] == "H0") & ~summ["test"].isin(CONS_TESTS)]
     bad = h0[(h0["rejection_rate"] < 0.03) | (h0["rejection_rate"] > 0.07)]
