@@ -284,6 +284,20 @@ def report(raw: pd.DataFrame, elapsed, n_sim: int) -> pd.DataFrame:
         print("\ncalibrated p-values without random tie-breaking, (1 + #{at least as extreme}) / (B + 1), same bootstrap:")
         print(cons.pivot_table(index=["scenario", "truth", "test"], columns="mode", values="cell", aggfunc="first",
                                sort=False).to_string())
+    # the whole distribution: under H0 the calibrated p-values (ties broken at random) are Uniform(0, 1)
+    ks_rows = []
+    for (sc, mode), d in raw[raw["error"].isna()].groupby(["scenario", "mode"], sort=False):
+        if SCENARIOS[sc][3] != "H0":
+            continue
+        for t in CAL_TESTS:
+            p = d[f"cal_{t}"].dropna().to_numpy() if f"cal_{t}" in d else np.array([])
+            if p.size:
+                ks_rows.append({"scenario": sc, "mode": mode, "test": f"cal_{t}", "n": p.size,
+                                "mean_p": p.mean(), "P(p<=0.1)": np.mean(p <= 0.1),
+                                "KS_p_uniform": stats.kstest(p, "uniform").pvalue})
+    if ks_rows:
+        print("\ncalibrated p-values under H0 against Uniform(0, 1) (mean 0.5, P(p <= 0.1) = 0.1):")
+        print(pd.DataFrame(ks_rows).round(3).to_string(index=False))
     h0 = summ[(summ["truth"] == "H0") & ~summ["test"].isin(CONS_TESTS)]
     bad = h0[(h0["rejection_rate"] < 0.03) | (h0["rejection_rate"] > 0.07)]
     print("\ntype I error outside [0.03, 0.07]:" if len(bad) else "\nall type I error rates within [0.03, 0.07]")
