@@ -22,11 +22,13 @@ Scenarios (``name: data-generating model -> fitted model``):
 * ``gauss_het_disp``: the same data -> gaussian with ``dispformula="~ x"`` (H0 true)
 
 A scenario whose family the fitter rejects is skipped with a message. Columns ``cal_*`` are the
-p-values of ``checks.calibrated_tests`` (parametric bootstrap with ``--calibrate`` B refits); they
-lie on the grid {1/(B+1), ..., 1} and are counted as rejections when p <= alpha (the exact-size
-Monte-Carlo rule; choose B + 1 a multiple of 40, e.g. 39 or 79: the dispersion and zero-inflation
-tests are two-sided, p = 2 min(rank) / (B + 1), so with B = 19 their smallest p-value is 0.1 and they
-can never reject). Targets (issue 4): type I
+p-values of ``checks.calibrated_tests`` (parametric bootstrap with ``--calibrate`` B refits), rejections
+when p <= alpha. Their ties with the bootstrap values are broken at random, so under H0 they are
+Uniform(0, 1) for any B (``checks.randomised_rank_pvalue``). Columns ``calcons_*`` are the same
+bootstrap's untie-broken p-values (1 + #{at least as extreme}) / (B + 1) (``plot_data
+["p_value_conservative"]``), printed in a separate table for comparison: conservative for discrete
+pivots such as the outlier test's p-value; on the grid {1/(B+1), ..., 1}, two-sided 2 min(rank) /
+(B + 1), so they need B + 1 a multiple of 40 (39, 79) to have size 0.05. Targets (issue 4): type I
 error within [0.03, 0.07] for every test under a correct model; power >= 0.9 of the dispersion test
 against ``poisson_olre``; (issue 13) power >= 0.9 of the zero-inflation test against ``poisson_zi``,
 type I error of every calibrated test in [0.03, 0.07] for ``zip`` and ``gauss_het_disp``, power of
@@ -38,8 +40,10 @@ Usage::
     python benchmarks/calibration.py --reps 50 --scenarios poisson bernoulli
     python benchmarks/calibration.py --refit 100       # add the refit-based dispersion test (slow)
     python benchmarks/calibration.py --calibrate 39    # add parametric-bootstrap calibrated p-values (cal_*)
-    python benchmarks/calibration.py --reps 100 --calibrate 39 --modes conditional \
-        --scenarios poisson_zi zip gauss_het gauss_het_disp   # the submodel scenarios (issue 13)
+    python benchmarks/calibration.py --reps 400 --calibrate 39 --n-jobs 2 \
+        --scenarios zip gauss_het_disp poisson_zi gauss_het   # the submodel scenarios (issue 13)
+    python benchmarks/calibration.py --reps 25 --first-rep 200 --calibrate 39 --scenarios zip --out a.csv
+    python benchmarks/calibration.py --summarise a.csv b.csv   # pool runs in pieces (replicates by index)
 """
 from __future__ import annotations
 
@@ -121,6 +125,7 @@ def simulate_data(kind: str, rng: np.random.Generator) -> pd.DataFrame:
 TESTS = ["uniformity", "dispersion", "dispersion_pearson", "outliers", "zero_inflation", "quantiles"]
 CAL_TESTS = ["uniformity", "dispersion", "outliers", "zero_inflation", "quantiles"]
 ALL_TESTS = TESTS + [f"cal_{t}" for t in CAL_TESTS]
+CONS_TESTS = [f"calcons_{t}" for t in CAL_TESTS]  # the untie-broken calibrated p-values, for comparison
 
 
 def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit: int, n_cal: int = 0,
@@ -149,8 +154,12 @@ def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit
                 cal = gd.checks.calibrated_tests(res, n_cal, CAL_TESTS, seed=rng.integers(2**63))
                 for t in CAL_TESTS:
                     row[f"cal_{t}"] = cal[t].p_value
-            if not res.integer_response:  # no zeros to count in continuous data: p = 1 always, not a test
-                row["zero_inflation"] = row["cal_zero_inflation"] = np.nan
+                    row[f"calcons_{t}"] = cal[t].plot_data.get("p_value_conservative", np.nan)
+            if not res.integer_response:  # no zeros to count in continuous data: not a test (raw p = 1 always,
+                # calibrated p a pure tie-breaking draw)
+                for t in ("zero_inflation", "cal_zero_inflation", "calcons_zero_inflation"):
+                    if t in row:
+                        row[t] = np.nan
             rows.append(row)
         if n_refit:
             res = gd.simulate_residuals(fit, n_refit, seed=rng.integers(2**63), simulate_re="unconditional", refit=True)
@@ -167,13 +176,17 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def run_study(scenarios, n_rep=200, modes=("conditional", "unconditional"), n_sim=250, seed=2024, n_jobs=-1,
-              n_refit=0, refit_scenarios=("poisson", "poisson_olre"), n_cal=0, cal_modes=("conditional",)) -> pd.DataFrame:
-    """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value."""
+              n_refit=0, refit_scenarios=("poisson", "poisson_olre"), n_cal=0, cal_modes=("conditional",),
+              first_rep=0) -> pd.DataFrame:
+    """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value.
+
+    Replicate r's data and seeds depend only on (seed, r, scenario), so replicates first_rep ..
+    first_rep + n_rep - 1 of several runs can be pooled (``--first-rep``, ``--summarise``)."""
     jobs = []
     for sc in scenarios:
         nr = n_refit if sc in refit_scenarios else 0
         jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr, n_cal, tuple(cal_modes))
-                 for r in range(n_rep)]
+                 for r in range(first_rep, first_rep + n_rep)]
     out = Parallel(n_jobs=n_jobs, batch_size=4)(jobs)
     return pd.DataFrame([row for rows in out for row in rows])
 
@@ -182,13 +195,14 @@ def summarise(raw: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     rows = []
     ok = raw[raw["error"].isna()]
     for (sc, mode), d in ok.groupby(["scenario", "mode"], sort=False):
-        for t in ALL_TESTS:
+        for t in ALL_TESTS + CONS_TESTS:
             if t not in d or d[t].isna().all():
                 continue
             p = d[t].dropna().to_numpy()
-            # bootstrap-calibrated p-values live on the grid {1/(B+1), ..., 1}: the exact-size Monte-Carlo
-            # rule is "reject when p <= alpha" (with B = 39: rank 1 or 2 of 40); raw p-values: p < alpha
-            k = int(np.sum(p <= alpha + 1e-12)) if t.startswith("cal_") else int(np.sum(p < alpha))
+            # bootstrap-calibrated p-values: "reject when p <= alpha" (the untie-broken ones live on the grid
+            # {1/(B+1), ..., 1}, where this is the exact-size Monte-Carlo rule; the randomised ones are
+            # continuous, where <= and < agree); raw p-values: p < alpha
+            k = int(np.sum(p <= alpha + 1e-12)) if t.startswith("cal") else int(np.sum(p < alpha))
             n = p.size
             lo, hi = clopper_pearson(k, n)
             rows.append({"scenario": sc, "truth": SCENARIOS[sc][3], "mode": mode, "test": t, "n": n,
@@ -223,27 +237,68 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--out", default=None, help="write the per-replicate p-values to this CSV")
+    ap.add_argument("--first-rep", type=int, default=0,
+                    help="index of the first replicate (run a long study in pieces, each with --out)")
+    ap.add_argument("--summarise", nargs="+", default=None, metavar="CSV",
+                    help="run nothing: pool the per-replicate CSVs of earlier runs (--out) and print their tables")
     a = ap.parse_args(argv)
+    if a.summarise:
+        raw = pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True)
+        dup = raw.duplicated(["scenario", "rep", "mode"])
+        if dup.any():
+            print(f"dropping {int(dup.sum())} duplicated (scenario, replicate, mode) rows", file=sys.stderr)
+            raw = raw[~dup]
+        raw["error"] = raw["error"].where(raw["error"].notna(), None)
+        return report(raw, None, a.n_sim)
     if a.calibrate and (a.calibrate + 1) % 40:
-        print(f"warning: --calibrate {a.calibrate}: B + 1 is not a multiple of 40, so the two-sided calibrated "
-              f"tests (dispersion, zero inflation) cannot have size {ALPHA} (smallest p = "
-              f"{2 / (a.calibrate + 1):.3g}); use 39 or 79", file=sys.stderr)
+        print(f"note: --calibrate {a.calibrate}: B + 1 is not a multiple of 40; the calibrated p-values (cal_*, "
+              f"ties broken at random) still have size {ALPHA}, the untie-broken ones (calcons_*) cannot",
+              file=sys.stderr)
     scen = available_scenarios(a.scenarios)
     t0 = time.perf_counter()
     raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit, n_cal=a.calibrate,
-                    cal_modes=a.cal_modes)
+                    cal_modes=a.cal_modes, first_rep=a.first_rep)
     el = time.perf_counter() - t0
     if a.out:
         raw.to_csv(a.out, index=False)
+    return report(raw, el, a.n_sim)
+
+
+def report(raw: pd.DataFrame, elapsed, n_sim: int) -> pd.DataFrame:
+    """Print the rejection-rate tables of a study's per-replicate p-values; returns the summary."""
     nerr = int(raw["error"].notna().sum())
     summ = summarise(raw)
     pd.set_option("display.width", 200)
-    print(f"calibration: {a.reps} replicates x {len(scen)} scenarios, n_sim = {a.n_sim}, alpha = {ALPHA}, "
-          f"{N_GROUPS} groups x {N_PER} obs; {el:.0f} s; failed fits: {nerr}")
+    reps = raw.groupby("scenario")["rep"].nunique()
+    reps_txt = f"{reps.iloc[0]}" if reps.nunique() == 1 else ", ".join(f"{k}: {v}" for k, v in reps.items())
+    el_txt = f"{elapsed:.0f} s" if elapsed is not None else "pooled from CSV"
+    print(f"calibration: {reps_txt} replicates x {reps.size} scenarios, n_sim = {n_sim}, alpha = {ALPHA}, "
+          f"{N_GROUPS} groups x {N_PER} obs; {el_txt}; failed fits: {nerr}")
     wide = summ.assign(cell=lambda d: d.apply(lambda r: f"{r.rejection_rate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]", axis=1))
-    print(wide.pivot_table(index=["scenario", "truth", "mode"], columns="test", values="cell", aggfunc="first",
-                           sort=False).to_string())
-    h0 = summ[summ["truth"] == "H0"]
+    main_tab = wide[~wide["test"].isin(CONS_TESTS)]
+    print("rejection rate at alpha = 0.05 [95% Clopper-Pearson interval]; cal_*: parametric-bootstrap calibrated")
+    print(main_tab.pivot_table(index=["scenario", "truth", "test"], columns="mode", values="cell", aggfunc="first",
+                               sort=False).to_string())
+    cons = wide[wide["test"].isin(CONS_TESTS)]
+    if len(cons):
+        print("\ncalibrated p-values without random tie-breaking, (1 + #{at least as extreme}) / (B + 1), same bootstrap:")
+        print(cons.pivot_table(index=["scenario", "truth", "test"], columns="mode", values="cell", aggfunc="first",
+                               sort=False).to_string())
+    # the whole distribution: under H0 the calibrated p-values (ties broken at random) are Uniform(0, 1)
+    ks_rows = []
+    for (sc, mode), d in raw[raw["error"].isna()].groupby(["scenario", "mode"], sort=False):
+        if SCENARIOS[sc][3] != "H0":
+            continue
+        for t in CAL_TESTS:
+            p = d[f"cal_{t}"].dropna().to_numpy() if f"cal_{t}" in d else np.array([])
+            if p.size:
+                ks_rows.append({"scenario": sc, "mode": mode, "test": f"cal_{t}", "n": p.size,
+                                "mean_p": p.mean(), "P(p<=0.1)": np.mean(p <= 0.1),
+                                "KS_p_uniform": stats.kstest(p, "uniform").pvalue})
+    if ks_rows:
+        print("\ncalibrated p-values under H0 against Uniform(0, 1) (mean 0.5, P(p <= 0.1) = 0.1):")
+        print(pd.DataFrame(ks_rows).round(3).to_string(index=False))
+    h0 = summ[(summ["truth"] == "H0") & ~summ["test"].isin(CONS_TESTS)]
     bad = h0[(h0["rejection_rate"] < 0.03) | (h0["rejection_rate"] > 0.07)]
     print("\ntype I error outside [0.03, 0.07]:" if len(bad) else "\nall type I error rates within [0.03, 0.07]")
     if len(bad):
