@@ -11,6 +11,11 @@ spawn key          stream
 ``(1, k)``         tie-breaking uniforms of the k-th residual calculation
                    (k = 0: ``simulate_residuals``; k >= 1: recalculations)
 ``(2, k)``         resampling in a test (k-th call site, see checks.py)
+``(3, b)``         ``calibrated_tests``: the b-th bootstrap response
+``(4, b)``         ``calibrated_tests``: the b-th bootstrap's residual simulations
+``(5, b)``         autocorrelation tests' ``n_boot``: the b-th bootstrap response
+``(6, b)``         autocorrelation tests' ``n_boot``: the b-th bootstrap's residuals
+``(7, j)``         ``calibrated_tests``: tie-breaking uniform of the j-th test
 =================  ==========================================================
 
 A child with spawn key ``(0, i)`` equals ``SeedSequence(seed).spawn(...)``'s descendants: it is
