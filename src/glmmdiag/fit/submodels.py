@@ -16,11 +16,13 @@ f the base density and L_i = log f(0 | eta_i, zeta_i):
 * zero truncation (a hurdle family without ``ziformula``, pi = 0):  p(k > 0) = f(k) / (1 - f(0)).
 
 Every case is  l_i = m_i lf(y_i) + h(L_i, xi_i)  with m_i in {0, 1} (whether the base log density of
-y_i enters) and a scalar function h of (L, xi) per row (``_zero_terms``), so all derivatives follow
-from the base family's own derivatives in (eta, psi) at y_i and at 0 by the chain rule
-(``_compose``). The engine sees one family whose psi is the coefficient vector
-[beta_disp, beta_zi]: the derivative of the log-likelihood in a coefficient j of a submodel with
-design matrix X is sum_i X_ij d l_i / d(linear predictor)_i, so the exact Laplace gradient
+y_i enters) and a scalar function h of (L, xi) per row, so all derivatives follow from the base
+family's own derivatives in (eta, psi) at y_i and at 0 by the chain rule (``_zero_terms`` and
+``eta_derivs`` for hurdles; for zero-inflation L_i is needed on the zero rows only, where it is the
+base density at y_i itself, so the base family is evaluated once: ``_zi_terms``). The engine sees
+one family whose psi is the coefficient vector [beta_disp, beta_zi]: the derivative of the
+log-likelihood in a coefficient j of a submodel with design matrix X is
+sum_i X_ij d l_i / d(linear predictor)_i, so the exact Laplace gradient
 (``GLMMProblem.deviance_and_gradient``'s psi terms) needs only the per-row derivatives multiplied by
 the columns of X. An intercept-only dispersion model passes a scalar psi to the base family (its
 fast, cached paths), which is today's scalar-psi model.
@@ -92,6 +94,8 @@ class CompositeFamily(Family):
         self.truncated_name = truncated_name
         self.kd = 0 if self.Xd is None else self.Xd.shape[1]
         self.kz = 0 if self.Xz is None else self.Xz.shape[1]
+        self._XdT = None if self.Xd is None else np.ascontiguousarray(self.Xd.T)
+        self._XzT = None if self.Xz is None else np.ascontiguousarray(self.Xz.T)
         self.c = betad_slope(base) if base.n_psi else 1.0
         # an intercept-only dispersion model: the base family gets a scalar psi (its fast paths)
         self.d_const = self.kd == 1 and bool(np.all(self.Xd[:, 0] == 1.0))
@@ -142,10 +146,17 @@ class CompositeFamily(Family):
         return bpsi, xi
 
     def _weights(self, w):
-        """(w for the base density, multiplier of the composed row log density)."""
+        """(w for the base density, multiplier of the composed row log density or None for 1)."""
         if self.zero is None or self.base.weight_role != "likelihood":
-            return w, 1.0
-        return np.ones_like(np.asarray(w, float)), w
+            return w, None
+        memo = self._ones_memo
+        if memo is None or memo.shape != np.shape(w):
+            memo = np.ones(np.shape(w))
+            memo.flags.writeable = False
+            self._ones_memo = memo
+        return memo, w
+
+    _ones_memo = None
 
     def _y0(self, y):
         """A read-only array of zeros like y (cached: families cache terms per read-only y)."""
@@ -172,35 +183,16 @@ class CompositeFamily(Family):
         return out
 
     def _zero_terms(self, y, L, xi):
-        """m and the derivatives of h(L, xi) per row: (m, h, h_L, h_LL, h_LLL, h_x, h_xx, h_Lx, h_LLx).
+        """Hurdle and zero truncation: m and the derivatives of h(L, xi) per row,
+        (m, h, h_L, h_LL, h_LLL, h_x, h_xx, h_Lx, h_LLx).
 
-        Zero-inflation, y = 0: h = log(e^xi + e^L) - log(1 + e^xi); with q = expit(L - xi) (the
-        probability that a zero comes from the count part) h_L = q, h_LL = q(1-q),
-        h_LLL = q(1-q)(1-2q), h_x = 1 - q - pi, h_xx = q(1-q) - pi(1-pi), h_Lx = -q(1-q),
-        h_LLx = -q(1-q)(1-2q); y > 0: m = 1, h = -log(1 + e^xi), h_x = -pi, h_xx = -pi(1-pi).
-        Hurdle, y = 0: m = 0, h = log pi; y > 0: m = 1, h = -log(1 - e^L) - log(1 + e^xi) with
+        y = 0: m = 0, h = log pi; y > 0: m = 1, h = -log(1 - e^L) - log(1 + e^xi) with
         a = e^L/(1 - e^L): h_L = a, h_LL = a(1+a), h_LLL = a(1+a)(1+2a), h_x = -pi,
-        h_xx = -pi(1-pi) (without xi the softplus terms are absent)."""
+        h_xx = -pi(1-pi) (without xi the softplus terms are absent). (Zero-inflation needs no
+        base density at 0: ``_zi_terms``.)"""
         pos = np.broadcast_to(np.asarray(y) > 0, np.shape(L))
         m = pos.astype(float)
         zero = np.zeros(np.shape(L))
-        if xi is not None:
-            pi, sp, v_pi = self._xi_terms(xi)
-        if self.zero == "zi":
-            q = _expit(L - xi)
-            v = q * (1.0 - q)
-            v3 = v * (1.0 - 2.0 * q)
-            h0 = np.logaddexp(xi, L) - sp
-            h = np.where(pos, -sp, h0)
-            hL = np.where(pos, 0.0, q)
-            hLL = np.where(pos, 0.0, v)
-            hLLL = np.where(pos, 0.0, v3)
-            hx = np.where(pos, -pi, 1.0 - q - pi)
-            hxx = np.where(pos, -v_pi, v - v_pi)
-            hLx = np.where(pos, 0.0, -v)
-            hLLx = np.where(pos, 0.0, -v3)
-            return m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx
-        # hurdle / zero truncation
         a = 1.0 / np.expm1(-L)
         a1 = a * (1.0 + a)
         h = np.where(pos, -np.log(-np.expm1(L)), 0.0)
@@ -209,6 +201,7 @@ class CompositeFamily(Family):
         hLLL = np.where(pos, a1 * (1.0 + 2.0 * a), 0.0)
         if xi is None:
             return m, h, hL, hLL, hLLL, None, None, None, None
+        pi, sp, v_pi = self._xi_terms(xi)
         h = h + np.where(pos, -sp, xi - sp)
         hx = np.where(pos, -pi, 1.0 - pi) + zero
         hxx = -v_pi + zero
@@ -216,21 +209,59 @@ class CompositeFamily(Family):
 
     # ------------------------------------------------------------------ derivatives in eta
     def eta_derivs(self, y, eta, w, psi=None, order=3):
-        """(l, s, W, dW) of the composed row log density (see ``_compose``)."""
+        """(l, s, W, dW) of the composed row log density (see the module docstring)."""
         bpsi, xi = self.split(psi)
         if self.zero is None:
             return self.base.eta_derivs(y, eta, w, bpsi, order)
         wb, mult = self._weights(w)
+        if self.zero == "zi":
+            (l1, s1, W1, dW1), _, (qm, vm, ll) = self._at(y, eta, w, wb, bpsi, xi, psi)
+            sp = self._xi_terms(xi)[1]
+            s = qm * s1
+            W = qm * W1 - vm * s1 * s1
+            dW = None if order < 3 else qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1 * s1)
+            ll = ll - sp
+            if mult is not None:
+                ll, s, W = ll * mult, s * mult, W * mult
+                dW = None if dW is None else dW * mult
+            return ll, s, W, dW
         (l1, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
         m, h, hL, hLL, hLLL, *_ = zt
         Lee = -LW
         ll = m * l1 + h
         s = m * s1 + hL * Le
         W = m * W1 - hL * Lee - hLL * Le * Le
+        mult = 1.0 if mult is None else mult
         if order < 3:
             return ll * mult, s * mult, W * mult, None
         d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
         return ll * mult, s * mult, W * mult, -d3 * mult
+
+    def _zero_mask(self, y):
+        """y == 0 (cached for the last read-only y)."""
+        memo = self._z0_memo
+        if memo is not None and memo[0] is y:
+            return memo[1]
+        z0 = np.asarray(y) == 0
+        if isinstance(y, np.ndarray) and not y.flags.writeable:
+            self._z0_memo = (y, z0)
+        return z0
+
+    _z0_memo = None
+
+    def _zi_terms(self, y, l1, xi):
+        """Zero-inflation per row, from the base log density l1 at y (which is L = log f(0) on
+        the rows with y = 0): (qm, vm, l) with qm = q = expit(L - xi) (the probability that a zero
+        comes from the count part) on zero rows and 1 on the others, vm = qm (1 - qm), and
+        l = log(e^xi + e^L) on zero rows, l1 on the others (the composed log density plus
+        softplus(xi)). In these terms the chain rule of ``_zero_terms`` is, on every row,
+        s = qm s1, W = qm W1 - vm s1^2, dW = qm dW1 + vm s1 (3 W1 - (1 - 2 qm) s1^2)."""
+        z0 = self._zero_mask(y)
+        t = np.where(z0, l1 - xi, np.inf)  # +inf off the zero rows: q = 1, softplus = inf
+        e = np.exp(-np.abs(t))
+        qm = np.where(t >= 0.0, 1.0, e) / (1.0 + e)
+        ll = np.where(z0, xi + (np.maximum(t, 0.0) + np.log1p(e)), l1)
+        return qm, qm * (1.0 - qm), ll
 
     _memo = None
 
@@ -247,10 +278,13 @@ class CompositeFamily(Family):
             return memo[4]
         base = self.base
         d_y = base.eta_derivs(y, eta, wb, bpsi, 3)
-        d_0 = self._nb1_zero(eta, wb, bpsi)
-        if d_0 is None:
-            d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
-        out = (d_y, d_0, self._zero_terms(y, d_0[0], xi))
+        if self.zero == "zi":  # the zero rows' base density at y is the one at 0
+            out = (d_y, None, self._zi_terms(y, d_y[0], xi))
+        else:
+            d_0 = self._nb1_zero(eta, wb, bpsi)
+            if d_0 is None:
+                d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
+            out = (d_y, d_0, self._zero_terms(y, d_0[0], xi))
         if isinstance(y, np.ndarray) and not y.flags.writeable:
             self._memo = (y, w, eta_a.copy(), psi_a.copy(), out)
         return out
@@ -292,10 +326,40 @@ class CompositeFamily(Family):
         shape = np.shape(eta)
         return tuple(np.broadcast_to(a, shape) for a in (g, g1 * m, -g1 * m, h))
 
+    _rows_memo = None
+
     def _row_derivs(self, y, eta, w, psi, second):
         """Per-row derivatives in the submodels' linear predictors (zeta, xi):
         dict with dW and, per predictor, (l_p, s_p, W_p[, l_pp]) plus the cross term l_zx; each
-        multiplied by the likelihood weight."""
+        multiplied by the likelihood weight. The last result is kept (the GLM's Hessian asks for
+        the columns and the summed Hessian at the same point; y and w by identity)."""
+        eta_a = np.asarray(eta)
+        psi_a = np.asarray(psi, float).reshape(-1)
+        memo = self._rows_memo
+        if (memo is not None and memo[0] is y and memo[1] is w and (memo[4] or not second)
+                and memo[2].shape == eta_a.shape and np.array_equal(memo[2], eta_a)
+                and memo[3].shape == psi_a.shape and np.array_equal(memo[3], psi_a)):
+            return memo[5]
+        out = self._row_derivs_at(y, eta, w, psi, second)
+        if isinstance(y, np.ndarray) and not y.flags.writeable:
+            self._rows_memo = (y, w, eta_a.copy(), psi_a.copy(), second, out)
+        return out
+
+    def _base_psi_terms(self, y, eta, wb, bpsi, second):
+        """The base family's (l_psi, s_psi, W_psi, l_psipsi) at y on the scale of the dispersion
+        predictor (divided by c, l_psipsi by c^2; None without ``second``)."""
+        c = self.c
+        if second:
+            g, gs, gW, gh = self.base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
+        else:
+            g, gs, gW = self.base.psi_derivs(y, eta, wb, bpsi, second=False)[0][:3]
+            gh = None
+        if c != 1.0:
+            g, gs, gW = g / c, gs / c, gW / c
+            gh = None if gh is None else gh / (c * c)
+        return g, gs, gW, gh
+
+    def _row_derivs_at(self, y, eta, w, psi, second):
         bpsi, xi = self.split(psi)
         base = self.base
         wb, mult = self._weights(w)
@@ -311,6 +375,9 @@ class CompositeFamily(Family):
                 out["d"] = (lp / c, sp / c, Wp / c, None)
             out["dW"] = dW
             return out
+        if self.zero == "zi":
+            return self._zi_row_derivs(y, eta, w, wb, mult, bpsi, xi, psi, second)
+        mult = 1.0 if mult is None else mult
         y0 = self._y0(y)
         (_, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
         m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = zt
@@ -319,21 +386,18 @@ class CompositeFamily(Family):
         out["dW"] = -d3 * mult
         if self.kd:
             z0 = self._nb1_zero_psi(eta, wb, bpsi)
-            if second:
-                g1, gs1, gW1, gh1 = base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
-                Lz, Lez, LWz, Lzz = z0 if z0 is not None else base.psi_derivs(y0, eta, wb, bpsi, second=True)[0]
+            g1, gs1, gW1, gh1 = self._base_psi_terms(y, eta, wb, bpsi, second)
+            if z0 is None:
+                Lz, Lez, LWz, Lzz = self._base_psi_terms(y0, eta, wb, bpsi, second)
             else:
-                g1, gs1, gW1 = base.psi_derivs(y, eta, wb, bpsi, second=False)[0][:3]
-                Lz, Lez, LWz = (z0 if z0 is not None else base.psi_derivs(y0, eta, wb, bpsi, second=False)[0])[:3]
-                gh1 = Lzz = None
-            g1, gs1, gW1, Lz, Lez, LWz = (a / c for a in (g1, gs1, gW1, Lz, Lez, LWz))
+                Lz, Lez, LWz, Lzz = tuple(a / c for a in z0[:3]) + ((z0[3] / (c * c)) if second else None,)
             Leez = -LWz
             l_z = m * g1 + hL * Lz
             s_z = m * gs1 + hL * Lez + hLL * Le * Lz
             d_eez = -m * gW1 + hL * Leez + hLL * (Lee * Lz + 2.0 * Le * Lez) + hLLL * Le * Le * Lz
             l_zz = None
             if second:
-                l_zz = (m * gh1 / (c * c) + hL * Lzz / (c * c) + hLL * Lz * Lz) * mult
+                l_zz = (m * gh1 + hL * Lzz + hLL * Lz * Lz) * mult
             out["d"] = (l_z * mult, s_z * mult, -d_eez * mult, l_zz)
             if xi is not None:
                 out["dz_x"] = hLx * Lz * mult
@@ -343,20 +407,49 @@ class CompositeFamily(Family):
             out["z"] = (hx * mult, s_x * mult, -d_eex * mult, hxx * mult)
         return out
 
+    def _zi_row_derivs(self, y, eta, w, wb, mult, bpsi, xi, psi, second):
+        """``_row_derivs`` for zero-inflation, from the base family at y only (``_zi_terms``):
+        with g = the base's l_psi at y (on the zero rows the one at 0),
+        l_zeta = qm g, s_zeta = qm g_s + vm s1 g, W_zeta = qm g_W + vm (W1 g - 2 s1 g_s) - v3 s1^2 g,
+        l_zetazeta = qm g_h + vm g^2, l_zeta,xi = -vm g; l_xi = 1 - qm - pi, s_xi = -vm s1,
+        W_xi = -vm W1 + v3 s1^2, l_xixi = vm - pi (1 - pi), v3 = vm (1 - 2 qm)."""
+        (_, s1, W1, dW1), _, (qm, vm, _) = self._at(y, eta, w, wb, bpsi, xi, psi)
+        v3 = vm * (1.0 - 2.0 * qm)
+        s1s1 = s1 * s1
+        out = {"dW": qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1s1)}
+        if self.kd:
+            g, gs, gW, gh = self._base_psi_terms(y, eta, wb, bpsi, second)
+            vg = vm * g
+            out["d"] = (qm * g, qm * gs + vg * s1, qm * gW + vg * W1 - 2.0 * vm * s1 * gs - v3 * s1s1 * g,
+                        (qm * gh + vg * g) if second else None)
+            if xi is not None:
+                out["dz_x"] = -vg
+        if xi is not None:
+            pi, _, v_pi = self._xi_terms(xi)
+            out["z"] = (1.0 - qm - pi, -vm * s1, v3 * s1s1 - vm * W1, vm - v_pi)
+        if mult is not None:
+            out = {k: (v * mult if not isinstance(v, tuple) else tuple(None if a is None else a * mult for a in v))
+                   for k, v in out.items()}
+        return out
+
     def _columns(self, rows, second):
         """Per-coefficient (l, s, W, l_pp) from the per-row derivatives: column j of a submodel's
-        matrix times each."""
+        matrix times each (one broadcast product per derivative and submodel)."""
         out = []
         for key, X in (("d", self.Xd), ("z", self.Xz)):
             if X is None or key not in rows:
                 continue
             lp, sp, Wp, lpp = rows[key]
-            for j in range(X.shape[1]):
-                x = X[:, j]
-                if key == "d" and self.d_const:
-                    out.append((lp, sp, Wp, lpp if second else None))
-                else:
-                    out.append((x * lp, x * sp, x * Wp, (x * x * lpp) if second else None))
+            if key == "d" and self.d_const:
+                out.append((lp, sp, Wp, lpp if second else None))
+                continue
+            Xt = self._XdT if key == "d" else self._XzT
+            k = Xt.shape[0]
+            nd = max(np.ndim(lp), np.ndim(sp), np.ndim(Wp), 1)
+            Xt = Xt.reshape((k,) + (1,) * (nd - 1) + (Xt.shape[1],))
+            parts = [Xt * lp, Xt * sp, Xt * Wp]
+            parts.append(Xt * Xt * lpp if second else [None] * k)
+            out.extend(zip(*parts))
         return out
 
     def laplace_gradient_terms(self, y, eta, w, psi, dW=None):
@@ -367,7 +460,7 @@ class CompositeFamily(Family):
     def psi_derivs(self, y, eta, w, psi, second: bool = True):
         rows = self._row_derivs(y, eta, w, psi, second=second)
         shape = np.broadcast(y, eta).shape
-        return [tuple(None if a is None else np.broadcast_to(a, shape) for a in c)
+        return [tuple(a if (a is None or np.shape(a) == shape) else np.broadcast_to(a, shape) for a in c)
                 for c in self._columns(rows, second)]
 
     def psi_hessian(self, y, eta, w, psi, summed: bool = False):
@@ -380,17 +473,28 @@ class CompositeFamily(Family):
         if "z" in rows:
             blocks.append(("z", self.Xz, np.broadcast_to(rows["z"][3], (n,))))
         k = self.n_psi
-        H = np.zeros((n, k, k))
         off = {"d": 0, "z": self.kd}
+        both = "d" in rows and "z" in rows
+        if summed:
+            H = np.zeros((k, k))
+            for key, X, hrow in blocks:
+                o, kx = off[key], X.shape[1]
+                H[o : o + kx, o : o + kx] = X.T @ (hrow[:, None] * X)
+            if both:
+                C = self.Xd.T @ (np.broadcast_to(rows["dz_x"], (n,))[:, None] * self.Xz)
+                H[: self.kd, self.kd :] = C
+                H[self.kd :, : self.kd] = C.T
+            return H
+        H = np.zeros((n, k, k))
         for key, X, hrow in blocks:
             o = off[key]
             H[:, o : o + X.shape[1], o : o + X.shape[1]] = hrow[:, None, None] * X[:, :, None] * X[:, None, :]
-        if "d" in rows and "z" in rows:
+        if both:
             cross = np.broadcast_to(rows["dz_x"], (n,))
             C = cross[:, None, None] * self.Xd[:, :, None] * self.Xz[:, None, :]
             H[:, : self.kd, self.kd :] = C
             H[:, self.kd :, : self.kd] = np.swapaxes(C, 1, 2)
-        return H.sum(axis=0) if summed else H
+        return H
 
     # ------------------------------------------------------------------ density
     def loglik_const(self, y, w):
