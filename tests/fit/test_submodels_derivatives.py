@@ -91,3 +91,31 @@ def test_coefficient_derivatives_match_finite_differences(base, zero, disp_cols)
     for a, c in zip(terms, cols):
         for u, v in zip(a, c[:3]):
             np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("base,zero,disp_cols", CONFIGS)
+def test_a_batch_of_points_equals_the_points_one_by_one(base, zero, disp_cols):
+    """K points at once (eta (K, n), coefficient vectors (K, n_psi) differing in the zero model),
+    as the covariance matrix's batched gradients evaluate them, give each point's own values."""
+    fam, y, eta, w, psi = _family(base, zero, disp_cols)
+    rng = np.random.default_rng(5)
+    K = 3
+    E = eta + 0.1 * rng.normal(size=(K, N))
+    P = np.tile(psi, (K, 1))
+    P[:, list(fam.rowwise_psi)] += 0.2 * rng.normal(size=(K, len(fam.rowwise_psi)))
+    batch = fam.eta_derivs(y, E, w, P, 3)
+    cols = fam.laplace_gradient_terms(y, E, w, P)
+    for i in range(K):
+        one = fam.eta_derivs(y, E[i], w, P[i], 3)
+        for a, b in zip(batch, one):
+            np.testing.assert_allclose(a[i], b, rtol=1e-12, atol=1e-12)
+        dW, terms = fam.laplace_gradient_terms(y, E[i], w, P[i])
+        np.testing.assert_allclose(cols[0][i], dW, rtol=1e-12, atol=1e-12)
+        for tb, t1 in zip(cols[1], terms):
+            for a, b in zip(tb, t1):
+                np.testing.assert_allclose(np.broadcast_to(a, E.shape)[i], b, rtol=1e-12, atol=1e-12)
+    if fam.kd:  # the dispersion coefficients may not differ within a batch
+        Q = P.copy()
+        Q[1, 0] += 0.1
+        with pytest.raises(ValueError):
+            fam.eta_derivs(y, E, w, Q, 3)

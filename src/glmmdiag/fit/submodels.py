@@ -134,16 +134,34 @@ class CompositeFamily(Family):
     # ------------------------------------------------------------------ parameters
     def split(self, psi, Xd=None, Xz=None):
         """(base psi, xi): the base family's psi (a scalar vector, or one (1, n) row of per-row
-        values: psi_i = X_disp,i' beta_disp / c) and the zero model's linear predictor (None)."""
+        values: psi_i = X_disp,i' beta_disp / c) and the zero model's linear predictor (None).
+
+        psi may also be a (K, n_psi) matrix of K coefficient vectors that differ in the zero
+        model's coefficients only (``rowwise_psi``; K points evaluated at once with eta of shape
+        (K, n)): xi is then (K, n)."""
         Xd = self.Xd if Xd is None else Xd
         Xz = self.Xz if Xz is None else Xz
-        psi = np.asarray(psi, float).reshape(-1)
+        psi = np.asarray(psi, float)
+        if psi.ndim == 2 and psi.shape[0] > 1 and psi.shape[1] == self.n_psi:
+            P = psi
+            psi = P[0]
+            if self.kd and not np.array_equal(P[:, : self.kd], np.broadcast_to(psi[: self.kd], (len(P), self.kd))):
+                raise ValueError("a batch of coefficient vectors may differ in the zero model's coefficients only")
+            xi = P[:, self.kd : self.kd + self.kz] @ Xz.T if self.kz else None
+        else:
+            psi = psi.reshape(-1)
+            xi = Xz @ psi[self.kd : self.kd + self.kz] if self.kz else None
         bpsi = None
         if self.kd:
             bd = psi[: self.kd]
             bpsi = np.array([bd[0] / self.c]) if self.d_const else (Xd @ bd / self.c)[None, :]
-        xi = Xz @ psi[self.kd : self.kd + self.kz] if self.kz else None
         return bpsi, xi
+
+    @property
+    def rowwise_psi(self):
+        """Indices of the psi components that ``split`` takes per point in a (K, n_psi) batch:
+        the zero model's coefficients (they enter the composition only, not the base family)."""
+        return tuple(range(self.kd, self.kd + self.kz))
 
     def _weights(self, w):
         """(w for the base density, multiplier of the composed row log density or None for 1)."""
@@ -277,10 +295,11 @@ class CompositeFamily(Family):
                 and np.array_equal(memo[2], eta_a) and np.array_equal(memo[3], psi_a)):
             return memo[4]
         base = self.base
-        d_y = base.eta_derivs(y, eta, wb, bpsi, 3)
         if self.zero == "zi":  # the zero rows' base density at y is the one at 0
+            d_y = self._by_rows(y, eta, wb, bpsi, lambda *a: base.eta_derivs(*a, 3), self._nb1_zero)
             out = (d_y, None, self._zi_terms(y, d_y[0], xi))
         else:
+            d_y = base.eta_derivs(y, eta, wb, bpsi, 3)
             d_0 = self._nb1_zero(eta, wb, bpsi)
             if d_0 is None:
                 d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
@@ -288,6 +307,53 @@ class CompositeFamily(Family):
         if isinstance(y, np.ndarray) and not y.flags.writeable:
             self._memo = (y, w, eta_a.copy(), psi_a.copy(), out)
         return out
+
+    _split_memo = None
+
+    def _by_rows(self, y, eta, wb, bpsi, at_y, at_zero):
+        """``at_y(y, eta, wb, bpsi)``, a tuple of per-row arrays, with the zero rows computed by
+        ``at_zero(eta, wb, bpsi)`` instead when that has a closed form there (nbinom1 with the log
+        link, whose general derivatives cost digamma, trigamma and tetragamma per row; at y = 0
+        they cancel): the general form then runs on the rows with y > 0 only. y must be a
+        read-only vector (the engine's); anything else takes the general form on every row."""
+        split = None
+        if (at_zero is not None and self.base.name == "nbinom1" and self.link.name == "log" and bpsi is not None
+                and isinstance(y, np.ndarray) and y.ndim == 1 and not y.flags.writeable):
+            memo = self._split_memo
+            if memo is not None and memo[0] is y:
+                split = memo[1]
+            else:
+                zr = np.flatnonzero(y == 0)
+                pr = np.flatnonzero(y != 0)
+                yp = y[pr]
+                yp.flags.writeable = False
+                split = (zr, pr, yp) if zr.size else None
+                self._split_memo = (y, split)
+        if split is None:
+            return at_y(y, eta, wb, bpsi)
+        zr, pr, yp = split
+        eta = np.asarray(eta, float)
+        n = y.shape[0]
+
+        def rows(a, idx):
+            a = np.asarray(a)
+            return a[..., idx] if a.ndim and a.shape[-1] == n else a
+
+        bp = bpsi if np.ndim(bpsi[0]) == 0 else rows(bpsi, pr)
+        bz = bpsi if np.ndim(bpsi[0]) == 0 else rows(bpsi, zr)
+        d_p = at_y(yp, eta[..., pr], rows(wb, pr), bp)
+        d_z = at_zero(eta[..., zr], rows(wb, zr), bz)
+        shape = np.broadcast(y, eta).shape
+        out = []
+        for a, b in zip(d_p, d_z):
+            if a is None:
+                out.append(None)
+                continue
+            o = np.empty(shape)
+            o[..., pr] = a
+            o[..., zr] = b
+            out.append(o)
+        return tuple(out)
 
     def _nb1_phi(self, eta, bpsi):
         """(mu, phi, r, L) for the nbinom1 base with the log link at y = 0; None otherwise."""
@@ -345,15 +411,22 @@ class CompositeFamily(Family):
             self._rows_memo = (y, w, eta_a.copy(), psi_a.copy(), second, out)
         return out
 
-    def _base_psi_terms(self, y, eta, wb, bpsi, second):
+    def _base_psi_terms(self, y, eta, wb, bpsi, second, zero_rows=False):
         """The base family's (l_psi, s_psi, W_psi, l_psipsi) at y on the scale of the dispersion
-        predictor (divided by c, l_psipsi by c^2; None without ``second``)."""
+        predictor (divided by c, l_psipsi by c^2; None without ``second``); ``zero_rows``: the
+        rows with y = 0 may use the closed form at 0 (``_by_rows``)."""
         c = self.c
-        if second:
-            g, gs, gW, gh = self.base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
-        else:
-            g, gs, gW = self.base.psi_derivs(y, eta, wb, bpsi, second=False)[0][:3]
-            gh = None
+
+        def at_y(y_, eta_, wb_, bpsi_):
+            d = self.base.psi_derivs(y_, eta_, wb_, bpsi_, second=second)[0]
+            return tuple(d) if second else tuple(d[:3]) + (None,)
+
+        at_zero = None
+        if zero_rows:
+            def at_zero(eta_, wb_, bpsi_):
+                return self._nb1_zero_psi(eta_, wb_, bpsi_)
+
+        g, gs, gW, gh = self._by_rows(y, eta, wb, bpsi, at_y, at_zero)
         if c != 1.0:
             g, gs, gW = g / c, gs / c, gW / c
             gh = None if gh is None else gh / (c * c)
@@ -418,7 +491,7 @@ class CompositeFamily(Family):
         s1s1 = s1 * s1
         out = {"dW": qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1s1)}
         if self.kd:
-            g, gs, gW, gh = self._base_psi_terms(y, eta, wb, bpsi, second)
+            g, gs, gW, gh = self._base_psi_terms(y, eta, wb, bpsi, second, zero_rows=True)
             vg = vm * g
             out["d"] = (qm * g, qm * gs + vg * s1, qm * gW + vg * W1 - 2.0 * vm * s1 * gs - v3 * s1s1 * g,
                         (qm * gh + vg * g) if second else None)
