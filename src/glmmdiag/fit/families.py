@@ -1701,13 +1701,15 @@ class Tweedie(Family):
 
     def _log_s(self, y, c, p):
         """log S per row (0 where y = 0), cached for the last (y, phi, p) when y is read-only (the
-        engine's response: PIRLS evaluates the density at fixed psi many times)."""
+        engine's response: PIRLS evaluates the density at fixed psi many times). There it comes
+        with the series' (c, p) derivatives (the same log S; cached by ``_series``): the Laplace
+        gradient at the mode asks for them at the same psi, and the window of terms is shared."""
         if not (isinstance(y, np.ndarray) and not y.flags.writeable and np.ndim(c) == 0):
             return self._series(y, c, p, False)[0]
         key = (float(c), float(p))
         cy, ckey, val = self._scache
         if cy is not y or ckey != key:
-            val = self._series(y, c, p, False)[0]
+            val = self._series(y, c, p, np.ndim(p) == 0)[0]
             self._scache = (y, key, val)
         return val
 
