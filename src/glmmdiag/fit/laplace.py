@@ -687,16 +687,12 @@ class GLMMProblem:
         about as many numpy calls as one.
         """
         th = float(theta[0])
-        if th == 0.0 or self.n_agq > 1:
+        if self.n_agq > 1:
             return None
-        u, _, F, _, _, s, W, dW0 = self.pirls(beta, theta, psi=psi)
         fam = self.family
-        order = 2 if fam.dw_costly else 3
-        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
         betas = np.asarray(betas, float)
         TH = np.asarray(thetas, float)[:, None]
         K = TH.shape[0]
-        flat = (refs[None, :] + nl * np.arange(K)[:, None]).ravel()
         P = psi
         dpsi = None
         if psis is not None:
@@ -704,6 +700,12 @@ class GLMMProblem:
             dpsi = P - np.asarray(psi, float)[None, :]
             if not np.any(dpsi):
                 P, dpsi = psi, None
+        if th == 0.0:
+            return self._boundary_gradients(betas, TH, P) if not np.any(TH) else None
+        u, _, F, _, _, s, W, dW0 = self.pirls(beta, theta, psi=psi)
+        order = 2 if fam.dw_costly else 3
+        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
+        flat = (refs[None, :] + nl * np.arange(K)[:, None]).ravel()
 
         def level_sums(v):
             return np.bincount(flat, v.ravel(), minlength=K * nl).reshape(K, nl)
@@ -754,5 +756,21 @@ class GLMMProblem:
                 l_p, s_p, W_p = (np.broadcast_to(a, eta.shape) for a in (l_p, s_p, W_p))
                 cols.append((-2.0 * l_p.sum(axis=1) + np.einsum("ki,ki->k", lev, W_p)
                              + np.einsum("ki,ki->k", zt, s_p))[:, None])
+            out = np.concatenate(cols, axis=1)
+        return out if np.all(np.isfinite(out)) else None
+
+    def _boundary_gradients(self, betas, TH, P):
+        """``diag_gradients_near`` with theta = 0 at every point (a variance on its boundary, held
+        fixed): Z Lambda = 0, so u^ = 0, H = I and the Laplace deviance is the GLM's -2 l(beta, psi);
+        its gradient is (r'Zu = 0, X'r, -2 sum l_psi) with r = -2 s (``_diag_gradient`` at theta = 0)."""
+        fam = self.family
+        K = TH.shape[0]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            eta = self.offset + betas @ self.X.T
+            ll, sk, Wk, dWk = fam.eta_derivs(self.y, eta, self.w, P, 2)
+            cols = [np.zeros((K, 1)), (-2.0 * sk) @ self.X]
+            if fam.n_psi:
+                for d in fam.psi_derivs(self.y, eta, self.w, P, second=False):
+                    cols.append(-2.0 * np.broadcast_to(d[0], eta.shape).sum(axis=1)[:, None])
             out = np.concatenate(cols, axis=1)
         return out if np.all(np.isfinite(out)) else None

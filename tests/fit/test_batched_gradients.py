@@ -1,0 +1,81 @@
+"""The covariance matrix's batched gradients (``GLMMProblem.diag_gradients_near``) with a zero
+model's coefficients varying per point, and with the variance on its boundary (theta = 0): each row
+must equal ``deviance_and_gradient`` at that point, computed on its own."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glmmdiag import datasets
+from glmmdiag.fit.design import build_design
+from glmmdiag.fit.families import get_family
+from glmmdiag.fit.laplace import GLMMProblem
+from glmmdiag.fit.submodels import build_composite
+
+FORMULA = "count ~ spp + mined + (1 | site)"
+
+
+def _problem(base, ziformula, truncated=None, dispformula=None):
+    data = datasets.load("Salamanders")
+    fam = get_family(base)
+    d = build_design(FORMULA, data, fam)
+    comp = build_composite(fam, d, data, ziformula, dispformula, truncated)
+    return d, comp
+
+
+def _check_rows(d, fam, G, betas, thetas, psis):
+    for k in range(len(betas)):
+        ref = GLMMProblem(d, fam).deviance_and_gradient(betas[k], np.array([thetas[k]]), psi=psis[k])[1]
+        np.testing.assert_allclose(G[k], ref, rtol=1e-7, atol=1e-7 * np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("base,zi,truncated,disp", [
+    ("poisson", "~ spp + mined", None, None),
+    ("nbinom2", "~ mined", None, "~ mined"),
+    ("nbinom1", "~1", None, None),
+    ("nbinom2", "~ spp + mined", "truncated_nbinom2", None),
+])
+def test_zero_model_coefficients_in_the_batch(base, zi, truncated, disp):
+    d, fam = _problem(base, zi, truncated, disp)
+    prob = GLMMProblem(d, fam)
+    rng = np.random.default_rng(1)
+    p, k = d.X.shape[1], fam.n_psi
+    beta = np.r_[-0.5, 0.1 * rng.normal(size=p - 1)]
+    theta = np.array([0.6])
+    psi = 0.2 * rng.normal(size=k)
+    prob.deviance_and_gradient(beta, theta, psi=psi)
+    rows = list(fam.rowwise_psi)
+    K = 2 + p + len(rows)
+    steps = 1e-3
+    thetas = np.full(K, theta[0])
+    thetas[1] += steps
+    betas = np.tile(beta, (K, 1))
+    betas[2 : 2 + p] += steps * np.eye(p)
+    psis = np.tile(psi, (K, 1))
+    psis[2 + p :, rows] += steps * np.eye(len(rows))
+    G = prob.diag_gradients_near(beta, theta, psi, betas, thetas, psis=psis)
+    assert G is not None and G.shape == (K, 1 + p + k)
+    _check_rows(d, fam, G, betas, thetas, psis)
+
+
+def test_variance_on_its_boundary():
+    """theta = 0 held fixed: u^ = 0 and the gradient is the GLM's (the theta entry is 0)."""
+    d, fam = _problem("poisson", "~ mined")
+    prob = GLMMProblem(d, fam)
+    p, k = d.X.shape[1], fam.n_psi
+    beta = np.r_[-0.3, np.zeros(p - 1)]
+    theta = np.zeros(1)
+    psi = np.array([-1.0, 0.3])
+    prob.deviance_and_gradient(beta, theta, psi=psi)
+    K = 1 + p + k
+    betas = np.tile(beta, (K, 1))
+    betas[1 : 1 + p] += 1e-3 * np.eye(p)
+    psis = np.tile(psi, (K, 1))
+    psis[1 + p :] += 1e-3 * np.eye(k)
+    thetas = np.zeros(K)
+    G = prob.diag_gradients_near(beta, theta, psi, betas, thetas, psis=psis)
+    assert G is not None
+    np.testing.assert_array_equal(G[:, 0], 0.0)
+    _check_rows(d, fam, G, betas, thetas, psis)
+    # a batch that moves theta off 0 is not this case: the caller loops
+    assert prob.diag_gradients_near(beta, theta, psi, betas, thetas + 1e-3, psis=psis) is None
