@@ -39,9 +39,13 @@ def _d(f, x, h):
     return (f(x + h) - f(x - h)) / (2.0 * h)
 
 
+@pytest.mark.parametrize("unit_weights", [False, True])
 @pytest.mark.parametrize("base,zero,disp_cols", CONFIGS)
-def test_eta_derivatives_match_finite_differences(base, zero, disp_cols):
+def test_eta_derivatives_match_finite_differences(base, zero, disp_cols, unit_weights):
     fam, y, eta, w, psi = _family(base, zero, disp_cols)
+    if unit_weights:
+        w = np.ones(N)
+        w.flags.writeable = False
     ll, s, W, dW = fam.eta_derivs(y, eta, w, psi, 3)
     assert np.all(np.isfinite(ll))
     h = 1e-5

@@ -108,6 +108,7 @@ class CompositeFamily(Family):
         self.dw_costly = base.dw_costly
         self._psi_names = tuple(f"disp~{n}" for n in self.dnames) + tuple(f"zi~{n}" for n in self.znames)
         self._y0_cache = {}
+        self._nb1_log = base.name == "nbinom1" and base.link.name == "log"
 
     @property
     def psi_names(self):
@@ -172,9 +173,20 @@ class CompositeFamily(Family):
             memo = np.ones(np.shape(w))
             memo.flags.writeable = False
             self._ones_memo = memo
-        return memo, w
+        return memo, (None if self._unit(w) else w)
 
     _ones_memo = None
+    _unit_memo = (None, False)
+
+    def _unit(self, w) -> bool:
+        """Whether the weights are all 1 (kept for the last read-only w: the engine's)."""
+        cw, val = self._unit_memo
+        if cw is w:
+            return val
+        val = bool(np.all(np.asarray(w) == 1.0))
+        if isinstance(w, np.ndarray) and not w.flags.writeable:
+            self._unit_memo = (w, val)
+        return val
 
     def _y0(self, y):
         """A read-only array of zeros like y (cached: families cache terms per read-only y)."""
@@ -228,6 +240,11 @@ class CompositeFamily(Family):
     # ------------------------------------------------------------------ derivatives in eta
     def eta_derivs(self, y, eta, w, psi=None, order=3):
         """(l, s, W, dW) of the composed row log density (see the module docstring)."""
+        if self.zero == "zi":
+            hit = self._memo_hit(y, w, eta, psi)  # PIRLS's last point, asked again for the gradient
+            if hit is not None and "eta" in hit[5]:
+                ll, s, W, dW = hit[5]["eta"]
+                return ll, s, W, (dW if order >= 3 else None)
         bpsi, xi = self.split(psi)
         if self.zero is None:
             return self.base.eta_derivs(y, eta, w, bpsi, order)
@@ -237,12 +254,14 @@ class CompositeFamily(Family):
             sp = self._xi_terms(xi)[1]
             s = qm * s1
             W = qm * W1 - vm * s1 * s1
-            dW = None if order < 3 else qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1 * s1)
+            dW = qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1 * s1)
             ll = ll - sp
             if mult is not None:
-                ll, s, W = ll * mult, s * mult, W * mult
-                dW = None if dW is None else dW * mult
-            return ll, s, W, dW
+                ll, s, W, dW = ll * mult, s * mult, W * mult, dW * mult
+            memo = self._memo
+            if memo is not None and memo[0] is y and memo[1] is w:
+                memo[5]["eta"] = (ll, s, W, dW)
+            return ll, s, W, (dW if order >= 3 else None)
         (l1, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
         m, h, hL, hLL, hLLL, *_ = zt
         Lee = -LW
@@ -288,12 +307,11 @@ class CompositeFamily(Family):
         last (y, w, eta, psi) seen (PIRLS's last step, the gradient at its mode and the GLM's
         Hessian evaluate the same point several times). y and w are matched by identity (the
         engine passes the same read-only arrays), eta and psi by value."""
+        hit = self._memo_hit(y, w, eta, psi)
+        if hit is not None:
+            return hit[4]
         eta_a = np.asarray(eta)
         psi_a = np.asarray(psi, float).reshape(-1)
-        memo = self._memo
-        if (memo is not None and memo[0] is y and memo[1] is w and memo[2].shape == eta_a.shape
-                and np.array_equal(memo[2], eta_a) and np.array_equal(memo[3], psi_a)):
-            return memo[4]
         base = self.base
         if self.zero == "zi":  # the zero rows' base density at y is the one at 0
             d_y = self._by_rows(y, eta, wb, bpsi, lambda *a: base.eta_derivs(*a, 3), self._nb1_zero)
@@ -305,8 +323,21 @@ class CompositeFamily(Family):
                 d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
             out = (d_y, d_0, self._zero_terms(y, d_0[0], xi))
         if isinstance(y, np.ndarray) and not y.flags.writeable:
-            self._memo = (y, w, eta_a.copy(), psi_a.copy(), out)
+            self._memo = (y, w, eta_a.copy(), psi_a.copy(), out, {})
         return out
+
+    def _memo_hit(self, y, w, eta, psi):
+        """The memo entry of ``_at`` when (y, w) are the same objects and (eta, psi) the same values."""
+        memo = self._memo
+        if memo is None or memo[0] is not y or memo[1] is not w:
+            return None
+        eta_a = np.asarray(eta)
+        if memo[2].shape != eta_a.shape or not np.array_equal(memo[2], eta_a):
+            return None
+        psi_a = np.asarray(psi, float).reshape(-1)
+        if memo[3].shape != psi_a.shape or not np.array_equal(memo[3], psi_a):
+            return None
+        return memo
 
     _split_memo = None
 
@@ -317,7 +348,7 @@ class CompositeFamily(Family):
         they cancel): the general form then runs on the rows with y > 0 only. y must be a
         read-only vector (the engine's); anything else takes the general form on every row."""
         split = None
-        if (at_zero is not None and self.base.name == "nbinom1" and self.link.name == "log" and bpsi is not None
+        if (at_zero is not None and self._nb1_log and bpsi is not None
                 and isinstance(y, np.ndarray) and y.ndim == 1 and not y.flags.writeable):
             memo = self._split_memo
             if memo is not None and memo[0] is y:
