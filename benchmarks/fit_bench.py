@@ -528,7 +528,8 @@ def run_r(cases: list[dict], opts) -> tuple[dict, dict]:
                 lo = 1 if (opts.quick or est > 10) else 3
                 reps = max(lo, min(10, int(budget / max(est, 1e-3))))
             jobs.append(dict(id=f"{case['name']}|{engine}", case=case["name"], engine=engine,
-                             dataset=case["csv"], prep=job["prep"], call=job["call"],
+                             dataset=case["csv"], factors=list(case.get("factors", ())),
+                             prep=job["prep"], call=job["call"],
                              reps=reps, warmup=bool(est is None or est < 10.0)))
     results: dict = dict(skipped)
     if not jobs:
