@@ -13,7 +13,8 @@
 # Each job reads <data_dir>/<dataset>.csv, restores the factor levels (R's order) from
 # schema.json, evaluates `prep` with the data frame bound to `dat`, runs the call once untimed
 # (warm-up, when asked) and then `reps` timed times with system.time()[["elapsed"]] -- the same
-# method as shared/reference/*.json -- and reports the median.  The result JSON goes to OUT.json,
+# method as shared/reference/*.json -- and reports the median (and the median CPU time of the R
+# process, user + system).  The result JSON goes to OUT.json,
 # or to stdout when OUT.json is not given; progress goes to stderr.  A job that fails reports
 # its error and the others go on.
 
@@ -96,13 +97,14 @@ for (job in spec$jobs) {
       env <- new.env(parent = globalenv())
       env$dat <- dat
       fit <- NULL
-      el <- withCallingHandlers(
-        system.time(fit <- eval(expr, envir = env))[["elapsed"]],
+      st <- withCallingHandlers(
+        system.time(fit <- eval(expr, envir = env)),
         warning = function(w) {
           warns <<- c(warns, conditionMessage(w))
           invokeRestart("muffleWarning")
         })
-      list(elapsed = el, fit = fit)
+      # CPU time of this R process (user + system): less sensitive to other processes on the machine
+      list(elapsed = st[["elapsed"]], cpu = st[["user.self"]] + st[["sys.self"]], fit = fit)
     }
     ll <- NULL
     if (isTRUE(job$warmup)) {
@@ -110,12 +112,14 @@ for (job in spec$jobs) {
       ll <- as.numeric(stats::logLik(r$fit))
     }
     times <- numeric(0)
+    cpu <- numeric(0)
     for (i in seq_len(max(1L, as.integer(job$reps)))) {
       r <- run_once()
       times <- c(times, r$elapsed)
+      cpu <- c(cpu, r$cpu)
       if (is.null(ll)) ll <- as.numeric(stats::logLik(r$fit))
     }
-    list(times = times, ll = ll, warns = unique(warns))
+    list(times = times, cpu = cpu, ll = ll, warns = unique(warns))
   }, error = function(e) e)
   if (inherits(out, "error")) {
     res$error <- conditionMessage(out)
@@ -123,6 +127,7 @@ for (job in spec$jobs) {
   } else {
     res$times_s <- as.list(out$times)
     res$median_s <- stats::median(out$times)
+    res$median_cpu_s <- stats::median(out$cpu)
     res$logLik <- out$ll
     res$warnings <- as.list(out$warns)
     message(sprintf("[R] %-28s %-8s median %9.1f ms over %d runs  logLik %.6f",
