@@ -671,15 +671,20 @@ def _theta_start_scan(prob, theta0, beta, psi):
     information are the composed density's at the GLM fit, where the zero model has absorbed
     part of the between-group variation) can be several times the optimum, and the first
     quasi-Newton steps then overshoot onto the bound."""
-    best, best_th = np.inf, theta0
+    best, best_th, best_u, last = np.inf, theta0, None, None
     for f in THETA_SCAN:
         th = np.maximum(theta0 * f, prob.thetamap.lower_bounds())
         try:
             dv = prob.laplace_deviance(beta, th, psi=psi)
         except NUMERICAL_FAILURES:
             continue
+        last = th
         if np.isfinite(dv) and dv < best:
-            best, best_th = dv, th
+            best, best_th, best_u = dv, th, prob.u.copy()
+    if best_u is not None and last is not best_th:
+        # the fit starts with PIRLS at the chosen point: from its mode (one evaluation), not from
+        # a first-order prediction off the last point scanned
+        prob.u, prob._last = best_u, None
     return best_th
 
 
