@@ -366,14 +366,16 @@ class CompositeFamily(Family):
         eta = np.asarray(eta, float)
         n = y.shape[0]
 
-        def rows(a, idx):
+        def rows(a, idx):  # the columns idx of a per-row array (plain indexing is the fast one for 1-d)
             a = np.asarray(a)
-            return a[..., idx] if a.ndim and a.shape[-1] == n else a
+            if not a.ndim or a.shape[-1] != n:
+                return a
+            return a[idx] if a.ndim == 1 else a[..., idx]
 
         bp = bpsi if np.ndim(bpsi[0]) == 0 else rows(bpsi, pr)
         bz = bpsi if np.ndim(bpsi[0]) == 0 else rows(bpsi, zr)
-        d_p = at_y(yp, eta[..., pr], rows(wb, pr), bp)
-        d_z = at_zero(eta[..., zr], rows(wb, zr), bz)
+        d_p = at_y(yp, rows(eta, pr), rows(wb, pr), bp)
+        d_z = at_zero(rows(eta, zr), rows(wb, zr), bz)
         shape = np.broadcast(y, eta).shape
         out = []
         for a, b in zip(d_p, d_z):
@@ -381,8 +383,12 @@ class CompositeFamily(Family):
                 out.append(None)
                 continue
             o = np.empty(shape)
-            o[..., pr] = a
-            o[..., zr] = b
+            if o.ndim == 1:
+                o[pr] = a
+                o[zr] = b
+            else:
+                o[..., pr] = a
+                o[..., zr] = b
             out.append(o)
         return tuple(out)
 
