@@ -79,3 +79,47 @@ def test_variance_on_its_boundary():
     _check_rows(d, fam, G, betas, thetas, psis)
     # a batch that moves theta off 0 is not this case: the caller loops
     assert prob.diag_gradients_near(beta, theta, psi, betas, thetas + 1e-3, psis=psis) is None
+
+
+def _sim(name, factors):
+    import pandas as pd
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / f"{name}.csv")
+    for f in factors:
+        lab = df[f].astype(str)
+        df[f] = pd.Categorical(lab, categories=sorted(lab.unique(), key=lambda v: (len(v), v)))
+    return df
+
+
+@pytest.mark.parametrize("family", ["ordbeta", "betabinomial", "beta", "gamma"])
+@pytest.mark.parametrize("theta0", [0.4, 0.0])
+def test_family_psi_in_the_batch(family, theta0):
+    """engine.BATCHED_PSI_FAMILIES: their psi components as (K, 1) columns, one per point."""
+    from glmmdiag.fit.engine import BATCHED_PSI_FAMILIES
+
+    assert family in BATCHED_PSI_FAMILIES
+    formula, data = {
+        "ordbeta": ("severity ~ trt + (1 | block)", lambda: _sim("ordbeta_sim", ["block", "trt"])),
+        "betabinomial": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", lambda: datasets.load("cbpp")),
+        "beta": ("severity ~ fungicide + (1 | block)", lambda: datasets.load("rust")),
+        "gamma": ("severity ~ fungicide + (1 | block)", lambda: datasets.load("rust")),
+    }[family]
+    fam = get_family(family, "log") if family == "gamma" else get_family(family)
+    d = build_design(formula, data(), fam)
+    prob = GLMMProblem(d, fam)
+    p, k = d.X.shape[1], fam.n_psi
+    beta = np.r_[{"ordbeta": 0.0, "betabinomial": -1.5, "beta": -1.0, "gamma": -1.0}[family], np.zeros(p - 1)]
+    theta = np.array([theta0])
+    psi = {"ordbeta": np.array([1.0, -2.0, 2.0]), "betabinomial": np.array([1.5]),
+           "beta": np.array([1.0]), "gamma": np.array([0.5])}[family]
+    prob.deviance_and_gradient(beta, theta, psi=psi)
+    K = 1 + p + k
+    betas = np.tile(beta, (K, 1))
+    betas[1 : 1 + p] += 1e-3 * np.eye(p)
+    psis = np.tile(psi, (K, 1))
+    psis[1 + p :] += 1e-3 * np.eye(k)
+    thetas = np.full(K, theta0)
+    G = prob.diag_gradients_near(beta, theta, psi, betas, thetas, psis=psis)
+    assert G is not None and G.shape == (K, 1 + p + k)
+    _check_rows(d, fam, G, betas, thetas, psis)

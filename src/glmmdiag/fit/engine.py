@@ -1070,6 +1070,19 @@ def _scales(prob, beta, theta, psi):
     return np.sqrt(2.0) * LX.T, Hp, W
 
 
+# families whose psi components may differ between the points of one batched gradient evaluation
+# (each component a (K, 1) column against eta (K, n): their formulas broadcast, tested in
+# tests/fit/test_batched_gradients.py); the others' psi columns of the Hessian are one gradient each
+BATCHED_PSI_FAMILIES = ("ordbeta", "betabinomial", "beta", "gamma")
+
+
+def _batched_psi(fam):
+    """Indices of the psi components ``diag_gradients_near`` may vary per point."""
+    if getattr(fam, "composite", False):
+        return tuple(fam.rowwise_psi)
+    return tuple(range(fam.n_psi)) if fam.name in BATCHED_PSI_FAMILIES else ()
+
+
 def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
     """Inverse Hessian of the deviance/2 over (theta, beta, psi) (glmmTMB's sdreport, lme4's
     use.hessian), beta block. theta on the boundary (and t's df at its limit) is held fixed.
@@ -1126,7 +1139,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
         if prob._diag and prob.n_agq == 1:
             # theta, beta and the psi components the family evaluates per point (a zero model's
             # coefficients) at once; the other psi columns by the loop below
-            rowwise = set(getattr(fam, "rowwise_psi", ())) if pos_df is None else set()
+            rowwise = set(_batched_psi(fam)) if pos_df is None else set()
             ib = np.r_[np.arange(m + p), [m + p + j for j, ip in enumerate(idx_p) if ip in rowwise]].astype(int)
             Z = z0 + np.diag(steps)[ib]
             psis = None

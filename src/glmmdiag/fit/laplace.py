@@ -696,10 +696,13 @@ class GLMMProblem:
         P = psi
         dpsi = None
         if psis is not None:
-            P = np.asarray(psis, float)
-            dpsi = P - np.asarray(psi, float)[None, :]
+            dpsi = np.asarray(psis, float) - np.asarray(psi, float)[None, :]
             if not np.any(dpsi):
-                P, dpsi = psi, None
+                dpsi = None
+            elif getattr(fam, "composite", False):
+                P = np.asarray(psis, float)  # (K, n_psi): CompositeFamily.split's batch
+            else:
+                P = np.asarray(psis, float).T[:, :, None]  # component k: a (K, 1) column against eta (K, n)
         if th == 0.0:
             return self._boundary_gradients(betas, TH, P) if not np.any(TH) else None
         u, _, F, _, _, s, W, dW0 = self.pirls(beta, theta, psi=psi)
