@@ -902,6 +902,14 @@ def _submodel_matrix(rhs, design, data, what):
     return X[:, keep], [xnames[i] for i in keep], (spec, keep if len(keep) < len(xnames) else None)
 
 
+def _is_fixed_part(rhs, design) -> bool:
+    """Whether a submodel's right-hand side is the conditional model's fixed part, written the same
+    way: its matrix, names and replay spec are then the design's (built from the same rows by the
+    same steps as ``_submodel_matrix``)."""
+    fixed = getattr(getattr(design, "formula", None), "fixed", None)
+    return isinstance(fixed, str) and "".join(rhs.split()) == "".join(fixed.split())
+
+
 def build_composite(base, design, data, ziformula=None, dispformula=None, truncated_name=None):
     """The CompositeFamily for these submodel formulas, or None when there is nothing to add
     (no zero model, a constant or absent dispersion model, not a truncated family).
@@ -937,7 +945,10 @@ def build_composite(base, design, data, ziformula=None, dispformula=None, trunca
         else:
             Xd, dnames, specs["disp"] = _submodel_matrix(drhs, design, data, "dispformula")
     if zrhs is not None:
-        Xz, znames, specs["zi"] = _submodel_matrix(zrhs, design, data, "ziformula")
+        if _is_fixed_part(zrhs, design):  # (glmmTMB's common ziformula = the conditional fixed part)
+            Xz, znames, specs["zi"] = design.X.copy(), list(design.xnames), (design.x_spec, design.x_kept)
+        else:
+            Xz, znames, specs["zi"] = _submodel_matrix(zrhs, design, data, "ziformula")
         if Xz.shape[1] == 0:
             Xz, znames = None, []
     fam = CompositeFamily(base, Xd, Xz, zero, dnames, znames, specs, truncated_name)
