@@ -262,17 +262,32 @@ class CompositeFamily(Family):
             if memo is not None and memo[0] is y and memo[1] is w:
                 memo[5]["eta"] = (ll, s, W, dW)
             return ll, s, W, (dW if order >= 3 else None)
-        (l1, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
-        m, h, hL, hLL, hLLL, *_ = zt
-        Lee = -LW
-        ll = m * l1 + h
-        s = m * s1 + hL * Le
-        W = m * W1 - hL * Lee - hLL * Le * Le
-        mult = 1.0 if mult is None else mult
-        if order < 3:
-            return ll * mult, s * mult, W * mult, None
-        d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
-        return ll * mult, s * mult, W * mult, -d3 * mult
+        hit = self._memo_hit(y, w, eta, psi)
+        if hit is not None and "eta" in hit[5]:
+            ll, s, W, dW = hit[5]["eta"]
+            return ll, s, W, (dW if order >= 3 else None)
+        (l1, s1, W1, dW1), (L, Le, LW, LdW), _ = self._at(y, eta, w, wb, bpsi, xi, psi)
+        # hurdle, on the rows y > 0 (the others: l = log pi, no eta derivatives), with
+        # a = e^L / (1 - e^L), a1 = a (1 + a) (``_zero_terms``'s h_L, h_LL):
+        # l = l1 - log(1 - e^L) - softplus(xi), s = s1 + a Le, W = W1 + a LW - a1 Le^2,
+        # dW = dW1 + a LdW + a1 Le (3 LW - (1 + 2a) Le^2)
+        pos = ~self._zero_mask(y)
+        a = 1.0 / np.expm1(-L)
+        a1 = a * (1.0 + a)
+        lp = l1 - np.log(-np.expm1(L))
+        if xi is None:
+            ll = np.where(pos, lp, 0.0)
+        else:
+            ll = np.where(pos, lp, xi) - self._xi_terms(xi)[1]
+        s = np.where(pos, s1 + a * Le, 0.0)
+        W = np.where(pos, W1 + a * LW - a1 * Le * Le, 0.0)
+        dW = np.where(pos, dW1 + a * LdW + a1 * Le * (3.0 * LW - (1.0 + 2.0 * a) * Le * Le), 0.0)
+        if mult is not None:
+            ll, s, W, dW = ll * mult, s * mult, W * mult, dW * mult
+        memo = self._memo
+        if memo is not None and memo[0] is y and memo[1] is w:
+            memo[5]["eta"] = (ll, s, W, dW)
+        return ll, s, W, (dW if order >= 3 else None)
 
     def _zero_mask(self, y):
         """y == 0 (cached for the last read-only y)."""
@@ -321,10 +336,20 @@ class CompositeFamily(Family):
             d_0 = self._nb1_zero(eta, wb, bpsi)
             if d_0 is None:
                 d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
-            out = (d_y, d_0, self._zero_terms(y, d_0[0], xi))
+            out = (d_y, d_0, None)  # ``_zero_terms``: by ``_hurdle_terms`` when the psi derivatives need them
         if isinstance(y, np.ndarray) and not y.flags.writeable:
             self._memo = (y, w, eta_a.copy(), psi_a.copy(), out, {})
         return out
+
+    def _hurdle_terms(self, y, eta, w, psi, L, xi):
+        """``_zero_terms`` at this point, kept with ``_at``'s memo entry."""
+        hit = self._memo_hit(y, w, eta, psi)
+        if hit is not None and "zt" in hit[5]:
+            return hit[5]["zt"]
+        zt = self._zero_terms(y, L, xi)
+        if hit is not None:
+            hit[5]["zt"] = zt
+        return zt
 
     def _memo_hit(self, y, w, eta, psi):
         """The memo entry of ``_at`` when (y, w) are the same objects and (eta, psi) the same values."""
@@ -489,8 +514,8 @@ class CompositeFamily(Family):
             return self._zi_row_derivs(y, eta, w, wb, mult, bpsi, xi, psi, second)
         mult = 1.0 if mult is None else mult
         y0 = self._y0(y)
-        (_, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
-        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = zt
+        (_, s1, W1, dW1), (L, Le, LW, LdW), _ = self._at(y, eta, w, wb, bpsi, xi, psi)
+        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = self._hurdle_terms(y, eta, w, psi, L, xi)
         Lee, Leee = -LW, -LdW
         d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
         out["dW"] = -d3 * mult
