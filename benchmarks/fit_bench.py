@@ -288,6 +288,17 @@ CASES += [
          r={"lme4": None, "glmmTMB": "ordbeta_sim"}, glmm=None, r_target=10.0),
 ]
 
+# ---- covariance structures (issue 14: >= 10x glmmTMB) ----
+for _name, _csv, _factors, _formula, _fam in [
+    ("ar1_sim_ar1", "ar1_sim", ["group", "times"], "y ~ x + ar1(times + 0 | group)", "gaussian"),
+    ("ar1_sim_cs", "ar1_sim", ["group", "times"], "y ~ x + cs(times + 0 | group)", "gaussian"),
+    ("ar1_sim_ou", "ar1_sim", ["group", "times"], "y ~ x + ou(numFactor(t) + 0 | group)", "gaussian"),
+    ("spatial_exp", "spatial_sim", ["group"], "count ~ z + exp(numFactor(xc, yc) + 0 | group)", "poisson"),
+    ("spatial_mat", "spatial_sim", ["group"], "count ~ z + mat(numFactor(xc, yc) + 0 | group)", "poisson"),
+]:
+    CASES.append(dict(name=_name, csv=_csv, factors=_factors, formula=_formula, family=_fam, kwargs={},
+                      data_prep=None, r={"lme4": None, "glmmTMB": _name}, glmm=None, r_target=10.0))
+
 R_ENGINES = ("lme4", "glmmTMB")
 
 

@@ -25,7 +25,13 @@ random state is touched). A case is a data frame plus the arguments of ``glmmdia
   ``(x||g)``, ``(0 + x|g)``, ``(1|a/b)``, ``(1|a:b)``, crossed ``(1|a) + (1|c)``, ``(f|g)``) and
   ``offset(log(t))``; arguments: a valid link for the family, ``reml`` for the gaussian LMM,
   ``n_agq > 1`` when the model has exactly one scalar random-effects term, fixed ``df`` for t,
-  ``weights=`` / ``offset=`` as column names or arrays.
+  ``weights=`` / ``offset=`` as column names or arrays;
+* families beyond the first eight: betabinomial, tweedie, ordbeta and the zero-truncated counts
+  (``truncated_*``: positive counts, sometimes with zeros, which need ``ziformula`` -- a hurdle);
+* submodels: ``ziformula`` (``~1``, ``~ x``, ``~ f``, ... or ``~0``) with extra zeros in the
+  response, for the families that allow zero-inflation and, now and then, for those that refuse it
+  (beta, ordbeta, gaussian, t: a clear error is the expected outcome); ``dispformula`` for the
+  families with a dispersion parameter (``~0`` sometimes: a clear error).
 
 Outcome classification (``run_case``)
 -------------------------------------
@@ -75,7 +81,25 @@ __all__ = [
     "ACCEPTED_LENIENT",
 ]
 
-FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "beta", "nbinom1", "nbinom2", "t")
+BASE_FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "beta", "nbinom1", "nbinom2", "t")
+NEW_FAMILIES = ("betabinomial", "tweedie", "ordbeta", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2")
+FAMILIES = BASE_FAMILIES + NEW_FAMILIES
+# The newer families and the submodels are drawn from a second stream of the seed ("ext"), so that a
+# case without them is the same case as before they were added (and costs the same time): a case
+# switches to a new family with probability P_NEW_FAMILY, gets a zero model with probability
+# P_ZI (P_ZI_NEW for the new families and Gamma, P_ZI_REFUSED where zero-inflation is refused) and a
+# dispersion model with P_DISP; cases with the extensions have at most EXT_MAX_ROWS rows.
+P_NEW_FAMILY, P_ZI, P_ZI_NEW, P_ZI_REFUSED, P_DISP = 0.15, 0.08, 0.35, 0.04, 0.08
+EXT_MAX_ROWS = 100
+COUNTS = ("poisson", "nbinom1", "nbinom2", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2")
+# ziformula: the families where it is zero-inflation (or a hurdle), and those that refuse it
+ZI_FAMILIES = ("binomial", "poisson", "nbinom1", "nbinom2", "betabinomial", "tweedie", "gamma",
+               "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2")
+ZI_REFUSED = ("beta", "ordbeta", "gaussian", "t")
+DISP_FAMILIES = ("gaussian", "gamma", "beta", "nbinom1", "nbinom2", "t", "betabinomial", "tweedie",
+                 "truncated_nbinom1", "truncated_nbinom2")
+_ZI = (("~1", 4), ("~ x", 3), ("~ f", 2), ("~ h", 1), ("~ x + f", 1), ("~0", 1))
+_DISP = (("~1", 2), ("~ x", 3), ("~ f", 2), ("~ h", 2), ("~ x + h", 1), ("~0", 1))
 LINKS = {  # the links each family accepts (glmmdiag.fit.families)
     "gaussian": ("identity", "log", "inverse"),
     "binomial": ("logit", "probit", "cloglog", "log"),
@@ -85,6 +109,12 @@ LINKS = {  # the links each family accepts (glmmdiag.fit.families)
     "nbinom1": ("log", "sqrt", "identity"),
     "nbinom2": ("log", "sqrt", "identity"),
     "t": ("identity", "log", "inverse"),
+    "betabinomial": ("logit", "probit", "cloglog"),
+    "tweedie": ("log", "identity", "sqrt"),
+    "ordbeta": ("logit",),
+    "truncated_poisson": ("log", "sqrt", "identity"),
+    "truncated_nbinom1": ("log", "sqrt", "identity"),
+    "truncated_nbinom2": ("log", "sqrt", "identity"),
 }
 ACCEPTED_STRICT = ("ok", "warned", "clear_error")
 ACCEPTED_LENIENT = ACCEPTED_STRICT + ("plain_error",)
@@ -151,6 +181,8 @@ class FuzzCase:
     n_agq: int = 1
     df: float | None = None
     tags: tuple[str, ...] = ()
+    ziformula: str | None = None
+    dispformula: str | None = None
 
     def kwargs(self) -> dict:
         """Keyword arguments of ``glmm`` other than the defaults (family included)."""
@@ -167,6 +199,10 @@ class FuzzCase:
             kw["n_agq"] = self.n_agq
         if self.df is not None:
             kw["df"] = self.df
+        if self.ziformula is not None:
+            kw["ziformula"] = self.ziformula
+        if self.dispformula is not None:
+            kw["dispformula"] = self.dispformula
         return kw
 
     def fit(self):
@@ -186,6 +222,10 @@ class FuzzCase:
             extra.append(f"n_agq={self.n_agq}")
         if self.df is not None:
             extra.append(f"df={self.df}")
+        if self.ziformula is not None:
+            extra.append(f"ziformula={self.ziformula!r}")
+        if self.dispformula is not None:
+            extra.append(f"dispformula={self.dispformula!r}")
         link = self.link or "default"
         return (
             f"seed={self.seed} n={len(self.data)} {self.family}({link}) {self.formula!r}"
@@ -200,11 +240,13 @@ class FuzzCase:
         return FuzzCase(
             self.seed, self.formula, self.family, self.data.iloc[keep].copy(), self.link,
             sub(self.weights), sub(self.offset), self.reml, self.n_agq, self.df, self.tags,
+            self.ziformula, self.dispformula,
         )
 
     def used_columns(self) -> list[str]:
         """Data columns the formula and the string arguments name (in the data's column order)."""
-        text = self.formula + " " + " ".join(v for v in (self.weights, self.offset) if isinstance(v, str))
+        text = self.formula + " " + " ".join(
+            v for v in (self.weights, self.offset, self.ziformula, self.dispformula) if isinstance(v, str))
         words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
         return [c for c in self.data.columns if c in words]
 
@@ -319,10 +361,26 @@ def _standardize(v: np.ndarray) -> np.ndarray:
 def make_case(seed: int) -> FuzzCase:
     """The random fitting problem number ``seed`` (deterministic; a few milliseconds)."""
     rng = np.random.default_rng([int(seed), 20240611])
+    ext = np.random.default_rng([int(seed), 20261130])  # the newer families and the submodels
     tags: list[str] = []
-    family = _choice(rng, FAMILIES)
+    family = _choice(rng, BASE_FAMILIES)
+    if ext.random() < P_NEW_FAMILY:
+        family = _choice(ext, NEW_FAMILIES)
     link = None if rng.random() < 0.5 else _choice(rng, LINKS[family])
     n = _sample_n(rng)
+    # ---- submodels (decided before the response, which gets extra zeros with a zero model)
+    new = family in NEW_FAMILIES
+    ziformula = dispformula = None
+    if ((family in ZI_FAMILIES and ext.random() < (P_ZI_NEW if new or family == "gamma" else P_ZI))
+            or (family in ZI_REFUSED and ext.random() < P_ZI_REFUSED)):
+        ziformula = _choice(ext, [r for r, _ in _ZI], [w for _, w in _ZI])
+    if family.startswith("truncated_") and ziformula is None and ext.random() < 0.5:
+        ziformula = "~1"  # a hurdle more often than plain zero truncation
+    if family in DISP_FAMILIES and ext.random() < P_DISP:
+        dispformula = _choice(ext, [r for r, _ in _DISP], [w for _, w in _DISP])
+    zi_share = float(_choice(ext, (0.1, 0.3, 0.6))) if ziformula not in (None, "~0") else 0.0
+    if new or ziformula is not None or dispformula is not None:
+        n = min(n, EXT_MAX_ROWS)
 
     # ---- predictors
     x = _numeric(rng, n, tags, "x")
@@ -403,7 +461,7 @@ def make_case(seed: int) -> FuzzCase:
     elif u < 0.10:
         offset_kw = np.log(t)
     if offset_in_formula or offset_kw is not None:
-        eta = eta + np.log(t) * (family in ("poisson", "nbinom1", "nbinom2"))
+        eta = eta + np.log(t) * (family in COUNTS)
 
     # ---- response
     data: dict[str, object] = {}
@@ -438,11 +496,67 @@ def make_case(seed: int) -> FuzzCase:
                 data["y"] = pd.Categorical(np.where(y01 == 1, "yes", "no"), categories=["no", "yes"])
             else:
                 data["y"] = y01
-    elif family in ("poisson", "nbinom1", "nbinom2"):
+    elif family == "betabinomial":
+        form = _choice(rng, ("cbind", "cbind", "prop"))
+        tags.append(f"betabinomial:{form}")
+        mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
+        phi = float(_choice(rng, (0.5, 3.0, 30.0, 1e4)))
+        p = rng.beta(np.maximum(mu * phi, 1e-3), np.maximum((1 - mu) * phi, 1e-3))
+        if degenerate in ("zeros", "tiny"):
+            p = np.zeros(n)
+        elif degenerate in ("ones", "huge"):
+            p = np.ones(n)
+        elif degenerate == "separated":
+            p = (xs > 0).astype(float)
+        m = rng.integers(1, int(_choice(rng, (2, 5, 20, 300))), size=n, endpoint=True)
+        s = rng.binomial(m, p)
+        s = np.where(ext.random(n) < zi_share, 0, s)
+        if form == "cbind":
+            data["succ"], data["fail"] = s, m - s
+            response = "cbind(succ, fail)"
+        else:
+            data["y"], data["m"] = s / m, m.astype(float)
+            weights = "m" if rng.random() < 0.6 else m.astype(float)
+    elif family == "tweedie":
+        mu = np.exp(np.clip(eta, -30, 20))
+        # (data with zeros, as tweedie data are: without any the power runs to 2, where the
+        # series needs windows of 1e5 terms per row -- a known slow corner, left to its own test)
+        power = float(_choice(rng, (1.1, 1.4, 1.7)))
+        phi = float(_choice(rng, (0.5, 1.0, 5.0)))
+        lam = mu ** (2 - power) / (phi * (2 - power))
+        k = rng.poisson(np.minimum(lam, 1e7))
+        y = np.where(k > 0, rng.gamma(np.maximum(k, 1) * (2 - power) / (power - 1),
+                                      phi * (power - 1) * mu ** (power - 1)), 0.0)
+        if degenerate in ("zeros", "tiny"):
+            y = np.zeros(n) if degenerate == "zeros" else y * 1e-8
+        elif degenerate == "constant":
+            y = np.where(np.arange(n) % 3 == 0, 0.0, 2.0)
+        elif degenerate == "huge":
+            y = y * 1e8
+        elif degenerate == "separated":
+            y = np.where(xs > 0, y, 0.0)
+        y[: max(1, n // 10)] = 0.0
+        data["y"] = np.where(ext.random(n) < zi_share, 0.0, y)
+    elif family == "ordbeta":
+        mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
+        phi = float(_choice(rng, (2.0, 10.0, 100.0)))
+        y = rng.beta(np.maximum(mu * phi, 1e-3), np.maximum((1 - mu) * phi, 1e-3))
+        cut = float(_choice(rng, (0.02, 0.1, 0.3)))
+        y = np.where(rng.random(n) < cut * (1 - mu), 0.0, np.where(rng.random(n) < cut * mu, 1.0, y))
+        if degenerate == "constant":
+            y = np.full(n, 0.5)
+        elif degenerate in ("zeros", "tiny"):
+            y = np.zeros(n)
+        elif degenerate in ("ones", "huge"):
+            y = np.ones(n)
+        elif degenerate == "separated":
+            y = np.where(xs > 0, 1.0, 0.0)
+        data["y"] = y
+    elif family in COUNTS:
         if degenerate == "huge":
             eta = eta + np.log(float(_choice(rng, (1e6, 1e9))))
         mu = np.exp(np.clip(eta, -30, 25))
-        if family == "poisson":
+        if family.endswith("poisson"):
             y = rng.poisson(mu)
         else:
             k = float(_choice(rng, (0.3, 1.0, 5.0, 100.0)))
@@ -455,6 +569,12 @@ def make_case(seed: int) -> FuzzCase:
             y = np.where(xs > 0, y + 5, 0)
         elif degenerate in ("ones", "boundary"):
             y = (rng.random(n) < 0.05).astype(np.int64)
+        if family.startswith("truncated_"):
+            if ziformula in (None, "~0") and rng.random() < 0.85:
+                y = np.maximum(y, 1)  # zero-truncated counts (otherwise: zeros, a clear error)
+            elif rng.random() < 0.5:
+                y = np.where(y == 0, 1, y)  # a hurdle whose zeros come from the zero model only
+        y = np.where(ext.random(n) < zi_share, 0, y)
         data["y"] = y.astype(float) if rng.random() < 0.3 else y
     elif family == "beta":
         mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
@@ -484,7 +604,8 @@ def make_case(seed: int) -> FuzzCase:
             y = np.ones(n) + (rng.random(n) < 0.05)
         scale = 10.0 ** rng.uniform(-6, 6) if rng.random() < 0.2 else 1.0
         y = y * scale
-        data["y"] = np.where(y > 0, y, scale * 1e-3)
+        y = np.where(y > 0, y, scale * 1e-3)
+        data["y"] = np.where(ext.random(n) < zi_share, 0.0, y)  # ziGamma: zeros are the zero model's
     else:  # gaussian, t
         positive = (link or "identity") != "identity"
         if positive:
@@ -521,7 +642,7 @@ def make_case(seed: int) -> FuzzCase:
     data["a"] = _as_factor(rng, a_codes, _labels(rng, "a", na), allow_int=True)
     data["b"] = _as_factor(rng, b_codes, _labels(rng, "b", nb), allow_int=True)
     data["c"] = _as_factor(rng, c_codes, _labels(rng, "c", nc), allow_int=True)
-    if family != "binomial" and rng.random() < 0.15:
+    if family not in ("binomial", "betabinomial") and rng.random() < 0.15:
         u = rng.random()
         if u < 0.3:
             w = rng.integers(1, 5, size=n).astype(float)
@@ -565,8 +686,13 @@ def make_case(seed: int) -> FuzzCase:
     dft = None
     if family == "t" and rng.random() < 0.3:
         dft = float(_choice(rng, (1.0, 2.5, 5.0, 30.0)))
+    if ziformula is not None:
+        tags.append("ziformula")
+    if dispformula is not None:
+        tags.append("dispformula")
     return FuzzCase(seed=int(seed), formula=formula, family=family, data=df, link=link, weights=weights,
-                    offset=offset_kw, reml=reml, n_agq=n_agq, df=dft, tags=tuple(tags))
+                    offset=offset_kw, reml=reml, n_agq=n_agq, df=dft, tags=tuple(tags), ziformula=ziformula,
+                    dispformula=dispformula)
 
 
 # -------------------------------------------------------------------------------------- running

@@ -178,6 +178,9 @@ def reproducer(case: fc.FuzzCase, stage: str, workdir: Path, inline_rows: int = 
         args.append(f"n_agq={case.n_agq}")
     if case.df is not None:
         args.append(f"df={case.df!r}")
+    for name in ("ziformula", "dispformula"):
+        if getattr(case, name, None) is not None:
+            args.append(f"{name}={getattr(case, name)!r}")
     out.append(f"fit = glmmdiag.glmm({', '.join(args)})")
     if stage in _POST_CODE:
         out.append(_POST_CODE[stage])

@@ -73,8 +73,6 @@ BAD = {
     "bad formula": (["check", "{csv}", "--formula", "severity ~ fungicide + (1 | block", "--family", "beta"],
                     "parenthes"),
     "no tilde": (["check", "{csv}", "--formula", "severity", "--family", "beta"], "formula"),
-    "top-level bar": (["check", "{csv}", "--formula", "severity ~ fungicide | block", "--family", "beta"],
-                      "parentheses"),
     "unknown column": (["check", "{csv}", "--formula", "severity ~ nothere + (1 | block)", "--family", "beta"],
                        "nothere"),
     "out of support": (["check", "{csv}", "--formula", "severity_pct ~ fungicide + (1 | block)", "--family",
@@ -149,6 +147,11 @@ OPTIONS = {  # in-process: each is refused before anything is fitted
     "transform column missing": (["--family", "beta", "--compare", "gamma", "--transform", "gamma=nothere"],
                                  "nothere"),
     "bad format": (["--family", "beta", "--format", "gif"], "--format"),
+    "time column missing": (["--family", "beta", "--time", "nothere"], "--time nothere"),
+    "series without time": (["--family", "beta", "--series", "block"], "--series needs --time"),
+    "coordinates not numeric": (["--family", "beta", "--coords", "fungicide", "severity"], "must be numeric"),
+    "negative autocorrelation boot": (["--family", "beta", "--time", "block", "--autocorrelation-boot", "-1"],
+                                      "autocorrelation-boot"),
 }
 
 
@@ -430,3 +433,42 @@ def test_bad_compare_specs_exit_2(case, sal_csv, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert rc == 2, err
     assert_one_line(err, needle)
+
+
+# ------------------------------------------------------------------ the autocorrelation remedy loop
+def test_check_time_series_suggest_fits_ar1_and_the_temporal_test_then_passes(tmp_path, capsys):
+    """AR(1) series fitted with (1 | group): the verdict names the temporal autocorrelation and the
+    ar1 remedy; --suggest fits it and the pooled Durbin-Watson test then passes."""
+    from glmmdiag import cli
+
+    path = tmp_path / "ar1.csv"
+    datasets.load("ar1_sim").to_csv(path, index=False)
+    rc = cli.main(["check", str(path), "--formula", "y ~ x + (1 | group)", "--family", "gaussian", "--time", "t",
+                   "--series", "group", "--suggest", "--n-sim", "200", "--out", str(tmp_path / "o"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    verdict = next(line for line in out.splitlines() if line.startswith("gaussian: "))
+    assert "temporal autocorrelation (DW" in verdict
+    assert "remedy: temporal autocorrelation: try 'y ~ x + (1 | group) + ar1(t + 0 | group)'" in out
+    line = next(line for line in out.splitlines() if line.strip().startswith("y ~ x + (1 | group) + ar1(t + 0 | group):"))
+    assert ": passes: no evidence of temporal autocorrelation" in line and "unconditional simulation, rotated" in line
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["autocorrelation"]["gaussian"]["temporal"]["significant"] is True
+    (row,) = res["structured_suggestions"]
+    assert row["term"] == "ar1(t + 0 | group)" and row["passes"] is True and row["delta_AIC"] < 0
+    html_text = (tmp_path / "o" / "report.html").read_text()
+    assert "<h2>Autocorrelation</h2>" in html_text and "ar1(t + 0 | group)" in html_text
+
+
+def test_check_coords_suggest_fits_exp_and_morans_test_then_passes(tmp_path, capsys):
+    from glmmdiag import cli
+
+    path = tmp_path / "sp.csv"
+    datasets.load("spatial_sim").to_csv(path, index=False)
+    rc = cli.main(["check", str(path), "--formula", "count ~ z", "--family", "poisson", "--coords", "xc", "yc",
+                   "--suggest", "--n-sim", "250", "--out", str(tmp_path / "o"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "spatial autocorrelation (Moran's I" in next(l for l in out.splitlines() if l.startswith("poisson: "))
+    line = next(l for l in out.splitlines() if l.strip().startswith("count ~ z + exp(numFactor(xc, yc) + 0 | 1):"))
+    assert "no evidence of spatial autocorrelation" in line

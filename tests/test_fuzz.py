@@ -1,7 +1,7 @@
 """Bounded, seeded fuzz test: random valid-but-odd models over every family never leak a raw error.
 
 Every case of ``tests/fuzz_cases.py`` (random data, formula, family, link, weights, offsets, REML,
-n_agq) must end in one of:
+n_agq, ziformula, dispformula) must end in one of:
 
 * a fit with finite fixed effects, log-likelihood, theta and dispersion (non-finite standard errors
   only together with a warning), whose ``summary``/``predict``/``simulate``/``simulate_residuals``/
@@ -77,8 +77,8 @@ def test_fuzz_fits_fail_cleanly(lo, hi):
 @pytest.mark.parametrize("seed", [0, 7, 123, 4999])
 def test_cases_are_deterministic(seed):
     a, b = fc.make_case(seed), fc.make_case(seed)
-    assert (a.formula, a.family, a.link, a.reml, a.n_agq, a.df, a.tags) == (
-        b.formula, b.family, b.link, b.reml, b.n_agq, b.df, b.tags)
+    assert (a.formula, a.family, a.link, a.reml, a.n_agq, a.df, a.tags, a.ziformula, a.dispformula) == (
+        b.formula, b.family, b.link, b.reml, b.n_agq, b.df, b.tags, b.ziformula, b.dispformula)
     pd.testing.assert_frame_equal(a.data, b.data)
     for u, v in ((a.weights, b.weights), (a.offset, b.offset)):
         if isinstance(u, np.ndarray):
@@ -102,3 +102,9 @@ def test_cases_cover_the_model_space():
     assert any(c.n_agq > 1 for c in cases) and any(c.reml for c in cases)
     assert any(len(c.data) <= 3 for c in cases) and any(len(c.data) > 300 for c in cases)
     assert any(c.weights is not None for c in cases) and any(c.offset is not None for c in cases)
+    # the submodels: zero-inflation (and hurdles), refused zero-inflation, dispersion models
+    zi = [c for c in cases if c.ziformula not in (None, "~0")]
+    assert {c.family for c in zi} >= {"poisson", "gamma", "tweedie", "betabinomial", "truncated_nbinom2"}, zi
+    assert any(c.ziformula is not None and c.family in fc.ZI_REFUSED for c in cases)
+    assert any(c.dispformula not in (None, "~1", "~0") and c.family == "t" for c in cases)
+    assert any(c.dispformula == "~0" for c in cases) and any(c.ziformula == "~0" for c in cases)

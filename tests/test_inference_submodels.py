@@ -4,7 +4,8 @@ joint covariance), confidence intervals of the zero / dispersion coefficients an
 likelihood-ratio tests between models with and without those submodels.
 
 All checks are closed forms computed here from the fit's estimates and ``fit.vcov_full``, hand
-averages of ``predict`` over a constructed grid, and finite differences; no R reference numbers.
+averages of ``predict`` over a constructed grid, and finite differences; the R numbers (car,
+emmeans, glmmTMB's confint) are pinned in tests/test_inference_submodels_r.py.
 """
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Model specifications (dict and string forms, the parser's refusals) and the remedy table."""
 import pytest
+import pandas as pd
+
+import glmmdiag as gd
+from glmmdiag import datasets
 
 from glmmdiag.errors import FormulaError, GlmmdiagError
 from glmmdiag.remedies import (REMEDIES, Remedy, format_spec, model_remedies, normalize_spec, parse_spec, problems,
@@ -130,3 +134,59 @@ def test_underdispersion_of_a_continuous_family_does_not_suggest_count_families(
     assert "Conway" not in gamma.why and "'beta'" in gamma.why
     (pois,) = remedies("poisson", ["underdispersion"])
     assert "Conway-Maxwell-Poisson" in pois.why
+
+
+# ------------------------------------------------------------------ autocorrelation remedies
+def test_structured_terms_for_failed_autocorrelation_tests():
+    from glmmdiag.remedies import autocorrelation_remedy, equally_spaced, structured_term, with_term
+
+    assert structured_term("temporal", time="times", series="site") == "ar1(times + 0 | site)"
+    assert structured_term("temporal", time="day", series="site", equal_steps=False) == \
+        "ou(numFactor(day) + 0 | site)"
+    assert structured_term("spatial", coords=("x", "y"), group="field") == "exp(numFactor(x, y) + 0 | field)"
+    assert with_term("y ~ x + (1 | g)", "ar1(t + 0 | g)") == "y ~ x + (1 | g) + ar1(t + 0 | g)"
+    r = autocorrelation_remedy("temporal", "ar1(t + 0 | g)", "y ~ x")
+    assert r.specs == ("y ~ x + ar1(t + 0 | g)",) and str(r).startswith("temporal autocorrelation: try")
+    assert equally_spaced([1, 2, 3, 5, 4]) and not equally_spaced([1, 2, 4, 8])
+    assert equally_spaced(pd.Categorical(["1", "2", "3"])) and equally_spaced(["a", "b", "c"])
+    with pytest.raises(gd.GlmmdiagError):
+        structured_term("temporal", time="t")
+    with pytest.raises(gd.GlmmdiagError):
+        structured_term("seasonal", time="t", series="g")
+
+
+def test_suggested_structured_terms_are_valid_formulas_the_fitter_accepts():
+    """ar1 for equal steps, ou for unequal ones: each suggested formula fits."""
+    import warnings
+
+    from glmmdiag.remedies import SINGLE_LEVEL, equally_spaced, structured_term, with_term
+
+    df = datasets.load("ar1_sim")
+    irregular = df.assign(day=df["t"].map({k: v for k, v in zip(range(1, 13), [0, 1, 2, 4, 5, 7, 8, 9, 12, 13,
+                                                                                 15, 16])}))
+    for d, col in ((df, "t"), (irregular, "day")):
+        term = structured_term("temporal", time=col, series="group", equal_steps=equally_spaced(d[col]))
+        assert term.startswith("ar1(" if col == "t" else "ou(")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = gd.glmm(with_term("y ~ x", term), d)
+        assert fit.loglik > gd.glmm("y ~ x + (1 | group)", d).loglik
+    # one field over all rows: "| 1", fitted as it is written (no column to add)
+    term = structured_term("spatial", coords=("t", "x"), group=SINGLE_LEVEL)
+    assert term == "exp(numFactor(t, x) + 0 | 1)"
+
+
+def test_run_check_names_and_fits_the_remedy_and_the_test_then_passes():
+    from glmmdiag import report
+
+    df = datasets.load("ar1_sim")
+    check = report.run_check(df, "y ~ x + (1 | group)", "gaussian", time="t", series="group", suggest=True,
+                             n_sim=200, seed=1)
+    main = check.table.index[0]
+    t = check.autocorrelation[main]["temporal"]
+    assert t.p_value < 1e-6 and "temporal autocorrelation" in report.combined_verdict(check, main, "no problems detected")
+    (row,) = check.structured
+    assert row["formula"] == "y ~ x + (1 | group) + ar1(t + 0 | group)"
+    assert row["autocorrelation_passes"] and row["passes"] and row["rotation"] == "estimated"
+    out = report.results_dict(check)
+    assert out["structured_suggestions"][0]["passes"] is True

@@ -1,4 +1,5 @@
 """glmmdiag: generalized linear mixed models and simulation-based residual diagnostics."""
+from glmmdiag import datasets
 from glmmdiag.adapters import as_simulable, from_simulations
 from glmmdiag.checks import (
     categorical_test,
@@ -29,7 +30,7 @@ from glmmdiag.errors import (
     UndefinedTestWarning,
 )
 from glmmdiag.fit import glmm
-from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, wald_anova
+from glmmdiag.inference import anova, cld, confint, marginal_means, pairwise, simulate_lrt, wald_anova
 from glmmdiag.plots import (
     plot_comparison,
     plot_diagnostics,
@@ -47,6 +48,8 @@ from glmmdiag.results import ResidualTests, ScaledResiduals, TestResult
 
 __version__ = "0.1.0.dev0"
 __all__ = [
+    "datasets",
+    "simulate_lrt",
     "glmm",
     "__version__",
     "simulate_residuals",

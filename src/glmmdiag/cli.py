@@ -302,6 +302,28 @@ def _options(args, columns) -> dict:
             "ziformula": ziformula, "dispformula": dispformula}
 
 
+def _autocorrelation_options(args, data) -> dict:
+    """--time/--series/--coords/--autocorrelation-boot, checked against the data's columns."""
+    time_col, series, coords = getattr(args, "time", None), getattr(args, "series", None), getattr(args, "coords", None)
+    if series and not time_col:
+        raise BadInput("--series needs --time (the time column of each series)")
+    for option, col in (("--time", time_col), ("--series", series), *((("--coords", c) for c in coords or ()))):
+        if col is not None and col not in data.columns:
+            raise BadInput(f"{option} {col}: no such column (columns: {', '.join(map(str, list(data.columns)[:20]))})")
+    for c in coords or ():
+        import pandas as pd
+
+        if not pd.api.types.is_numeric_dtype(data[c].dtype):
+            raise BadInput(f"--coords {c}: the coordinate column must be numeric (dtype {data[c].dtype})")
+    boot = getattr(args, "autocorrelation_boot", 0) or 0
+    if boot < 0:
+        raise BadInput(f"--autocorrelation-boot must be >= 0; got {boot}")
+    if not (time_col or coords):
+        return {}
+    return {"time": time_col, "series": series, "coords": tuple(coords) if coords else None,
+            "autocorrelation_boot": boot}
+
+
 def _run(args, data, data_name: str, progress) -> int:
     from glmmdiag import report
 
@@ -310,8 +332,9 @@ def _run(args, data, data_name: str, progress) -> int:
                              transforms=opts["transforms"], ziformula=opts["ziformula"],
                              dispformula=opts["dispformula"], suggest=bool(getattr(args, "suggest", False)),
                              n_sim=args.n_sim, seed=args.seed, n_jobs=args.jobs,
-                             simulate_re=args.simulate_re, alpha=args.alpha, data_name=data_name,
-                             progress=progress)
+                             simulate_re=None if args.simulate_re == "auto" else args.simulate_re,
+                             alpha=args.alpha, data_name=data_name, progress=progress,
+                             **_autocorrelation_options(args, data))
     try:
         out = report.write_report(check, args.out, formats=tuple(args.format), progress=progress)
     except OSError as e:  # disk full, permissions, a path component that became a file, ...
@@ -328,18 +351,25 @@ def _print_verdicts(check) -> None:
     fitted remedy (verdict, AIC and ΔAIC against the main model)."""
     from glmmdiag.remedies import SEP
 
+    from glmmdiag.report import combined_verdict
+
     table = check.table
     for label, v in table["verdict"].items():
-        print(f"{label}: {v}")
+        print(f"{label}: {combined_verdict(check, label, v)}")
         if "remedies" in table.columns and table.loc[label, "remedies"]:
             for part in str(table.loc[label, "remedies"]).split(SEP):
                 print(f"  remedy: {part}")
+        _print_autocorrelation(check, label)
+        for r in _autocorrelation_remedies(check, label):
+            print(f"  remedy: {r}")
     if not check.settings.get("suggest"):
         return
     main = table.index[0]
     sug = check.suggestions
     if sug is None and not check.suggest_failed:
-        print(f"suggest: nothing to fit for {main} (no failed check with a remedy that is not already compared)")
+        if not check.structured:
+            print(f"suggest: nothing to fit for {main} (no failed check with a remedy that is not already compared)")
+        _print_structured(check)
         return
     print(f"suggest: remedies for {main} (AIC {table.loc[main, 'AIC_common']:.1f}), fitted and checked:")
     for label in ([] if sug is None else sug.index):
@@ -349,6 +379,53 @@ def _print_verdicts(check) -> None:
               f"(ΔAIC {row['delta_AIC']:+.1f} vs {main})")
     for spec, err in check.suggest_failed.items():
         print(f"  [{spec}]: could not be fitted: {err}")
+    _print_structured(check)
+
+
+def _autocorrelation_remedies(check, label) -> list:
+    """The structured terms that remedy ``label``'s failed autocorrelation tests (``Remedy`` objects)."""
+    from glmmdiag.remedies import autocorrelation_remedy, structured_term
+
+    s = check.settings
+    out = []
+    for kind, t in check.autocorrelation.get(label, {}).items():
+        if not (t.p_value is not None and t.p_value < s["alpha"]):
+            continue
+        planned = [row for row in check.structured if row["kind"] == kind]
+        if planned:
+            term = planned[0]["term"]
+        elif kind == "temporal":
+            term = structured_term("temporal", time=s["time"], series=s.get("series") or s["one_level_column"],
+                                   equal_steps=s.get("equal_steps", True))
+        else:
+            term = structured_term("spatial", coords=s["coords"], group=s["one_level_column"])
+        out.append(autocorrelation_remedy(kind, term, s["formula"]))
+    return out
+
+
+def _print_autocorrelation(check, label) -> None:
+    from glmmdiag.report import autocorrelation_phrase
+
+    alpha = check.settings["alpha"]
+    for kind, t in check.autocorrelation.get(label, {}).items():
+        if not (t.p_value is not None and t.p_value < alpha):  # failed ones are in the verdict line
+            print(f"  {autocorrelation_phrase(kind, t, alpha)}")
+
+
+def _print_structured(check) -> None:
+    """With --suggest: each structured remedy (fitted), whether its autocorrelation test passes now."""
+    if not check.structured:
+        return
+    main = check.table.index[0]
+    print(f"suggest: structured models for {main}'s autocorrelation, fitted and checked:")
+    for row in check.structured:
+        if row.get("error"):
+            print(f"  {row['formula']}: could not be fitted: {row['error']}")
+            continue
+        status = "passes" if row["passes"] else "still flagged"
+        mode = row["simulate_re"] + " simulation" + (", rotated residuals" if row.get("rotation") else "")
+        print(f"  {row['formula']}: {status}: {row['autocorrelation']}; {row['verdict']} · AIC {row['AIC']:.1f} "
+              f"(ΔAIC {row['delta_AIC']:+.1f} vs {main}; {mode})")
 
 
 def _check(args) -> int:
@@ -435,8 +512,18 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--transform", action="append", metavar="FAMILY=SCALE|COLUMN",
                     help="fit FAMILY to SCALE x response or to COLUMN (a multiple of the response), e.g. gamma=100; "
                          "AICs are put on the response's scale")
-    pc.add_argument("--simulate-re", choices=("conditional", "unconditional"), default="conditional",
-                    help="simulate given the fitted random effects (default) or with new ones")
+    pc.add_argument("--simulate-re", choices=("auto", "conditional", "unconditional"), default="auto",
+                    help="simulate given the fitted random effects or with new ones; auto (default): "
+                         "unconditional (with rotated residuals) for models with ar1/ou/exp/... terms, "
+                         "conditional otherwise")
+    pc.add_argument("--time", metavar="COL", help="run the temporal autocorrelation test (Durbin-Watson) on "
+                    "residuals ordered by COL; with --suggest a failure is remedied by ar1(COL + 0 | SERIES)")
+    pc.add_argument("--series", metavar="COL", help="the series of --time (the test is pooled within series)")
+    pc.add_argument("--coords", nargs=2, metavar=("XCOL", "YCOL"), help="run the spatial autocorrelation test "
+                    "(Moran's I); with --suggest a failure is remedied by exp(numFactor(XCOL, YCOL) + 0 | field)")
+    pc.add_argument("--autocorrelation-boot", type=_integer, default=0, metavar="B",
+                    help="calibrate the autocorrelation tests of models with a structured term by B bootstrap "
+                         "refits (e.g. 39; default 0: uncalibrated, which is not exact for such models)")
     _common(pc, None)
     pdm = sub.add_parser("demo", help="Beta vs Gamma on the shipped yellow-rust data; writes a report")
     pdm.add_argument("--simulate-re", choices=("conditional", "unconditional"), default="unconditional",

@@ -434,3 +434,83 @@ def model_remedies(spec: dict, fitted_family: str, tests, alpha: float = 0.05,
             continue  # the model is already the remedy
         out.append(Remedy(r.problem, specs, r.why))
     return out
+
+
+# ------------------------------------------------------------------------------ autocorrelation
+# A failed temporal or spatial test is not fixed by another family but by a random effect with a
+# structured covariance, added to the model's formula (glmmTMB's syntax, fitted by glmmdiag):
+#   temporal, equally spaced times   ar1(TIME + 0 | SERIES)
+#   temporal, unequal spacing        ou(numFactor(TIME) + 0 | SERIES)
+#   spatial                          exp(numFactor(X, Y) + 0 | GROUP)
+# A single series / a single field is the one-level grouping ``| 1`` (``SINGLE_LEVEL``), which the
+# fitter reads as one level holding every row: the suggested formula works on the user's data as is.
+PROBLEM_NAMES.update({"temporal_autocorrelation": "temporal autocorrelation",
+                      "spatial_autocorrelation": "spatial autocorrelation"})
+SINGLE_LEVEL = "1"  # the grouping of a one-series / one-field term: ``exp(numFactor(x, y) + 0 | 1)``
+
+
+def equally_spaced(times) -> bool:
+    """Whether the distinct numeric values of ``times`` are equally spaced (ar1's assumption);
+    non-numeric times (labels, a factor) count as equally spaced steps."""
+    import numpy as np
+    import pandas as pd
+
+    t = pd.Series(times)
+    if isinstance(t.dtype, pd.CategoricalDtype):
+        num = pd.to_numeric(pd.Series(t.cat.categories.astype(str)), errors="coerce")
+    else:
+        num = pd.to_numeric(t, errors="coerce")
+    if num.isna().any():
+        return True
+    u = np.unique(num.to_numpy(float))
+    if u.size < 3:
+        return True
+    d = np.diff(u)
+    return bool(np.allclose(d, d[0], rtol=1e-6, atol=0))
+
+
+def structured_term(kind: str, *, time: str | None = None, series: str | None = None, coords=None,
+                    group: str | None = None, equal_steps: bool = True) -> str:
+    """The structured random-effects term that models the autocorrelation a test found.
+
+    Parameters
+    ----------
+    kind : "temporal" or "spatial"
+    time, series : str
+        Temporal: the time column and the series column (``group``; a one-level column for a
+        single series).
+    coords : (str, str)
+        Spatial: the coordinate columns; ``group`` the field's grouping column (one level for one
+        field, or e.g. a year with one field per year).
+    equal_steps : bool
+        Temporal: whether the times are equally spaced (``ar1``) or not (``ou`` on the numeric
+        times).
+
+    Returns
+    -------
+    str
+        e.g. ``"ar1(times + 0 | group)"``, ``"ou(numFactor(t) + 0 | group)"``,
+        ``"exp(numFactor(x, y) + 0 | field)"``.
+    """
+    if kind == "temporal":
+        if not time or not series:
+            raise GlmmdiagError("a temporal remedy needs the time and series columns")
+        return f"ar1({time} + 0 | {series})" if equal_steps else f"ou(numFactor({time}) + 0 | {series})"
+    if kind == "spatial":
+        if not coords or len(coords) != 2 or not group:
+            raise GlmmdiagError("a spatial remedy needs two coordinate columns and a grouping column")
+        return f"exp(numFactor({coords[0]}, {coords[1]}) + 0 | {group})"
+    raise GlmmdiagError(f"kind must be 'temporal' or 'spatial'; got {kind!r}")
+
+
+def with_term(formula: str, term: str) -> str:
+    """``formula`` with ``term`` added to its right-hand side."""
+    return f"{formula.rstrip()} + {term}"
+
+
+def autocorrelation_remedy(kind: str, term: str, formula: str | None = None) -> Remedy:
+    """The ``Remedy`` of a failed temporal/spatial test: the model formula with ``term`` added."""
+    why = {"temporal": "an autocorrelated random effect within each series",
+           "spatial": "a spatially correlated random effect (exponential covariance in distance)"}[kind]
+    spec = with_term(formula, term) if formula else term
+    return Remedy(f"{kind}_autocorrelation", (spec,), why)

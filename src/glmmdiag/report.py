@@ -35,6 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+time_mod = time  # run_check's ``time`` argument is a column name
+
 __all__ = ["Check", "run_check", "results_dict", "render_html", "write_report", "check_out_dir", "fmt_value",
            "TEST_NAMES"]
 
@@ -60,6 +62,8 @@ class Check:
     timings: dict
     suggestions: Any = None
     suggest_failed: dict = dataclasses.field(default_factory=dict)
+    autocorrelation: dict = dataclasses.field(default_factory=dict)  # label -> {"temporal"|"spatial": TestResult}
+    structured: list = dataclasses.field(default_factory=list)  # fitted structured remedies (dicts)
 
 
 def _progress_none(msg: str) -> None:
@@ -112,6 +116,10 @@ def run_check(
     alpha: float = 0.05,
     data_name: str = "data",
     progress: Callable[[str], None] | None = None,
+    time: str | None = None,
+    series: str | None = None,
+    coords: tuple[str, str] | None = None,
+    autocorrelation_boot: int = 0,
 ) -> Check:
     """Fit ``formula`` with ``family`` (and each model of ``compare``), simulate scaled residuals
     (``n_sim``, ``seed``, ``simulate_re``, ``n_jobs`` workers) and run the residual tests.
@@ -121,32 +129,170 @@ def run_check(
     the plain family names, as ``compare_families``. ``ziformula`` / ``dispformula``: of the main
     model. ``suggest``: also fit the remedies the remedy table proposes for the main model's failed
     checks (those not already compared) and check them the same way.
-    ``progress``: called with a short message at each stage (the CLI prints them on stderr)."""
+    ``progress``: called with a short message at each stage (the CLI prints them on stderr).
+    ``time`` (and ``series``) / ``coords``: columns for the temporal test (pooled within series)
+    and the spatial test of every model (``Check.autocorrelation``); with ``suggest``, a failed one
+    is remedied by adding ``ar1(time + 0 | series)`` (``ou(numFactor(time) + 0 | series)`` for
+    unequally spaced times) or ``exp(numFactor(x, y) + 0 | one_level)`` (a one-level column added
+    to a copy of the data) to the main model's formula, which is fitted, simulated (its default:
+    unconditional + rotation) and tested again (``Check.structured``). ``autocorrelation_boot``:
+    bootstrap refits that calibrate the autocorrelation tests of models with a structured term
+    (0: the uncalibrated p-value, which is not exact for such models)."""
     from glmmdiag.compare import compare_models
 
     progress = progress or _progress_none
     specs = _model_specs(family, [c for c in compare if c != family], links, ziformula, dispformula)
     what = " and ".join(s["label"] for s in specs)
-    progress(f"fitting {what} and simulating {n_sim} {simulate_re} responses per model ...")
-    t0 = time.perf_counter()
+    progress(f"fitting {what} and simulating {n_sim} {simulate_re or 'auto-mode'} responses per model ...")
+    t0 = time_mod.perf_counter()
     table = compare_models(formula, data, specs, n_sim=n_sim, seed=seed, transforms=transforms,
                            simulate_re=simulate_re, alpha=alpha, n_jobs=n_jobs)
-    dt = time.perf_counter() - t0
+    dt = time_mod.perf_counter() - t0
     progress(f"fitted and simulated in {dt:.1f} s")
     settings = {"formula": formula, "family": family, "compare": [s["label"] for s in specs[1:]],
                 "specs": {s["label"]: table.loc[s["label"], "spec"] for s in specs},
                 "ziformula": ziformula, "dispformula": dispformula, "suggest": bool(suggest),
-                "n_sim": int(n_sim), "seed": seed, "simulate_re": simulate_re, "alpha": alpha, "n_jobs": n_jobs,
+                "n_sim": int(n_sim), "seed": seed, "simulate_re": simulate_re or "auto", "alpha": alpha, "n_jobs": n_jobs,
                 "links": dict(links or {}), "transforms": {k: v for k, v in (transforms or {}).items()},
                 "quantiles": [0.25, 0.5, 0.75]}
+    settings.update({"time": time, "series": series, "coords": list(coords) if coords else None,
+                     "autocorrelation_boot": int(autocorrelation_boot)})
+    if time or coords:
+        from glmmdiag.remedies import SINGLE_LEVEL, equally_spaced
+
+        settings["equal_steps"] = bool(equally_spaced(data[time])) if time else None
+        settings["one_level_column"] = SINGLE_LEVEL  # "| 1": one series / one field over all rows
     check = Check(table=table, settings=settings, data_name=data_name, timings={"fit_and_simulate_s": dt})
+    if time or coords:
+        t0 = time_mod.perf_counter()
+        for label in table.index:
+            check.autocorrelation[label] = autocorrelation_tests(
+                table.residuals[label], data, time=time, series=series, coords=coords,
+                n_boot=autocorrelation_boot, seed=seed, n_jobs=n_jobs)
+        check.timings["autocorrelation_s"] = time_mod.perf_counter() - t0
+        if suggest:
+            t0 = time_mod.perf_counter()
+            check.structured = _fit_structured(check, data, formula, specs[0], n_sim=n_sim, seed=seed,
+                                               n_jobs=n_jobs, alpha=alpha, progress=progress)
+            check.timings["suggest_structured_s"] = time_mod.perf_counter() - t0
     if suggest:
-        t0 = time.perf_counter()
+        t0 = time_mod.perf_counter()
         check.suggestions, check.suggest_failed = _fit_remedies(
             table, specs[0]["label"], formula, data, dict(n_sim=n_sim, seed=seed, simulate_re=simulate_re,
                                                           alpha=alpha, n_jobs=n_jobs), progress)
-        check.timings["suggest_s"] = time.perf_counter() - t0
+        check.timings["suggest_s"] = time_mod.perf_counter() - t0
     return check
+
+
+def _has_structured(res) -> bool:
+    from glmmdiag.rotation import structured_terms
+
+    return bool(structured_terms(res.model))
+
+
+def autocorrelation_tests(res, data, *, time=None, series=None, coords=None, n_boot=0, seed=1, n_jobs=1) -> dict:
+    """{"temporal": ..., "spatial": ...} test results of one model's residuals (the columns given).
+
+    The temporal test is pooled within ``series`` when given; ``n_boot`` refits calibrate the
+    tests of a model with a time or distance structured term (see ``temporal_autocorrelation_test``)."""
+    from glmmdiag.checks import spatial_autocorrelation_test, temporal_autocorrelation_test
+
+    boot = int(n_boot) if _has_structured(res) else 0
+    out = {}
+    if time:
+        out["temporal"] = temporal_autocorrelation_test(res, time, group=series, data=data, n_boot=boot, seed=seed,
+                                                        n_jobs=n_jobs)
+    if coords:
+        out["spatial"] = spatial_autocorrelation_test(res, coords[0], coords[1], data=data, n_boot=boot, seed=seed,
+                                                      n_jobs=n_jobs)
+    return out
+
+
+def combined_verdict(check, label, verdict: str) -> str:
+    """A model's verdict with its failed autocorrelation tests added (``check.autocorrelation``)."""
+    alpha = float(check.settings["alpha"])
+    failed = [autocorrelation_phrase(kind, t, alpha) for kind, t in check.autocorrelation.get(label, {}).items()
+              if t.p_value is not None and t.p_value < alpha]
+    if not failed:
+        return verdict
+    return "; ".join(failed) if verdict == "no problems detected" else verdict + "; " + "; ".join(failed)
+
+
+def autocorrelation_phrase(kind: str, t, alpha: float) -> str:
+    """'temporal autocorrelation (DW 1.25, p < 2.2e-16)' or 'no evidence of spatial autocorrelation (...)'."""
+    from glmmdiag.results import format_pvalue
+
+    p = t.p_value
+    stat = f"DW {t.statistic:.3g}" if kind == "temporal" else f"Moran's I {t.statistic:.3g}"
+    pv = format_pvalue(p).replace("p-value", "p")
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return f"{kind} autocorrelation test undefined for these data"
+    if p < alpha:
+        return f"{kind} autocorrelation ({stat}, {pv})"
+    return f"no evidence of {kind} autocorrelation ({stat}, {pv})"
+
+
+def _fit_structured(check, data, formula, main_spec, *, n_sim, seed, n_jobs, alpha, progress) -> list[dict]:
+    """Fit the main model with the structured term that remedies each failed autocorrelation test;
+    simulate (default mode: unconditional + rotation), test, and record whether it now passes."""
+    import warnings
+
+    import glmmdiag
+    from glmmdiag.checks import dispersion_test, outlier_test, uniformity_test
+    from glmmdiag.compare import verdict as _verdict
+    from glmmdiag.errors import GlmmdiagError
+    from glmmdiag.remedies import autocorrelation_remedy, structured_term, with_term
+
+    settings = check.settings
+    main = check.table.index[0]
+    tests = check.autocorrelation.get(main, {})
+    main_fit = check.table.fits[main]
+    out = []
+    for kind, t in tests.items():
+        if not (t.p_value is not None and t.p_value < alpha):
+            continue
+        d = data
+        if kind == "temporal":
+            grp = settings.get("series")
+            if not grp:
+                grp = settings["one_level_column"]
+            term = structured_term("temporal", time=settings["time"], series=grp,
+                                   equal_steps=settings["equal_steps"])
+        else:
+            grp = settings["one_level_column"]
+            term = structured_term("spatial", coords=settings["coords"], group=grp)
+        new_formula = with_term(formula, term)
+        remedy = autocorrelation_remedy(kind, term, formula)
+        row = {"kind": kind, "term": term, "formula": new_formula, "remedy": str(remedy), "error": None}
+        progress(f"fitting the remedy {term} ...")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = glmmdiag.glmm(new_formula, d, family=main_spec["family"], link=main_spec.get("link"),
+                                    **{k: main_spec[k] for k in ("ziformula", "dispformula") if main_spec.get(k)})
+                res = glmmdiag.simulate_residuals(fit, n_sim, seed=seed, n_jobs=n_jobs)
+                std = {"uniformity": uniformity_test(res), "dispersion": dispersion_test(res),
+                       "outliers": outlier_test(res)}
+                ac = autocorrelation_tests(res, d, time=settings.get("time") if kind == "temporal" else None,
+                                           series=grp if kind == "temporal" else None,
+                                           coords=settings.get("coords") if kind == "spatial" else None,
+                                           n_boot=settings.get("autocorrelation_boot", 0), seed=seed,
+                                           n_jobs=n_jobs)[kind]
+        except GlmmdiagError as e:
+            row["error"] = " ".join(str(e.args[0] if e.args else e).split())
+            out.append(row)
+            continue
+        v = _verdict(std, alpha)
+        ac_pass = not (ac.p_value is not None and ac.p_value < alpha)
+        row.update({
+            "fit": fit, "residuals": res, "tests": std, "test": ac,
+            "AIC": float(fit.aic), "delta_AIC": float(fit.aic - main_fit.aic),
+            "simulate_re": res.simulate_re, "rotation": res.rotation,
+            "verdict": v, "autocorrelation": autocorrelation_phrase(kind, ac, alpha),
+            "passes": bool(ac_pass and v == "no problems detected"), "autocorrelation_passes": bool(ac_pass),
+        })
+        out.append(row)
+    return out
 
 
 def _fit_remedies(table, main: str, formula: str, data, kw: dict, progress):
@@ -314,7 +460,7 @@ def results_dict(check: Check) -> dict:
             d["verdict"], d["significant"] = _plain(name, d, alpha)
             tout[name] = d
         tests_out[label] = tout
-        verdicts[label] = _verdict(tests, alpha)
+        verdicts[label] = combined_verdict(check, label, _verdict(tests, alpha))
         models[label]["remedies"] = _remedies_of(table, label, check.settings.get("formula"), alpha)
         models[label]["residuals"] = {"nobs": int(res.nobs), "n_sim": int(res.n_sim), "simulate_re": res.simulate_re,
                                       "seed_entropy": str(res.seed), "chunk_size": int(res.chunk_size),
@@ -342,7 +488,70 @@ def results_dict(check: Check) -> dict:
         "suggestions": _suggestions_dict(check, alpha),
         "figures": {},
     }
+    if check.autocorrelation:
+        out["autocorrelation"] = {str(lab): {kind: _autocorrelation_dict(kind, t, alpha) for kind, t in d.items()}
+                                  for lab, d in check.autocorrelation.items()}
+    if check.settings.get("suggest") and check.autocorrelation:
+        out["structured_suggestions"] = [_structured_dict(row) for row in check.structured]
     return _clean(out)
+
+
+def _autocorrelation_dict(kind: str, t, alpha: float) -> dict:
+    d = _clean({"method": t.method, "statistic_name": t.statistic_name, "statistic": t.statistic,
+                "p_value": t.p_value, "alternative": t.alternative, "mc_se": t.mc_se, "n_sim": t.n_sim,
+                "note": t.note, "simulate_re": t.simulate_re})
+    d["verdict"] = autocorrelation_phrase(kind, t, alpha)
+    d["significant"] = bool(t.p_value is not None and t.p_value < alpha)
+    return d
+
+
+def _structured_dict(row: dict) -> dict:
+    keys = ("kind", "term", "formula", "remedy", "error", "AIC", "delta_AIC", "simulate_re", "rotation", "verdict",
+            "autocorrelation", "passes", "autocorrelation_passes")
+    d = {k: row.get(k) for k in keys}
+    if row.get("test") is not None:
+        t = row["test"]
+        d["test"] = {"method": t.method, "statistic": t.statistic, "p_value": t.p_value, "note": t.note}
+        d["tests"] = {k: {"statistic": v.statistic, "p_value": v.p_value} for k, v in row["tests"].items()}
+    return _clean(d)
+
+
+def _autocorrelation_section(r: _R, results: dict) -> str:
+    """The temporal / spatial tests of every model and, with --suggest, the structured remedies."""
+    out = ["<h2>Autocorrelation</h2>", "<p>Durbin-Watson test of the residuals in time order (pooled within "
+           "series) and Moran's I with inverse-distance weights. A model with an <code>ar1</code>/<code>ou</code>/"
+           "<code>exp</code> term is simulated unconditionally and its residuals rotated (decorrelated by the "
+           "estimated covariance) first.</p>", "<table><thead><tr><th>model</th><th>test</th><th>verdict</th>"
+           "<th class=num>statistic</th><th class=num>p</th></tr></thead><tbody>"]
+    for lab, d in results["autocorrelation"].items():
+        for kind in d:
+            b = f"autocorrelation/{lab}/{kind}"
+            cls = "bad" if d[kind]["significant"] else "ok"
+            out.append(f'<tr><td>{html.escape(lab)}</td><td>{kind}</td><td class="{cls}">{r(b + "/verdict", "str")}'
+                       f'</td><td class="num">{r(b + "/statistic", "g4")}</td>'
+                       f'<td class="num">{r(b + "/p_value", "p")}</td></tr>')
+    out.append("</tbody></table>")
+    sug = results.get("structured_suggestions")
+    if sug is not None:
+        if not sug:
+            out.append("<p>No autocorrelation test failed: no structured model to fit.</p>")
+        rows = []
+        for i, row in enumerate(sug):
+            b = f"structured_suggestions/{i}"
+            if row.get("error"):
+                rows.append(f'<tr><td><code>{r(b + "/term", "str")}</code></td><td class="bad" colspan=4>could not '
+                            f'be fitted: {r(b + "/error", "str")}</td></tr>')
+                continue
+            cls = "ok" if row["passes"] else "bad"
+            rows.append(f'<tr><td><code>{r(b + "/formula", "str")}</code></td>'
+                        f'<td class="{"ok" if row["autocorrelation_passes"] else "bad"}">{r(b + "/autocorrelation", "str")}</td>'
+                        f'<td class="{cls}">{r(b + "/verdict", "str")}</td>'
+                        f'<td class="num">{r(b + "/AIC", "g5")}</td><td class="num">{r(b + "/delta_AIC", "g3")}</td></tr>')
+        if rows:
+            out.append("<h3>Structured remedies (--suggest)</h3><table><thead><tr><th>model</th><th>autocorrelation"
+                       "</th><th>other checks</th><th class=num>AIC</th><th class=num>ΔAIC</th></tr></thead><tbody>"
+                       + "".join(rows) + "</tbody></table>")
+    return "\n".join(out)
 
 
 def _remedies_of(table, label, formula, alpha) -> list[dict]:
@@ -604,6 +813,8 @@ def render_html(results: dict, images: dict | None = None) -> str:
         parts.append(_comparison_section(r, results, images))
     if results.get("suggestions"):
         parts.append(_suggestions_section(r, results))
+    if results.get("autocorrelation"):
+        parts.append(_autocorrelation_section(r, results))
     for lab in labels:
         parts.append(_model_section(r, results, lab, images))
     links = ", ".join(f"{html.escape(k)}: {r('settings/links/' + k, 'str')}" for k in s["links"]) or "defaults"

@@ -26,7 +26,10 @@ from glmmdiag._rng import child_generator, root_seed
 from glmmdiag.adapters import as_simulable
 from glmmdiag.errors import FitError, GlmmdiagError, GlmmdiagWarning, RefitWarning
 from glmmdiag.results import ScaledResiduals
-from glmmdiag.simulate import Reductions, SimulationPlan, default_chunk_size, row_variances, stream
+from glmmdiag.rotation import (MAX_BLOCK, correlation_blocks, estimated_rotation, given_rotation,
+                                structured_terms)
+from glmmdiag.simulate import (BlockMoments, Reductions, SimulationPlan, default_chunk_size, row_variances,
+                               stream)
 
 __all__ = ["simulate_residuals", "recalculate_residuals", "pit_residuals", "replay"]
 
@@ -59,12 +62,14 @@ def simulate_residuals(
     *,
     seed=None,
     n_jobs=1,
-    simulate_re: str = "conditional",
+    simulate_re: str | None = None,
     refit: bool = False,
     keep_simulations: bool = False,
     chunk_size: int | None = None,
     summaries: dict | None = None,
     refit_batch: int | None = None,
+    rotation="auto",
+    rotation_blocks=None,
 ) -> ScaledResiduals:
     """Scaled quantile residuals of ``model`` from ``n_sim`` simulated responses.
 
@@ -80,9 +85,34 @@ def simulate_residuals(
     n_jobs : int or None, default 1
         joblib workers (-1: all cores). The residuals do not depend on it. None defers to an
         enclosing ``joblib.parallel_config(...)`` (e.g. ``backend="dask"``; see simulate.py).
-    simulate_re : "conditional" or "unconditional"
-        Simulate conditional on the fitted random effects (default, DHARMa >= 0.5) or with new
-        random effects drawn from their estimated distribution.
+    simulate_re : "conditional", "unconditional" or None (default)
+        Simulate conditional on the fitted random effects (DHARMa >= 0.5's default) or with new
+        random effects drawn from their estimated distribution. None chooses: "unconditional" for
+        a model with a time or distance structured term (``ar1``, ``toep``, ``ou``, ``exp``, ``gau``,
+        ``mat``), "conditional" otherwise. Such a term has one coefficient per observation (per
+        time of a series, per location), so conditional simulation keeps the fitted field, which
+        has absorbed most of the noise: on the correct ``y ~ x + ar1(times + 0 | group)`` model of
+        ``ar1_sim`` the residuals then fail the uniformity and dispersion tests (measured:
+        KS p = 1e-9, dispersion ratio 0.37). Unconditional simulation redraws the field.
+    rotation : "auto" (default), "estimated", None, or an (nobs, nobs) covariance matrix
+        Rotate (decorrelate) observed and simulated responses by L^-1, Sigma = L L', before the
+        PIT (DHARMa >= 0.4.7; see ``glmmdiag.rotation``). "estimated": Sigma estimated per block of
+        correlated rows from the simulations and the observed response, with shrinkage of the
+        correlations (a second pass over the same simulations, replayed from their seeds). A
+        matrix: that covariance (one block). "auto": "estimated" when the model has a time or
+        distance structured term and the simulation is unconditional, None otherwise. Without
+        rotation, residuals of such a model stay correlated within a series (a temporal or spatial
+        test fires on the correct model: on ``ar1_sim``, Durbin-Watson p < 1e-15); with it they
+        pass the uniformity, dispersion and autocorrelation tests (measured in
+        tests/test_rotation.py and benchmarks/calibration.py's ``ar1`` scenarios). The
+        dispersion, zero-inflation and generic tests and the outlier bootstrap still compare the
+        unrotated responses (``res.observed`` is unrotated); ``recalculate_residuals`` aggregates
+        unrotated responses.
+    rotation_blocks : (nobs,) labels, optional
+        The blocks of correlated rows for ``rotation="estimated"``. Default: the connected
+        components of "shares a level of a random-effects term" (the series of an ``ar1`` term;
+        one block for a single-level spatial term), every row in one block for models that do not
+        say. At most ``glmmdiag.rotation.MAX_BLOCK`` rows per block.
     refit : bool
         Refit the model to every simulated response (a parametric bootstrap; one joblib task per
         refit, warm-started) and rank the observed model's response residual y - mu_cond among the
@@ -109,8 +139,18 @@ def simulate_residuals(
     n_sim = _check_n_sim(n_sim)
     if fixed is not None and n_sim > fixed.shape[1]:
         raise GlmmdiagError(f"n_sim = {n_sim} but only {fixed.shape[1]} simulations were given")
+    structured = structured_terms(m)
+    if simulate_re is None:
+        simulate_re = "unconditional" if structured else "conditional"
     if simulate_re not in _MODES:
         raise GlmmdiagError(f"simulate_re must be 'conditional' or 'unconditional'; got {simulate_re!r}")
+    if isinstance(rotation, str):
+        if rotation not in ("auto", "estimated"):
+            raise GlmmdiagError(f"rotation must be 'auto', 'estimated', None or a covariance matrix; got {rotation!r}")
+        if rotation == "auto":
+            rotation = "estimated" if (structured and simulate_re == "unconditional" and fixed is None) else None
+    if rotation is not None and refit:
+        raise GlmmdiagError("rotation is not available with refit=True (refit residuals are not simulated responses)")
     if chunk_size is None:
         chunk_size = default_chunk_size(m.nobs)
     chunk_size = int(chunk_size)
@@ -140,11 +180,33 @@ def simulate_residuals(
         return _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep_simulations, centres, summaries,
                                 refit_batch)
 
-    red = Reductions(target=y, centres=centres, zeros=True, summaries=summaries, keep=keep_simulations)
+    rot = None
+    moments = None
+    if isinstance(rotation, str):
+        blocks = correlation_blocks(m, _labels(rotation_blocks, n))
+        _check_rotation_blocks(blocks)
+        moments = BlockMoments(np.concatenate(blocks), np.array([b.size for b in blocks]), trials * fitted)
+    red = Reductions(target=None if rotation is not None else y, centres=centres, zeros=True, summaries=summaries,
+                     keep=keep_simulations, blocks=moments)
     out = stream(m, plan, red, n_jobs=n_jobs)
     for msg in out.warnings:
         warnings.warn(f"while simulating: {msg}", GlmmdiagWarning, stacklevel=2)
-    r = pit_residuals(out.less, out.leq, n_sim, child_generator(root, 1, 0))
+    less, leq = out.less, out.leq
+    if rotation is not None:
+        if isinstance(rotation, str):
+            rot = estimated_rotation(blocks, out.block_moments, y, trials * fitted, n_sim)
+        else:
+            rot = given_rotation(rotation, n)
+        R = rot.matrix
+        if out.kept is not None:
+            T = np.asarray(R @ out.kept)
+            yr = R @ y
+            less = np.count_nonzero(T < yr[:, None], axis=1)
+            leq = less + np.count_nonzero(T == yr[:, None], axis=1)
+        else:
+            rout = stream(m, plan, Reductions(target=R @ y, agg=R), n_jobs=n_jobs)
+            less, leq = rout.less, rout.leq
+    r = pit_residuals(less, leq, n_sim, child_generator(root, 1, 0))
     obs_stats = _observed_stats(y, centres, summaries)
     return ScaledResiduals(
         residuals=r,
@@ -157,15 +219,34 @@ def simulate_residuals(
         method="PIT",
         seed=root.entropy,
         chunk_size=chunk_size,
-        counts_less=out.less,
-        counts_leq=out.leq,
+        counts_less=less,
+        counts_leq=leq,
         sim_stats=out.sim_stats,
         obs_stats=obs_stats,
         family_name=getattr(m, "family_name", "unknown"),
         simulations=out.kept,
         model=m,
-        _source={"plan": plan, "agg": None},
+        rotation=None if rot is None else rot.kind,
+        _source={"plan": plan, "agg": None, "rotation": rot, "rotation_blocks": _labels(rotation_blocks, n)},
     )
+
+
+def _labels(labels, n):
+    if labels is None:
+        return None
+    if isinstance(labels, (pd.Series, pd.Index)):
+        labels = labels.to_numpy()
+    return np.asarray(labels)
+
+
+def _check_rotation_blocks(blocks):
+    big = max(b.size for b in blocks)
+    if big > MAX_BLOCK:
+        raise GlmmdiagError(
+            f"rotation needs the joint covariance of {big} correlated observations (one block); at most "
+            f"{MAX_BLOCK} are supported. Give smaller blocks with rotation_blocks= (e.g. the series), or "
+            f"use rotation=None"
+        )
 
 
 def _observed_stats(y, centres, summaries) -> dict:

@@ -6,11 +6,51 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from types import MappingProxyType
-from typing import Any, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
+
+
+def _plain(v):
+    """numpy scalars as Python numbers (JSON-friendly); anything else unchanged."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class ReadOnlyDict(Mapping):
+    """A read-only mapping that pickles, deep-copies and ``joblib.dump``s like a dict (a
+    ``types.MappingProxyType`` cannot be pickled)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data=()):
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("read-only mapping")
+
+    def __reduce__(self):
+        return (type(self), (self._data,))
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyDict({self._data!r})"
+
+    def to_dict(self) -> dict:
+        return dict(self._data)
+
 
 __all__ = ["ScaledResiduals", "TestResult", "ResidualTests", "format_pvalue"]
 
@@ -71,11 +111,11 @@ class TestResult:
     table: Any = None  # a pandas DataFrame for tests made of several parts (quantile, categorical)
 
     def __post_init__(self):
-        object.__setattr__(self, "plot_data", MappingProxyType(dict(self.plot_data)))
+        object.__setattr__(self, "plot_data", ReadOnlyDict(dict(self.plot_data)))
         if self.parameter is not None:
-            object.__setattr__(self, "parameter", MappingProxyType(dict(self.parameter)))
+            object.__setattr__(self, "parameter", ReadOnlyDict(dict(self.parameter)))
         if self.estimate is not None:
-            object.__setattr__(self, "estimate", MappingProxyType(dict(self.estimate)))
+            object.__setattr__(self, "estimate", ReadOnlyDict(dict(self.estimate)))
 
     # tuple-like access as in R: res$statistic, res$p.value
     @property
@@ -108,7 +148,29 @@ class TestResult:
         out.append("")
         return "\n".join(out)
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        return (f"TestResult({self.method!r}, {self.statistic_name}={_signif(self.statistic)}, "
+                f"p_value={_signif(self.p_value)})")
+
+    def to_dict(self) -> dict:
+        """The numbers as plain Python values: method, statistic (and its name), p-value,
+        alternative, Monte-Carlo SE, simulations, parameter and estimate (dicts), note."""
+        return {
+            "method": self.method, "statistic_name": self.statistic_name, "statistic": _plain(self.statistic),
+            "p_value": _plain(self.p_value), "alternative": self.alternative, "mc_se": _plain(self.mc_se),
+            "n_sim": self.n_sim, "simulate_re": self.simulate_re,
+            "parameter": {k: _plain(v) for k, v in (self.parameter or {}).items()},
+            "estimate": {k: _plain(v) for k, v in (self.estimate or {}).items()},
+            "note": self.note,
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: the scalars of :meth:`to_dict`, parameter and estimate entries as columns."""
+        d = self.to_dict()
+        row = {k: v for k, v in d.items() if k not in ("parameter", "estimate")}
+        row.update(d["parameter"])
+        row.update({f"estimate: {k}": v for k, v in d["estimate"].items()})
+        return pd.DataFrame([row])
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -172,7 +234,21 @@ class ResidualTests:
             out.append(f"  remedy for {r}")
         return "\n".join(out)
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{name}={_signif(t.p_value)}" for name, t in self.items())
+        return f"ResidualTests({ps}; verdict: {self.verdict})"
+
+    def to_dict(self) -> dict:
+        """``{test name: TestResult.to_dict()}`` plus the verdict at 0.05."""
+        out = {name: t.to_dict() for name, t in self.items()}
+        out["verdict"] = self.verdict
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per test (index: uniformity, dispersion, outliers)."""
+        frame = pd.concat([t.to_frame() for _, t in self.items()], ignore_index=True)
+        frame.index = pd.Index(self._TESTS, name="test")
+        return frame
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -210,6 +286,9 @@ class ScaledResiduals:
     simulations : (n, n_sim) array or None
         Only with ``keep_simulations=True`` (or given to ``from_simulations``).
     group : optional labels (n,) after ``recalculate_residuals``; ``aggregate`` the aggregator.
+    rotation : str or None
+        "estimated" or "given" when observed and simulated responses were rotated (decorrelated)
+        before the PIT (``simulate_residuals(..., rotation=...)``), else None.
     refit : mapping or None
         Refit mode: observed and simulated Pearson chi-square sums, fixed effects per refit,
         number of failed refits.
@@ -235,15 +314,16 @@ class ScaledResiduals:
     aggregate: str | None = None
     refit: Mapping[str, Any] | None = None
     model: Any = None  # the SimulableModel (adapter); lets tests regenerate simulations
+    rotation: str | None = None  # "estimated" / "given": residuals of rotated responses (residuals.py)
     _source: Any = None  # the engine's plan to regenerate simulations (simulate.py)
 
     def __post_init__(self):
         for name in ("residuals", "observed", "fitted", "trials", "counts_less", "counts_leq", "simulations", "group"):
             object.__setattr__(self, name, _frozen_array(getattr(self, name)))
-        object.__setattr__(self, "sim_stats", MappingProxyType({k: _frozen_array(v) for k, v in self.sim_stats.items()}))
-        object.__setattr__(self, "obs_stats", MappingProxyType(dict(self.obs_stats)))
+        object.__setattr__(self, "sim_stats", ReadOnlyDict({k: _frozen_array(v) for k, v in self.sim_stats.items()}))
+        object.__setattr__(self, "obs_stats", ReadOnlyDict(dict(self.obs_stats)))
         if self.refit is not None:
-            object.__setattr__(self, "refit", MappingProxyType(dict(self.refit)))
+            object.__setattr__(self, "refit", ReadOnlyDict(dict(self.refit)))
 
     @property
     def nobs(self) -> int:
@@ -269,10 +349,27 @@ class ScaledResiduals:
             out = np.where(r >= 1, outlier_values[1], out)
         return out
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per observation (or group): residual, observed, fitted, trials (and group)."""
+        cols = {"residual": self.residuals, "observed": self.observed, "fitted": self.fitted,
+                "trials": self.trials}
+        if self.group is not None:
+            cols = {"group": self.group, **cols}
+        return pd.DataFrame({k: np.asarray(v) for k, v in cols.items()})
+
+    def to_dict(self) -> dict:
+        """How the residuals were made (method, simulation mode, n_sim, seed, family) and the
+        residuals as a list."""
+        return {"method": self.method, "simulate_re": self.simulate_re, "n_sim": self.n_sim,
+                "nobs": self.nobs, "family": self.family_name, "seed": _plain(self.seed),
+                "integer_response": self.integer_response, "residuals": np.asarray(self.residuals).tolist()}
+
     def __str__(self) -> str:
         r = self.residuals
         head = ", ".join(f"{v:.4g}" for v in r[:10])
         grp = f", grouped by {len(r)} groups ({self.aggregate})" if self.group is not None else ""
+        if self.rotation:
+            grp += f", rotated ({self.rotation} covariance)"
         return (
             f"Scaled residuals ({self.method}, {self.simulate_re} simulation, n_sim = {self.n_sim}, "
             f"{self.nobs} observations{grp}, {'integer' if self.integer_response else 'continuous'} response, "
@@ -281,4 +378,6 @@ class ScaledResiduals:
             f"  outliers (outside the simulation envelope): {self.outliers().size}"
         )
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        return (f"ScaledResiduals({self.method}, {self.simulate_re}, n_sim={self.n_sim}, nobs={self.nobs}, "
+                f"family={self.family_name!r})")

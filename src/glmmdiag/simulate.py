@@ -34,7 +34,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from glmmdiag._rng import child_generator
 from glmmdiag.errors import GlmmdiagError
 
-__all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult", "row_variances"]
+__all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult", "row_variances",
+           "BlockMoments"]
 
 #: elements (nobs x chunk) per chunk that the automatic chunk size aims at (16 MB of float64)
 CHUNK_ELEMENTS = 1 << 21
@@ -105,6 +106,42 @@ class Reductions:
     envelope: bool = False  # two smallest / two largest values per row
     keep: bool = False  # return every column
     keep_first: int = 0  # return the first k columns
+    blocks: "BlockMoments | None" = None  # per-block moments of the simulations (rotation)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockMoments:
+    """Which moments of the simulations ``stream`` accumulates per block of rows (for rotation).
+
+    ``index`` holds the row positions of every block, concatenated, and ``sizes`` their lengths;
+    with x = s[block] - centre[block] for each simulated response s, every chunk contributes
+    sum x, sum x x' and sum (x * x)(x * x)' per block (``moments_of_chunk``). Partial sums are kept
+    per chunk and added in chunk order, so the result does not depend on ``n_jobs``.
+    """
+
+    index: np.ndarray
+    sizes: np.ndarray
+    centre: np.ndarray  # (nobs,)
+
+    def moments_of_chunk(self, S: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        X = np.asarray(S, float)[self.index] - self.centre[self.index][:, None]
+        out = []
+        sizes = self.sizes
+        if sizes.size and np.all(sizes == sizes[0]):  # equal blocks: one batched product
+            k = int(sizes[0])
+            B = X.reshape(sizes.size, k, X.shape[1])
+            B2 = B * B
+            s1 = B.sum(axis=2)
+            s2 = np.einsum("bic,bjc->bij", B, B)
+            s4 = np.einsum("bic,bjc->bij", B2, B2)
+            return [(s1[b], s2[b], s4[b]) for b in range(sizes.size)]
+        start = 0
+        for k in sizes:
+            B = X[start : start + k]
+            B2 = B * B
+            out.append((B.sum(axis=1), B @ B.T, B2 @ B2.T))
+            start += k
+        return out
 
 
 @dataclasses.dataclass
@@ -115,6 +152,7 @@ class StreamResult:
     envelope: tuple | None
     kept: np.ndarray | None
     warnings: list
+    block_moments: list | None = None  # per block (sum x, sum xx', sum (x*x)(x*x)') (Reductions.blocks)
 
 
 #: a one-pass sum of squares about the mean that keeps less than 1/_CANCELLATION of the raw sum of
@@ -202,6 +240,7 @@ def _run_task(model, plan: SimulationPlan, chunk_ids, red: Reductions) -> dict:
     stats: dict[str, list] = {}
     env_lo = env_hi = None
     kept = []
+    moments = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i in chunk_ids:
@@ -256,12 +295,15 @@ def _run_task(model, plan: SimulationPlan, chunk_ids, red: Reductions) -> dict:
                 hi = _min2(-S)
                 env_lo = lo if env_lo is None else _merge_min2(env_lo, lo)
                 env_hi = hi if env_hi is None else _merge_min2(env_hi, hi)
+            if red.blocks is not None:
+                moments.append((start, red.blocks.moments_of_chunk(S)))
             if red.keep:
                 kept.append((start, np.ascontiguousarray(S)))
             elif red.keep_first and start < red.keep_first:
                 kept.append((start, np.ascontiguousarray(S[:, : red.keep_first - start])))
     msgs = sorted({str(w.message) for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))})
-    return {"less": less, "leq": leq, "stats": stats, "env": (env_lo, env_hi), "kept": kept, "warnings": msgs}
+    return {"less": less, "leq": leq, "stats": stats, "env": (env_lo, env_hi), "kept": kept, "warnings": msgs,
+            "moments": moments}
 
 
 def _task_groups(n_chunks: int, n_jobs) -> list[list[int]]:
@@ -288,6 +330,7 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
     stats: dict[str, np.ndarray] = {}
     env_lo = env_hi = None
     kept_parts = []
+    moment_parts = []
     msgs: set[str] = set()
     for part in parts:
         if part["less"] is not None:
@@ -302,6 +345,7 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
             env_lo = lo if env_lo is None else _merge_min2(env_lo, lo)
             env_hi = hi if env_hi is None else _merge_min2(env_hi, hi)
         kept_parts.extend(part["kept"])
+        moment_parts.extend(part.get("moments", []))
         msgs.update(part["warnings"])
     kept = None
     if kept_parts:
@@ -310,4 +354,14 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
     envelope = None
     if env_lo is not None:
         envelope = (env_lo[0], env_lo[1], -env_hi[0], -env_hi[1])  # min1, min2, max1, max2
-    return StreamResult(less, leq, stats, envelope, kept, sorted(msgs))
+    block_moments = None
+    if red.blocks is not None:
+        moment_parts.sort(key=lambda t: t[0])  # chunk order: the same sums for any n_jobs
+        block_moments = [list(m) for m in moment_parts[0][1]]
+        for _, parts_b in moment_parts[1:]:
+            for acc, (s1, s2, s4) in zip(block_moments, parts_b):
+                acc[0] = acc[0] + s1
+                acc[1] = acc[1] + s2
+                acc[2] = acc[2] + s4
+        block_moments = [tuple(m) for m in block_moments]
+    return StreamResult(less, leq, stats, envelope, kept, sorted(msgs), block_moments)

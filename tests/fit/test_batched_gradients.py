@@ -123,3 +123,50 @@ def test_family_psi_in_the_batch(family, theta0):
     G = prob.diag_gradients_near(beta, theta, psi, betas, thetas, psis=psis)
     assert G is not None and G.shape == (K, 1 + p + k)
     _check_rows(d, fam, G, betas, thetas, psis)
+
+
+@pytest.mark.parametrize("case,family,link,formula,disp", [
+    ("zigamma_sim", "gamma", "log", "y ~ x + (1 | g)", None),
+    ("zitweedie_sim", "tweedie", None, "y ~ x + (1 | g)", None),
+    ("zitweedie_sim", "tweedie", None, "y ~ x + (1 | g)", "~ x"),
+    ("zibetabin_sim", "betabinomial", None, "cbind(y, size - y) ~ x + (1 | g)", None),
+])
+@pytest.mark.parametrize("theta0", [0.5, 0.0])
+def test_zero_model_coefficients_of_the_newer_zero_inflated_families(case, family, link, formula, disp, theta0):
+    """Zero-inflated Gamma (a hurdle: no mass at 0), tweedie (an extra base parameter, its power,
+    in psi after the zero model) and betabinomial (trials): the zero model's coefficients vary per
+    point in the batch, the dispersion model and the extras do not; each row equals its point's
+    own gradient."""
+    import pandas as pd
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / f"{case}.csv")
+    df["g"] = pd.Categorical(df["g"].astype(str))
+    from glmmdiag.fit.submodels import response_family
+
+    fam0 = get_family(family, link)
+    d = build_design(formula, df, response_family(fam0, "~ z"))
+    fam = build_composite(fam0, d, df, "~ z", disp, None)
+    assert fam.ke == (1 if family == "tweedie" else 0) and len(fam.rowwise_psi) == 2
+    prob = GLMMProblem(d, fam)
+    p, k = d.X.shape[1], fam.n_psi
+    beta = np.r_[0.3, 0.1 * np.ones(p - 1)]
+    theta = np.array([theta0])
+    psi = fam.psi_start(d.y, fam.link.inverse(d.X @ beta), d.w)
+    prob.deviance_and_gradient(beta, theta, psi=psi)
+    rows = list(fam.rowwise_psi)
+    K = 1 + p + len(rows)
+    betas = np.tile(beta, (K, 1))
+    betas[1 : 1 + p] += 1e-3 * np.eye(p)
+    psis = np.tile(psi, (K, 1))
+    psis[1 + p :, rows] += 1e-3 * np.eye(len(rows))
+    thetas = np.full(K, theta0)
+    G = prob.diag_gradients_near(beta, theta, psi, betas, thetas, psis=psis)
+    assert G is not None and G.shape == (K, 1 + p + k)
+    _check_rows(d, fam, G, betas, thetas, psis)
+    # the extras (tweedie's power) and the dispersion model may not vary within a batch
+    for j in [0] + ([k - 1] if fam.ke else []):
+        Q = psis.copy()
+        Q[1, j] += 1e-3
+        with pytest.raises(ValueError):
+            fam.eta_derivs(d.y, np.tile(d.X @ beta, (K, 1)), d.w, Q, 2)

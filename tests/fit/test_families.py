@@ -1,4 +1,4 @@
-"""Response families (issue 3, DESIGN.md sec. 2): log densities against scipy.stats, derivatives in
+"""Response families (issue 3): log densities against scipy.stats, derivatives in
 eta and in the extra parameters psi against finite differences, draws against the distributions'
 moments, CDFs against scipy.stats, the dispersion mapping against glmmTMB's reference fits, and the
 bad-input messages."""

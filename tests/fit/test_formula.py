@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import glmmdiag
 from glmmdiag.fit.design import build_design, r_column_name
 from glmmdiag.fit.families import get_family
 from glmmdiag.fit.formula import ReTermSpec, formula_variables, parse_formula
@@ -239,15 +240,17 @@ def test_integer_columns_are_evaluated_in_float64():
     np.testing.assert_allclose(np.asarray(spec0.get_model_matrix(df.iloc[:5]))[:, 0], df["a"].astype(float)[:5] ** 2)
 
 
-def test_top_level_bar_is_refused_with_the_parenthesised_form():
-    from glmmdiag.errors import FormulaError
-
-    with pytest.raises(FormulaError, match=r"y ~ 1 \+ \(x \| g\)") as info:
-        parse_formula("y ~ x | g")
-    assert "y ~ x + (x | g)" in str(info.value)
-    with pytest.raises(FormulaError, match="parentheses"):
-        parse_formula("y ~ x + z || g")
+def test_top_level_bar_reads_as_lme4_reads_it():
+    """Issue 17, item 5: lme4 reads y ~ x | g as y ~ 1 + (x | g) (34 calls in its test suites)."""
+    pf = parse_formula("y ~ x | g")
+    assert pf.fixed == "1" and pf.re_terms == (ReTermSpec("x", ("g",)),)
+    pf = parse_formula("y ~ x + z || g")
+    assert pf.fixed == "1" and [t.lhs for t in pf.re_terms] == ["1", "0 + x", "0 + z"]
     assert parse_formula("y ~ I((x > 1) | (z > 1)) + (1 | g)").fixed == "I((x > 1) | (z > 1))"
+    d = _toy()
+    a = glmmdiag.glmm("y ~ x | b", d)
+    b = glmmdiag.glmm("y ~ 1 + (x | b)", d)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-10)
 
 
 def test_missing_column_is_a_column_error_naming_column_rows_and_fix():
@@ -266,3 +269,45 @@ def test_evaluate_expression_is_reexported_and_never_evals():
     assert design.evaluate_expression is expressions.evaluate_expression
     out = design.evaluate_expression("log(t) + 2 ** 3", _toy())
     np.testing.assert_allclose(out, np.log(_toy()["t"]) + 8)
+
+
+def test_r_style_dotted_column_names_resolve():
+    """Issue 17, item 5: cbind(final.snail.density, snails.lost) with such columns in the data is
+    the binomial model on those columns (it failed with "name 'final' is not defined"); dotted
+    names that are not columns (np.log) and strings are left alone."""
+    from glmmdiag.fit.formula import quote_dotted_names
+
+    cols = ["final.snail.density", "snails.lost", "site.id", "x"]
+    text = 'cbind(final.snail.density, snails.lost) ~ np.log(x) + I(x == "a.b") + (1 | site.id)'
+    assert quote_dotted_names(text, cols) == (
+        'cbind(`final.snail.density`, `snails.lost`) ~ np.log(x) + I(x == "a.b") + (1 | `site.id`)')
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"final.snail.density": rng.poisson(5, 60), "snails.lost": rng.poisson(3, 60),
+                      "site.id": np.repeat(list("abcdef"), 10), "x": rng.normal(size=60)})
+    dotted = glmmdiag.glmm("cbind(final.snail.density, snails.lost) ~ x + (1 | site.id)", d, family="binomial")
+    plain = d.rename(columns=lambda c: c.replace(".", "_"))
+    ref = glmmdiag.glmm("cbind(final_snail_density, snails_lost) ~ x + (1 | site_id)", plain, family="binomial")
+    assert dotted.loglik == pytest.approx(ref.loglik, abs=1e-10)
+    np.testing.assert_allclose(dotted.fixef.to_numpy(), ref.fixef.to_numpy(), rtol=1e-10)
+
+
+def test_ordered_factor_gets_r_polynomial_contrasts():
+    """Issue 17, item 5: an ordered Categorical used bare is encoded as R encodes an ordered factor
+    (contr.poly), with R's column names dose.L, dose.Q, dose.C (tests/reference/rstyle/ordered_factor.R)."""
+    import json
+    import warnings
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "reference" / "rstyle"
+    ref = json.loads((here / "ordered_factor.json").read_text())
+    d = pd.read_csv(here / "ordered_factor.csv")
+    d["dose"] = pd.Categorical(d["dose"], ["low", "mid", "high", "max"], ordered=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the g variance is 0 in lme4 too
+        fit = glmmdiag.glmm("y ~ dose * x + (1 | g)", d)
+    assert fit.fixef.index.tolist() == ref["names"]
+    np.testing.assert_allclose(fit.fixef.to_numpy(), ref["fixef"], rtol=1e-5, atol=1e-7)
+    assert fit.loglik == pytest.approx(ref["logLik"], abs=1e-6)
+    np.testing.assert_allclose(fit.predict(newdata=d.iloc[:5]), fit.predict()[:5], rtol=1e-10)
+    d["dose"] = d["dose"].cat.as_unordered()  # unordered: treatment contrasts as before
+    assert glmmdiag.glmm("y ~ dose + (1 | g)", d).fixef.index[1] == "dosemid"

@@ -1,4 +1,4 @@
-"""Objectives pinned at fixed parameters to lme4's values (DESIGN.md sec. 7, habit 1), and the exact
+"""Objectives pinned at fixed parameters to lme4's values, and the exact
 Laplace gradient checked against central finite differences."""
 import numpy as np
 import pytest

@@ -236,3 +236,35 @@ def test_offset_argument_is_replayed_on_newdata_or_refused():
     with pytest.raises(GlmmdiagError, match="offset= given as values"):
         fit_values.predict(new, re_form="~0")
     np.testing.assert_allclose(fit_values.predict(), fit.predict(), rtol=1e-10)  # fitted rows keep it
+
+
+def test_simulate_conditions_on_the_terms_re_form_names():
+    """lme4's simulate(re.form = ~(1 | plate)) on crossed plate x sample: the plate effects are
+    kept, the sample effects drawn anew, so across draws a row's mean is X beta + b_plate and its
+    variance sigma^2 + sd_sample^2 (checked within Monte-Carlo error); re_form='NA' equals
+    conditional=False and re_form=None keeps the 'conditional' flag's meaning."""
+    d = glmmdiag.datasets.load("Penicillin")
+    fit = glmmdiag.glmm("diameter ~ 1 + (1 | plate) + (1 | sample)", d)
+    n_sim = 4000
+    sims = fit.simulate(n_sim, seed=5, re_form="~(1 | plate)")
+    vc = fit.varcorr.set_index("grp")
+    mean = fit.predict(re_form="~(1 | plate)")
+    var = fit.sigma**2 + vc.loc["sample", "vcov"]
+    z = (sims.mean(axis=1) - mean) / np.sqrt(var / n_sim)
+    assert np.abs(z).max() < 4.5  # each row's z is N(0, 1) (rows of one sample are correlated)
+    ratio = sims.var(axis=1, ddof=1) / var
+    assert np.abs(ratio - 1).max() < 4.5 * np.sqrt(2 / n_sim)
+    np.testing.assert_array_equal(fit.simulate(3, seed=2, re_form="NA"), fit.simulate(3, seed=2))
+    np.testing.assert_array_equal(fit.simulate(3, seed=2, conditional=True),
+                                  fit.simulate(3, seed=2, re_form="~(1 | plate) + (1 | sample)"))
+
+
+def test_simulate_takes_n_sim_and_r_spelling_nsim():
+    d = glmmdiag.datasets.load("sleepstudy")
+    fit = glmmdiag.glmm("Reaction ~ Days + (1 | Subject)", d)
+    a = fit.simulate(n_sim=3, seed=4)
+    np.testing.assert_array_equal(a, fit.simulate(nsim=3, seed=4))
+    np.testing.assert_array_equal(a, fit.simulate(3, seed=4))
+    assert a.shape == (180, 3)
+    with pytest.raises(GlmmdiagError, match="n_sim"):
+        fit.simulate(n_sim=0)

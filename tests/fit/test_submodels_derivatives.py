@@ -14,25 +14,38 @@ N = 40
 
 def _family(base, zero, disp_cols):
     rng = np.random.default_rng(3)
-    bf = get_family(base)
-    Xz = np.column_stack([np.ones(N), rng.normal(size=N)])
+    bf = get_family(base, "log" if base == "gamma" else None)
+    Xz = np.column_stack([np.ones(N), rng.normal(size=N)]) if zero else None
     Xd = None
     if bf.n_psi:
         Xd = np.ones((N, 1)) if disp_cols == 1 else np.column_stack([np.ones(N), rng.normal(size=N)])
     dn = [f"d{j}" for j in range(0 if Xd is None else Xd.shape[1])]
-    fam = CompositeFamily(bf, Xd, Xz, zero, dn, ["z0", "z1"],
-                          truncated_name=None if zero == "zi" else f"truncated_{base}")
-    psi = np.r_[[0.4, -0.3][: len(dn)], [-0.6, 0.5]]
+    zn = ["z0", "z1"] if zero else []
+    fam = CompositeFamily(bf, Xd, Xz, zero, dn, zn,
+                          truncated_name=f"truncated_{base}" if zero == "hurdle" else None)
+    # [beta_disp, beta_zi, extras] (the extras: t's log df, tweedie's logit power)
+    psi = np.r_[[0.4, -0.3][: len(dn)], [-0.6, 0.5][: len(zn)], [0.3] * fam.ke]
     y = rng.poisson(2.0, size=N).astype(float)
     y[:12] = 0.0
-    y.flags.writeable = False
+    if base in ("tweedie", "gamma"):  # zeros and positive amounts
+        y = np.where(y > 0, y * rng.uniform(0.5, 1.5, size=N), 0.0)
+    elif base == "t":
+        y = rng.normal(0.5, 1.0, size=N)
     eta = rng.normal(0.5, 0.8, size=N)
     w = rng.uniform(0.5, 2.0, size=N)
+    if base == "betabinomial":  # trials
+        w = y + rng.integers(1, 5, size=N)
+        eta = rng.normal(-0.5, 0.5, size=N)
+    y.flags.writeable = False
     return fam, y, eta, w, psi
 
 
 CONFIGS = [(b, z, d) for b in ("poisson", "nbinom2", "nbinom1") for z in ("zi", "hurdle") for d in (1, 2)
            if not (b == "poisson" and d == 2)]
+# the zero-inflated continuous and trial families (Gamma: a hurdle, no mass at 0; tweedie: an
+# extra base parameter) and dispersion models with extras
+CONFIGS += [(b, "zi", d) for b in ("tweedie", "betabinomial", "gamma") for d in (1, 2)]
+CONFIGS += [("tweedie", None, 2), ("t", None, 2)]
 
 
 def _d(f, x, h):
@@ -44,6 +57,8 @@ def _d(f, x, h):
 def test_eta_derivatives_match_finite_differences(base, zero, disp_cols, unit_weights):
     fam, y, eta, w, psi = _family(base, zero, disp_cols)
     if unit_weights:
+        if base == "betabinomial":  # its weights are trials
+            pytest.skip("betabinomial's weights are its trials")
         w = np.ones(N)
         w.flags.writeable = False
     ll, s, W, dW = fam.eta_derivs(y, eta, w, psi, 3)

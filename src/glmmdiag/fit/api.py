@@ -10,7 +10,7 @@ from glmmdiag.fit.design import build_design, check_rows_vs_parameters
 from glmmdiag.fit.engine import fit_or_raise
 from glmmdiag.fit.families import Family, get_family
 from glmmdiag.fit.model import GLMMResults
-from glmmdiag.fit.submodels import TRUNCATED, build_composite
+from glmmdiag.fit.submodels import TRUNCATED, build_composite, response_family
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["glmm"]
@@ -65,13 +65,15 @@ def glmm(
         are estimated.
     ziformula : str, optional
         glmmTMB's zero model, a one-sided formula of fixed effects ("~ x + f", "~1"; "~0" or None:
-        none): logit pi_i = X_zi beta_zi. With poisson, binomial, nbinom1, nbinom2 it is
-        zero-inflation, P(0) = pi + (1 - pi) f(0), P(k) = (1 - pi) f(k); with the zero-truncated
+        none): logit pi_i = X_zi beta_zi. With poisson, binomial, nbinom1, nbinom2, betabinomial,
+        tweedie it is zero-inflation, P(0) = pi + (1 - pi) f(0), P(k) = (1 - pi) f(k); with gamma
+        (f(0) = 0, glmmTMB's ziGamma) P(0) = pi, P(y > 0) = (1 - pi) f(y); with the zero-truncated
         families "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2" a hurdle model,
         P(0) = pi, P(k > 0) = (1 - pi) f(k) / (1 - f(0)). Estimates: ``fit.fixef_zi``.
     dispformula : str, optional
         glmmTMB's dispersion model (fixed effects), on glmmTMB's scale of ``betad``: log theta
-        (nbinom2), log phi (nbinom1, beta), log sigma^2 (gaussian), log shape (Gamma). "~1" (the
+        (nbinom2), log phi (nbinom1, beta, betabinomial, tweedie), log sigma^2 (gaussian), log shape
+        (Gamma), log sigma (t; its df stays one scalar, estimated or fixed by ``df=``). "~1" (the
         default) is the constant dispersion. Estimates: ``fit.fixef_disp``.
 
     Returns
@@ -95,6 +97,9 @@ def glmm(
     if isinstance(family, str) and family.lower() in TRUNCATED:
         truncated = family.lower()
         family = TRUNCATED[truncated]
+    elif isinstance(family, Family) and getattr(family, "truncated_name", None):
+        # get_family("truncated_nbinom2"): rebuilt over these data (and ziformula) below
+        truncated, family = family.truncated_name, family.base
     if df is not None:
         name = family.name if isinstance(family, Family) else str(family).lower()
         if name not in ("t", "student_t", "t_family"):
@@ -106,7 +111,7 @@ def glmm(
     if n_agq < 1:
         raise GlmmdiagError("n_agq must be >= 1 (1 = Laplace approximation)")
     with blas_threads(1):
-        design = build_design(formula, data, fam, weights=weights, offset=offset)
+        design = build_design(formula, data, response_family(fam, ziformula), weights=weights, offset=offset)
     lmm = fam.name == "gaussian" and fam.link.name == "identity"
     if n_agq > 1:
         if lmm:

@@ -25,6 +25,7 @@ from glmmdiag.fit.patterns import RestPattern
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
 
 _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
+_GATHER_LIMIT = 2_000_000  # entries of an (n, q1, q1) gather of the first term's blocks
 
 
 def spd_inverse(L: np.ndarray) -> np.ndarray:
@@ -39,6 +40,30 @@ def spd_inverse(L: np.ndarray) -> np.ndarray:
     out = inv + inv.T
     out.flat[:: out.shape[0] + 1] *= 0.5
     return out
+
+
+def _blocks_of(Zt, w: np.ndarray, nlev: int, q: int) -> np.ndarray:
+    """(nlev, q, q) diagonal blocks of Zt W Zt' for the sparse (nlev q x n) Zt."""
+    M = (Zt @ sparse.diags(w) @ Zt.T).tocoo()
+    out = np.zeros((nlev, q, q))
+    out[M.row // q, M.row % q, M.col % q] = M.data
+    return out
+
+
+def level_crossprods(refs: np.ndarray, z: np.ndarray, nlev: int, w: np.ndarray) -> np.ndarray:
+    """Per level l, Z_l' W Z_l as an (nlev, q, q) array: bincounts for a few coefficients, one
+    sparse product for many (an ar1 or spatial term: q (q + 1) / 2 bincounts would cost O(q^2 n))."""
+    n, q = z.shape
+    if q <= 8:
+        out = np.empty((nlev, q, q))
+        for a in range(q):
+            for b in range(a, q):
+                out[:, a, b] = out[:, b, a] = np.bincount(refs, w * z[:, a] * z[:, b], minlength=nlev)
+        return out
+    rows = (refs[:, None] * q + np.arange(q)).ravel()
+    Zt = sparse.csr_matrix((z.ravel(), (rows, np.repeat(np.arange(n), q))), shape=(nlev * q, n))
+    Zt.eliminate_zeros()
+    return _blocks_of(Zt, w, nlev, q)
 
 
 @dataclass
@@ -68,6 +93,13 @@ class Factor:
     L22: np.ndarray  # Cholesky of the Schur complement (m x m), lower
     logdet11: float
     ok: bool
+    inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
+
+    def a11_inverse(self) -> np.ndarray:
+        """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
+        if self.inv11 is None:
+            self.inv11 = (1.0 / self.a11)[:, None, None] if self.a11.ndim == 1 else np.linalg.inv(self.a11)
+        return self.inv11
 
 
 class BlockedSystem:
@@ -80,6 +112,8 @@ class BlockedSystem:
         self.refs1, self.z1 = t1.refs, t1.z
         q1 = self.q1
         self._Z1T = None  # Z1' as a sparse matrix, built on first use (``z1t``)
+        self._Z1T_nz = None  # the same without explicit zeros (``_d1_sparse``)
+        self._level_rows = None  # rows of each level of the first term (``by_level``)
         self.rest = terms[1:]
         self.rest_q = [t.q for t in self.rest]
         self.rest_nlev = [t.nlev for t in self.rest]
@@ -100,7 +134,7 @@ class BlockedSystem:
             self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and self.pattern.c_nnz > 0.25 * size)
         else:
             self.rest_dense = True
-        self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
+        self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
 
     def z1t(self):
         """Z1' (l1 q1 x n) as a sparse matrix."""
@@ -112,14 +146,24 @@ class BlockedSystem:
         return self._Z1T
 
     # ------------------------------------------------------------------ cross-products
+    def _d1_sparse(self, w: np.ndarray) -> np.ndarray:
+        """The per-level blocks Z1_l' W Z1_l through one sparse product (``level_crossprods``)."""
+        if self._Z1T_nz is None:
+            self._Z1T_nz = self.z1t().copy()
+            self._Z1T_nz.eliminate_zeros()
+        return _blocks_of(self._Z1T_nz, w, self.l1, self.q1)
+
     def crossprods(self, w: np.ndarray, D: np.ndarray | None) -> CrossProducts:
         l1, q1 = self.l1, self.q1
-        D1 = np.empty((l1, q1, q1))
         z1 = self.z1
-        for a, b in self._pairs:
-            v = np.bincount(self.refs1, w * z1[:, a] * z1[:, b], minlength=l1)
-            D1[:, a, b] = v
-            D1[:, b, a] = v
+        if q1 > 8:
+            D1 = self._d1_sparse(w)
+        else:
+            D1 = np.empty((l1, q1, q1))
+            for a, b in self._pairs:
+                v = np.bincount(self.refs1, w * z1[:, a] * z1[:, b], minlength=l1)
+                D1[:, a, b] = v
+                D1[:, b, a] = v
         Cx = Gxx = None
         if D is not None and D.shape[1]:
             WD = D * w[:, None]
@@ -200,17 +244,18 @@ class BlockedSystem:
             except np.linalg.LinAlgError:
                 return Factor(theta, T, a11, None, None, np.inf, False)
             logdet11 = float(2.0 * np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-            W1 = T1[None] @ np.linalg.inv(a11) @ T1.T[None]
+            inv11 = np.linalg.inv(a11)
+            W1 = T1[None] @ inv11 @ T1.T[None]
         m = cp.G.shape[0]
         if m == 0:
-            return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True)
+            return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True, None if q1 == 1 else inv11)
         S = self.scale_rest(cp.G - self.c_w_ct(cp, W1), T)
         if qr:
             S[np.arange(qr), np.arange(qr)] += 1.0
         L22 = cholesky_lower(S) if np.isfinite(S).all() else None
         if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
-        return Factor(theta, T, a11, W1, L22, logdet11, True)
+        return Factor(theta, T, a11, W1, L22, logdet11, True, None if q1 == 1 else inv11)
 
     def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
         """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
@@ -315,7 +360,7 @@ class BlockedSystem:
         """
         T = F.T
         q1, l1, qr = self.q1, self.l1, self.qr
-        inv11 = (1.0 / F.a11)[:, None, None] if q1 == 1 else np.linalg.inv(F.a11)
+        inv11 = F.a11_inverse()
         blocks1 = inv11
         if qr:
             Sinv = spd_inverse(F.L22[:qr, :qr])
@@ -342,6 +387,24 @@ class BlockedSystem:
             off += t.nlev * t.q
         return out
 
+    def by_level(self, M: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Rows M[level of row i] @ V[i] for the first term's (l1, q1, q1) blocks M.
+
+        Small blocks: one gather and einsum. Large ones (a long ar1 series, a spatial term): level by
+        level, so that no large (n, q1, q1) array of gathered blocks is ever formed."""
+        refs = self.refs1
+        if self.q1 <= 8 or len(refs) * self.q1 * self.q1 <= _GATHER_LIMIT:
+            return np.einsum("iab,ib->ia", M[refs], V)
+        if self._level_rows is None:
+            order = np.argsort(refs, kind="stable")
+            bounds = np.searchsorted(refs[order], np.arange(self.l1 + 1))
+            self._level_rows = [order[bounds[j] : bounds[j + 1]] for j in range(self.l1)]
+        out = np.empty_like(V, dtype=float)
+        for j, rows in enumerate(self._level_rows):
+            if rows.size:
+                out[rows] = V[rows] @ M[j].T
+        return out
+
     def own_inverse(self, F: Factor, cp: CrossProducts, terms, X: np.ndarray | None = None) -> list[np.ndarray]:
         """Per term k, (n, q_k): entries of A^{-1} zbar_i at row i's own random-effect positions.
 
@@ -355,9 +418,8 @@ class BlockedSystem:
         t1 = terms[0]
         q1, qr = self.q1, self.qr
         a = t1.z @ T[0]
-        inv11 = (1.0 / F.a11)[:, None, None] if q1 == 1 else np.linalg.inv(F.a11)
-        inv_i = inv11[t1.refs]
-        y1 = np.einsum("iab,ib->ia", inv_i, a)
+        inv11 = F.a11_inverse()
+        y1 = self.by_level(inv11, a)
         p = 0 if X is None else X.shape[1]
         m = qr + p
         if m == 0:
@@ -400,8 +462,8 @@ class BlockedSystem:
         kr = pos_parts[0].shape[1] if qr else 0
         cols1 = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
         SMg = SM[pos[:, :, None], cols1[:, None, :]]  # (n, k, q1)
-        v = np.einsum("ikc,ik->ic", SMg, bt) - np.einsum("iab,ib->ia", K[t1.refs], y1)
-        own = [y1 - np.einsum("iab,ib->ia", inv_i, v)]
+        v = np.einsum("ikc,ik->ic", SMg, bt) - self.by_level(K, y1)
+        own = [y1 - self.by_level(inv11, v)]
         if qr:
             pr = pos[:, :kr]
             x_own = np.einsum("ick,ik->ic", Sinv[pr[:, :, None], pos[:, None, :]], bt)

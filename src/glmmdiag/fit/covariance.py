@@ -1,68 +1,75 @@
 """Relative covariance factors: theta <-> T_k (lower triangular, q_k x q_k) per term.
 
-As lme4: theta holds each term's lower triangle column by column; diagonal elements have lower
-bound 0 (boundary = singular fit), off-diagonals are unbounded. b_k = (I_l (x) T_k) u_k and the
+As lme4 for unstructured terms: theta holds each term's lower triangle column by column; diagonal
+elements have lower bound 0 (boundary = singular fit), off-diagonals are unbounded. Structured
+terms (``ar1``, ``cs``, ``exp``, ...) hold their own parameters (:mod:`glmmdiag.fit.covstruct`). b_k = (I_l (x) T_k) u_k and the
 random-effect covariance of term k is sigma^2 T_k T_k' (sigma = 1 without a scale parameter).
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pandas as pd
+
+from glmmdiag.fit.covstruct import Structure, Unstructured, make_structure
 
 __all__ = ["ThetaMap", "varcorr_table"]
 
 
-@functools.lru_cache(maxsize=64)
-def _lower_triangle_colmajor(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a q x q lower triangle in column-major order (lme4's theta)."""
-    r, c = np.tril_indices(q)
-    o = np.lexsort((r, c))
-    return r[o], c[o]
-
-
 class ThetaMap:
-    def __init__(self, qs: list[int]):
-        self.qs = list(qs)
-        self.sizes = [q * (q + 1) // 2 for q in qs]
+    """The random-effects parameter vector theta: each term's structure parameters in turn.
+
+    ``ThetaMap(qs)`` is lme4's layout (every term unstructured); ``ThetaMap.for_terms(terms)``
+    reads each term's ``structure`` (``us``, ``diag``, ``cs``, ``ar1``, ``ou``, ``exp``, ...; see
+    :mod:`glmmdiag.fit.covstruct`)."""
+
+    def __init__(self, qs: list[int], structures: list[Structure] | None = None):
+        self.structs = list(structures) if structures is not None else [Unstructured(q) for q in qs]
+        self.qs = [s.q for s in self.structs]
+        self.sizes = [s.n_par for s in self.structs]
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         self.n = int(self.starts[-1])
-        self._order = [_lower_triangle_colmajor(q) for q in qs]
+        # lme4's lower-triangle order of the unstructured terms (None for structured ones)
+        self._order = [s.order if isinstance(s, Unstructured) else None for s in self.structs]
+
+    @classmethod
+    def for_terms(cls, terms) -> "ThetaMap":
+        structs = [make_structure(getattr(t, "structure", "us"), t.q, getattr(t, "coords", None)) for t in terms]
+        return cls([t.q for t in terms], structs)
+
+    @property
+    def any_structured(self) -> bool:
+        return any(o is None for o in self._order)
+
+    def structured(self, k: int) -> bool:
+        return self._order[k] is None
+
+    def segment(self, theta, k: int) -> np.ndarray:
+        return np.asarray(theta)[self.starts[k] : self.starts[k + 1]]
 
     def lower_bounds(self) -> np.ndarray:
-        lb = np.full(self.n, -np.inf)
-        for k, (r, c) in enumerate(self._order):
-            lb[self.starts[k] : self.starts[k + 1]][r == c] = 0.0
-        return lb
+        return np.concatenate([s.lower() for s in self.structs] or [np.zeros(0)])
 
     def initial(self) -> np.ndarray:
-        th = np.zeros(self.n)
-        for k, (r, c) in enumerate(self._order):
-            th[self.starts[k] : self.starts[k + 1]][r == c] = 1.0
-        return th
+        return np.concatenate([s.initial() for s in self.structs] or [np.zeros(0)])
 
     def factors(self, theta) -> list[np.ndarray]:
-        out = []
-        for k, (r, c) in enumerate(self._order):
-            T = np.zeros((self.qs[k], self.qs[k]))
-            T[r, c] = theta[self.starts[k] : self.starts[k + 1]]
-            out.append(T)
-        return out
+        return [s.factor(self.segment(theta, k)) for k, s in enumerate(self.structs)]
 
     def diag_mask(self) -> np.ndarray:
-        m = np.zeros(self.n, bool)
-        for k, (r, c) in enumerate(self._order):
-            m[self.starts[k] : self.starts[k + 1]] = r == c
-        return m
+        """Parameters that are standard deviations (lower bound 0; at 0 the fit is singular)."""
+        return np.concatenate([s.sd_mask() for s in self.structs] or [np.zeros(0, bool)])
+
+    def pullback(self, k: int, theta, G) -> np.ndarray:
+        """Term k's part of the gradient from G = dF/dT_k (q_k x q_k)."""
+        return self.structs[k].pullback(self.segment(theta, k), G)
+
+    def describe(self, theta) -> list[dict]:
+        return [s.describe(self.segment(theta, k)) for k, s in enumerate(self.structs)]
 
     def names(self, term_names: list[str], cnames: list[list[str]]) -> list[str]:
         out = []
-        for k, (r, c) in enumerate(self._order):
-            for i, j in zip(r, c):
-                out.append(
-                    f"{term_names[k]}.{cnames[k][i]}" if i == j else f"{term_names[k]}.{cnames[k][i]}.{cnames[k][j]}"
-                )
+        for k, s in enumerate(self.structs):
+            out.extend(s.names(term_names[k], cnames[k]))
         return out
 
 

@@ -6,6 +6,7 @@ the level index of every row and its n x q_k matrix, never a dense n x q Z.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -14,10 +15,12 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from glmmdiag.errors import DroppedRowsWarning, GlmmdiagError, RankDeficiencyWarning
+from glmmdiag.errors import DroppedRowsWarning, GlmmdiagError, GlmmdiagWarning, RankDeficiencyWarning
 from glmmdiag.fit.columns import Columns, classic_column, float_values, is_nullable, missing_values
 from glmmdiag.fit.expressions import column, evaluate_expression
+from glmmdiag.fit.covstruct import make_structure
 from glmmdiag.fit.families import Family
+from glmmdiag.fit.structured import index_columns
 from glmmdiag.fit.fixed import fixed_model_matrix, formulaic_matrix
 from glmmdiag.fit.formula import (
     ParsedFormula,
@@ -25,6 +28,7 @@ from glmmdiag.fit.formula import (
     expression_variables,
     formula_variables,
     parse_formula,
+    quote_dotted_names,
 )
 
 __all__ = ["ReTerm", "Design", "build_design", "r_column_name", "evaluate_expression"]
@@ -42,6 +46,15 @@ class ReTerm:
     z: np.ndarray
     cnames: list[str]
     spec: object = field(repr=False, default=None)
+    structure: str = "us"  # covariance structure (glmmTMB's name; see fit/covstruct.py)
+    coords: np.ndarray | None = field(repr=False, default=None)  # q x d, distance structures
+    index_vars: tuple[str, ...] = ()  # time column (ar1, toep) or coordinate columns (ou, exp, ...)
+
+    @property
+    def label(self) -> str:
+        """The term as written: ``(lhs | g)``, or ``ar1(lhs | g)`` with a structure."""
+        inner = f"{self.lhs} | {self.group}"
+        return f"({inner})" if self.structure == "us" and not self.index_vars else f"{self.structure}({inner})"
 
     @property
     def nlev(self) -> int:
@@ -133,13 +146,15 @@ def _group_index(data: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.nd
         The design's rows (no missing values in ``group_vars``).
     group_vars : tuple of str
         The grouping columns; several make their interaction, labelled ``"a:b"``, with the levels
-        that occur, in R's order (the first variable varying slowest).
+        that occur, in R's order (the first variable varying slowest); none (``| 1``): one level.
 
     Returns
     -------
     refs : ndarray of intp
     labels : list of str
     """
+    if not group_vars:  # ``(... | 1)``: one level holding every row (a single spatial field)
+        return np.zeros(len(data), np.intp), ["1"]
     code, labels = _codes(_column(data, group_vars[0]))
     for v in group_vars[1:]:
         c2, l2 = _codes(_column(data, v))
@@ -323,7 +338,8 @@ def build_design(
 ) -> Design:
     if not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
-    pf = parse_formula(formula) if isinstance(formula, str) else formula
+    pf = parse_formula(quote_dotted_names(formula, data.columns)) if isinstance(formula, str) else formula
+    pf, poly_columns = _ordered_as_poly(pf, data)
     # 1. which columns are used, and the shared missing-value mask
     used: list[str] = []
     resp_exprs = list(pf.response_cbind) if pf.response_cbind else [pf.response]
@@ -331,7 +347,7 @@ def build_design(
         used += sorted(expression_variables(e))
     used += sorted(formula_variables(pf.fixed))
     for t in pf.re_terms:
-        used += sorted(formula_variables(t.lhs)) + list(t.group_vars)
+        used += sorted(t.variables) + list(t.group_vars)
     for e in pf.offsets:
         used += sorted(expression_variables(e))
     if isinstance(weights, str):
@@ -433,7 +449,7 @@ def build_design(
 
     # 4. fixed effects
     X, xnames, x_spec = fixed_model_matrix(pf.fixed, df)
-    xnames = [r_column_name(c) for c in xnames]
+    xnames = [_r_poly_name(r_column_name(c), poly_columns) for c in xnames]
     if X.shape[0] != n:
         raise RuntimeError(f"internal error: the fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
     if not np.all(np.isfinite(X)):
@@ -486,7 +502,73 @@ class SimpleTermSpec:
         return np.column_stack(parts) if parts else np.zeros((len(data), 0))
 
 
+def _poly_wrapped(text: str, columns: list[str]) -> str:
+    """Each bare occurrence of the columns in ``text`` as ``C(col, contr.poly)``."""
+    for col in columns:
+        pat = re.compile(r"(?<![\w.`])" + re.escape(col) + r"(?![\w(`.])")
+        out, last = [], 0
+        for m in pat.finditer(text):
+            before = text[: m.start()].rstrip()
+            if before.endswith(("C(", "factor(")):
+                continue
+            out.append(text[last : m.start()] + f"C({col}, contr.poly)")
+            last = m.end()
+        text = "".join(out) + text[last:]
+    return text
+
+
+def _ordered_as_poly(pf: ParsedFormula, data: pd.DataFrame) -> tuple[ParsedFormula, list[str]]:
+    """R's default contrasts for an ordered factor are polynomial (contr.poly: .L, .Q, .C, ^4, ...):
+    ordered Categorical columns used bare in the fixed part or a bar's left-hand side are encoded
+    as ``C(col, contr.poly)`` and their columns named as R names them (``dose.L``)."""
+    ordered = [c for c in data.columns if isinstance(c, str) and c.isidentifier()
+               and isinstance(data[c].dtype, pd.CategoricalDtype) and data[c].cat.ordered]
+    if not ordered:
+        return pf, []
+    texts = [pf.fixed] + [t.lhs for t in pf.re_terms if not t.index_vars]
+    used = [c for c in ordered if any(_poly_wrapped(text, [c]) != text for text in texts)]
+    if not used:
+        return pf, []
+    terms = tuple(t if t.index_vars else dataclasses.replace(t, lhs=_poly_wrapped(t.lhs, used)) for t in pf.re_terms)
+    return dataclasses.replace(pf, fixed=_poly_wrapped(pf.fixed, used), re_terms=terms), used
+
+
+def _r_poly_name(name: str, columns: list[str]) -> str:
+    """``C(dose, contr.poly).L:x`` -> ``dose.L:x`` for the columns made polynomial by default."""
+    for col in columns:
+        name = name.replace(f"C({col}, contr.poly)", col)
+    return name
+
+
+def _build_structured_term(spec: ReTermSpec, df: pd.DataFrame) -> ReTerm:
+    """A term with a covariance structure (``ar1(times + 0 | g)``, ``exp(numFactor(x, y) + 0 | g)``,
+    ``cs(f + 0 | g)``, ...): its columns, and the coordinates of a distance structure."""
+    refs, levels = _group_index(df, spec.group_vars)
+    coords = None
+    if spec.index_vars:
+        z, cnames, zspec, coords = index_columns(df, spec.structure, spec.index_vars)
+    else:
+        simple = SimpleTermSpec.parse(spec.lhs, df)
+        z, cnames, zspec = ((simple.get_model_matrix(df), simple.column_names, simple) if simple is not None
+                            else _model_matrix(spec.lhs, df))
+    q = z.shape[1]
+    if q < 2 and spec.structure not in ("us", "diag", "homdiag"):
+        raise GlmmdiagError(
+            f"{spec.label} has {q} coefficient per level: a {spec.structure}() structure correlates several "
+            f"(times, locations or factor levels); check the left-hand side"
+        )
+    n_par = make_structure(spec.structure, q, coords).n_par
+    if n_par >= len(df):
+        raise GlmmdiagError(
+            f"{spec.label} has {n_par} covariance parameters for {len(df)} rows: use a simpler structure"
+        )
+    return ReTerm(spec.group_name, spec.group_vars, spec.lhs, levels, refs, z, cnames, zspec,
+                  structure=spec.structure, coords=coords, index_vars=spec.index_vars)
+
+
 def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
+    if spec.structure != "us" or spec.index_vars:
+        return _build_structured_term(spec, df)
     n = len(df)
     refs, levels = _group_index(df, spec.group_vars)
     simple = SimpleTermSpec.parse(spec.lhs, df)
@@ -503,11 +585,18 @@ def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
     if z.shape[1] == 0:
         raise GlmmdiagError(f"random-effects term ({spec.lhs} | {name}) has no columns")
     if z.shape[1] > 1 and len(levels) * z.shape[1] >= n:
-        raise GlmmdiagError(
-            f"random-effects term ({spec.lhs} | {name}) has {len(levels)} levels x {z.shape[1]} coefficients "
-            f">= {n} rows: the random slopes are not identifiable; use a random intercept (1 | {name}) "
-            f"or a grouping factor with fewer levels"
-        )
+        message = (f"random-effects term ({spec.lhs} | {name}) has {len(levels)} levels x {z.shape[1]} "
+                   f"coefficients >= {n} rows")
+        if family.name == "gaussian":  # lmer's check.nobs.vs.nRE: the residual is not identifiable
+            raise GlmmdiagError(
+                f"{message}: the random slopes are not identifiable from the residual variance; use a "
+                f"random intercept (1 | {name}) or a grouping factor with fewer levels"
+            )
+        # glmer ignores this count: rows with many trials (binomial) or large counts carry the
+        # information; warn (lme4 would not) and fit
+        warnings.warn(
+            f"{message}: the random effects may be weakly identified (one row per coefficient); check "
+            f"the variance components", GlmmdiagWarning, stacklevel=4)
     if family.name == "gaussian" and len(levels) >= n:
         raise GlmmdiagError(
             f"grouping factor {name!r} has {len(levels)} levels for {n} rows: in a linear mixed model its "

@@ -118,7 +118,7 @@ def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None) -> F
         return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt)
     except NUMERICAL_FAILURES as e:
         p = design.X.shape[1]
-        terms = ", ".join(f"({t.lhs} | {t.group})" for t in design.terms) or "none"
+        terms = ", ".join(t.label for t in design.terms) or "none"
         hint = support_hint(family)
         raise FitError(
             f"the {family.name} model could not be fitted to these data ({design.n} rows, {p} fixed-effect "
@@ -532,12 +532,19 @@ def _fit_lmm(design, reml, opt, start):
     tm = prob.thetamap
     lb = tm.lower_bounds()
     th0 = prob.start_theta() if start is None else np.maximum(start, lb)
-    jac = prob.objective_and_gradient if prob.has_gradient else None
-    theta, _ = minimize(prob.objective, th0, lb, opt, "profiled REML" if reml else "profiled ML", jac=jac)
+    stage = "profiled REML" if reml else "profiled ML"
+    logged = np.zeros(tm.n, bool)
+    if tm.any_structured:
+        theta, logged = _minimize_log_sd(prob, th0, lb, opt, stage)
+    else:
+        jac = prob.objective_and_gradient if prob.has_gradient else None
+        theta, _ = minimize(prob.objective, th0, lb, opt, stage, jac=jac)
+        theta = _lmm_off_boundary(prob, theta, lb, opt, stage)
     sol = prob.solution(theta)
     vcov = sol.sigma**2 * dense.cho_solve_lower(sol.RX, np.eye(prob.p)) if prob.p else np.zeros((0, 0))
-    g = prob.objective_and_gradient(theta)[1]
-    free = theta > lb + 1e-8
+    g = np.array(prob.objective_and_gradient(theta)[1], float)
+    g[logged] *= theta[logged]  # the optimiser's coordinates (its inverse Hessian is in them)
+    free = (theta > lb + 1e-8) & ~(logged & (theta == 0.0))
     opt.max_grad = newton_step_size(opt, g, free)
     if prob.system.qr:  # conditional variances given beta: the factor of the random-effects block alone
         cp_u = prob.system.crossprods(design.w, None)
@@ -547,12 +554,95 @@ def _fit_lmm(design, reml, opt, start):
     cv = [sol.sigma**2 * b for b in prob.system.cond_var(F, cp_u, design.terms)]
     ll = sol.loglik
     st = FitState(sol.beta, theta, sol.u, vcov, sol.deviance, ll, sol.sigma, opt, cond_var=cv)
-    if opt.max_grad > GRAD_TOL:
+    if logged.any() and np.max(theta[logged]) > RESIDUAL_ABSORBED:
+        # the structure's own variances absorb the residual one: the optimum is sigma -> 0, the
+        # flat end of a ridge (glmmTMB stops there too), not a failure to converge
+        st.warnings.append(SingularFitWarning(
+            f"boundary (singular) fit: the residual SD ({sol.sigma:.2g}) is near 0, absorbed by the "
+            f"variances of the {', '.join(t.label for t in design.terms if t.structure != 'us')} term; "
+            f"a structure with a single variance (ar1, homcs) identifies it"
+        ))
+    elif opt.max_grad > GRAD_TOL:
         st.warnings.append(ConvergenceWarning(
             f"model may not have converged: the scaled gradient (Newton step) at the optimum is "
             f"{opt.max_grad:.2g} (tolerance {GRAD_TOL:g})"
         ))
     return st
+
+
+def _lmm_off_boundary(prob, theta, lb, opt, stage):
+    """lme4's restart_edge for the profiled criterion: SDs that ended at 0 are moved inside.
+
+    The criterion's slope in a scalar term's theta_j is exactly 0 at theta_j = 0 (it is even in
+    theta_j), so a gradient method that lands there stays, although the optimum may be inside (a
+    gaussian fit of lme4's tests stopped 0.013 log-likelihood units short with both SDs at 0).
+    Try each zero SD, and all of them together, at the values of BOUNDARY_SCAN (relative to the
+    residual SD); from the best point that lowers the criterion, optimise again and keep the better
+    optimum."""
+    tm = prob.thetamap
+    at0 = np.flatnonzero(tm.diag_mask() & (theta <= lb + 1e-8))
+    if not at0.size:
+        return theta
+    f0 = prob.objective(theta)
+    best_f, best = f0, None
+    groups = [[j] for j in at0] + ([list(at0)] if at0.size > 1 else [])
+    for js in groups:
+        for c in BOUNDARY_SCAN:
+            th = theta.copy()
+            th[js] = c
+            f = prob.objective(th)
+            if f < best_f - 1e-6:
+                best_f, best = f, th
+    if best is None:
+        return theta
+    jac = prob.objective_and_gradient if prob.has_gradient else None
+    again, f1 = minimize(prob.objective, best, lb, opt, stage + " (restart off the boundary)", jac=jac)
+    return again if f1 < f0 - 1e-8 else theta
+
+
+LOG_SD_FLOOR = np.log(1e-10)  # log-coordinate floor of a structured term's relative SD
+RESIDUAL_ABSORBED = 1e3  # a structured term's SD this many times the residual SD: sigma -> 0
+
+
+def _minimize_log_sd(prob, th0, lb, opt, stage):
+    """The profiled LMM criterion over theta with the SDs of structured terms on the log scale.
+
+    In the profiled criterion theta is relative to the residual SD, so when a structure absorbs
+    the residual variance (cs, toep: glmmTMB's residual SD ends near 2e-4) the optimum lies at
+    theta -> infinity and L-BFGS-B creeps along a flat ridge; in log theta (glmmTMB's own scale)
+    the same ridge is reached in a few steps. d/dlog theta_j = theta_j d/dtheta_j. A relative SD
+    that goes to 0 stops at exp(LOG_SD_FLOOR) = 1e-10 and is reported as 0 (a singular fit).
+    Returns theta and the mask of the log-scale entries.
+    """
+    tm = prob.thetamap
+    logged = np.zeros(tm.n, bool)
+    for k in range(len(tm.structs)):
+        if tm.structured(k):
+            logged[tm.starts[k] : tm.starts[k + 1]] = tm.structs[k].sd_mask()
+
+    def to_theta(x):
+        th = np.array(x, float)
+        th[logged] = np.exp(x[logged])
+        return th
+
+    def objective(x):
+        return prob.objective(to_theta(x))
+
+    def objective_and_gradient(x):
+        th = to_theta(x)
+        f, g = prob.objective_and_gradient(th)
+        g = np.array(g, float)
+        g[logged] *= th[logged]
+        return f, g
+
+    x0 = np.array(th0, float)
+    x0[logged] = np.log(np.maximum(th0[logged], 1e-8))
+    xlb = np.array(lb, float)
+    xlb[logged] = LOG_SD_FLOOR
+    x, _ = minimize(objective, x0, xlb, opt, stage, jac=objective_and_gradient)
+    theta = to_theta(x)
+    theta[logged & (x <= LOG_SD_FLOOR + 1e-8)] = 0.0
+    return theta, logged
 
 
 # ---------------------------------------------------------------------------- GLMM
@@ -702,21 +792,13 @@ def _off_boundary(prob, st, opt):
     at0 = np.flatnonzero(tm.diag_mask() & (st.theta <= lb + 1e-8))
     if not at0.size or prob.n_agq > 1:
         return st
-    th = st.theta.copy()
-    th[at0] = 1e-3
-    try:
-        _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
-    except NUMERICAL_FAILURES:
-        return st
-    if g is None or not np.any(g[at0] < 0):
-        return st
-    move = at0[g[at0] < 0]
     best_dev, best_th = st.deviance, None
-    for t in (1.0, 0.3, 0.1, 0.03, 0.01):
-        th = st.theta.copy()
-        th[move] = t
-        dv = prob.laplace_deviance(st.beta, th, psi=st.psi)
-        if dv < best_dev:
+    for th in _boundary_candidates(prob, st, at0):
+        try:
+            dv = prob.laplace_deviance(st.beta, th, psi=st.psi)
+        except NUMERICAL_FAILURES:
+            continue
+        if dv < best_dev - 1e-6:
             best_dev, best_th = dv, th
     if best_th is None:
         return st
@@ -730,6 +812,52 @@ def _off_boundary(prob, st, opt):
         again.opt.n_eval += st.opt.n_eval
         return again
     return st
+
+
+BOUNDARY_SCAN = (1.0, 0.3, 0.1, 0.03, 0.01)
+
+
+def _boundary_candidates(prob, st, at0):
+    """Interior points to try from a fit whose SD parameters ``at0`` ended at 0.
+
+    1. Where the gradient at theta_j = 1e-3 is negative, those entries at each value of
+       BOUNDARY_SCAN (the deviance decreases away from 0 there).
+    2. For an unstructured term with a zero diagonal entry the gradient probe can be positive
+       although a much better optimum lies inside (a Poisson random-slope model of lme4's tests
+       stopped 59 log-likelihood units short): the zero entries at c / sd(z_j) for c in
+       BOUNDARY_SCAN (a coefficient's SD of c on the linear-predictor scale per SD of its
+       column), with that term's correlations reset to 0.
+    """
+    tm = prob.thetamap
+    th = st.theta.copy()
+    th[at0] = 1e-3
+    out = []
+    try:
+        _, g = prob.deviance_and_gradient(st.beta, th, psi=st.psi)
+    except NUMERICAL_FAILURES:
+        g = None
+    if g is not None and np.any(g[at0] < 0):
+        move = at0[g[at0] < 0]
+        for t in BOUNDARY_SCAN:
+            th = st.theta.copy()
+            th[move] = t
+            out.append(th)
+    for k, t in enumerate(prob.terms):
+        if tm.structured(k) or t.q == 1:
+            continue
+        seg = np.arange(tm.starts[k], tm.starts[k + 1])
+        rows, cols = tm._order[k]
+        zero = [j for j, (a, b) in zip(seg, zip(rows, cols)) if a == b and j in set(at0.tolist())]
+        if not zero:
+            continue
+        scale = np.array([np.std(t.z[:, rows[j - seg[0]]]) for j in zero])
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        for c in BOUNDARY_SCAN:
+            th = st.theta.copy()
+            th[[j for j, (a, b) in zip(seg, zip(rows, cols)) if a != b]] = 0.0
+            th[zero] = c / scale
+            out.append(th)
+    return out
 
 
 def _stage0(prob, beta_glm, psi, opt):
@@ -800,7 +928,7 @@ class _PsiCoords:
         fam = prob.family
         self.k = k = fam.n_psi
         self.psi0 = None if psi0 is None else np.asarray(psi0, float).copy()
-        self.df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
+        self.df_idx = getattr(fam, "t_df_index", None)  # t with df estimated (also under a dispersion model)
         lin = [j for j in range(k) if j != self.df_idx]
         self.lin = np.asarray(lin, int)
         self.Rp = _psi_whitening(None if Hp is None else Hp[np.ix_(lin, lin)], len(lin))
@@ -1032,6 +1160,8 @@ def _theta_scales_expected(prob, theta, W):
     ts = np.ones(tm.n)
     W = np.maximum(W, 0.0)
     for k, t in enumerate(prob.terms):
+        if tm.structured(k):  # structured terms keep unit scales
+            continue
         rows, cols = tm._order[k]
         for j, (a, b) in enumerate(zip(rows, cols)):
             if a != b:
@@ -1096,7 +1226,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
     idx_t = np.flatnonzero(free_t)
     m = len(idx_t)
     idx_p = np.flatnonzero(free_psi) if (k and free_psi is not None) else np.arange(k)
-    df_idx = 1 if (fam.name == "t" and getattr(fam, "df", None) is None) else None
+    df_idx = getattr(fam, "t_df_index", None)
     pos_df = int(np.flatnonzero(idx_p == df_idx)[0]) if df_idx is not None and df_idx in idx_p else None
 
     def split(z):
@@ -1174,7 +1304,7 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
 
 
 def _check_boundary(st: FitState, design):
-    tm = ThetaMap([t.q for t in design.terms])
+    tm = ThetaMap.for_terms(design.terms)
     diag = tm.diag_mask()
     if np.any(st.theta[diag] < SINGULAR_TOL):
         st.warnings.append(SingularFitWarning(
@@ -1196,9 +1326,32 @@ def _post_fit_checks(st: FitState, design, family) -> None:
     of the fixed effects that is not positive definite or nearly singular, a residual scale of
     (nearly) zero."""
     _check_optimizer(st)
+    _check_divergence(st, design)
     if not _check_separation(st, design, family):
         _check_vcov(st, design)
     _check_scale(st, design, family)
+
+
+DIVERGED = 1e8  # |beta_j| x the spread of its column: a linear-predictor effect no fit can mean
+
+
+def _check_divergence(st: FitState, design) -> None:
+    """Fixed effects that ran off to infinity (a non-canonical link's mode on a plateau once gave
+    beta ~ -1.7e15 with 'converged'): never reported as a converged fit."""
+    X = design.X
+    if not X.shape[1] or not X.shape[0]:
+        return
+    spread = np.maximum(np.max(np.abs(X), axis=0), 1e-300)
+    effect = np.abs(np.asarray(st.beta, float)) * spread
+    bad = np.flatnonzero(~np.isfinite(effect) | (effect > DIVERGED))
+    if bad.size and not any(isinstance(w, ConvergenceWarning) and "diverged" in str(w) for w in st.warnings):
+        names = ", ".join(design.xnames[j] for j in bad[:5])
+        st.opt.converged = False
+        st.warnings.append(ConvergenceWarning(
+            f"the fit diverged: fixed effects {names} reached {np.max(np.abs(st.beta[bad])):.3g} (a linear "
+            f"predictor beyond {DIVERGED:g}); the estimates are not usable: check the link (a non-canonical "
+            f"link needs starting values near the solution), the scale of the predictors and separation"
+        ))
 
 
 def _check_optimizer(st: FitState) -> None:

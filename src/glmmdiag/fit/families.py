@@ -63,6 +63,7 @@ __all__ = [
     "OrdBeta",
     "get_family",
     "FAMILIES",
+    "TRUNCATED_FAMILIES",
 ]
 
 _TINY = 1e-12
@@ -1150,6 +1151,12 @@ class StudentT(Family):
     def psi_names(self):
         return ("log_sigma",) if self.df is not None else ("log_sigma", "log_df")
 
+    @property
+    def t_df_index(self):
+        """Position of log df in psi when df is estimated (None when fixed): the engine optimises
+        that component as 1/df."""
+        return None if self.df is not None else 1
+
     def _init_kwargs(self):
         return {"df": self.df}
 
@@ -1870,6 +1877,12 @@ FAMILIES: dict[str, type[Family]] = {
     "tweedie": Tweedie,
     "ordbeta": OrdBeta,
 }
+# zero-truncated counts (glmmTMB's truncated_*): built by ``submodels.truncated_family`` over the base
+TRUNCATED_FAMILIES: dict[str, str] = {
+    "truncated_poisson": "poisson",
+    "truncated_nbinom1": "nbinom1",
+    "truncated_nbinom2": "nbinom2",
+}
 _ALIASES = {
     "bernoulli": "binomial",
     "normal": "gaussian",
@@ -1884,7 +1897,18 @@ _ALIASES = {
 def get_family(family: str | Family, link: str | None = None, **kwargs) -> Family:
     """A family object from its name (case-insensitive; aliases: "Gamma", "beta_family",
     "negative_binomial" -> nbinom2, "student_t"/"t_family" -> t) or an existing family, with an
-    optional link and family arguments (e.g. ``df=`` for t)."""
+    optional link and family arguments (e.g. ``df=`` for t). The zero-truncated families
+    "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2" are compositions over their
+    base (``submodels.CompositeFamily``; with ``ziformula`` in ``glmm``, hurdle models)."""
+    trunc = getattr(family, "truncated_name", None) if isinstance(family, Family) else str(family).lower()
+    if trunc in TRUNCATED_FAMILIES:
+        if kwargs:
+            raise GlmmdiagError(f"the {trunc} family does not take the argument(s) {sorted(kwargs)}")
+        if isinstance(family, Family) and (link is None or get_link(link).name == family.link.name):
+            return family
+        from glmmdiag.fit.submodels import truncated_family
+
+        return truncated_family(trunc, link if link is not None or not isinstance(family, Family) else family.link)
     if isinstance(family, Family):
         if (link is None or get_link(link).name == family.link.name) and not kwargs:
             return family
@@ -1894,7 +1918,8 @@ def get_family(family: str | Family, link: str | None = None, **kwargs) -> Famil
         key = str(family).lower()
         key = _ALIASES.get(key, key)
         if key not in FAMILIES:
-            raise GlmmdiagError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+            raise GlmmdiagError(
+                f"unknown family {family!r}; choose one of {sorted(FAMILIES) + sorted(TRUNCATED_FAMILIES)}")
         cls, args = FAMILIES[key], kwargs
     try:
         return cls(link, **args)

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 import formulaic
 
 from glmmdiag.errors import FormulaError
+from glmmdiag.fit.covstruct import DISTANCE_STRUCTURES, STRUCTURES, TIME_STRUCTURES
 from glmmdiag.fit.expressions import allowed_summary, check_column_name, check_expression, short
 
 __all__ = [
     "ParsedFormula",
     "ReTermSpec",
+    "quote_dotted_names",
     "parse_formula",
     "expression_variables",
     "formula_variables",
@@ -43,14 +45,31 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ReTermSpec:
-    """One random-effects term ``(lhs | g1:g2:...)`` after expansion."""
+    """One random-effects term ``(lhs | g1:g2:...)`` after expansion.
+
+    ``structure`` is the covariance structure (glmmTMB's name: ``us`` for lme4's bar, ``diag``,
+    ``cs``, ``ar1``, ``ou``, ``exp``, ...); ``index_vars`` the time column of ``ar1``/``toep`` or the
+    coordinate columns of ``numFactor(x, y)`` for the distance structures."""
 
     lhs: str
     group_vars: tuple[str, ...]
+    structure: str = "us"
+    index_vars: tuple[str, ...] = ()
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The data columns of the term's left-hand side."""
+        return frozenset(self.index_vars) if self.index_vars else formula_variables(self.lhs)
+
+    @property
+    def label(self) -> str:
+        """The term as written: ``(lhs | g)`` or ``ar1(lhs | g)``."""
+        inner = f"{self.lhs} | {self.group_name}"
+        return f"({inner})" if self.structure == "us" and not self.index_vars else f"{self.structure}({inner})"
 
     @property
     def group_name(self) -> str:
-        return ":".join(self.group_vars)
+        return ":".join(self.group_vars) or "1"
 
 
 @dataclass(frozen=True)
@@ -146,6 +165,8 @@ def _expand_groups(group: str) -> list[tuple[str, ...]]:
     group = group.strip()
     if _is_wrapped(group):
         group = group[1:-1].strip()
+    if group == "1":  # one level for all rows: a structured term's single field, exp(... | 1)
+        return [()]
     quoted: dict[str, str] = {}
 
     def hide(m):  # back-quoted names may contain / : + *
@@ -197,6 +218,85 @@ def _expand_bar(inner: str) -> list[ReTermSpec]:
     return [ReTermSpec(lhs, g) for g in _expand_groups(group)]
 
 
+_DOTTED = re.compile(r"(?<![\w.`])[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+(?![\w(`])")
+
+
+def quote_dotted_names(text: str, columns) -> str:
+    """R-style dotted column names (``final.snail.density``) back-quoted where the data has such a
+    column, so that the whitelist reads them as one name rather than attribute access; quoted
+    strings, back-quoted names and anything that is not a column (``np.log``) are left alone."""
+    if "." not in text:
+        return text
+    names = {c for c in columns if isinstance(c, str) and "." in c}
+    if not names:
+        return text
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"`":
+            j = text.find(ch, i + 1)
+            j = n - 1 if j < 0 else j
+            out.append(text[i : j + 1])
+            i = j + 1
+            continue
+        j = i
+        while j < n and text[j] not in "'\"`":
+            j += 1
+        out.append(_DOTTED.sub(lambda m: f"`{m.group(0)}`" if m.group(0) in names else m.group(0), text[i:j]))
+        i = j
+    return "".join(out)
+
+
+def _structure_of(term: str) -> str | None:
+    """glmmTMB's covariance-structure name if ``term`` is ``name(lhs | group)``."""
+    head = term.split("(", 1)[0].strip()
+    if head in STRUCTURES and _is_wrapped(term, head):
+        if len(split_top_level(term[len(head) + 1 : -1], "|")) > 1:
+            return head
+    return None
+
+
+def _index_variables(structure: str, lhs: str) -> tuple[str, ...]:
+    """The time column of ``ar1``/``toep`` or the coordinate columns of a distance structure.
+
+    ``ar1(times + 0 | g)``: one column (a factor of equally spaced times, or numbers);
+    ``exp(numFactor(x, y) + 0 | g)`` (R's spelling; ``coords(x, y)`` too): the coordinate columns.
+    The left-hand side must have no intercept: one coefficient per time or location."""
+    parts = [(sign, t) for sign, t in signed_terms(lhs)]
+    pieces = [t for sign, t in parts if t not in ("0", "1")]
+    no_intercept = any(t == "0" and sign == "+" for sign, t in parts) or any(
+        t == "1" and sign == "-" for sign, t in parts)
+    distance = structure in DISTANCE_STRUCTURES
+    example = f"{structure}(numFactor(x, y) + 0 | group)" if distance else f"{structure}(times + 0 | group)"
+    if len(pieces) != 1 or not no_intercept:
+        raise FormulaError(
+            f"{structure}({lhs} | ...) needs one {'coordinate set' if distance else 'time variable'} and no "
+            f"intercept, e.g. {example}"
+        )
+    piece = pieces[0]
+    for wrapper in ("numFactor", "coords"):
+        if _is_wrapped(piece, wrapper):
+            names = [a.strip() for a in split_top_level(piece[len(wrapper) + 1 : -1], ",")]
+            if not names or not all(names):
+                raise FormulaError(f"{piece!r} needs column names, e.g. numFactor(x, y)")
+            if not distance and len(names) != 1:
+                raise FormulaError(f"{structure}() takes one time column; got {piece!r}")
+            return tuple(check_column_name(nm.strip("`"), f"{structure}() coordinate") for nm in names)
+    if _is_wrapped(piece, "factor"):
+        piece = piece[len("factor(") : -1].strip()
+    return (check_column_name(piece.strip("`"), f"{structure}() {'coordinate' if distance else 'time'}"),)
+
+
+def _expand_structured(structure: str, inner: str) -> list[ReTermSpec]:
+    """``name(lhs | group)``: one term with glmmTMB's covariance structure ``name``."""
+    if "||" in inner:
+        raise FormulaError(f"{structure}(... || ...) is not defined: write {structure}(lhs | group)")
+    lhs, group = split_top_level(inner, "|")
+    lhs = lhs.strip() or "1"
+    index = _index_variables(structure, lhs) if structure in TIME_STRUCTURES + DISTANCE_STRUCTURES else ()
+    return [ReTermSpec(lhs, g, structure, index) for g in _expand_groups(group)]
+
+
 def _r_powers(text: str) -> str:
     """R's ``^`` inside ``I(...)`` (and other calls) means power: rewrite it as ``**``."""
     out, depth, i, quoted = [], 0, 0, False
@@ -218,24 +318,30 @@ def _r_powers(text: str) -> str:
     return "".join(out)
 
 
-def _top_level_bar(rhs: str) -> None:
-    """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)``: refuse it."""
+def _top_level_bar(rhs: str) -> str:
+    """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)`` (its ``nobars``
+    leaves an intercept, ``findbars`` the bar term): the same here. ``y ~ x + (x | g)`` keeps the
+    fixed effect."""
     parts = split_top_level(rhs, "|")
-    if len(parts) > 1:
-        bar = "||" if "||" in rhs else "|"
-        lhs, group = parts[0].strip() or "1", parts[-1].strip()
-        raise FormulaError(
-            f"the random-effects term '{rhs.strip()}' needs parentheses: lme4 reads 'y ~ {lhs} {bar} {group}' "
-            f"as 'y ~ 1 + ({lhs} {bar} {group})'; write that, or 'y ~ {lhs} + ({lhs} {bar} {group})' to keep "
-            f"the fixed effects"
-        )
+    if len(parts) == 1:
+        return rhs
+    bar = "||" if "||" in rhs else "|"
+    lhs, group = parts[0].strip() or "1", parts[-1].strip()
+    if not group:
+        raise FormulaError(f"the random-effects term '{rhs.strip()}' has no grouping factor after '{bar}'")
+    return f"1 + ({lhs} {bar} {group})"
 
 
 def _split_rhs(rhs: str):
     """(fixed (sign, term) pairs, random-effects terms, offset expressions) of a right-hand side."""
     fixed, re_terms, offsets = [], [], []
     for sign, term in signed_terms(rhs):
-        if _is_wrapped(term) and "|" in term:
+        structure = _structure_of(term)
+        if structure is not None:
+            if sign == "-":
+                raise FormulaError(f"cannot subtract a random-effects term: {term}")
+            re_terms.extend(_expand_structured(structure, term[len(structure) + 1 : -1]))
+        elif _is_wrapped(term) and "|" in term:
             if sign == "-":
                 raise FormulaError(f"cannot subtract a random-effects term: {term}")
             re_terms.extend(_expand_bar(term[1:-1]))
@@ -295,14 +401,15 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise FormulaError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
     lhs, rhs = sides[0].strip(), sides[1].strip()
     response, cbind = _check_response(lhs)
-    _top_level_bar(rhs)
+    rhs = _top_level_bar(rhs)
     fixed, re_terms, offsets = _split_rhs(rhs)
     for e in offsets:
         check_expression(e, "offset()")
     fixed_txt = _join_fixed(fixed)
     formula_variables(fixed_txt)
     for t in re_terms:
-        _part_variables(t.lhs, "random-effects term")
+        if not t.index_vars:
+            _part_variables(t.lhs, "random-effects term")
     return ParsedFormula(response, cbind, fixed_txt, tuple(re_terms), tuple(offsets), text)
 
 

@@ -76,7 +76,7 @@ class GLMMProblem:
         self.y, self.w, self.X, self.offset = (_read_only(a) for a in (design.y, design.w, design.X, design.offset))
         self.n, self.p = design.X.shape
         self.terms = design.terms
-        self.thetamap = ThetaMap([t.q for t in design.terms])
+        self.thetamap = ThetaMap.for_terms(design.terms)
         self.system = BlockedSystem(design.terms, design.n)
         self.nq = sum(t.nlev * t.q for t in design.terms)
         self.const = float(np.sum(family.loglik_const(self.y, self.w)))
@@ -118,12 +118,22 @@ class GLMMProblem:
                 out += np.einsum("ij,ij->i", t.z, bk[t.refs])
         return out
 
+    def _level_indicator(self, k: int):
+        """The sparse (levels x n) indicator of term k's levels (cached)."""
+        cache = self.__dict__.setdefault("_indicators", {})
+        if k not in cache:
+            t = self.terms[k]
+            cache[k] = sparse.csr_matrix((np.ones(self.n), (t.refs, np.arange(self.n))), shape=(t.nlev, self.n))
+        return cache[k]
+
     def lamt_zt(self, T, s) -> np.ndarray:
         """Lambda' Z' s."""
         parts = []
         for k, t in enumerate(self.terms):
             if t.q == 1:
                 v = np.bincount(t.refs, t.z[:, 0] * s, minlength=t.nlev)[:, None]
+            elif t.q > 8:  # many coefficients per level (ar1, spatial): one sparse product
+                v = self._level_indicator(k) @ (t.z * s[:, None])
             else:
                 v = np.column_stack([np.bincount(t.refs, t.z[:, a] * s, minlength=t.nlev) for a in range(t.q)])
             parts.append((v @ T[k]).ravel())
@@ -265,11 +275,13 @@ class GLMMProblem:
             obj = -2.0 * ll.sum() + u @ u
             if np.isfinite(obj):
                 break
-        if not np.isfinite(obj) and u0 is None and np.any(u != 0):
-            u = np.zeros_like(u)  # the warm start is outside the support at these parameters
-            eta = base
-            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
-            obj = -2.0 * ll.sum()
+        if u0 is None and np.any(u != 0):
+            # u = 0 when it is the better start (outside the support, or another basin: see
+            # ``_pirls_diag``)
+            ll0, s0, W0, dW0 = fam.eta_derivs(self.y, base, self.w, psi, order)
+            obj0 = -2.0 * ll0.sum()
+            if np.isfinite(obj0) and not obj0 >= obj:
+                u, eta, ll, s, W, dW, obj = np.zeros_like(u), base, ll0, s0, W0, dW0, obj0
         if not np.isfinite(obj):
             raise PirlsError("log-likelihood not finite at the starting conditional modes")
         q1 = sysm.l1 * sysm.q1
@@ -383,11 +395,14 @@ class GLMMProblem:
             eta = base + th * zu
             ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
             obj = -2.0 * ll.sum() + u @ u
-        if not np.isfinite(obj) and u0 is None and np.any(u != 0):
-            u = np.zeros_like(u)
-            eta = base
-            ll, s, W, dW = fam.eta_derivs(self.y, eta, self.w, psi, order)
-            obj = -2.0 * ll.sum()
+        if u0 is None and np.any(u != 0):
+            # u = 0 when it is the better start: a warm start outside the support, or one that sits
+            # in another basin (a non-canonical link's plateau: gaussian(inverse) once carried a
+            # mode with a 1000x larger penalised deviance from one evaluation to the next)
+            ll0, s0, W0, dW0 = fam.eta_derivs(self.y, base, self.w, psi, order)
+            obj0 = -2.0 * ll0.sum()
+            if np.isfinite(obj0) and not obj0 >= obj:
+                u, eta, ll, s, W, dW, obj = np.zeros_like(u), base, ll0, s0, W0, dW0, obj0
         if not np.isfinite(obj):
             raise PirlsError("log-likelihood not finite at the starting conditional modes")
         t2 = th * th
@@ -635,6 +650,11 @@ class GLMMProblem:
         for k, t in enumerate(self.terms):
             uk = u[self._starts[k] : self._starts[k + 1]].reshape(t.nlev, t.q)
             tk = tvec[self._starts[k] : self._starts[k + 1]].reshape(t.nlev, t.q)
+            if self.thetamap.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
+                G = t.z.T @ (r[:, None] * uk[t.refs] + s[:, None] * tk[t.refs] + 2.0 * Wc[:, None] * own[k])
+                grad_theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = self.thetamap.pullback(k, theta, G)
+                m = self.thetamap.starts[k + 1]
+                continue
             rows, cols = self.thetamap._order[k]
             for a, b in zip(rows, cols):
                 za = t.z[:, a]

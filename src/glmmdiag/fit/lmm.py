@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from glmmdiag.fit.blocked import BlockedSystem, spd_inverse
+from glmmdiag.fit.blocked import BlockedSystem, level_crossprods, spd_inverse
 from glmmdiag.fit.covariance import ThetaMap
 from glmmdiag.fit.dense import solve_pd, solve_triangular
 
@@ -39,7 +39,7 @@ class LMMProblem:
     def __init__(self, design, reml: bool):
         self.design = design
         self.reml = reml
-        self.thetamap = ThetaMap([t.q for t in design.terms])
+        self.thetamap = ThetaMap.for_terms(design.terms)
         self.system = BlockedSystem(design.terms, design.n)
         Xy = np.column_stack([design.X, design.y - design.offset])
         self.cp = self.system.crossprods(design.w, Xy)
@@ -57,7 +57,7 @@ class LMMProblem:
     has_gradient = True
 
     def start_theta(self) -> np.ndarray:
-        """Moment starting values from the OLS residuals r (DESIGN.md sec. 5).
+        """Moment starting values from the OLS residuals r.
 
         Per term and level j, b_j = (Z_j'Z_j)^{-1} Z_j'r_j; with s_k^2 the residual variance within
         the levels, Sigma = cov(b_j) - s_k^2 mean((Z_j'Z_j)^{-1}) (made positive definite) and theta
@@ -80,12 +80,15 @@ class LMMProblem:
             return theta
         for k, t in enumerate(d.terms):
             q = t.q
-            zz = np.stack([np.stack([np.bincount(t.refs, d.w * t.z[:, a] * t.z[:, b], minlength=t.nlev)
-                                     for b in range(q)], -1) for a in range(q)], -2)  # (l, q, q)
+            zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
             zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
             det = np.linalg.det(zz)
-            ok = det > 1e-8 * np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) ** q
-            if ok.sum() < max(3, q + 1):
+            structured = self.thetamap.structured(k)
+            # (a structured term's many coefficients: det against (trace / q)^q, as trace^q would
+            # exclude every level of a 12-time ar1 term)
+            size = np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) / (q if structured else 1)
+            ok = det > 1e-8 * size**q
+            if ok.sum() < max(3, q + 1) and not (structured and ok.sum() >= 3):
                 continue
             inv = np.linalg.inv(zz[ok])
             bj = np.einsum("lab,lb->la", inv, zr[ok])
@@ -93,12 +96,13 @@ class LMMProblem:
             rss = np.bincount(t.refs, d.w * res**2, minlength=t.nlev)[ok] - np.einsum("la,la->l", bj, zr[ok])
             dof = np.bincount(t.refs, minlength=t.nlev)[ok] - q
             s2k = float(rss.sum() / dof.sum()) if dof.sum() > 0 and rss.sum() > 0 else s2
+            if structured and dof.sum() <= 0:  # one row per coefficient: split the residual variance
+                s2k = 0.5 * s2
             sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv.mean(axis=0)
             vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
             vals = np.maximum(vals, 1e-4 * s2k)
-            L = np.linalg.cholesky((vecs * vals) @ vecs.T / s2k)
-            rows, cols = self.thetamap._order[k]
-            theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = np.clip(L[rows, cols], -10, 10)
+            S = (vecs * vals) @ vecs.T / s2k
+            theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = self.thetamap.structs[k].start(S)
         return theta
 
     def objective(self, theta) -> float:
@@ -153,7 +157,8 @@ class LMMProblem:
         beta, u = self._solve(F)
         T = F.T
         terms = d.terms
-        scalar = all(t.q == 1 for t in terms) and np.all(theta > SCALAR_TRICK_MIN)
+        scalar = (all(t.q == 1 for t in terms) and not self.thetamap.any_structured
+                  and np.all(theta > SCALAR_TRICK_MIN))
         own = None if scalar else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
         starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in terms])]).astype(int)
         fitted = d.offset + d.X @ beta
@@ -165,9 +170,15 @@ class LMMProblem:
         grad = np.empty(self.thetamap.n)
         trace = self._scalar_traces(F) if scalar else None
         m = 0
+        tm = self.thetamap
         for k, t in enumerate(terms):
             uk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q)
-            rows, cols = self.thetamap._order[k]
+            if tm.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
+                G = t.z.T @ (2.0 * d.w[:, None] * own[k] - (2.0 * nu / r2) * we[:, None] * uk[t.refs])
+                grad[tm.starts[k] : tm.starts[k + 1]] = tm.pullback(k, theta, G)
+                m = tm.starts[k + 1]
+                continue
+            rows, cols = tm._order[k]
             for a, b in zip(rows, cols):
                 za = t.z[:, a]
                 tr = trace[k] if scalar else 2.0 * np.sum(d.w * za * own[k][:, b])

@@ -49,7 +49,7 @@ class GLMMResults:
         self.n_agq = n_agq
         self.data_name = data_name
         self.formula = design.formula.text
-        self._thetamap = ThetaMap([t.q for t in design.terms])
+        self._thetamap = ThetaMap.for_terms(design.terms)
         # the LMM path (gaussian, identity link) keeps theta relative to sigma, as lme4
         self._relative = (family.name == "gaussian" and family.link.name == "identity"
                           and not getattr(family, "composite", False))
@@ -140,6 +140,8 @@ class GLMMResults:
                 V = np.linalg.inv(H)[m:, m:]
             except np.linalg.LinAlgError:
                 V = np.linalg.pinv(H)[m:, m:]
+        if V.shape[0] < k:  # a parameter held fixed at its limit (t's df, the last one): no variance
+            V = np.pad(V, (0, k - V.shape[0]), constant_values=np.nan)
         return pd.DataFrame(0.5 * (V + V.T), index=names, columns=names)
 
     def _sub_se(self, prefix, est) -> pd.Series:
@@ -191,6 +193,15 @@ class GLMMResults:
             # gaussian with a non-identity link: theta is absolute; the Residual row is sigma
             T = [Tk / sigma for Tk in T]
         return varcorr_table(self.design.terms, T, sigma)
+
+    @property
+    def covariance_parameters(self) -> list[dict]:
+        """Per random-effects term, the covariance structure's own parameters on glmmTMB's
+        reporting scale: ``{"rho": ...}`` for ``ar1``/``cs``/``homcs``, ``{"range": ...}`` for
+        ``exp``/``gau`` (and ``"kappa"`` for ``mat``), ``{"rate", "rho_unit"}`` for ``ou``, the
+        lag correlations ``r1, r2, ...`` for ``toep``; ``{}`` for unstructured and diagonal terms
+        (their SDs and correlations are in :attr:`varcorr`)."""
+        return self._thetamap.describe(self._st.theta)
 
     def _b_blocks(self) -> list[np.ndarray]:
         """Random effects b = Lambda u per term, shape (levels, q)."""
@@ -421,11 +432,16 @@ class GLMMResults:
         return self.predict(type="response")
 
     # ------------------------------------------------------------------ simulation
-    def simulate(self, nsim: int = 1, seed=None, conditional: bool = False) -> np.ndarray:
-        """Draw ``nsim`` responses per row: array (nobs, nsim).
+    def simulate(self, n_sim: int = 1, seed=None, conditional: bool = False, re_form=None, *,
+                 nsim: int | None = None) -> np.ndarray:
+        """Draw ``n_sim`` responses per row: array (nobs, n_sim) (``nsim=``, R's spelling, is
+        accepted too).
 
         conditional=False draws new random effects u ~ N(0, I) per simulation (lme4/glmmTMB
-        default); True keeps the conditional modes. Binomial: success counts.
+        default); True keeps the conditional modes. ``re_form`` (lme4's ``simulate(re.form=)``)
+        chooses term by term and overrides ``conditional``: the terms it names, e.g.
+        ``"~(1 | site)"``, keep their conditional modes and the others are drawn anew; ``"~0"``
+        or ``"NA"`` draws all (unconditional). Binomial: success counts.
 
         Families whose weights are likelihood weights (Poisson, Gamma, beta, nbinom1, nbinom2, t)
         have no generative model for a weighted row: the draws ignore the weights, with a warning
@@ -435,6 +451,11 @@ class GLMMResults:
         random-effect variance under the log link); Poisson and negative binomial means above
         1e18 are drawn by the normal approximation (numpy's Poisson sampler stops near 9.2e18).
         """
+        if nsim is not None:
+            n_sim = nsim
+        nsim = int(n_sim)
+        if nsim < 1:
+            raise GlmmdiagError(f"n_sim must be a positive integer; got {n_sim!r}")
         rng = _as_generator(seed)
         d = self.design
         n = d.n
@@ -446,13 +467,23 @@ class GLMMResults:
                 GlmmdiagWarning,
                 stacklevel=2,
             )
-        if conditional or not d.terms:
+        if re_form is not None:
+            kept = set(_select_terms(d.terms, re_form))
+        else:
+            kept = set(range(len(d.terms))) if conditional else set()
+        if len(kept) == len(d.terms):
             eta = np.repeat(self.predict(type="link")[:, None], nsim, axis=1)
         else:
-            eta = np.repeat((d.X @ self._st.beta + d.offset)[:, None], nsim, axis=1)
+            base = d.X @ self._st.beta + d.offset
+            if kept:
+                keep = sorted(kept)
+                base = base + self._zb(keep, [d.terms[k].refs for k in keep], [d.terms[k].z for k in keep])
+            eta = np.repeat(base[:, None], nsim, axis=1)
             T = self._thetamap.factors(self._st.theta)
             scale = self.sigma if self._relative else 1.0
-            for t, Tk in zip(d.terms, T):
+            for k, (t, Tk) in enumerate(zip(d.terms, T)):
+                if k in kept:
+                    continue
                 u = rng.standard_normal((t.nlev, t.q, nsim))
                 b = np.einsum("ab,lbs->las", Tk, u) * scale
                 eta += np.einsum("ia,ias->is", t.z, b[t.refs])
@@ -489,13 +520,42 @@ class GLMMResults:
         NaN, 0 or infinite (never a p-value of 0 from a missing or zero standard error)."""
         return _coef_table(self.fixef, self.se)
 
-    def summary(self) -> str:
-        from glmmdiag.fit.summary import format_summary
+    def summary(self) -> "Summary":
+        """glmmTMB's summary as text: a ``str`` that prints (and shows in a REPL) as the text and
+        renders as preformatted HTML in Jupyter."""
+        from glmmdiag.fit.summary import Summary, format_summary
 
-        return format_summary(self)
+        return Summary(format_summary(self))
 
     def __repr__(self):
-        return self.summary()
+        return (f"<GLMMResults: {self.formula}; {self.family.name}({self.family.link.name}); "
+                f"{self.nobs} obs; logLik {self.loglik:.6g}>")
+
+    def __str__(self):
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+    # ------------------------------------------------------------------ statsmodels-style aliases
+    @property
+    def params(self) -> pd.Series:
+        """statsmodels' name for the fixed effects (:attr:`fixef`)."""
+        return self.fixef
+
+    @property
+    def bse(self) -> pd.Series:
+        """statsmodels' name for the fixed effects' standard errors (:attr:`se`)."""
+        return self.se
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """statsmodels' ``conf_int``: Wald intervals of the fixed effects, columns 0 (lower) and 1
+        (upper) (see :func:`glmmdiag.confint` for the variance components and submodels)."""
+        from scipy import stats as _stats
+
+        z = _stats.norm.ppf(1 - alpha / 2)
+        est, se = self.fixef, self.se
+        return pd.DataFrame({0: est - z * se, 1: est + z * se})
 
 
 def _coef_table(est, se) -> pd.DataFrame:
@@ -512,8 +572,8 @@ _NO_RANDOM_EFFECTS = ("~0", "~-1", "NA")  # re_form values (whitespace removed) 
 
 
 def _term_label(term) -> str:
-    """A random-effects term as ``fit.varcorr`` shows it: ``(lhs | group)``."""
-    return f"({term.lhs} | {term.group})"
+    """A random-effects term as ``fit.varcorr`` shows it: ``(lhs | group)`` or ``ar1(lhs | group)``."""
+    return term.label
 
 
 def _lhs_key(lhs: str) -> tuple[bool, frozenset]:
@@ -602,7 +662,7 @@ def _needed_columns(design, selected) -> list[str]:
         names.append(design.offset_column)
     for k in selected:
         t = design.terms[k]
-        names += sorted(formula_variables(t.lhs)) + list(t.group_vars)
+        names += sorted(t.index_vars or formula_variables(t.lhs)) + list(t.group_vars)
     return list(dict.fromkeys(names))
 
 
@@ -715,6 +775,8 @@ def _group_refs(term, frame: pd.DataFrame) -> np.ndarray:
     (:func:`glmmdiag.fit.columns.match_levels`); for ``a:b`` each column separately, then the pair.
     """
     gv = term.group_vars
+    if not gv:  # ``| 1``: every row is in the one level
+        return np.zeros(len(frame), np.intp)
     if len(gv) == 1:
         return match_levels(frame[gv[0]], term.levels)
     parts = [lv.split(":") for lv in term.levels]

@@ -13,15 +13,22 @@ f the base density and L_i = log f(0 | eta_i, zeta_i):
 
 * zero-inflation:  p(0) = pi + (1 - pi) f(0),  p(k > 0) = (1 - pi) f(k);
 * hurdle:          p(0) = pi,                  p(k > 0) = (1 - pi) f(k) / (1 - f(0));
-* zero truncation (a hurdle family without ``ziformula``, pi = 0):  p(k > 0) = f(k) / (1 - f(0)).
+* zero truncation (a hurdle family without ``ziformula``, pi = 0):  p(k > 0) = f(k) / (1 - f(0));
+* zero-inflation of a base without mass at 0 (Gamma, glmmTMB's ``ziGamma``): f(0) = 0, so
+  p(0) = pi, p(y > 0) = (1 - pi) f(y) -- the hurdle formula with L_i = -inf (``point0`` False).
+
+A base family with several parameters (t: log sigma, log df; tweedie: log phi, logit(p - 1)) has
+its first one, the dispersion, modelled by X_disp; the others are scalars appended to the
+coefficient vector ("extras"): psi = [beta_disp, beta_zi, extras].
 
 Every case is  l_i = m_i lf(y_i) + h(L_i, xi_i)  with m_i in {0, 1} (whether the base log density of
 y_i enters) and a scalar function h of (L, xi) per row, so all derivatives follow from the base
 family's own derivatives in (eta, psi) at y_i and at 0 by the chain rule (``_zero_terms`` and
-``eta_derivs`` for hurdles; for zero-inflation L_i is needed on the zero rows only, where it is the
-base density at y_i itself, so the base family is evaluated once: ``_zi_terms``). The engine sees
-one family whose psi is the coefficient vector [beta_disp, beta_zi]: the derivative of the
-log-likelihood in a coefficient j of a submodel with design matrix X is
+``eta_derivs`` for hurdles and for the zero-inflation of a base without mass at 0; for
+zero-inflation otherwise L_i is needed on the zero rows only, where it is the base density at y_i
+itself, so the base family is evaluated once: ``_zi_terms``). The engine sees one family whose
+psi is the coefficient vector [beta_disp, beta_zi, extras]: the derivative of the log-likelihood
+in a coefficient j of a submodel with design matrix X is
 sum_i X_ij d l_i / d(linear predictor)_i, so the exact Laplace gradient
 (``GLMMProblem.deviance_and_gradient``'s psi terms) needs only the per-row derivatives multiplied by
 the columns of X. An intercept-only dispersion model passes a scalar psi to the base family (its
@@ -36,13 +43,31 @@ import numpy as np
 from scipy import stats
 
 from glmmdiag.errors import GlmmdiagError
-from glmmdiag.fit.families import Family, simulable_means
+from glmmdiag.fit.families import TRUNCATED_FAMILIES, Family, _poisson_draws, simulable_means
 
-__all__ = ["CompositeFamily", "ZERO_FAMILIES", "DISP_FAMILIES", "TRUNCATED"]
+__all__ = ["CompositeFamily", "ZERO_FAMILIES", "DISP_FAMILIES", "TRUNCATED", "truncated_family"]
 
-ZERO_FAMILIES = ("poisson", "binomial", "nbinom1", "nbinom2")  # ziformula supported for these bases
-DISP_FAMILIES = ("gaussian", "gamma", "beta", "nbinom1", "nbinom2")  # dispformula supported for these
-TRUNCATED = {"truncated_poisson": "poisson", "truncated_nbinom1": "nbinom1", "truncated_nbinom2": "nbinom2"}
+# ziformula supported for these bases: a point mass mixed with the base (counts, beta-binomial,
+# tweedie) or, for Gamma (f(0) = 0), glmmTMB's ziGamma: P(0) = pi, P(y > 0) = (1 - pi) f(y)
+ZERO_FAMILIES = ("poisson", "binomial", "nbinom1", "nbinom2", "betabinomial", "tweedie", "gamma")
+NO_ZERO_MASS = ("gamma",)  # bases whose density has no mass at 0: zero-inflation is then a hurdle
+# dispformula supported for these
+DISP_FAMILIES = ("gaussian", "gamma", "beta", "nbinom1", "nbinom2", "t", "betabinomial", "tweedie")
+TRUNCATED = TRUNCATED_FAMILIES
+
+# why ziformula is refused for the other families, and what to use instead
+ZI_REFUSALS = {
+    "beta": "the beta family's support is 0 < y < 1, so there are no zeros to inflate; for proportions with "
+            "exact 0s (and 1s) use family='ordbeta'",
+    "ordbeta": "the ordbeta family already gives exact 0s (and 1s) their own probabilities through its "
+               "cutpoints, so zero-inflation does not apply; fit family='ordbeta' without ziformula",
+    "gaussian": "glmmTMB 1.1.5 accepts it but adds the probability pi to the density value f(0) at y = 0, "
+                "mixing a probability with a density (the fit then depends on the response's units and is "
+                "not the likelihood of any distribution), so glmmdiag does not fit it; for exact zeros plus "
+                "positive amounts use family='tweedie' (with or without ziformula) or family='gamma' with "
+                "ziformula (a hurdle, glmmTMB's ziGamma)",
+}
+ZI_REFUSALS["t"] = ZI_REFUSALS["gaussian"]
 
 
 def _expit(x):
@@ -56,9 +81,22 @@ def _softplus(x):
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
+def _times(v, mult):
+    """A per-row derivative entry of ``_row_derivs`` (an array, or a tuple or list of them, None
+    kept) times the likelihood weights."""
+    if v is None:
+        return None
+    if isinstance(v, (tuple, list)):
+        return type(v)(_times(a, mult) for a in v)
+    return v * mult
+
+
 def betad_slope(base) -> float:
-    """c = d betad / d psi of the base family: glmmTMB's dispersion predictor is c psi."""
-    return float(base.glmmtmb_betad(np.array([1.0])) - base.glmmtmb_betad(np.array([0.0])))
+    """c = d betad / d psi_0 of the base family (psi_0 its dispersion component): glmmTMB's
+    dispersion predictor is c psi_0."""
+    e = np.zeros(base.n_psi)
+    e[0] = 1.0
+    return float(base.glmmtmb_betad(e) - base.glmmtmb_betad(np.zeros(base.n_psi)))
 
 
 class CompositeFamily(Family):
@@ -96,6 +134,11 @@ class CompositeFamily(Family):
         self.kz = 0 if self.Xz is None else self.Xz.shape[1]
         self._XdT = None if self.Xd is None else np.ascontiguousarray(self.Xd.T)
         self._XzT = None if self.Xz is None else np.ascontiguousarray(self.Xz.T)
+        self.ke = max(base.n_psi - 1, 0)  # the base's parameters after its dispersion (t's df, tweedie's power)
+        self.point0 = base.name not in NO_ZERO_MASS  # the base has (possibly) mass at 0
+        # zero-inflation mixing a point mass with a base that has mass at 0 (``_zi_terms``); the
+        # zero-inflation of a base without it (ziGamma) takes the hurdle's path with L = -inf
+        self._zi_mix = zero == "zi" and self.point0
         self.c = betad_slope(base) if base.n_psi else 1.0
         # an intercept-only dispersion model: the base family gets a scalar psi (its fast paths)
         self.d_const = self.kd == 1 and bool(np.all(self.Xd[:, 0] == 1.0))
@@ -106,9 +149,21 @@ class CompositeFamily(Family):
         self.has_dispersion = base.has_dispersion
         self.weight_role = base.weight_role
         self.dw_costly = base.dw_costly
-        self._psi_names = tuple(f"disp~{n}" for n in self.dnames) + tuple(f"zi~{n}" for n in self.znames)
+        self._psi_names = (tuple(f"disp~{n}" for n in self.dnames) + tuple(f"zi~{n}" for n in self.znames)
+                           + tuple(base.psi_names[1:]))
         self._y0_cache = {}
         self._nb1_log = base.name == "nbinom1" and base.link.name == "log"
+        self._ypos = (None, None)
+
+    @property
+    def df(self):
+        """The t base's fixed degrees of freedom (None: estimated, or not a t base)."""
+        return getattr(self.base, "df", None)
+
+    @property
+    def t_df_index(self):
+        """Position of t's log df in psi when it is estimated (the engine optimises it as 1/df)."""
+        return None if getattr(self.base, "t_df_index", None) is None else self.kd + self.kz
 
     @property
     def psi_names(self):
@@ -128,14 +183,16 @@ class CompositeFamily(Family):
 
     def subset(self, keep):
         """The same model on the rows ``keep`` (a boolean mask)."""
-        return CompositeFamily(self.base, None if self.Xd is None else self.Xd[keep],
+        rows = lambda X: X if X.shape[0] == 1 and len(keep) != 1 else X[keep]  # noqa: E731 (a row-free constant)
+        return CompositeFamily(self.base, None if self.Xd is None else rows(self.Xd),
                                None if self.Xz is None else self.Xz[keep], self.zero, self.dnames,
                                self.znames, self.specs, self.truncated_name)
 
     # ------------------------------------------------------------------ parameters
     def split(self, psi, Xd=None, Xz=None):
-        """(base psi, xi): the base family's psi (a scalar vector, or one (1, n) row of per-row
-        values: psi_i = X_disp,i' beta_disp / c) and the zero model's linear predictor (None).
+        """(base psi, xi): the base family's psi -- a vector [psi_0, extras] for a constant
+        dispersion, or an (n_psi, n) array of per-row values with psi_0,i = X_disp,i' beta_disp / c
+        and the extras repeated -- and the zero model's linear predictor (None without one).
 
         psi may also be a (K, n_psi) matrix of K coefficient vectors that differ in the zero
         model's coefficients only (``rowwise_psi``; K points evaluated at once with eta of shape
@@ -146,7 +203,8 @@ class CompositeFamily(Family):
         if psi.ndim == 2 and psi.shape[0] > 1 and psi.shape[1] == self.n_psi:
             P = psi
             psi = P[0]
-            if self.kd and not np.array_equal(P[:, : self.kd], np.broadcast_to(psi[: self.kd], (len(P), self.kd))):
+            fixed = np.r_[0 : self.kd, self.kd + self.kz : P.shape[1]]  # the dispersion model and the extras
+            if fixed.size and not np.array_equal(P[:, fixed], np.broadcast_to(psi[fixed], (len(P), fixed.size))):
                 raise ValueError("a batch of coefficient vectors may differ in the zero model's coefficients only")
             xi = P[:, self.kd : self.kd + self.kz] @ Xz.T if self.kz else None
         else:
@@ -155,7 +213,12 @@ class CompositeFamily(Family):
         bpsi = None
         if self.kd:
             bd = psi[: self.kd]
-            bpsi = np.array([bd[0] / self.c]) if self.d_const else (Xd @ bd / self.c)[None, :]
+            extras = psi[self.kd + self.kz : self.kd + self.kz + self.ke]
+            if self.d_const:
+                bpsi = np.array([bd[0] / self.c]) if not self.ke else np.concatenate([[bd[0] / self.c], extras])
+            else:
+                z = Xd @ bd / self.c
+                bpsi = np.vstack([z] + [np.full(z.shape, e) for e in extras]) if self.ke else z[None, :]
         return bpsi, xi
 
     @property
@@ -198,6 +261,21 @@ class CompositeFamily(Family):
             self._y0_cache[shape] = z
         return z
 
+    def _y_base(self, y):
+        """y where the base density is evaluated: y itself, except for a base without mass at 0,
+        whose zero rows (m = 0: its density does not enter) get y = 1 so that everything stays
+        finite. Read-only and cached per read-only y (the base families cache per y object)."""
+        if self.point0 or self.zero is None:
+            return y
+        cy, ypos = self._ypos
+        if cy is y:
+            return ypos
+        ypos = np.where(np.asarray(y) > 0, y, 1.0)
+        if isinstance(y, np.ndarray) and not y.flags.writeable:
+            ypos.flags.writeable = False
+            self._ypos = (y, ypos)
+        return ypos
+
     # ------------------------------------------------------------------ the zero model
     _xi_memo = None
 
@@ -218,8 +296,9 @@ class CompositeFamily(Family):
 
         y = 0: m = 0, h = log pi; y > 0: m = 1, h = -log(1 - e^L) - log(1 + e^xi) with
         a = e^L/(1 - e^L): h_L = a, h_LL = a(1+a), h_LLL = a(1+a)(1+2a), h_x = -pi,
-        h_xx = -pi(1-pi) (without xi the softplus terms are absent). (Zero-inflation needs no
-        base density at 0: ``_zi_terms``.)"""
+        h_xx = -pi(1-pi) (without xi the softplus terms are absent). Zero-inflation of a base
+        without mass at 0 (``point0`` False) is this case with L = -inf (a = 0). (Zero-inflation of
+        a base with mass at 0 needs no base density at 0: ``_zi_terms``.)"""
         pos = np.broadcast_to(np.asarray(y) > 0, np.shape(L))
         m = pos.astype(float)
         zero = np.zeros(np.shape(L))
@@ -240,7 +319,7 @@ class CompositeFamily(Family):
     # ------------------------------------------------------------------ derivatives in eta
     def eta_derivs(self, y, eta, w, psi=None, order=3):
         """(l, s, W, dW) of the composed row log density (see the module docstring)."""
-        if self.zero == "zi":
+        if self.zero is not None:
             hit = self._memo_hit(y, w, eta, psi)  # PIRLS's last point, asked again for the gradient
             if hit is not None and "eta" in hit[5]:
                 ll, s, W, dW = hit[5]["eta"]
@@ -249,7 +328,7 @@ class CompositeFamily(Family):
         if self.zero is None:
             return self.base.eta_derivs(y, eta, w, bpsi, order)
         wb, mult = self._weights(w)
-        if self.zero == "zi":
+        if self._zi_mix:
             (l1, s1, W1, dW1), _, (qm, vm, ll) = self._at(y, eta, w, wb, bpsi, xi, psi)
             sp = self._xi_terms(xi)[1]
             s = qm * s1
@@ -328,14 +407,18 @@ class CompositeFamily(Family):
         eta_a = np.asarray(eta)
         psi_a = np.asarray(psi, float).reshape(-1)
         base = self.base
-        if self.zero == "zi":  # the zero rows' base density at y is the one at 0
+        if self._zi_mix:  # the zero rows' base density at y is the one at 0
             d_y = self._by_rows(y, eta, wb, bpsi, lambda *a: base.eta_derivs(*a, 3), self._nb1_zero)
             out = (d_y, None, self._zi_terms(y, d_y[0], xi))
         else:
-            d_y = base.eta_derivs(y, eta, wb, bpsi, 3)
-            d_0 = self._nb1_zero(eta, wb, bpsi)
-            if d_0 is None:
-                d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
+            d_y = base.eta_derivs(self._y_base(y), eta, wb, bpsi, 3)
+            if not self.point0:  # no mass at 0: L = log f(0) = -inf, its derivatives 0
+                shape = np.shape(eta)
+                d_0 = (np.full(shape, -np.inf),) + tuple(np.zeros(shape) for _ in range(3))
+            else:
+                d_0 = self._nb1_zero(eta, wb, bpsi)
+                if d_0 is None:
+                    d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
             out = (d_y, d_0, None)  # ``_zero_terms``: by ``_hurdle_terms`` when the psi derivatives need them
         if isinstance(y, np.ndarray) and not y.flags.writeable:
             self._memo = (y, w, eta_a.copy(), psi_a.copy(), out, {})
@@ -457,9 +540,15 @@ class CompositeFamily(Family):
     _rows_memo = None
 
     def _row_derivs(self, y, eta, w, psi, second):
-        """Per-row derivatives in the submodels' linear predictors (zeta, xi):
-        dict with dW and, per predictor, (l_p, s_p, W_p[, l_pp]) plus the cross term l_zx; each
-        multiplied by the likelihood weight. The last result is kept (the GLM's Hessian asks for
+        """Per-row derivatives in the submodels' linear predictors (zeta, xi) and the extras:
+        dict with dW; "d" = (l_p, s_p, W_p[, l_pp]) in zeta (the dispersion predictor, psi_0 = zeta / c);
+        "e" the same per extra component; "z" in xi; the cross terms "dz_x" (zeta, xi), and with
+        extras "ex" (each extra with xi) and "bb" (second only: the (n, n_psi, n_psi) Hessian of the
+        composed row in the base's psi, component 0 included); each multiplied by the likelihood
+        weight. With m, h of ``_zero_terms``, L = log f(0) and g = log f(y) (the base's), a base
+        parameter a has l_a = m g_a + h_L L_a and l_ab = m g_ab + h_L L_ab + h_LL L_a L_b,
+        l_ax = h_Lx L_a; the eta derivatives follow by the chain rule (zero-inflation of a base
+        with mass at 0: ``_zi_row_derivs``). The last result is kept (the GLM's Hessian asks for
         the columns and the summed Hessian at the same point; y and w by identity)."""
         eta_a = np.asarray(eta)
         psi_a = np.asarray(psi, float).reshape(-1)
@@ -474,68 +563,102 @@ class CompositeFamily(Family):
         return out
 
     def _base_psi_terms(self, y, eta, wb, bpsi, second, zero_rows=False):
-        """The base family's (l_psi, s_psi, W_psi, l_psipsi) at y on the scale of the dispersion
-        predictor (divided by c, l_psipsi by c^2; None without ``second``); ``zero_rows``: the
-        rows with y = 0 may use the closed form at 0 (``_by_rows``)."""
+        """The base family's (l_a, s_a, W_a, l_aa) at y per component a of its psi, component 0 on
+        the scale of the dispersion predictor (divided by c, l_aa by c^2), the extras as they are
+        (l_aa None without ``second``); ``zero_rows``: the rows with y = 0 may use the closed form
+        at 0 (``_by_rows``; nbinom1, one component)."""
         c = self.c
+        nb = self.base.n_psi
 
         def at_y(y_, eta_, wb_, bpsi_):
-            d = self.base.psi_derivs(y_, eta_, wb_, bpsi_, second=second)[0]
-            return tuple(d) if second else tuple(d[:3]) + (None,)
+            comps = self.base.psi_derivs(y_, eta_, wb_, bpsi_, second=second)
+            return tuple(a for d in comps for a in (tuple(d) if second else tuple(d[:3]) + (None,)))
 
         at_zero = None
         if zero_rows:
             def at_zero(eta_, wb_, bpsi_):
                 return self._nb1_zero_psi(eta_, wb_, bpsi_)
 
-        g, gs, gW, gh = self._by_rows(y, eta, wb, bpsi, at_y, at_zero)
+        flat = self._by_rows(y, eta, wb, bpsi, at_y, at_zero)
+        comps = [tuple(flat[4 * a : 4 * a + 4]) for a in range(nb)]
         if c != 1.0:
-            g, gs, gW = g / c, gs / c, gW / c
-            gh = None if gh is None else gh / (c * c)
-        return g, gs, gW, gh
+            g, gs, gW, gh = comps[0]
+            comps[0] = (g / c, gs / c, gW / c, None if gh is None else gh / (c * c))
+        return comps
+
+    def _psi_at_zero(self, y0, eta, wb, bpsi, second):
+        """The base's psi derivatives at y = 0 per component, scaled as ``_base_psi_terms``:
+        nbinom1's closed form, zeros for a base without mass at 0, the base's own otherwise."""
+        if not self.point0:
+            zero = np.zeros(np.shape(eta))
+            return [(zero, zero, zero, zero)] * self.base.n_psi
+        z0 = self._nb1_zero_psi(eta, wb, bpsi)
+        if z0 is not None:
+            c = self.c
+            return [tuple(a / c for a in z0[:3]) + ((z0[3] / (c * c)) if second else None,)]
+        return self._base_psi_terms(y0, eta, wb, bpsi, second)
 
     def _row_derivs_at(self, y, eta, w, psi, second):
         bpsi, xi = self.split(psi)
         base = self.base
         wb, mult = self._weights(w)
         c = self.c
+        nb = base.n_psi if self.kd else 0
         out = {}
         if self.zero is None:
             if second:
                 dW = base.eta_derivs(y, eta, wb, bpsi, 3)[3]
-                lp, sp, Wp, lpp = base.psi_derivs(y, eta, wb, bpsi, second=True)[0]
-                out["d"] = (lp / c, sp / c, Wp / c, lpp / (c * c))
+                comps = base.psi_derivs(y, eta, wb, bpsi, second=True)
             else:
-                dW, [(lp, sp, Wp)] = base.laplace_gradient_terms(y, eta, wb, bpsi, None)
-                out["d"] = (lp / c, sp / c, Wp / c, None)
+                dW, comps = base.laplace_gradient_terms(y, eta, wb, bpsi, None)
+                comps = [tuple(cp[:3]) + (None,) for cp in comps]
+            lp, sp, Wp, lpp = comps[0]
+            out["d"] = (lp / c, sp / c, Wp / c, None if lpp is None else lpp / (c * c))
             out["dW"] = dW
+            if self.ke:
+                out["e"] = list(comps[1:])
+                if second:
+                    out["bb"] = base.psi_hessian(y, eta, wb, bpsi)
             return out
-        if self.zero == "zi":
+        if self._zi_mix:
             return self._zi_row_derivs(y, eta, w, wb, mult, bpsi, xi, psi, second)
+        # hurdle, zero truncation, zero-inflation of a base without mass at 0
         mult = 1.0 if mult is None else mult
         y0 = self._y0(y)
+        yb = self._y_base(y)
         (_, s1, W1, dW1), (L, Le, LW, LdW), _ = self._at(y, eta, w, wb, bpsi, xi, psi)
         m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = self._hurdle_terms(y, eta, w, psi, L, xi)
         Lee, Leee = -LW, -LdW
         d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
         out["dW"] = -d3 * mult
-        if self.kd:
-            z0 = self._nb1_zero_psi(eta, wb, bpsi)
-            g1, gs1, gW1, gh1 = self._base_psi_terms(y, eta, wb, bpsi, second)
-            if z0 is None:
-                Lz, Lez, LWz, Lzz = self._base_psi_terms(y0, eta, wb, bpsi, second)
-            else:
-                Lz, Lez, LWz, Lzz = tuple(a / c for a in z0[:3]) + ((z0[3] / (c * c)) if second else None,)
-            Leez = -LWz
-            l_z = m * g1 + hL * Lz
-            s_z = m * gs1 + hL * Lez + hLL * Le * Lz
-            d_eez = -m * gW1 + hL * Leez + hLL * (Lee * Lz + 2.0 * Le * Lez) + hLLL * Le * Le * Lz
-            l_zz = None
-            if second:
-                l_zz = (m * gh1 + hL * Lzz + hLL * Lz * Lz) * mult
-            out["d"] = (l_z * mult, s_z * mult, -d_eez * mult, l_zz)
+        if nb:
+            at_y = self._base_psi_terms(yb, eta, wb, bpsi, second)
+            at_0 = self._psi_at_zero(y0, eta, wb, bpsi, second)
+            comps, Ls = [], []
+            for (g1, gs1, gW1, gh1), (La, Lea, LWa, Laa) in zip(at_y, at_0):
+                l_a = m * g1 + hL * La
+                s_a = m * gs1 + hL * Lea + hLL * Le * La
+                d_eea = -m * gW1 - hL * LWa + hLL * (Lee * La + 2.0 * Le * Lea) + hLLL * Le * Le * La
+                l_aa = None
+                if second:
+                    l_aa = (m * gh1 + hL * Laa + hLL * La * La) * mult
+                comps.append((l_a * mult, s_a * mult, -d_eea * mult, l_aa))
+                Ls.append(La)
+            out["d"] = comps[0]
+            if self.ke:
+                out["e"] = comps[1:]
+                if second:
+                    Hy = base.psi_hessian(yb, eta, wb, bpsi)
+                    H0 = base.psi_hessian(y0, eta, wb, bpsi) if self.point0 else 0.0
+                    # in base coordinates (component 0 not divided by c)
+                    La0 = [Ls[0] * c] + Ls[1:]
+                    Lab = np.stack([np.stack([La0[i] * La0[j] for j in range(nb)], -1) for i in range(nb)], -2)
+                    out["bb"] = (m[..., None, None] * Hy + hL[..., None, None] * H0
+                                 + hLL[..., None, None] * Lab) * np.asarray(mult)[..., None, None]
             if xi is not None:
-                out["dz_x"] = hLx * Lz * mult
+                out["dz_x"] = hLx * Ls[0] * mult
+                if self.ke:
+                    out["ex"] = [hLx * La * mult for La in Ls[1:]]
         if xi is not None:
             s_x = hLx * Le
             d_eex = hLx * Lee + hLLx * Le * Le
@@ -543,33 +666,51 @@ class CompositeFamily(Family):
         return out
 
     def _zi_row_derivs(self, y, eta, w, wb, mult, bpsi, xi, psi, second):
-        """``_row_derivs`` for zero-inflation, from the base family at y only (``_zi_terms``):
-        with g = the base's l_psi at y (on the zero rows the one at 0),
-        l_zeta = qm g, s_zeta = qm g_s + vm s1 g, W_zeta = qm g_W + vm (W1 g - 2 s1 g_s) - v3 s1^2 g,
-        l_zetazeta = qm g_h + vm g^2, l_zeta,xi = -vm g; l_xi = 1 - qm - pi, s_xi = -vm s1,
-        W_xi = -vm W1 + v3 s1^2, l_xixi = vm - pi (1 - pi), v3 = vm (1 - 2 qm)."""
+        """``_row_derivs`` for zero-inflation of a base with mass at 0, from the base family at y
+        only (``_zi_terms``): per base parameter a, with g = the base's l_a at y (on the zero rows
+        the one at 0), l_a = qm g, s_a = qm g_s + vm s1 g, W_a = qm g_W + vm (W1 g - 2 s1 g_s) - v3 s1^2 g,
+        l_aa = qm g_h + vm g^2, l_a,xi = -vm g (and l_ab = qm g_ab + vm g_a g_b between two of
+        them); l_xi = 1 - qm - pi, s_xi = -vm s1, W_xi = -vm W1 + v3 s1^2, l_xixi = vm - pi (1 - pi),
+        v3 = vm (1 - 2 qm)."""
         (_, s1, W1, dW1), _, (qm, vm, _) = self._at(y, eta, w, wb, bpsi, xi, psi)
         v3 = vm * (1.0 - 2.0 * qm)
         s1s1 = s1 * s1
         out = {"dW": qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1s1)}
         if self.kd:
-            g, gs, gW, gh = self._base_psi_terms(y, eta, wb, bpsi, second, zero_rows=True)
-            vg = vm * g
-            out["d"] = (qm * g, qm * gs + vg * s1, qm * gW + vg * W1 - 2.0 * vm * s1 * gs - v3 * s1s1 * g,
-                        (qm * gh + vg * g) if second else None)
+            at_y = self._base_psi_terms(y, eta, wb, bpsi, second, zero_rows=True)
+            comps, vgs = [], []
+            for g, gs, gW, gh in at_y:
+                vg = vm * g
+                comps.append((qm * g, qm * gs + vg * s1, qm * gW + vg * W1 - 2.0 * vm * s1 * gs - v3 * s1s1 * g,
+                              (qm * gh + vg * g) if second else None))
+                vgs.append(vg)
+            out["d"] = comps[0]
+            if self.ke:
+                out["e"] = comps[1:]
+                if second:
+                    nb = len(at_y)
+                    Hy = self.base.psi_hessian(y, eta, wb, bpsi)
+                    gb = [at_y[0][0] * self.c] + [cp[0] for cp in at_y[1:]]  # in base coordinates
+                    Gab = np.stack([np.stack([gb[i] * gb[j] for j in range(nb)], -1) for i in range(nb)], -2)
+                    out["bb"] = qm[..., None, None] * Hy + vm[..., None, None] * Gab
             if xi is not None:
-                out["dz_x"] = -vg
+                out["dz_x"] = -vgs[0]
+                if self.ke:
+                    out["ex"] = [-vg for vg in vgs[1:]]
         if xi is not None:
             pi, _, v_pi = self._xi_terms(xi)
             out["z"] = (1.0 - qm - pi, -vm * s1, v3 * s1s1 - vm * W1, vm - v_pi)
         if mult is not None:
-            out = {k: (v * mult if not isinstance(v, tuple) else tuple(None if a is None else a * mult for a in v))
-                   for k, v in out.items()}
+            bb = out.pop("bb", None)
+            out = {k: _times(v, mult) for k, v in out.items()}
+            if bb is not None:  # one (n_psi, n_psi) block per row
+                out["bb"] = bb * np.asarray(mult)[..., None, None]
         return out
 
     def _columns(self, rows, second):
         """Per-coefficient (l, s, W, l_pp) from the per-row derivatives: column j of a submodel's
-        matrix times each (one broadcast product per derivative and submodel)."""
+        matrix times each (disp, zi; one broadcast product per derivative and submodel), then the
+        extras as they are."""
         out = []
         for key, X in (("d", self.Xd), ("z", self.Xz)):
             if X is None or key not in rows:
@@ -585,6 +726,8 @@ class CompositeFamily(Family):
             parts = [Xt * lp, Xt * sp, Xt * Wp]
             parts.append(Xt * Xt * lpp if second else [None] * k)
             out.extend(zip(*parts))
+        for lp, sp, Wp, lpp in rows.get("e", ()):
+            out.append((lp, sp, Wp, lpp if second else None))
         return out
 
     def laplace_gradient_terms(self, y, eta, w, psi, dW=None):
@@ -601,6 +744,8 @@ class CompositeFamily(Family):
     def psi_hessian(self, y, eta, w, psi, summed: bool = False):
         """d2 l / d(beta_disp, beta_zi)^2: X' diag(per-row second derivatives) X blocks."""
         rows = self._row_derivs(y, eta, w, psi, second=True)
+        if self.ke:
+            return self._psi_hessian_extras(rows, np.shape(eta)[-1], summed)
         n = np.shape(eta)[-1]
         blocks = []
         if "d" in rows:
@@ -631,9 +776,41 @@ class CompositeFamily(Family):
             H[:, self.kd :, : self.kd] = np.swapaxes(C, 1, 2)
         return H
 
+    def _psi_hessian_extras(self, rows, n, summed):
+        """The Hessian over [beta_disp, beta_zi, extras] with extras: per row, with D the second
+        derivatives in the predictors (the base's psi components and xi) and coefficient k acting
+        on predictor r_k through the column v_k (X_disp / c, X_zi, or ones),
+        H_i[k, l] = v_ik v_il D_i[r_k, r_l]."""
+        nb = self.base.n_psi
+        P = nb + (1 if self.kz else 0)
+        D = np.zeros((n, P, P))
+        D[:, :nb, :nb] = np.broadcast_to(rows["bb"], (n, nb, nb))
+        if self.kz:
+            D[:, nb, nb] = np.broadcast_to(rows["z"][3], (n,))
+            cross = [rows["dz_x"] * self.c] + list(rows["ex"])  # in base coordinates
+            for a in range(nb):
+                D[:, a, nb] = D[:, nb, a] = np.broadcast_to(cross[a], (n,))
+        cols, pred = [], []
+        if self.kd:
+            cols.append(np.broadcast_to(self.Xd, (n, self.kd)) / self.c)
+            pred += [0] * self.kd
+        if self.kz:
+            cols.append(self.Xz)
+            pred += [nb] * self.kz
+        cols.append(np.ones((n, self.ke)))
+        pred += list(range(1, nb))
+        V = np.hstack(cols)
+        pred = np.asarray(pred)
+        H = V[:, :, None] * V[:, None, :] * D[:, pred][:, :, pred]
+        return H.sum(axis=0) if summed else H
+
     # ------------------------------------------------------------------ density
     def loglik_const(self, y, w):
-        return self.base.loglik_const(y, w)
+        if self.point0 or self.zero is None:
+            return self.base.loglik_const(y, w)
+        # no mass at 0: the base's constant enters the positive rows only
+        pos = np.asarray(y) > 0
+        return np.where(pos, self.base.loglik_const(self._y_base(y), w), 0.0)
 
     def mu_derivs(self, y, mu, w, psi=None, order=3):
         raise NotImplementedError("CompositeFamily works on the linear predictor (eta_derivs)")
@@ -643,7 +820,19 @@ class CompositeFamily(Family):
         return self.eta_derivs(y, eta, w, psi, 1)[0] + self.loglik_const(y, w)
 
     def check_response(self, y, w, name):
-        self.base.check_response(y, w, name)
+        if self.point0 or self.zero is None:
+            self.base.check_response(y, w, name)
+        else:  # zeros are the zero model's; the rest must be in the base's support
+            y = np.asarray(y, float)
+            self.base._check_finite(y, name)
+            neg = y < 0
+            if neg.any():
+                raise GlmmdiagError(
+                    f"response {name!r} has {int(neg.sum())} negative values of {y.size} rows, outside the support "
+                    f"of the zero-inflated {self.base.display_name} family (y = 0 or y > 0)"
+                )
+            pos = y > 0
+            self.base.check_response(y[pos], np.broadcast_to(np.asarray(w, float), y.shape)[pos], name)
         if self.zero == "hurdle" and self.Xz is None and np.any(np.asarray(y) == 0):
             raise GlmmdiagError(
                 f"response {name!r} has {int(np.sum(np.asarray(y) == 0))} zeros, outside the support of the "
@@ -651,14 +840,20 @@ class CompositeFamily(Family):
             )
 
     def start_mu(self, y, w):
-        return self.base.start_mu(y, w)
+        if self.point0 or self.zero is None:
+            return self.base.start_mu(y, w)
+        y = np.asarray(y, float)
+        pos = y > 0
+        fill = float(np.mean(y[pos])) if pos.any() else 1.0
+        return self.base.start_mu(np.where(pos, y, fill), w)
 
     def psi_start(self, y, mu, w):
         """Starting coefficients: the base family's moment estimate of psi on the dispersion
         model's intercept (c psi, least squares on X_disp); for a hurdle the logistic regression
         of 1{y = 0} on X_zi (exact: the hurdle's zero part is separable); for zero-inflation the
         intercept logit((p0 - f0) / (1 - f0)), p0 the share of zeros and f0 the mean base
-        probability of a zero, at least 0.05."""
+        probability of a zero, at least 0.05 (for a base without mass at 0 the logistic regression,
+        exact as for a hurdle); the extras from the base's own start."""
         y, mu, w = (np.asarray(v, float) for v in (y, mu, w))
         parts = []
         bpsi = None
@@ -666,12 +861,18 @@ class CompositeFamily(Family):
             sel = y > 0 if self.zero is not None else np.ones(len(y), bool)
             if sel.sum() < 2:
                 sel = np.ones(len(y), bool)
-            z0 = float(self.c * self.base.psi_start(y[sel], mu[sel], w[sel])[0])
-            bd = np.linalg.lstsq(self.Xd, np.full(len(y), z0), rcond=None)[0]
+            w_sel = np.broadcast_to(w, y.shape)[sel]
+            b0 = np.asarray(self.base.psi_start(y[sel], mu[sel], w_sel), float)
+            z0 = float(self.c * b0[0])
+            if self.d_const:
+                bd = np.array([z0])
+            else:
+                bd = np.linalg.lstsq(self.Xd, np.full(len(y), z0), rcond=None)[0]
             parts.append(bd)
-            bpsi = np.array([z0 / self.c])
+            bpsi = np.concatenate([[z0 / self.c], b0[1:]])
+            extras = b0[1:]
         if self.kz:
-            if self.zero == "hurdle":
+            if self.zero == "hurdle" or not self.point0:
                 parts.append(_logistic_fit(self.Xz, (y == 0).astype(float)))
             else:
                 wb, _ = self._weights(w)
@@ -680,6 +881,8 @@ class CompositeFamily(Family):
                 p0, f0m = float(np.mean(y == 0)), float(np.mean(f0))
                 pi0 = float(np.clip((p0 - f0m) / max(1.0 - f0m, 1e-8), 0.05, 0.95))
                 parts.append(np.linalg.lstsq(self.Xz, np.full(len(y), np.log(pi0 / (1 - pi0))), rcond=None)[0])
+        if self.ke:
+            parts.append(extras)
         return np.concatenate(parts) if parts else np.zeros(0)
 
     # ------------------------------------------------------------------ reported parameters
@@ -688,6 +891,14 @@ class CompositeFamily(Family):
         if not self.kd or self.disp_varies:
             return None
         return self.base.dispersion(self.split(psi)[0])
+
+    def dispersion_extra(self, psi=None):
+        """The base's further parameters (t's df, tweedie's power), which do not vary by row."""
+        if not self.kd:
+            return {}
+        psi = np.asarray(psi, float).reshape(-1)
+        extras = psi[self.kd + self.kz : self.kd + self.kz + self.ke]
+        return self.base.dispersion_extra(np.concatenate([[0.0], extras]))
 
     def glmmtmb_betad(self, psi=None):
         if not self.kd:
@@ -710,10 +921,18 @@ class CompositeFamily(Family):
         w1 = np.ones(np.shape(mu))
         return self.base.cdf(np.zeros(np.shape(mu)), mu, w1, bpsi) if self.base.name != "binomial" else (1 - mu)
 
+    @staticmethod
+    def _over_nonzero(a, f0):
+        """a / (1 - f0): a moment of the zero-truncated base from the untruncated one; where
+        1 - f0 underflows to 0 (a mean ~ 0) its limit 1 (all the mass at k = 1)."""
+        den = 1.0 - np.asarray(f0, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, a / np.where(den > 0, den, 1.0), 1.0)
+
     def mean(self, mu, pi, f0):
         """E y: (1 - pi) mu for zero-inflation, (1 - pi) mu / (1 - f0) for a hurdle."""
         if self.zero == "hurdle":
-            return (1.0 - pi) * mu / (1.0 - f0)
+            return (1.0 - pi) * self._over_nonzero(mu, f0)
         return (1.0 - pi) * mu
 
     def variance(self, mu, psi=None):
@@ -727,7 +946,7 @@ class CompositeFamily(Family):
             m2 = v + mu * mu
             return (1 - pi) * m2 - ((1 - pi) * mu) ** 2
         f0 = self._f0(mu, bpsi)
-        m1, m2 = mu / (1 - f0), (v + mu * mu) / (1 - f0)
+        m1, m2 = self._over_nonzero(mu, f0), self._over_nonzero(v + mu * mu, f0)
         return (1 - pi) * m2 - ((1 - pi) * m1) ** 2
 
     def _rows_first(self, a, like):
@@ -742,7 +961,7 @@ class CompositeFamily(Family):
     def _base_psi_rows(self, psi, like):
         bpsi, xi = self.split(psi)
         if bpsi is not None and not self.d_const:
-            bpsi = self._rows_first(bpsi[0], like)[None, ...]
+            bpsi = np.stack([self._rows_first(b, like) for b in bpsi])
         pi = None if xi is None else self._rows_first(_expit(xi), like)
         return bpsi, pi
 
@@ -779,6 +998,19 @@ class CompositeFamily(Family):
         f0 = self._f0(mu, bpsi)
         return np.where(y < 0, 0.0, np.where(y < 1, pi, pi + (1 - pi) * (F - f0) / (1 - f0)))
 
+    def cdf_lower(self, y, mu, w, psi=None):
+        """P(Y < y): the CDF at y - 1 for counts; for a continuous base (with or without an atom at
+        0) 0 at y <= 0 with a zero model, (1 - pi) P_base(Y < y) + pi above 0 (zero-inflation)."""
+        if self.discrete:
+            return self.cdf(np.asarray(y, float) - 1.0, mu, w, psi)
+        if self.zero is None:
+            bpsi, _ = self._base_psi_rows(psi, mu)
+            return self.base.cdf_lower(y, mu, w, bpsi)
+        y = np.asarray(y, float)
+        bpsi, pi = self._base_psi_rows(psi, mu)
+        pi = 0.0 if pi is None else pi
+        return np.where(y <= 0, 0.0, pi + (1 - pi) * self.base.cdf_lower(y, mu, w, bpsi))
+
 
 TRUNC_REJECT_F0 = 0.5  # rows with P(0) below this: rejection; above: inverse CDF by sequential search
 TRUNC_ROUNDS = 40  # rejection rounds / search steps before the rest goes through scipy's quantile function
@@ -814,11 +1046,12 @@ def truncated_draws(base, mu, bpsi, rng):
     for _ in range(TRUNC_ROUNDS):
         if not idx.size:
             break
+        # (means above ~1e18, which numpy's sampler refuses, by the normal approximation)
         if pois:
-            d = rng.poisson(m[idx])
+            d = _poisson_draws(m[idx], rng)
         else:
             sz = size[idx]
-            d = rng.poisson(rng.gamma(sz, m[idx] / sz))
+            d = _poisson_draws(rng.gamma(sz, m[idx] / sz), rng)
         y[idx] = d
         idx = idx[d == 0]
     rest, u_rest = idx, None
@@ -930,9 +1163,34 @@ def _submodel_matrix(rhs, design, data, what):
 def _is_fixed_part(rhs, design) -> bool:
     """Whether a submodel's right-hand side is the conditional model's fixed part, written the same
     way: its matrix, names and replay spec are then the design's (built from the same rows by the
-    same steps as ``_submodel_matrix``)."""
+    same steps as ``_submodel_matrix``). Not when the design encoded ordered factors as
+    ``C(col, contr.poly)`` (``fit.design._ordered_as_poly``): it then names their columns as R does
+    (``dose.L``), which ``_submodel_matrix`` does not."""
     fixed = getattr(getattr(design, "formula", None), "fixed", None)
-    return isinstance(fixed, str) and "".join(rhs.split()) == "".join(fixed.split())
+    return (isinstance(fixed, str) and "contr.poly" not in fixed
+            and "".join(rhs.split()) == "".join(fixed.split()))
+
+
+def truncated_family(name, link=None):
+    """The zero-truncated family ``name`` ("truncated_poisson", "truncated_nbinom1",
+    "truncated_nbinom2") with a constant dispersion, for ``families.get_family``: usable on its
+    own (density, CDF, draws at a scalar psi = [disp~(Intercept)]); ``glmm`` rebuilds it over its
+    data (with ``ziformula``: a hurdle model)."""
+    from glmmdiag.fit.families import get_family
+
+    base = get_family(TRUNCATED[name], link)
+    Xd = np.ones((1, 1)) if base.n_psi else None
+    return CompositeFamily(base, Xd, None, "hurdle", ["(Intercept)"] if base.n_psi else [], [],
+                           truncated_name=name)
+
+
+def response_family(base, ziformula=None):
+    """The family whose support check the design applies to the response: the base family, or
+    with a zero model over a base without mass at 0 (Gamma) one that takes the zeros as the zero
+    model's (``CompositeFamily.check_response``)."""
+    if base.name in NO_ZERO_MASS and _rhs(ziformula, "ziformula") is not None:
+        return CompositeFamily(base, zero="zi")
+    return base
 
 
 def build_composite(base, design, data, ziformula=None, dispformula=None, truncated_name=None):
@@ -944,6 +1202,9 @@ def build_composite(base, design, data, ziformula=None, dispformula=None, trunca
     drhs = _rhs(dispformula, "dispformula") if dispformula is not None else "1"
     zero = "hurdle" if truncated_name else ("zi" if zrhs is not None else None)
     if zrhs is not None and base.name not in ZERO_FAMILIES:
+        why = ZI_REFUSALS.get(base.name)
+        if why is not None:
+            raise GlmmdiagError(f"ziformula (zero-inflation) is not available for the {base.name} family: {why}")
         raise GlmmdiagError(
             f"ziformula with the {base.name} family is not supported yet; zero-inflation is available for "
             f"{', '.join(ZERO_FAMILIES)} (and hurdles via {', '.join(TRUNCATED)})"

@@ -1,7 +1,20 @@
 """Text summary laid out like glmmTMB's ``summary()``."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
+
+
+class Summary(str):
+    """The summary text: prints as today, shows as itself in a REPL (not as a quoted string) and as
+    preformatted HTML in Jupyter."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
 
 def _signif_stars(p: float) -> str:
@@ -76,6 +89,63 @@ def _coef_lines(tab) -> list[str]:
     return lines
 
 
+def _unstructured_rows(grp, sub) -> list[tuple]:
+    """lme4's layout: one row per coefficient, correlations with the earlier ones."""
+    rows = []
+    var_rows = sub[sub["var2"].isna()]
+    cov_rows = sub[sub["var2"].notna()]
+    for i, (_, r) in enumerate(var_rows.iterrows()):
+        corr = ""
+        if i > 0:
+            cs = [cov_rows[(cov_rows.var1 == var_rows.iloc[j].var1) & (cov_rows.var2 == r.var1)] for j in range(i)]
+            corr = " ".join(f"{c.sdcor.iloc[0]:.2f}" if len(c) else "" for c in cs)
+        name = "" if r.var1 is None or (isinstance(r.var1, float) and np.isnan(r.var1)) else str(r.var1)
+        rows.append((str(grp) if i == 0 else "", name, _fmt(r.vcov), _fmt(r.sdcor), corr))
+    return rows
+
+
+_HOMOGENEOUS = ("ar1", "homcs", "homdiag", "ou", "exp", "gau", "mat")
+
+
+def _structure_note(code: str, params: dict) -> str:
+    """glmmTMB's ``0.71 (ar1)``; the range (and smoothness) of the distance structures."""
+    if not params:
+        return f"({code})"
+    shown = params if code not in ("ou",) else {"rate": params["rate"]}
+    if code in ("ar1", "cs", "homcs"):
+        return f"{params['rho']:.2f} ({code})"
+    return " ".join(f"{k} {_fmt(v, 3)}" for k, v in shown.items()) + f" ({code})"
+
+
+def _structured_rows(grp, sub, term, params) -> list[tuple]:
+    """A structured term: its SDs (one row if they are equal by construction) and its parameters."""
+    var_rows = sub[sub["var2"].isna()]
+    if term.structure in _HOMOGENEOUS:
+        var_rows = var_rows.iloc[:1]
+    rows = []
+    for i, (_, r) in enumerate(var_rows.iterrows()):
+        note = _structure_note(term.structure, params) if i == 0 and term.structure not in ("diag", "homdiag") else ""
+        rows.append((str(grp) if i == 0 else "", str(r.var1), _fmt(r.vcov), _fmt(r.sdcor), note))
+    return rows
+
+
+def _random_effect_rows(fit) -> list[tuple]:
+    """The variance-component rows of the summary, term by term, then the residual."""
+    vc = fit.varcorr
+    rows, off = [], 0
+    for term, params in zip(fit.design.terms, fit.covariance_parameters):
+        size = term.q + term.q * (term.q - 1) // 2
+        sub = vc.iloc[off : off + size]
+        off += size
+        if term.structure == "us":
+            rows += _unstructured_rows(term.group, sub)
+        else:
+            rows += _structured_rows(term.group, sub, term, params)
+    for _, r in vc.iloc[off:].iterrows():
+        rows.append((str(r.grp), "", _fmt(r.vcov), _fmt(r.sdcor), ""))
+    return rows
+
+
 def format_summary(fit) -> str:
     fam = fit.family
     lines = [f" Family: {fam.display_name}  ( {fam.link.name} )", f"Formula:          {fit.formula}"]
@@ -96,21 +166,7 @@ def format_summary(fit) -> str:
     lines.append("")
     if fit.design.terms:
         lines += ["Random effects:", "", "Conditional model:"]
-        vc = fit.varcorr
-        rows = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
-        for grp, sub in vc.groupby("grp", sort=False):
-            first = True
-            var_rows = sub[sub["var2"].isna()]
-            cov_rows = sub[sub["var2"].notna()]
-            for i, (_, r) in enumerate(var_rows.iterrows()):
-                corr = ""
-                if i > 0:
-                    cs = [cov_rows[(cov_rows.var1 == var_rows.iloc[j].var1) & (cov_rows.var2 == r.var1)]
-                          for j in range(i)]
-                    corr = " ".join(f"{c.sdcor.iloc[0]:.2f}" if len(c) else "" for c in cs)
-                name = "" if r.var1 is None or (isinstance(r.var1, float) and np.isnan(r.var1)) else str(r.var1)
-                rows.append((str(grp) if first else "", name, _fmt(r.vcov), _fmt(r.sdcor), corr))
-                first = False
+        rows = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")] + _random_effect_rows(fit)
         ncol = 5 if any(r[4] for r in rows[1:]) else 4
         w = [max(len(r[k]) for r in rows) for k in range(ncol)]
         for r in rows:

@@ -167,6 +167,18 @@ def _jacobian(fun, x, h=1e-6):
     return J
 
 
+def _structure_rows(tm, k, theta, sd, term) -> list[tuple[str, float]]:
+    """A structured term's rows: its SD (one per coefficient for cs/toep/diag) and its parameters
+    on glmmTMB's scale (rho, range, ...), instead of every SD and correlation of a q x q matrix."""
+    struct = tm.structs[k]
+    if np.allclose(sd, sd[0]) and struct.code not in ("diag", "cs", "toep"):
+        rows = [("sd", float(sd[0]))]
+    else:
+        rows = [(f"sd_{cn}", float(v)) for cn, v in zip(term.cnames, sd)]
+    rows += [(f"{key} ({struct.code})", float(v)) for key, v in tm.describe(theta)[k].items()]
+    return rows
+
+
 def _variance_intervals(fit, z):
     design = fit.design
     terms = design.terms
@@ -177,8 +189,13 @@ def _variance_intervals(fit, z):
     T_list = tm.factors(theta)
     nat = _natural_from_factor(T_list, sigma)
 
-    names, kinds = [], []  # kinds: ("sd", k, i) / ("cor", k, (i, j))
+    names, kinds = [], []  # kinds: ("sd", k, i) / ("cor", k, (i, j)) / ("struct", k, value)
     for k, (t, (sd, R)) in enumerate(zip(terms, nat)):
+        if tm.structured(k):  # the structure's own parameters (their intervals are not computed)
+            for key, value in _structure_rows(tm, k, theta, sd, t):
+                names.append(f"{key}|{t.group}")
+                kinds.append(("struct", k, value))
+            continue
         for i, cn in enumerate(t.cnames):
             names.append(f"sd_{cn}|{t.group}")
             kinds.append(("sd", k, i))
@@ -188,9 +205,11 @@ def _variance_intervals(fit, z):
             kinds.append(("cor", k, (i, j)))
     # which terms can be given Wald intervals: all their SDs away from 0 and |corr| < 1
     ok_term = []
-    for t, (sd, R) in zip(terms, nat):
+    for k, (t, (sd, R)) in enumerate(zip(terms, nat)):
         ii, jj = np.tril_indices(t.q, -1)
-        good = np.all(sd > SINGULAR_TOL * max(sigma, 1e-300)) and np.all(np.abs(R[ii, jj]) < 1 - 1e-6)
+        # structured terms (ar1, exp, ...): their SDs and correlations are not free parameters
+        good = (not tm.structured(k) and np.all(sd > SINGULAR_TOL * max(sigma, 1e-300))
+                and np.all(np.abs(R[ii, jj]) < 1 - 1e-6))
         ok_term.append(bool(good))
 
     fam = fit.family
@@ -260,6 +279,11 @@ def _variance_intervals(fit, z):
     se_phi = np.sqrt(np.clip(np.diag(cov_phi), 0, None)) if cov_phi is not None else None
     est, lo, hi = [], [], []
     for (kind, k, ij) in kinds:
+        if kind == "struct":
+            est.append(float(ij))
+            lo.append(np.nan)
+            hi.append(np.nan)
+            continue
         sd, R = nat[k]
         if kind == "sd":
             e = float(sd[ij])
