@@ -6,13 +6,15 @@
 # SPEC.json (written by fit_bench.py):
 #   {"data_dir": "...", "schema": ".../schema.json",
 #    "jobs": [{"id": "...", "case": "...", "engine": "lme4"|"glmmTMB"|"stats",
-#              "dataset": "Contraception", "prep": "<R code or empty>",
+#              "dataset": "Contraception", "factors": [] (columns to make factors when the
+#              data set is not in schema.json), "prep": "<R code or empty>",
 #              "call": "glmer(... data = dat ...)", "reps": 3, "warmup": true}, ...]}
 #
 # Each job reads <data_dir>/<dataset>.csv, restores the factor levels (R's order) from
 # schema.json, evaluates `prep` with the data frame bound to `dat`, runs the call once untimed
 # (warm-up, when asked) and then `reps` timed times with system.time()[["elapsed"]] -- the same
-# method as shared/reference/*.json -- and reports the median.  The result JSON goes to OUT.json,
+# method as shared/reference/*.json -- and reports the median (and the median CPU time of the R
+# process, user + system).  The result JSON goes to OUT.json,
 # or to stdout when OUT.json is not given; progress goes to stderr.  A job that fails reports
 # its error and the others go on.
 
@@ -41,10 +43,17 @@ pkg_version <- function(pkg) {
   if (isTRUE(pkg_ok[[pkg]])) as.character(utils::packageVersion(pkg)) else NA_character_
 }
 
-load_data <- function(dataset) {
+load_data <- function(dataset, factors = NULL) {
   cols <- schema[[dataset]]$columns
-  if (is.null(cols)) stop("dataset '", dataset, "' is not in schema.json")
   path <- file.path(spec$data_dir, paste0(dataset, ".csv"))
+  if (is.null(cols) && length(factors)) {
+    # a simulated data set that schema.json does not describe (tests/reference/ext): read.csv's
+    # types, the job's `factors` made factors with R's default level order
+    dat <- utils::read.csv(path, check.names = FALSE)
+    for (nm in unlist(factors)) dat[[nm]] <- factor(dat[[nm]])
+    return(dat)
+  }
+  if (is.null(cols)) stop("dataset '", dataset, "' is not in schema.json")
   dat <- utils::read.csv(path, colClasses = "character", check.names = FALSE)
   for (nm in names(cols)) {
     type <- cols[[nm]]$type
@@ -77,7 +86,7 @@ for (job in spec$jobs) {
     key <- paste(job$dataset, job$prep, sep = "\r")
     if (is.null(data_cache[[key]])) {
       env0 <- new.env(parent = globalenv())
-      env0$dat <- load_data(job$dataset)
+      env0$dat <- load_data(job$dataset, job$factors)
       if (!is.null(job$prep) && nzchar(job$prep)) eval(parse(text = job$prep), envir = env0)
       data_cache[[key]] <- env0$dat
     }
@@ -88,13 +97,14 @@ for (job in spec$jobs) {
       env <- new.env(parent = globalenv())
       env$dat <- dat
       fit <- NULL
-      el <- withCallingHandlers(
-        system.time(fit <- eval(expr, envir = env))[["elapsed"]],
+      st <- withCallingHandlers(
+        system.time(fit <- eval(expr, envir = env)),
         warning = function(w) {
           warns <<- c(warns, conditionMessage(w))
           invokeRestart("muffleWarning")
         })
-      list(elapsed = el, fit = fit)
+      # CPU time of this R process (user + system): less sensitive to other processes on the machine
+      list(elapsed = st[["elapsed"]], cpu = st[["user.self"]] + st[["sys.self"]], fit = fit)
     }
     ll <- NULL
     if (isTRUE(job$warmup)) {
@@ -102,12 +112,14 @@ for (job in spec$jobs) {
       ll <- as.numeric(stats::logLik(r$fit))
     }
     times <- numeric(0)
+    cpu <- numeric(0)
     for (i in seq_len(max(1L, as.integer(job$reps)))) {
       r <- run_once()
       times <- c(times, r$elapsed)
+      cpu <- c(cpu, r$cpu)
       if (is.null(ll)) ll <- as.numeric(stats::logLik(r$fit))
     }
-    list(times = times, ll = ll, warns = unique(warns))
+    list(times = times, cpu = cpu, ll = ll, warns = unique(warns))
   }, error = function(e) e)
   if (inherits(out, "error")) {
     res$error <- conditionMessage(out)
@@ -115,6 +127,7 @@ for (job in spec$jobs) {
   } else {
     res$times_s <- as.list(out$times)
     res$median_s <- stats::median(out$times)
+    res$median_cpu_s <- stats::median(out$cpu)
     res$logLik <- out$ll
     res$warnings <- as.list(out$warns)
     message(sprintf("[R] %-28s %-8s median %9.1f ms over %d runs  logLik %.6f",

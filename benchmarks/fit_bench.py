@@ -391,20 +391,24 @@ def n_reps(first_s: float, opts) -> int:
 
 
 def time_fit(fn, opts) -> dict:
-    """Warm-up (untimed, gives the fit), then median of n_reps(...) timed runs."""
+    """Warm-up (untimed, gives the fit), then median of n_reps(...) timed runs (wall time, and the
+    CPU time of this process: less sensitive to other processes on a shared machine)."""
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fit = fn()
-    first = time.perf_counter() - t0
-    times = []
+    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
+    times, cpu = [], []
     for _ in range(n_reps(first, opts)):
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     if not times:  # slower than --max-fit: report the single (cold) run
-        return dict(fit=fit, warmup_s=first, times_s=[first], median_s=first, warmup_only=True)
-    return dict(fit=fit, warmup_s=first, times_s=times, median_s=statistics.median(times))
+        return dict(fit=fit, warmup_s=first, times_s=[first], median_s=first, median_cpu_s=first_cpu,
+                    warmup_only=True)
+    return dict(fit=fit, warmup_s=first, times_s=times, median_s=statistics.median(times),
+                median_cpu_s=statistics.median(cpu))
 
 
 def short_error(exc: BaseException, width: int = 90) -> str:
@@ -539,7 +543,8 @@ def run_r(cases: list[dict], opts) -> tuple[dict, dict]:
                 lo = 1 if (opts.quick or est > 10) else 3
                 reps = max(lo, min(10, int(budget / max(est, 1e-3))))
             jobs.append(dict(id=f"{case['name']}|{engine}", case=case["name"], engine=engine,
-                             dataset=case["csv"], prep=job["prep"], call=job["call"],
+                             dataset=case["csv"], factors=list(case.get("factors", ())),
+                             prep=job["prep"], call=job["call"],
                              reps=reps, warmup=bool(est is None or est < 10.0)))
     results: dict = dict(skipped)
     if not jobs:
@@ -567,6 +572,7 @@ def run_r(cases: list[dict], opts) -> tuple[dict, dict]:
             results[key] = dict(status="error", error=r["error"])
         else:
             results[key] = dict(status="ok", median_s=r["median_s"], times_s=r["times_s"],
+                                median_cpu_s=r.get("median_cpu_s"),
                                 loglik=r["logLik"], warnings=r.get("warnings") or [])
     return results, dict(versions=doc.get("versions"), method=doc.get("method"))
 
@@ -646,6 +652,7 @@ def print_report(rows: list[dict], r_res: dict, r_info: dict, opts) -> None:
           " Targets: vs glmm >= 1, vs min(lme4, glmmTMB) >= 3 (>= 10 for the zero-inflation, hurdle,"
           " dispersion-model and new-family cases of tests/reference/ext).")
     print()
+    print_cpu_table(rows, r_res)
 
     head = ["case", "reference logLik", "glmmdiag", "d(glmmdiag)", "glmm", "d(glmm)",
             "lme4 here", "glmmTMB here"]
@@ -681,6 +688,27 @@ def print_report(rows: list[dict], r_res: dict, r_info: dict, opts) -> None:
         print("Notes:")
         for n in notes:
             print(f"  - {n}")
+
+
+def print_cpu_table(rows: list[dict], r_res: dict) -> None:
+    """The same medians in CPU time (glmmdiag: this process; R: the R process, user + system),
+    for the fits R ran in this run: on a machine shared with other jobs the wall times of the two
+    sides, measured minutes apart, see different loads; CPU time is much less affected."""
+    table = []
+    for row in rows:
+        case, d = row["case"], row["glmmdiag"]
+        d_c = d.get("median_cpu_s") if d.get("status") == "ok" else None
+        r_c = {e: (r_res.get((case["name"], e)) or {}).get("median_cpu_s") for e in R_ENGINES}
+        if d_c is None or not any(r_c.values()):
+            continue
+        r_min = min([x for x in r_c.values() if x], default=None)
+        table.append([case["name"], fmt_ms(d_c), fmt_ms(r_c["lme4"]), fmt_ms(r_c["glmmTMB"]),
+                      fmt_ratio(r_min, d_c, case.get("r_target", 3.0))])
+    if not table:
+        return
+    print("CPU time (median; glmmdiag: this Python process, R: the R process's user + system time):")
+    _print_table(["case", "glmmdiag cpu ms", "lme4 cpu ms", "glmmTMB cpu ms", "vs R cpu"], table)
+    print()
 
 
 def _print_table(head: list[str], rows: list[list[str]]) -> None:

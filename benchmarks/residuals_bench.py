@@ -85,7 +85,16 @@ def _stored_dharma(case, mode, n_sim):
     return None
 
 
+SIM_FACTORS = {"tweedie_sim": ["g"], "ordbeta_sim": ["block", "trt"]}  # simulated ext data (tests/data)
+
+
 def _load(ds):
+    if ds in SIM_FACTORS:  # not shipped data sets: the CSV, factors with R's level order (as fit_bench)
+        df = pd.read_csv(ROOT / "tests" / "data" / f"{ds}.csv")
+        for f in SIM_FACTORS[ds]:
+            lab = df[f].astype(str)
+            df[f] = pd.Categorical(lab, categories=sorted(lab.unique(), key=lambda v: (len(v), v)))
+        return df
     df = datasets.load(ds)
     if ds == "rust" and "severity_pct" not in df:
         df["severity_pct"] = df["severity"] * 100
@@ -132,6 +141,8 @@ EXT_CASES = [
     ("sleepstudy_disp", "sleepstudy", "Reaction ~ Days + (1 | Subject)", {"family": "gaussian", "dispformula": "~ Days"}, None),
     ("cbpp_betabinomial", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", {"family": "betabinomial"},
      "cbpp_glmmTMB"),
+    ("tweedie_sim", "tweedie_sim", "y ~ x + (1 | g)", {"family": "tweedie"}, None),
+    ("ordbeta_sim", "ordbeta_sim", "severity ~ trt + (1 | block)", {"family": "ordbeta"}, None),
 ]
 
 

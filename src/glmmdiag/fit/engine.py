@@ -362,14 +362,16 @@ def _modified_newton(J, g):
     return Q @ ((Q.T @ g) / a)
 
 
-def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
+def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13, final=True):
     """Joint maximum likelihood over (beta, psi) for a family with extra parameters.
 
     Start: beta by a few IRLS steps at the moment estimate of psi, then Newton steps on
     (beta, psi) with the exact Hessian (a positive-definite block-diagonal surrogate where it is
     not) and step halving, until the Newton decrement g'J^{-1}g (the predicted gain in l) falls
     below tol (|l| + 1) (a looser tol for a GLMM's starting values).
-    Returns (beta, psi, loglik without the data-only constant, negative Hessian over (beta, psi)).
+    Returns (beta, psi, loglik without the data-only constant, negative Hessian over (beta, psi));
+    with ``final=False`` (a start: only beta and psi are used) the last full Newton step is not
+    followed by another evaluation of the Hessian, and the last two results are those before it.
     """
     p = X.shape[1]
     eta0 = start_eta(family, y, w)
@@ -414,6 +416,8 @@ def glm_ml(X, y, w, offset, family, max_iter=200, tol=1e-13):
             else:
                 break
         z = z_new
+        if last and not final:
+            break
         ll, g, J = _glm_hessian(X, y, w, offset, family, z[:p], z[p:])
         if last:
             break
@@ -651,7 +655,7 @@ def _glm_start(design, family):
     if family.n_psi:
         if GLM_START_FULL or getattr(family, "composite", False):
             # submodels: the GLM's joint ML (exact Newton) starts every submodel coefficient well
-            beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=GLM_START_TOL)
+            beta, psi, _, _ = glm_ml(X, y, w, off, family, tol=GLM_START_TOL, final=False)
         else:
             beta, psi, _, _ = glm_ml(X, y, w, off, family, max_iter=0)
         return beta, psi
@@ -757,15 +761,20 @@ def _theta_start_scan(prob, theta0, beta, psi):
     information are the composed density's at the GLM fit, where the zero model has absorbed
     part of the between-group variation) can be several times the optimum, and the first
     quasi-Newton steps then overshoot onto the bound."""
-    best, best_th = np.inf, theta0
+    best, best_th, best_u, last = np.inf, theta0, None, None
     for f in THETA_SCAN:
         th = np.maximum(theta0 * f, prob.thetamap.lower_bounds())
         try:
             dv = prob.laplace_deviance(beta, th, psi=psi)
         except NUMERICAL_FAILURES:
             continue
+        last = th
         if np.isfinite(dv) and dv < best:
-            best, best_th = dv, th
+            best, best_th, best_u = dv, th, prob.u.copy()
+    if best_u is not None and last is not best_th:
+        # the fit starts with PIRLS at the chosen point: from its mode (one evaluation), not from
+        # a first-order prediction off the last point scanned
+        prob.u, prob._last = best_u, None
     return best_th
 
 
@@ -1191,6 +1200,19 @@ def _scales(prob, beta, theta, psi):
     return np.sqrt(2.0) * LX.T, Hp, W
 
 
+# families whose psi components may differ between the points of one batched gradient evaluation
+# (each component a (K, 1) column against eta (K, n): their formulas broadcast, tested in
+# tests/fit/test_batched_gradients.py); the others' psi columns of the Hessian are one gradient each
+BATCHED_PSI_FAMILIES = ("ordbeta", "betabinomial", "beta", "gamma")
+
+
+def _batched_psi(fam):
+    """Indices of the psi components ``diag_gradients_near`` may vary per point."""
+    if getattr(fam, "composite", False):
+        return tuple(fam.rowwise_psi)
+    return tuple(range(fam.n_psi)) if fam.name in BATCHED_PSI_FAMILIES else ()
+
+
 def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
     """Inverse Hessian of the deviance/2 over (theta, beta, psi) (glmmTMB's sdreport, lme4's
     use.hessian), beta block. theta on the boundary (and t's df at its limit) is held fixed.
@@ -1245,15 +1267,22 @@ def _glmm_vcov(prob, beta, theta, psi, lb_t, free_psi=None, with_hessian=False):
         steps = 1e-6 * np.maximum(1.0, np.abs(z0))
         todo = list(range(z0.size))
         if prob._diag and prob.n_agq == 1:
-            # theta and beta columns at once (psi stays at its value there); psi's by the loop below
-            ib = np.arange(m + p)
+            # theta, beta and the psi components the family evaluates per point (a zero model's
+            # coefficients) at once; the other psi columns by the loop below
+            rowwise = set(_batched_psi(fam)) if pos_df is None else set()
+            ib = np.r_[np.arange(m + p), [m + p + j for j, ip in enumerate(idx_p) if ip in rowwise]].astype(int)
             Z = z0 + np.diag(steps)[ib]
+            psis = None
+            if len(ib) > m + p:
+                psis = np.tile(np.asarray(psi, float), (len(ib), 1))
+                psis[:, idx_p] = Z[:, m + p :]
             G = prob.diag_gradients_near(beta, theta, psi, Z[:, m : m + p],
-                                         Z[:, 0] if m else np.full(m + p, theta[0]))
+                                         Z[:, 0] if m else np.full(len(ib), theta[0]), psis=psis)
             if G is not None:
-                for i in ib:
-                    H[:, i] = (in_z(G[i].copy(), Z[i]) - g0) / steps[i]
-                todo = todo[m + p :]
+                for r, i in enumerate(ib):
+                    H[:, i] = (in_z(G[r].copy(), Z[r]) - g0) / steps[i]
+                done = set(ib.tolist())
+                todo = [i for i in todo if i not in done]
         for i in todo:
             e = np.zeros(z0.size)
             e[i] = steps[i]

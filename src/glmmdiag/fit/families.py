@@ -1313,6 +1313,29 @@ class BetaBinomial(Family):
         l3 = phi**3 * (q_ya - q_a - q_fb + q_b)
         return ll, l1, l2, l3
 
+    def _fused_mu_terms(self, y, mu, w, psi):
+        """(l_mu, l_mumu, l_mumumu, [g], [g_mu], [g_mumu]) from one set of digamma/trigamma/
+        tetragamma values (``mu_derivs`` at order 3 and ``_psi_mu_terms`` share them): what the
+        Laplace gradient at the mode needs (``laplace_gradient_terms``)."""
+        mu, phi, a, b = self._ab(mu, psi)
+        f = w - y
+        Dy = special.digamma(y + a) - special.digamma(a)
+        Df = special.digamma(f + b) - special.digamma(b)
+        Dn = special.digamma(w + phi) - special.digamma(phi)
+        t_ya, q_ya = _tri_tetra(y + a)
+        t_a, q_a = _tri_tetra(a)
+        t_fb, q_fb = _tri_tetra(f + b)
+        t_b, q_b = _tri_tetra(b)
+        Ty, Tf = t_ya - t_a, t_fb - t_b
+        Qy, Qf = q_ya - q_a, q_fb - q_b
+        l1 = phi * (Dy - Df)
+        l2 = phi * phi * (Ty + Tf)
+        l3 = phi**3 * (Qy - Qf)
+        g = a * Dy + b * Df - phi * Dn
+        g1 = l1 + phi * (a * Ty - b * Tf)
+        g2 = 2.0 * l2 + phi * phi * (a * Qy + b * Qf)
+        return l1, l2, l3, [g], [g1], [g2]
+
     def _psi_mu_terms(self, y, mu, w, psi, second=True):
         # d/dpsi = phi d/dphi, with da/dpsi = a and db/dpsi = b
         mu, phi, a, b = self._ab(mu, psi)
@@ -1708,13 +1731,15 @@ class Tweedie(Family):
 
     def _log_s(self, y, c, p):
         """log S per row (0 where y = 0), cached for the last (y, phi, p) when y is read-only (the
-        engine's response: PIRLS evaluates the density at fixed psi many times)."""
+        engine's response: PIRLS evaluates the density at fixed psi many times). There it comes
+        with the series' (c, p) derivatives (the same log S; cached by ``_series``): the Laplace
+        gradient at the mode asks for them at the same psi, and the window of terms is shared."""
         if not (isinstance(y, np.ndarray) and not y.flags.writeable and np.ndim(c) == 0):
             return self._series(y, c, p, False)[0]
         key = (float(c), float(p))
         cy, ckey, val = self._scache
         if cy is not y or ckey != key:
-            val = self._series(y, c, p, False)[0]
+            val = self._series(y, c, p, np.ndim(p) == 0)[0]
             self._scache = (y, key, val)
         return val
 

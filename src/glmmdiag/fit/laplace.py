@@ -693,27 +693,41 @@ class GLMMProblem:
             self._last["s_psi"] = [s_p for _, s_p, _ in pd]
         return dev, np.concatenate([[grad_theta], grad_beta, grad_psi])
 
-    def diag_gradients_near(self, beta, theta, psi, betas, thetas):
-        """Exact gradients (rows as ``deviance_and_gradient``'s) at K points (thetas[k], betas[k], psi)
-        near (beta, theta, psi), for a single scalar term, all K at once; None where the batch
-        does not apply (theta = 0, PIRLS trouble), the caller then loops.
+    def diag_gradients_near(self, beta, theta, psi, betas, thetas, psis=None):
+        """Exact gradients (rows as ``deviance_and_gradient``'s) at K points (thetas[k], betas[k],
+        psis[k]) near (beta, theta, psi), for a single scalar term, all K at once; None where the
+        batch does not apply (theta = 0, PIRLS trouble), the caller then loops. ``psis`` (K, n_psi),
+        when given, may differ from psi only in the components the family evaluates per point
+        (``family.rowwise_psi``: a zero model's coefficients); None means psi at every point.
 
         The finite-difference Hessian of the covariance matrix needs one gradient per parameter
         at a point 1e-6 away: each mode is predicted to first order from the one at
-        (beta, theta) (``_predict_u``'s rule) and polished by Newton steps on all K points
+        (beta, theta, psi) (``_predict_u``'s rule) and polished by Newton steps on all K points
         together (per-level sums over a flattened (K, l) bincount), so the K evaluations cost
         about as many numpy calls as one.
         """
         th = float(theta[0])
-        if th == 0.0 or self.n_agq > 1:
+        if self.n_agq > 1:
             return None
-        u, _, F, _, _, s, W, _ = self.pirls(beta, theta, psi=psi)
         fam = self.family
-        order = 2 if fam.dw_costly else 3
-        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
         betas = np.asarray(betas, float)
         TH = np.asarray(thetas, float)[:, None]
         K = TH.shape[0]
+        P = psi
+        dpsi = None
+        if psis is not None:
+            dpsi = np.asarray(psis, float) - np.asarray(psi, float)[None, :]
+            if not np.any(dpsi):
+                dpsi = None
+            elif getattr(fam, "composite", False):
+                P = np.asarray(psis, float)  # (K, n_psi): CompositeFamily.split's batch
+            else:
+                P = np.asarray(psis, float).T[:, :, None]  # component k: a (K, 1) column against eta (K, n)
+        if th == 0.0:
+            return self._boundary_gradients(betas, TH, P) if not np.any(TH) else None
+        u, _, F, _, _, s, W, dW0 = self.pirls(beta, theta, psi=psi)
+        order = 2 if fam.dw_costly else 3
+        refs, nl, z, z2 = self._refs, self._nlev, self._z, self._z2
         flat = (refs[None, :] + nl * np.arange(K)[:, None]).ravel()
 
         def level_sums(v):
@@ -727,12 +741,15 @@ class GLMMProblem:
         zu0 = u[refs] if z is None else z * u[refs]
         deta = (betas - beta) @ self.X.T + (TH - th) * zu0
         v = s * ((TH - th) / th) - W * deta
+        if dpsi is not None:  # the rows' score change with psi (s_psi at the mode)
+            cols = fam.laplace_gradient_terms(self.y, self.eta, self.w, psi, dW0)[1]
+            v = v + dpsi @ np.array([np.broadcast_to(c[1], (self.n,)) for c in cols])
         U = u + TH * level_sums(v if z is None else z * v) / ((TH / th) ** 2 * (h - 1.0) + 1.0)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for _ in range(4):
                 zu = by_row(U)
                 eta = base + TH * zu
-                ll, sk, Wk, dWk = fam.eta_derivs(self.y, eta, self.w, psi, order)
+                ll, sk, Wk, dWk = fam.eta_derivs(self.y, eta, self.w, P, order)
                 g = TH * level_sums(sk if z is None else z * sk) - U
                 hk = TH * TH * level_sums(Wk if z2 is None else Wk * z2) + 1.0
                 obj = -2.0 * ll.sum(axis=1) + np.einsum("kj,kj->k", U, U)
@@ -745,7 +762,7 @@ class GLMMProblem:
             else:
                 return None
             if dWk is None or fam.n_psi:
-                dWk, pd = fam.laplace_gradient_terms(self.y, eta, self.w, psi, dWk)
+                dWk, pd = fam.laplace_gradient_terms(self.y, eta, self.w, P, dWk)
             else:
                 pd = []
             ih = (1.0 / hk)[:, refs]
@@ -762,5 +779,21 @@ class GLMMProblem:
                 l_p, s_p, W_p = (np.broadcast_to(a, eta.shape) for a in (l_p, s_p, W_p))
                 cols.append((-2.0 * l_p.sum(axis=1) + np.einsum("ki,ki->k", lev, W_p)
                              + np.einsum("ki,ki->k", zt, s_p))[:, None])
+            out = np.concatenate(cols, axis=1)
+        return out if np.all(np.isfinite(out)) else None
+
+    def _boundary_gradients(self, betas, TH, P):
+        """``diag_gradients_near`` with theta = 0 at every point (a variance on its boundary, held
+        fixed): Z Lambda = 0, so u^ = 0, H = I and the Laplace deviance is the GLM's -2 l(beta, psi);
+        its gradient is (r'Zu = 0, X'r, -2 sum l_psi) with r = -2 s (``_diag_gradient`` at theta = 0)."""
+        fam = self.family
+        K = TH.shape[0]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            eta = self.offset + betas @ self.X.T
+            ll, sk, Wk, dWk = fam.eta_derivs(self.y, eta, self.w, P, 2)
+            cols = [np.zeros((K, 1)), (-2.0 * sk) @ self.X]
+            if fam.n_psi:
+                for d in fam.psi_derivs(self.y, eta, self.w, P, second=False):
+                    cols.append(-2.0 * np.broadcast_to(d[0], eta.shape).sum(axis=1)[:, None])
             out = np.concatenate(cols, axis=1)
         return out if np.all(np.isfinite(out)) else None

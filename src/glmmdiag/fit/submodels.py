@@ -22,11 +22,14 @@ its first one, the dispersion, modelled by X_disp; the others are scalars append
 coefficient vector ("extras"): psi = [beta_disp, beta_zi, extras].
 
 Every case is  l_i = m_i lf(y_i) + h(L_i, xi_i)  with m_i in {0, 1} (whether the base log density of
-y_i enters) and a scalar function h of (L, xi) per row (``_zero_terms``), so all derivatives follow
-from the base family's own derivatives in (eta, psi) at y_i and at 0 by the chain rule
-(``_compose``). The engine sees one family whose psi is the coefficient vector
-[beta_disp, beta_zi, extras]: the derivative of the log-likelihood in a coefficient j of a submodel with
-design matrix X is sum_i X_ij d l_i / d(linear predictor)_i, so the exact Laplace gradient
+y_i enters) and a scalar function h of (L, xi) per row, so all derivatives follow from the base
+family's own derivatives in (eta, psi) at y_i and at 0 by the chain rule (``_zero_terms`` and
+``eta_derivs`` for hurdles and for the zero-inflation of a base without mass at 0; for
+zero-inflation otherwise L_i is needed on the zero rows only, where it is the base density at y_i
+itself, so the base family is evaluated once: ``_zi_terms``). The engine sees one family whose
+psi is the coefficient vector [beta_disp, beta_zi, extras]: the derivative of the log-likelihood
+in a coefficient j of a submodel with design matrix X is
+sum_i X_ij d l_i / d(linear predictor)_i, so the exact Laplace gradient
 (``GLMMProblem.deviance_and_gradient``'s psi terms) needs only the per-row derivatives multiplied by
 the columns of X. An intercept-only dispersion model passes a scalar psi to the base family (its
 fast, cached paths), which is today's scalar-psi model.
@@ -78,6 +81,16 @@ def _softplus(x):
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
+def _times(v, mult):
+    """A per-row derivative entry of ``_row_derivs`` (an array, or a tuple or list of them, None
+    kept) times the likelihood weights."""
+    if v is None:
+        return None
+    if isinstance(v, (tuple, list)):
+        return type(v)(_times(a, mult) for a in v)
+    return v * mult
+
+
 def betad_slope(base) -> float:
     """c = d betad / d psi_0 of the base family (psi_0 its dispersion component): glmmTMB's
     dispersion predictor is c psi_0."""
@@ -119,8 +132,13 @@ class CompositeFamily(Family):
         self.truncated_name = truncated_name
         self.kd = 0 if self.Xd is None else self.Xd.shape[1]
         self.kz = 0 if self.Xz is None else self.Xz.shape[1]
+        self._XdT = None if self.Xd is None else np.ascontiguousarray(self.Xd.T)
+        self._XzT = None if self.Xz is None else np.ascontiguousarray(self.Xz.T)
         self.ke = max(base.n_psi - 1, 0)  # the base's parameters after its dispersion (t's df, tweedie's power)
         self.point0 = base.name not in NO_ZERO_MASS  # the base has (possibly) mass at 0
+        # zero-inflation mixing a point mass with a base that has mass at 0 (``_zi_terms``); the
+        # zero-inflation of a base without it (ziGamma) takes the hurdle's path with L = -inf
+        self._zi_mix = zero == "zi" and self.point0
         self.c = betad_slope(base) if base.n_psi else 1.0
         # an intercept-only dispersion model: the base family gets a scalar psi (its fast paths)
         self.d_const = self.kd == 1 and bool(np.all(self.Xd[:, 0] == 1.0))
@@ -134,6 +152,7 @@ class CompositeFamily(Family):
         self._psi_names = (tuple(f"disp~{n}" for n in self.dnames) + tuple(f"zi~{n}" for n in self.znames)
                            + tuple(base.psi_names[1:]))
         self._y0_cache = {}
+        self._nb1_log = base.name == "nbinom1" and base.link.name == "log"
         self._ypos = (None, None)
 
     @property
@@ -173,27 +192,64 @@ class CompositeFamily(Family):
     def split(self, psi, Xd=None, Xz=None):
         """(base psi, xi): the base family's psi -- a vector [psi_0, extras] for a constant
         dispersion, or an (n_psi, n) array of per-row values with psi_0,i = X_disp,i' beta_disp / c
-        and the extras repeated -- and the zero model's linear predictor (None without one)."""
+        and the extras repeated -- and the zero model's linear predictor (None without one).
+
+        psi may also be a (K, n_psi) matrix of K coefficient vectors that differ in the zero
+        model's coefficients only (``rowwise_psi``; K points evaluated at once with eta of shape
+        (K, n)): xi is then (K, n)."""
         Xd = self.Xd if Xd is None else Xd
         Xz = self.Xz if Xz is None else Xz
-        psi = np.asarray(psi, float).reshape(-1)
+        psi = np.asarray(psi, float)
+        if psi.ndim == 2 and psi.shape[0] > 1 and psi.shape[1] == self.n_psi:
+            P = psi
+            psi = P[0]
+            fixed = np.r_[0 : self.kd, self.kd + self.kz : P.shape[1]]  # the dispersion model and the extras
+            if fixed.size and not np.array_equal(P[:, fixed], np.broadcast_to(psi[fixed], (len(P), fixed.size))):
+                raise ValueError("a batch of coefficient vectors may differ in the zero model's coefficients only")
+            xi = P[:, self.kd : self.kd + self.kz] @ Xz.T if self.kz else None
+        else:
+            psi = psi.reshape(-1)
+            xi = Xz @ psi[self.kd : self.kd + self.kz] if self.kz else None
         bpsi = None
         if self.kd:
             bd = psi[: self.kd]
             extras = psi[self.kd + self.kz : self.kd + self.kz + self.ke]
             if self.d_const:
-                bpsi = np.concatenate([[bd[0] / self.c], extras])
+                bpsi = np.array([bd[0] / self.c]) if not self.ke else np.concatenate([[bd[0] / self.c], extras])
             else:
                 z = Xd @ bd / self.c
                 bpsi = np.vstack([z] + [np.full(z.shape, e) for e in extras]) if self.ke else z[None, :]
-        xi = Xz @ psi[self.kd : self.kd + self.kz] if self.kz else None
         return bpsi, xi
 
+    @property
+    def rowwise_psi(self):
+        """Indices of the psi components that ``split`` takes per point in a (K, n_psi) batch:
+        the zero model's coefficients (they enter the composition only, not the base family)."""
+        return tuple(range(self.kd, self.kd + self.kz))
+
     def _weights(self, w):
-        """(w for the base density, multiplier of the composed row log density)."""
+        """(w for the base density, multiplier of the composed row log density or None for 1)."""
         if self.zero is None or self.base.weight_role != "likelihood":
-            return w, 1.0
-        return np.ones_like(np.asarray(w, float)), w
+            return w, None
+        memo = self._ones_memo
+        if memo is None or memo.shape != np.shape(w):
+            memo = np.ones(np.shape(w))
+            memo.flags.writeable = False
+            self._ones_memo = memo
+        return memo, (None if self._unit(w) else w)
+
+    _ones_memo = None
+    _unit_memo = (None, False)
+
+    def _unit(self, w) -> bool:
+        """Whether the weights are all 1 (kept for the last read-only w: the engine's)."""
+        cw, val = self._unit_memo
+        if cw is w:
+            return val
+        val = bool(np.all(np.asarray(w) == 1.0))
+        if isinstance(w, np.ndarray) and not w.flags.writeable:
+            self._unit_memo = (w, val)
+        return val
 
     def _y0(self, y):
         """A read-only array of zeros like y (cached: families cache terms per read-only y)."""
@@ -235,36 +291,17 @@ class CompositeFamily(Family):
         return out
 
     def _zero_terms(self, y, L, xi):
-        """m and the derivatives of h(L, xi) per row: (m, h, h_L, h_LL, h_LLL, h_x, h_xx, h_Lx, h_LLx).
+        """Hurdle and zero truncation: m and the derivatives of h(L, xi) per row,
+        (m, h, h_L, h_LL, h_LLL, h_x, h_xx, h_Lx, h_LLx).
 
-        Zero-inflation, y = 0: h = log(e^xi + e^L) - log(1 + e^xi); with q = expit(L - xi) (the
-        probability that a zero comes from the count part) h_L = q, h_LL = q(1-q),
-        h_LLL = q(1-q)(1-2q), h_x = 1 - q - pi, h_xx = q(1-q) - pi(1-pi), h_Lx = -q(1-q),
-        h_LLx = -q(1-q)(1-2q); y > 0: m = 1, h = -log(1 + e^xi), h_x = -pi, h_xx = -pi(1-pi).
-        Hurdle, y = 0: m = 0, h = log pi; y > 0: m = 1, h = -log(1 - e^L) - log(1 + e^xi) with
+        y = 0: m = 0, h = log pi; y > 0: m = 1, h = -log(1 - e^L) - log(1 + e^xi) with
         a = e^L/(1 - e^L): h_L = a, h_LL = a(1+a), h_LLL = a(1+a)(1+2a), h_x = -pi,
         h_xx = -pi(1-pi) (without xi the softplus terms are absent). Zero-inflation of a base
-        without mass at 0 (``point0`` False) is the hurdle case with L = -inf (a = 0)."""
+        without mass at 0 (``point0`` False) is this case with L = -inf (a = 0). (Zero-inflation of
+        a base with mass at 0 needs no base density at 0: ``_zi_terms``.)"""
         pos = np.broadcast_to(np.asarray(y) > 0, np.shape(L))
         m = pos.astype(float)
         zero = np.zeros(np.shape(L))
-        if xi is not None:
-            pi, sp, v_pi = self._xi_terms(xi)
-        if self.zero == "zi" and self.point0:
-            q = _expit(L - xi)
-            v = q * (1.0 - q)
-            v3 = v * (1.0 - 2.0 * q)
-            h0 = np.logaddexp(xi, L) - sp
-            h = np.where(pos, -sp, h0)
-            hL = np.where(pos, 0.0, q)
-            hLL = np.where(pos, 0.0, v)
-            hLLL = np.where(pos, 0.0, v3)
-            hx = np.where(pos, -pi, 1.0 - q - pi)
-            hxx = np.where(pos, -v_pi, v - v_pi)
-            hLx = np.where(pos, 0.0, -v)
-            hLLx = np.where(pos, 0.0, -v3)
-            return m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx
-        # hurdle / zero truncation
         a = 1.0 / np.expm1(-L)
         a1 = a * (1.0 + a)
         h = np.where(pos, -np.log(-np.expm1(L)), 0.0)
@@ -273,6 +310,7 @@ class CompositeFamily(Family):
         hLLL = np.where(pos, a1 * (1.0 + 2.0 * a), 0.0)
         if xi is None:
             return m, h, hL, hLL, hLLL, None, None, None, None
+        pi, sp, v_pi = self._xi_terms(xi)
         h = h + np.where(pos, -sp, xi - sp)
         hx = np.where(pos, -pi, 1.0 - pi) + zero
         hxx = -v_pi + zero
@@ -280,21 +318,81 @@ class CompositeFamily(Family):
 
     # ------------------------------------------------------------------ derivatives in eta
     def eta_derivs(self, y, eta, w, psi=None, order=3):
-        """(l, s, W, dW) of the composed row log density (see ``_compose``)."""
+        """(l, s, W, dW) of the composed row log density (see the module docstring)."""
+        if self.zero is not None:
+            hit = self._memo_hit(y, w, eta, psi)  # PIRLS's last point, asked again for the gradient
+            if hit is not None and "eta" in hit[5]:
+                ll, s, W, dW = hit[5]["eta"]
+                return ll, s, W, (dW if order >= 3 else None)
         bpsi, xi = self.split(psi)
         if self.zero is None:
             return self.base.eta_derivs(y, eta, w, bpsi, order)
         wb, mult = self._weights(w)
-        (l1, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
-        m, h, hL, hLL, hLLL, *_ = zt
-        Lee = -LW
-        ll = m * l1 + h
-        s = m * s1 + hL * Le
-        W = m * W1 - hL * Lee - hLL * Le * Le
-        if order < 3:
-            return ll * mult, s * mult, W * mult, None
-        d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
-        return ll * mult, s * mult, W * mult, -d3 * mult
+        if self._zi_mix:
+            (l1, s1, W1, dW1), _, (qm, vm, ll) = self._at(y, eta, w, wb, bpsi, xi, psi)
+            sp = self._xi_terms(xi)[1]
+            s = qm * s1
+            W = qm * W1 - vm * s1 * s1
+            dW = qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1 * s1)
+            ll = ll - sp
+            if mult is not None:
+                ll, s, W, dW = ll * mult, s * mult, W * mult, dW * mult
+            memo = self._memo
+            if memo is not None and memo[0] is y and memo[1] is w:
+                memo[5]["eta"] = (ll, s, W, dW)
+            return ll, s, W, (dW if order >= 3 else None)
+        hit = self._memo_hit(y, w, eta, psi)
+        if hit is not None and "eta" in hit[5]:
+            ll, s, W, dW = hit[5]["eta"]
+            return ll, s, W, (dW if order >= 3 else None)
+        (l1, s1, W1, dW1), (L, Le, LW, LdW), _ = self._at(y, eta, w, wb, bpsi, xi, psi)
+        # hurdle, on the rows y > 0 (the others: l = log pi, no eta derivatives), with
+        # a = e^L / (1 - e^L), a1 = a (1 + a) (``_zero_terms``'s h_L, h_LL):
+        # l = l1 - log(1 - e^L) - softplus(xi), s = s1 + a Le, W = W1 + a LW - a1 Le^2,
+        # dW = dW1 + a LdW + a1 Le (3 LW - (1 + 2a) Le^2)
+        pos = ~self._zero_mask(y)
+        a = 1.0 / np.expm1(-L)
+        a1 = a * (1.0 + a)
+        lp = l1 - np.log(-np.expm1(L))
+        if xi is None:
+            ll = np.where(pos, lp, 0.0)
+        else:
+            ll = np.where(pos, lp, xi) - self._xi_terms(xi)[1]
+        s = np.where(pos, s1 + a * Le, 0.0)
+        W = np.where(pos, W1 + a * LW - a1 * Le * Le, 0.0)
+        dW = np.where(pos, dW1 + a * LdW + a1 * Le * (3.0 * LW - (1.0 + 2.0 * a) * Le * Le), 0.0)
+        if mult is not None:
+            ll, s, W, dW = ll * mult, s * mult, W * mult, dW * mult
+        memo = self._memo
+        if memo is not None and memo[0] is y and memo[1] is w:
+            memo[5]["eta"] = (ll, s, W, dW)
+        return ll, s, W, (dW if order >= 3 else None)
+
+    def _zero_mask(self, y):
+        """y == 0 (cached for the last read-only y)."""
+        memo = self._z0_memo
+        if memo is not None and memo[0] is y:
+            return memo[1]
+        z0 = np.asarray(y) == 0
+        if isinstance(y, np.ndarray) and not y.flags.writeable:
+            self._z0_memo = (y, z0)
+        return z0
+
+    _z0_memo = None
+
+    def _zi_terms(self, y, l1, xi):
+        """Zero-inflation per row, from the base log density l1 at y (which is L = log f(0) on
+        the rows with y = 0): (qm, vm, l) with qm = q = expit(L - xi) (the probability that a zero
+        comes from the count part) on zero rows and 1 on the others, vm = qm (1 - qm), and
+        l = log(e^xi + e^L) on zero rows, l1 on the others (the composed log density plus
+        softplus(xi)). In these terms the chain rule of ``_zero_terms`` is, on every row,
+        s = qm s1, W = qm W1 - vm s1^2, dW = qm dW1 + vm s1 (3 W1 - (1 - 2 qm) s1^2)."""
+        z0 = self._zero_mask(y)
+        t = np.where(z0, l1 - xi, np.inf)  # +inf off the zero rows: q = 1, softplus = inf
+        e = np.exp(-np.abs(t))
+        qm = np.where(t >= 0.0, 1.0, e) / (1.0 + e)
+        ll = np.where(z0, xi + (np.maximum(t, 0.0) + np.log1p(e)), l1)
+        return qm, qm * (1.0 - qm), ll
 
     _memo = None
 
@@ -303,25 +401,104 @@ class CompositeFamily(Family):
         last (y, w, eta, psi) seen (PIRLS's last step, the gradient at its mode and the GLM's
         Hessian evaluate the same point several times). y and w are matched by identity (the
         engine passes the same read-only arrays), eta and psi by value."""
+        hit = self._memo_hit(y, w, eta, psi)
+        if hit is not None:
+            return hit[4]
         eta_a = np.asarray(eta)
         psi_a = np.asarray(psi, float).reshape(-1)
-        memo = self._memo
-        if (memo is not None and memo[0] is y and memo[1] is w and memo[2].shape == eta_a.shape
-                and np.array_equal(memo[2], eta_a) and np.array_equal(memo[3], psi_a)):
-            return memo[4]
         base = self.base
-        d_y = base.eta_derivs(self._y_base(y), eta, wb, bpsi, 3)
-        if not self.point0:  # no mass at 0: L = log f(0) = -inf, its derivatives 0
-            shape = np.shape(eta)
-            d_0 = (np.full(shape, -np.inf),) + tuple(np.zeros(shape) for _ in range(3))
+        if self._zi_mix:  # the zero rows' base density at y is the one at 0
+            d_y = self._by_rows(y, eta, wb, bpsi, lambda *a: base.eta_derivs(*a, 3), self._nb1_zero)
+            out = (d_y, None, self._zi_terms(y, d_y[0], xi))
         else:
-            d_0 = self._nb1_zero(eta, wb, bpsi)
-            if d_0 is None:
-                d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
-        out = (d_y, d_0, self._zero_terms(y, d_0[0], xi))
+            d_y = base.eta_derivs(self._y_base(y), eta, wb, bpsi, 3)
+            if not self.point0:  # no mass at 0: L = log f(0) = -inf, its derivatives 0
+                shape = np.shape(eta)
+                d_0 = (np.full(shape, -np.inf),) + tuple(np.zeros(shape) for _ in range(3))
+            else:
+                d_0 = self._nb1_zero(eta, wb, bpsi)
+                if d_0 is None:
+                    d_0 = base.eta_derivs(self._y0(y), eta, wb, bpsi, 3)
+            out = (d_y, d_0, None)  # ``_zero_terms``: by ``_hurdle_terms`` when the psi derivatives need them
         if isinstance(y, np.ndarray) and not y.flags.writeable:
-            self._memo = (y, w, eta_a.copy(), psi_a.copy(), out)
+            self._memo = (y, w, eta_a.copy(), psi_a.copy(), out, {})
         return out
+
+    def _hurdle_terms(self, y, eta, w, psi, L, xi):
+        """``_zero_terms`` at this point, kept with ``_at``'s memo entry."""
+        hit = self._memo_hit(y, w, eta, psi)
+        if hit is not None and "zt" in hit[5]:
+            return hit[5]["zt"]
+        zt = self._zero_terms(y, L, xi)
+        if hit is not None:
+            hit[5]["zt"] = zt
+        return zt
+
+    def _memo_hit(self, y, w, eta, psi):
+        """The memo entry of ``_at`` when (y, w) are the same objects and (eta, psi) the same values."""
+        memo = self._memo
+        if memo is None or memo[0] is not y or memo[1] is not w:
+            return None
+        eta_a = np.asarray(eta)
+        if memo[2].shape != eta_a.shape or not np.array_equal(memo[2], eta_a):
+            return None
+        psi_a = np.asarray(psi, float).reshape(-1)
+        if memo[3].shape != psi_a.shape or not np.array_equal(memo[3], psi_a):
+            return None
+        return memo
+
+    _split_memo = None
+
+    def _by_rows(self, y, eta, wb, bpsi, at_y, at_zero):
+        """``at_y(y, eta, wb, bpsi)``, a tuple of per-row arrays, with the zero rows computed by
+        ``at_zero(eta, wb, bpsi)`` instead when that has a closed form there (nbinom1 with the log
+        link, whose general derivatives cost digamma, trigamma and tetragamma per row; at y = 0
+        they cancel): the general form then runs on the rows with y > 0 only. y must be a
+        read-only vector (the engine's); anything else takes the general form on every row."""
+        split = None
+        if (at_zero is not None and self._nb1_log and bpsi is not None
+                and isinstance(y, np.ndarray) and y.ndim == 1 and not y.flags.writeable):
+            memo = self._split_memo
+            if memo is not None and memo[0] is y:
+                split = memo[1]
+            else:
+                zr = np.flatnonzero(y == 0)
+                pr = np.flatnonzero(y != 0)
+                yp = y[pr]
+                yp.flags.writeable = False
+                split = (zr, pr, yp) if zr.size else None
+                self._split_memo = (y, split)
+        if split is None:
+            return at_y(y, eta, wb, bpsi)
+        zr, pr, yp = split
+        eta = np.asarray(eta, float)
+        n = y.shape[0]
+
+        def rows(a, idx):  # the columns idx of a per-row array (plain indexing is the fast one for 1-d)
+            a = np.asarray(a)
+            if not a.ndim or a.shape[-1] != n:
+                return a
+            return a[idx] if a.ndim == 1 else a[..., idx]
+
+        bp = bpsi if np.ndim(bpsi[0]) == 0 else rows(bpsi, pr)
+        bz = bpsi if np.ndim(bpsi[0]) == 0 else rows(bpsi, zr)
+        d_p = at_y(yp, rows(eta, pr), rows(wb, pr), bp)
+        d_z = at_zero(rows(eta, zr), rows(wb, zr), bz)
+        shape = np.broadcast(y, eta).shape
+        out = []
+        for a, b in zip(d_p, d_z):
+            if a is None:
+                out.append(None)
+                continue
+            o = np.empty(shape)
+            if o.ndim == 1:
+                o[pr] = a
+                o[zr] = b
+            else:
+                o[..., pr] = a
+                o[..., zr] = b
+            out.append(o)
+        return tuple(out)
 
     def _nb1_phi(self, eta, bpsi):
         """(mu, phi, r, L) for the nbinom1 base with the log link at y = 0; None otherwise."""
@@ -360,6 +537,8 @@ class CompositeFamily(Family):
         shape = np.shape(eta)
         return tuple(np.broadcast_to(a, shape) for a in (g, g1 * m, -g1 * m, h))
 
+    _rows_memo = None
+
     def _row_derivs(self, y, eta, w, psi, second):
         """Per-row derivatives in the submodels' linear predictors (zeta, xi) and the extras:
         dict with dW; "d" = (l_p, s_p, W_p[, l_pp]) in zeta (the dispersion predictor, psi_0 = zeta / c);
@@ -368,7 +547,58 @@ class CompositeFamily(Family):
         composed row in the base's psi, component 0 included); each multiplied by the likelihood
         weight. With m, h of ``_zero_terms``, L = log f(0) and g = log f(y) (the base's), a base
         parameter a has l_a = m g_a + h_L L_a and l_ab = m g_ab + h_L L_ab + h_LL L_a L_b,
-        l_ax = h_Lx L_a; the eta derivatives follow by the chain rule."""
+        l_ax = h_Lx L_a; the eta derivatives follow by the chain rule (zero-inflation of a base
+        with mass at 0: ``_zi_row_derivs``). The last result is kept (the GLM's Hessian asks for
+        the columns and the summed Hessian at the same point; y and w by identity)."""
+        eta_a = np.asarray(eta)
+        psi_a = np.asarray(psi, float).reshape(-1)
+        memo = self._rows_memo
+        if (memo is not None and memo[0] is y and memo[1] is w and (memo[4] or not second)
+                and memo[2].shape == eta_a.shape and np.array_equal(memo[2], eta_a)
+                and memo[3].shape == psi_a.shape and np.array_equal(memo[3], psi_a)):
+            return memo[5]
+        out = self._row_derivs_at(y, eta, w, psi, second)
+        if isinstance(y, np.ndarray) and not y.flags.writeable:
+            self._rows_memo = (y, w, eta_a.copy(), psi_a.copy(), second, out)
+        return out
+
+    def _base_psi_terms(self, y, eta, wb, bpsi, second, zero_rows=False):
+        """The base family's (l_a, s_a, W_a, l_aa) at y per component a of its psi, component 0 on
+        the scale of the dispersion predictor (divided by c, l_aa by c^2), the extras as they are
+        (l_aa None without ``second``); ``zero_rows``: the rows with y = 0 may use the closed form
+        at 0 (``_by_rows``; nbinom1, one component)."""
+        c = self.c
+        nb = self.base.n_psi
+
+        def at_y(y_, eta_, wb_, bpsi_):
+            comps = self.base.psi_derivs(y_, eta_, wb_, bpsi_, second=second)
+            return tuple(a for d in comps for a in (tuple(d) if second else tuple(d[:3]) + (None,)))
+
+        at_zero = None
+        if zero_rows:
+            def at_zero(eta_, wb_, bpsi_):
+                return self._nb1_zero_psi(eta_, wb_, bpsi_)
+
+        flat = self._by_rows(y, eta, wb, bpsi, at_y, at_zero)
+        comps = [tuple(flat[4 * a : 4 * a + 4]) for a in range(nb)]
+        if c != 1.0:
+            g, gs, gW, gh = comps[0]
+            comps[0] = (g / c, gs / c, gW / c, None if gh is None else gh / (c * c))
+        return comps
+
+    def _psi_at_zero(self, y0, eta, wb, bpsi, second):
+        """The base's psi derivatives at y = 0 per component, scaled as ``_base_psi_terms``:
+        nbinom1's closed form, zeros for a base without mass at 0, the base's own otherwise."""
+        if not self.point0:
+            zero = np.zeros(np.shape(eta))
+            return [(zero, zero, zero, zero)] * self.base.n_psi
+        z0 = self._nb1_zero_psi(eta, wb, bpsi)
+        if z0 is not None:
+            c = self.c
+            return [tuple(a / c for a in z0[:3]) + ((z0[3] / (c * c)) if second else None,)]
+        return self._base_psi_terms(y0, eta, wb, bpsi, second)
+
+    def _row_derivs_at(self, y, eta, w, psi, second):
         bpsi, xi = self.split(psi)
         base = self.base
         wb, mult = self._weights(w)
@@ -390,27 +620,28 @@ class CompositeFamily(Family):
                 if second:
                     out["bb"] = base.psi_hessian(y, eta, wb, bpsi)
             return out
+        if self._zi_mix:
+            return self._zi_row_derivs(y, eta, w, wb, mult, bpsi, xi, psi, second)
+        # hurdle, zero truncation, zero-inflation of a base without mass at 0
+        mult = 1.0 if mult is None else mult
         y0 = self._y0(y)
         yb = self._y_base(y)
-        (_, s1, W1, dW1), (L, Le, LW, LdW), zt = self._at(y, eta, w, wb, bpsi, xi, psi)
-        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = zt
+        (_, s1, W1, dW1), (L, Le, LW, LdW), _ = self._at(y, eta, w, wb, bpsi, xi, psi)
+        m, h, hL, hLL, hLLL, hx, hxx, hLx, hLLx = self._hurdle_terms(y, eta, w, psi, L, xi)
         Lee, Leee = -LW, -LdW
         d3 = -m * dW1 - hL * LdW + 3.0 * hLL * Le * Lee + hLLL * Le**3
         out["dW"] = -d3 * mult
         if nb:
-            at_y = base.psi_derivs(yb, eta, wb, bpsi, second=second)
+            at_y = self._base_psi_terms(yb, eta, wb, bpsi, second)
             at_0 = self._psi_at_zero(y0, eta, wb, bpsi, second)
             comps, Ls = [], []
-            for a in range(nb):
-                scale = c if a == 0 else 1.0  # component 0 in zeta = c psi_0
-                g1, gs1, gW1 = (v / scale for v in at_y[a][:3])
-                La, Lea, LWa = (v / scale for v in at_0[a][:3])
+            for (g1, gs1, gW1, gh1), (La, Lea, LWa, Laa) in zip(at_y, at_0):
                 l_a = m * g1 + hL * La
                 s_a = m * gs1 + hL * Lea + hLL * Le * La
                 d_eea = -m * gW1 - hL * LWa + hLL * (Lee * La + 2.0 * Le * Lea) + hLLL * Le * Le * La
                 l_aa = None
                 if second:
-                    l_aa = (m * at_y[a][3] / scale**2 + hL * at_0[a][3] / scale**2 + hLL * La * La) * mult
+                    l_aa = (m * gh1 + hL * Laa + hLL * La * La) * mult
                 comps.append((l_a * mult, s_a * mult, -d_eea * mult, l_aa))
                 Ls.append(La)
             out["d"] = comps[0]
@@ -434,31 +665,67 @@ class CompositeFamily(Family):
             out["z"] = (hx * mult, s_x * mult, -d_eex * mult, hxx * mult)
         return out
 
-    def _psi_at_zero(self, y0, eta, wb, bpsi, second):
-        """The base's psi derivatives at y = 0, per component (l, s, W, l_pp): nbinom1's closed
-        form, zeros for a base without mass at 0, the base's own otherwise."""
-        if not self.point0:
-            zero = np.zeros(np.shape(eta))
-            return [(zero, zero, zero, zero)] * self.base.n_psi
-        z0 = self._nb1_zero_psi(eta, wb, bpsi)
-        if z0 is not None:
-            return [z0]
-        return self.base.psi_derivs(y0, eta, wb, bpsi, second=second)
+    def _zi_row_derivs(self, y, eta, w, wb, mult, bpsi, xi, psi, second):
+        """``_row_derivs`` for zero-inflation of a base with mass at 0, from the base family at y
+        only (``_zi_terms``): per base parameter a, with g = the base's l_a at y (on the zero rows
+        the one at 0), l_a = qm g, s_a = qm g_s + vm s1 g, W_a = qm g_W + vm (W1 g - 2 s1 g_s) - v3 s1^2 g,
+        l_aa = qm g_h + vm g^2, l_a,xi = -vm g (and l_ab = qm g_ab + vm g_a g_b between two of
+        them); l_xi = 1 - qm - pi, s_xi = -vm s1, W_xi = -vm W1 + v3 s1^2, l_xixi = vm - pi (1 - pi),
+        v3 = vm (1 - 2 qm)."""
+        (_, s1, W1, dW1), _, (qm, vm, _) = self._at(y, eta, w, wb, bpsi, xi, psi)
+        v3 = vm * (1.0 - 2.0 * qm)
+        s1s1 = s1 * s1
+        out = {"dW": qm * dW1 + vm * s1 * (3.0 * W1 - (1.0 - 2.0 * qm) * s1s1)}
+        if self.kd:
+            at_y = self._base_psi_terms(y, eta, wb, bpsi, second, zero_rows=True)
+            comps, vgs = [], []
+            for g, gs, gW, gh in at_y:
+                vg = vm * g
+                comps.append((qm * g, qm * gs + vg * s1, qm * gW + vg * W1 - 2.0 * vm * s1 * gs - v3 * s1s1 * g,
+                              (qm * gh + vg * g) if second else None))
+                vgs.append(vg)
+            out["d"] = comps[0]
+            if self.ke:
+                out["e"] = comps[1:]
+                if second:
+                    nb = len(at_y)
+                    Hy = self.base.psi_hessian(y, eta, wb, bpsi)
+                    gb = [at_y[0][0] * self.c] + [cp[0] for cp in at_y[1:]]  # in base coordinates
+                    Gab = np.stack([np.stack([gb[i] * gb[j] for j in range(nb)], -1) for i in range(nb)], -2)
+                    out["bb"] = qm[..., None, None] * Hy + vm[..., None, None] * Gab
+            if xi is not None:
+                out["dz_x"] = -vgs[0]
+                if self.ke:
+                    out["ex"] = [-vg for vg in vgs[1:]]
+        if xi is not None:
+            pi, _, v_pi = self._xi_terms(xi)
+            out["z"] = (1.0 - qm - pi, -vm * s1, v3 * s1s1 - vm * W1, vm - v_pi)
+        if mult is not None:
+            bb = out.pop("bb", None)
+            out = {k: _times(v, mult) for k, v in out.items()}
+            if bb is not None:  # one (n_psi, n_psi) block per row
+                out["bb"] = bb * np.asarray(mult)[..., None, None]
+        return out
 
     def _columns(self, rows, second):
         """Per-coefficient (l, s, W, l_pp) from the per-row derivatives: column j of a submodel's
-        matrix times each (disp, zi), then the extras as they are."""
+        matrix times each (disp, zi; one broadcast product per derivative and submodel), then the
+        extras as they are."""
         out = []
         for key, X in (("d", self.Xd), ("z", self.Xz)):
             if X is None or key not in rows:
                 continue
             lp, sp, Wp, lpp = rows[key]
-            for j in range(X.shape[1]):
-                x = X[:, j]
-                if key == "d" and self.d_const:
-                    out.append((lp, sp, Wp, lpp if second else None))
-                else:
-                    out.append((x * lp, x * sp, x * Wp, (x * x * lpp) if second else None))
+            if key == "d" and self.d_const:
+                out.append((lp, sp, Wp, lpp if second else None))
+                continue
+            Xt = self._XdT if key == "d" else self._XzT
+            k = Xt.shape[0]
+            nd = max(np.ndim(lp), np.ndim(sp), np.ndim(Wp), 1)
+            Xt = Xt.reshape((k,) + (1,) * (nd - 1) + (Xt.shape[1],))
+            parts = [Xt * lp, Xt * sp, Xt * Wp]
+            parts.append(Xt * Xt * lpp if second else [None] * k)
+            out.extend(zip(*parts))
         for lp, sp, Wp, lpp in rows.get("e", ()):
             out.append((lp, sp, Wp, lpp if second else None))
         return out
@@ -471,7 +738,7 @@ class CompositeFamily(Family):
     def psi_derivs(self, y, eta, w, psi, second: bool = True):
         rows = self._row_derivs(y, eta, w, psi, second=second)
         shape = np.broadcast(y, eta).shape
-        return [tuple(None if a is None else np.broadcast_to(a, shape) for a in c)
+        return [tuple(a if (a is None or np.shape(a) == shape) else np.broadcast_to(a, shape) for a in c)
                 for c in self._columns(rows, second)]
 
     def psi_hessian(self, y, eta, w, psi, summed: bool = False):
@@ -486,17 +753,28 @@ class CompositeFamily(Family):
         if "z" in rows:
             blocks.append(("z", self.Xz, np.broadcast_to(rows["z"][3], (n,))))
         k = self.n_psi
-        H = np.zeros((n, k, k))
         off = {"d": 0, "z": self.kd}
+        both = "d" in rows and "z" in rows
+        if summed:
+            H = np.zeros((k, k))
+            for key, X, hrow in blocks:
+                o, kx = off[key], X.shape[1]
+                H[o : o + kx, o : o + kx] = X.T @ (hrow[:, None] * X)
+            if both:
+                C = self.Xd.T @ (np.broadcast_to(rows["dz_x"], (n,))[:, None] * self.Xz)
+                H[: self.kd, self.kd :] = C
+                H[self.kd :, : self.kd] = C.T
+            return H
+        H = np.zeros((n, k, k))
         for key, X, hrow in blocks:
             o = off[key]
             H[:, o : o + X.shape[1], o : o + X.shape[1]] = hrow[:, None, None] * X[:, :, None] * X[:, None, :]
-        if "d" in rows and "z" in rows:
+        if both:
             cross = np.broadcast_to(rows["dz_x"], (n,))
             C = cross[:, None, None] * self.Xd[:, :, None] * self.Xz[:, None, :]
             H[:, : self.kd, self.kd :] = C
             H[:, self.kd :, : self.kd] = np.swapaxes(C, 1, 2)
-        return H.sum(axis=0) if summed else H
+        return H
 
     def _psi_hessian_extras(self, rows, n, summed):
         """The Hessian over [beta_disp, beta_zi, extras] with extras: per row, with D the second
@@ -882,6 +1160,17 @@ def _submodel_matrix(rhs, design, data, what):
     return X[:, keep], [xnames[i] for i in keep], (spec, keep if len(keep) < len(xnames) else None)
 
 
+def _is_fixed_part(rhs, design) -> bool:
+    """Whether a submodel's right-hand side is the conditional model's fixed part, written the same
+    way: its matrix, names and replay spec are then the design's (built from the same rows by the
+    same steps as ``_submodel_matrix``). Not when the design encoded ordered factors as
+    ``C(col, contr.poly)`` (``fit.design._ordered_as_poly``): it then names their columns as R does
+    (``dose.L``), which ``_submodel_matrix`` does not."""
+    fixed = getattr(getattr(design, "formula", None), "fixed", None)
+    return (isinstance(fixed, str) and "contr.poly" not in fixed
+            and "".join(rhs.split()) == "".join(fixed.split()))
+
+
 def truncated_family(name, link=None):
     """The zero-truncated family ``name`` ("truncated_poisson", "truncated_nbinom1",
     "truncated_nbinom2") with a constant dispersion, for ``families.get_family``: usable on its
@@ -942,7 +1231,10 @@ def build_composite(base, design, data, ziformula=None, dispformula=None, trunca
         else:
             Xd, dnames, specs["disp"] = _submodel_matrix(drhs, design, data, "dispformula")
     if zrhs is not None:
-        Xz, znames, specs["zi"] = _submodel_matrix(zrhs, design, data, "ziformula")
+        if _is_fixed_part(zrhs, design):  # (glmmTMB's common ziformula = the conditional fixed part)
+            Xz, znames, specs["zi"] = design.X.copy(), list(design.xnames), (design.x_spec, design.x_kept)
+        else:
+            Xz, znames, specs["zi"] = _submodel_matrix(zrhs, design, data, "ziformula")
         if Xz.shape[1] == 0:
             Xz, znames = None, []
     fam = CompositeFamily(base, Xd, Xz, zero, dnames, znames, specs, truncated_name)

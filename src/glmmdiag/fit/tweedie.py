@@ -29,11 +29,26 @@ _DROP = 40.0  # terms below exp(-_DROP) x the largest are left out (relative err
 _MAX_HALF_WIDTH = 1 << 16  # (the window for j* ~ 1e9 would still be narrower: ~ 40 sqrt(j*))
 
 
+def _by_j(fn, j, alpha):
+    """fn(j * alpha) for the integer-valued array j (its rows' windows) and alpha broadcast
+    against it: when alpha is one number and the range of j is shorter than j itself (the windows
+    of neighbouring rows overlap), fn is evaluated once per distinct integer and gathered (the
+    same products j * alpha, so the same values); otherwise elementwise."""
+    a = np.asarray(alpha, float)
+    if j.size > 64 and (a.ndim == 0 or a.size == 1 or np.all(a == a.flat[0])):
+        a0 = float(a.flat[0])
+        lo, hi = float(j.min()), float(j.max())
+        if hi - lo + 1.0 < j.size:
+            table = fn(np.arange(lo, hi + 1.0) * a0)
+            return table[(j - lo).astype(np.intp)]
+    return fn(j * a)
+
+
 def _log_w(j, logy, c, p):
     """log W_j for integer j (array broadcast against the rows)."""
     alpha = (2.0 - p) / (p - 1.0)
     z = alpha * logy - (1.0 + alpha) * c - np.log(2.0 - p) - alpha * np.log(p - 1.0)
-    return j * z - special.gammaln(j + 1.0) - special.gammaln(j * alpha)
+    return j * z - _by_j(special.gammaln, j + 1.0, 1.0) - _by_j(special.gammaln, j, alpha)
 
 
 def series_terms(y, c, p):
@@ -101,9 +116,9 @@ def _window_sums(y, c, p, j, lw, derivs):
     base = logy - c - np.log(q)
     zp = a1 * base + 1.0 / (2.0 - p) - alpha / q
     zpp = a2 * base - 2.0 * a1 / q + 1.0 / (2.0 - p) ** 2 + alpha / (q * q)
-    ja = j * alpha[:, None]
-    dg = special.digamma(ja)
-    tg = _tri_tetra(ja, False)  # trigamma (to ~1e-15 relative; scipy's polygamma is ~18x slower here)
+    dg = _by_j(special.digamma, j, alpha[:, None])
+    # trigamma (to ~1e-15 relative; scipy's polygamma is ~18x slower here)
+    tg = _by_j(lambda x: _tri_tetra(x, False), j, alpha[:, None])
     wc = -j * (1.0 + alpha)[:, None]
     wp = j * zp[:, None] - j * a1[:, None] * dg
     wcp = -j * a1[:, None]
