@@ -13,7 +13,7 @@
 # Each job reads <data_dir>/<dataset>.csv, restores the factor levels (R's order) from
 # schema.json, evaluates `prep` with the data frame bound to `dat`, runs the call once untimed
 # (warm-up, when asked) and then `reps` timed times with system.time()[["elapsed"]] -- the same
-# method as shared/reference/*.json -- and reports the median (and the median CPU time of the R
+# method as tests/reference/*.json -- and reports the median (and the median CPU time of the R
 # process, user + system).  The result JSON goes to OUT.json,
 # or to stdout when OUT.json is not given; progress goes to stderr.  A job that fails reports
 # its error and the others go on.

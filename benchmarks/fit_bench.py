@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fit-time benchmark: glmmdiag against the `glmm` package, lme4 and glmmTMB.
 
-For every reference case (shared/reference/<case>.json) this times
+For every reference case (tests/reference/<case>.json) this times
 
 * the glmmdiag fit (median of several runs in this process, after an untimed warm-up),
 * the equivalent fit with the `glmm` package when it is importable (benchmark-only; never a
@@ -49,21 +49,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _first_existing(*paths: Path) -> Path:
-    for p in paths:
-        if p.exists():
-            return p
-    return paths[0]
-
-
 DATA_DIR = Path(os.environ.get("GLMMDIAG_BENCH_DATA", ROOT / "tests" / "data"))
-REF_DIR = Path(
-    os.environ.get(
-        "GLMMDIAG_BENCH_REF",
-        _first_existing(ROOT.parent / "shared" / "reference", ROOT / "shared" / "reference",
-                        Path("/work/shared/reference")),
-    )
-)
+# the repository's own copies of the R reference fits (GLMMDIAG_BENCH_REF points elsewhere)
+REF_DIR = Path(os.environ.get("GLMMDIAG_BENCH_REF", ROOT / "tests" / "reference"))
 EXT_REF_DIR = ROOT / "tests" / "reference" / "ext"
 R_SCRIPT = HERE / "fit_bench.R"
 
@@ -121,7 +109,7 @@ def _chain(*fns):
 # --------------------------------------------------------------------------------------------
 # The case table.
 #
-#   name       case name (= shared/reference/<ref>.json unless `ref` says otherwise)
+#   name       case name (= tests/reference/<ref>.json unless `ref` says otherwise)
 #   csv        data set: tests/data/<csv>.csv, levels from schema.json[<csv>]
 #   formula    glmmdiag formula (Python operators inside I(): I(age**2))
 #   family     glmmdiag family;  kwargs: other glmmdiag.glmm keywords (reml, n_agq, link, ...)
@@ -297,7 +285,7 @@ for _name, _csv, _factors, _formula, _fam in [
     ("spatial_mat", "spatial_sim", ["group"], "count ~ z + mat(numFactor(xc, yc) + 0 | group)", "poisson"),
 ]:
     CASES.append(dict(name=_name, csv=_csv, factors=_factors, formula=_formula, family=_fam, kwargs={},
-                      data_prep=None, r={"lme4": None, "glmmTMB": _name}, glmm=None, r_target=10.0))
+                      data_prep=None, r_prep="", r={"lme4": None, "glmmTMB": _name}, glmm=None, r_target=10.0))
 
 R_ENGINES = ("lme4", "glmmTMB")
 
@@ -639,7 +627,7 @@ def print_report(rows: list[dict], r_res: dict, r_info: dict, opts) -> None:
     print()
     if any(m for row in rows for m in (r_time(row["case"], e, r_res)[1] for e in R_ENGINES)):
         print("* R time not measured in this run: the reference JSON's median "
-              "(shared/reference and tests/reference/ext, R 4.2.2, same kind of 2-core machine).")
+              "(tests/reference and tests/reference/ext, R 4.2.2, same kind of 2-core machine).")
     if slow_marks:
         print(f"~ slower than --max-fit ({py_max_fit(opts):g} s): one cold run, not a median.")
     if r_info.get("error"):
