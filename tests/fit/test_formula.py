@@ -311,3 +311,20 @@ def test_ordered_factor_gets_r_polynomial_contrasts():
     np.testing.assert_allclose(fit.predict(newdata=d.iloc[:5]), fit.predict()[:5], rtol=1e-10)
     d["dose"] = d["dose"].cat.as_unordered()  # unordered: treatment contrasts as before
     assert glmmdiag.glmm("y ~ dose + (1 | g)", d).fixef.index[1] == "dosemid"
+
+
+def test_ordered_factor_in_a_dispersion_model_gets_poly_contrasts_too():
+    """The zero and dispersion models encode an ordered factor as the conditional model does."""
+    import warnings
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "reference" / "rstyle"
+    d = pd.read_csv(here / "ordered_factor.csv")
+    d["dose"] = pd.Categorical(d["dose"], ["low", "mid", "high", "max"], ordered=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = glmmdiag.glmm("y ~ dose + (1 | g)", d, dispformula="~ dose")
+        same = glmmdiag.glmm("y ~ dose + (1 | g)", d, dispformula="~ C(dose, contr.poly)")
+    assert fit.fixef_disp.index.tolist() == ["(Intercept)", "dose.L", "dose.Q", "dose.C"]
+    np.testing.assert_allclose(fit.fixef_disp.to_numpy(), same.fixef_disp.to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(fit.predict(newdata=d.iloc[:4], type="disp"), fit.predict(type="disp")[:4], rtol=1e-10)

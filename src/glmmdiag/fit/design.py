@@ -533,6 +533,15 @@ def _ordered_as_poly(pf: ParsedFormula, data: pd.DataFrame) -> tuple[ParsedFormu
     return dataclasses.replace(pf, fixed=_poly_wrapped(pf.fixed, used), re_terms=terms), used
 
 
+def ordered_poly_rhs(rhs: str, data: pd.DataFrame) -> tuple[str, list[str]]:
+    """A right-hand side with its bare ordered-Categorical columns as ``C(col, contr.poly)`` (R's
+    default contrasts for ordered factors), and those columns (for ``_r_poly_name``)."""
+    ordered = [c for c in data.columns if isinstance(c, str) and c.isidentifier()
+               and isinstance(data[c].dtype, pd.CategoricalDtype) and data[c].cat.ordered]
+    used = [c for c in ordered if _poly_wrapped(rhs, [c]) != rhs]
+    return (_poly_wrapped(rhs, used), used) if used else (rhs, [])
+
+
 def _r_poly_name(name: str, columns: list[str]) -> str:
     """``C(dose, contr.poly).L:x`` -> ``dose.L:x`` for the columns made polynomial by default."""
     for col in columns:

@@ -1129,7 +1129,7 @@ def _submodel_matrix(rhs, design, data, what):
     """(X, R names, spec) of a submodel's fixed effects on the fitted rows."""
     import pandas as pd
 
-    from glmmdiag.fit.design import _drop_rank_deficient, r_column_name
+    from glmmdiag.fit.design import _drop_rank_deficient, _r_poly_name, ordered_poly_rhs, r_column_name
     from glmmdiag.fit.fixed import fixed_model_matrix
     from glmmdiag.fit.formula import formula_variables
 
@@ -1151,9 +1151,10 @@ def _submodel_matrix(rhs, design, data, what):
             )
         if isinstance(col.dtype, pd.CategoricalDtype):
             frame[v] = col.cat.remove_unused_categories()
+    rhs, poly_columns = ordered_poly_rhs(rhs, frame)  # ordered factors: R's contr.poly, as the conditional model
     X, xnames, spec = fixed_model_matrix(rhs, frame)
     X = np.asarray(X, float)
-    xnames = [r_column_name(c) for c in xnames]
+    xnames = [_r_poly_name(r_column_name(c), poly_columns) for c in xnames]
     if X.shape[0] != design.n or not np.all(np.isfinite(X)):
         raise GlmmdiagError(f"the {what} model matrix has non-finite values or the wrong number of rows")
     keep = _drop_rank_deficient(X, xnames)
