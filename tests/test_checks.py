@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -382,3 +383,22 @@ def test_pearson_dispersion_without_residual_df_is_undefined():
     with pytest.warns(gd.UndefinedTestWarning, match="residual degrees of freedom are 0"):
         t = gd.dispersion_test(res, kind="pearson", df="model")
     assert math.isnan(t.statistic) and math.isnan(t.p_value)
+
+
+def test_categorical_test_orders_levels_as_a_user_expects():
+    """Issue 15: levels '1'..'12' in numeric order (not '1', '10', '11', '12', '2'), a Categorical in
+    its category order; the per-level numbers follow the levels."""
+    from glmmdiag import datasets
+
+    d = datasets.load("Salamanders")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = gd.glmm("count ~ spp + mined + (1 | site)", d, family="poisson")
+    res = gd.simulate_residuals(fit, n_sim=50, seed=1)
+    labels = np.array([str(i) for i in (np.arange(res.nobs) % 12 + 1)])
+    t = gd.categorical_test(res, labels)
+    assert t.table.index.tolist() == [str(i) for i in range(1, 13)]
+    first = res.residuals[labels == "1"]
+    assert t.plot_data["groups"]["1"].tolist() == first.tolist()
+    t = gd.categorical_test(res, d["spp"])
+    assert t.table.index.tolist() == list(d["spp"].cat.categories)

@@ -635,18 +635,37 @@ def _curve(xr, r, q, basis, grid, max_points):
 
 
 # ---------------------------------------------------------------------------------- categorical
+def _level_codes(g: pd.Series) -> tuple[np.ndarray, list]:
+    """Codes and levels in the order a user expects: a Categorical's own category order (used
+    categories only), numbers and numeric strings by value ('1', '2', '10', not '1', '10', '2'),
+    other labels alphabetically."""
+    if isinstance(g.dtype, pd.CategoricalDtype):
+        cat = g.cat.remove_unused_categories()
+        return cat.cat.codes.to_numpy(), list(cat.cat.categories)
+    uniq = pd.unique(g)
+    try:
+        keys = np.array([float(v) for v in uniq])
+    except (TypeError, ValueError):
+        keys = None
+    order = np.argsort(keys, kind="stable") if keys is not None else np.argsort(
+        np.array([str(v) for v in uniq], dtype=object), kind="stable")
+    levels = [uniq[i] for i in order]
+    return np.asarray(pd.Categorical(g.to_numpy(), categories=levels).codes), levels
+
+
 def categorical_test(res: ScaledResiduals, catpred) -> TestResult:
     """Per-level uniformity (KS, Holm-adjusted) and equal spread across levels (Brown-Forsythe:
     Levene's test centred on the median). p-value = min(1, 2 min(smallest Holm-adjusted KS p,
     Levene p)) (Bonferroni over the two parts); both parts are in ``table``/``estimate``."""
     res = _check_res(res)
     r = np.asarray(res.residuals, float)
-    g = pd.Series(np.asarray(catpred))
+    g = catpred if isinstance(catpred, pd.Series) else pd.Series(
+        catpred if isinstance(catpred, pd.Categorical) else np.asarray(catpred))
     if g.shape[0] != r.size:
         raise GlmmdiagError(f"catpred has {g.shape[0]} values but there are {r.size} residuals")
     if g.isna().any():
         raise GlmmdiagError("catpred has missing values")
-    codes, levels = pd.factorize(g, sort=True)
+    codes, levels = _level_codes(g)
     if len(levels) < 2:
         raise GlmmdiagError("catpred needs at least two levels")
     groups = [r[codes == k] for k in range(len(levels))]
