@@ -299,3 +299,17 @@ def test_smooth_quantile_curves_on_1e5_are_flat_for_uniform_residuals():
     curves = _quantreg.quantile_curves(x, r, (0.25, 0.5, 0.75), 4, np.linspace(0, 1, 101))
     for q, c in curves.items():
         assert np.max(np.abs(c - q)) < 0.02  # uniform residuals: flat curves at q
+
+
+def test_box_plot_tick_labels_are_short_and_in_numeric_order():
+    """Issue 15: fitted values used as a factor print to 4 significant digits (not 17), and numeric
+    labels sort by value."""
+    rng = np.random.default_rng(4)
+    n = 120
+    fitted = np.repeat([0.196937412321, 1.4142135623730951, 0.7071067811865476], n // 3)
+    res = gd.simulate_residuals(gd.from_simulations(rng.poisson(fitted), rng.poisson(fitted[:, None], size=(n, 60)), fitted), seed=1)
+    ax = gd.plot_residuals(res, as_factor=True)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["0.1969", "0.7071", "1.414"]
+    ax = gd.plot_residuals(res, pd.Series([str(i) for i in np.arange(n) % 12 + 1]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(1, 13)]

@@ -393,18 +393,23 @@ def _qlabel(q: float) -> str:
     return np.format_float_positional(q, trim="-")
 
 
+def _tick_label(v) -> str:
+    """A level as a tick label: numbers to 4 significant digits (a fitted value used as a factor
+    printed 0.19693741232 before), anything else as its text."""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4g}"
+    return str(v)
+
+
 def _categorical_panel(ax, res, x, label, test, outlier_test, alpha, title):
     from glmmdiag import checks
 
     r = np.asarray(res.residuals, float)
     s = pd.Series(np.asarray(x, dtype=object) if not isinstance(x, pd.Series) else x).reset_index(drop=True)
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        levels = [lv for lv in s.cat.categories if (s == lv).any()]
-    else:
-        levels = sorted(pd.unique(s.dropna()), key=lambda v: (str(type(v)), v))
+    present = s.notna().to_numpy()
     codes = np.full(r.size, -1)
-    for k, lv in enumerate(levels):
-        codes[np.asarray(s == lv)] = k
+    # levels in the order categorical_test uses: categories, numbers by value, labels alphabetically
+    codes[present], levels = checks._level_codes(s[present])
     groups = [r[codes == k] for k in range(len(levels))]
     if test is None and len(levels) >= 2:
         test = checks.categorical_test(res, s.astype(str).to_numpy())
@@ -429,7 +434,7 @@ def _categorical_panel(ax, res, x, label, test, outlier_test, alpha, title):
     ax.set_xlim(0.4, k + 0.6)
     ax.set_ylim(-0.04, 1.04)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"])
-    labels = [str(v) for v in levels]
+    labels = [_tick_label(v) for v in levels]
     step = max(1, int(math.ceil(k / 40)))
     rot = 0 if (k <= 6 and max(len(t) for t in labels) <= 6) else 90
     ax.set_xticks(pos[::step], labels[::step], rotation=rot, fontsize="small" if k <= 20 else "x-small")
