@@ -402,3 +402,19 @@ def test_categorical_test_orders_levels_as_a_user_expects():
     assert t.plot_data["groups"]["1"].tolist() == first.tolist()
     t = gd.categorical_test(res, d["spp"])
     assert t.table.index.tolist() == list(d["spp"].cat.categories)
+
+
+def test_bootstrap_outlier_floor_is_said():
+    """Issue 15: the exact outlier bootstrap bottoms out at 2 / (n_boot + 1) (two-sided) and says so."""
+    from glmmdiag import datasets
+
+    d = datasets.load("Salamanders")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = gd.glmm("count ~ mined", d, family="poisson")  # badly overdispersed: many outliers
+    res = gd.simulate_residuals(fit, n_sim=250, seed=1)
+    t = gd.outlier_test(res, type="bootstrap")
+    assert t.p_value == pytest.approx(2 / 101)
+    assert t.note is not None and "smallest p-value 100 bootstrap draws" in t.note and "n_boot" in t.note
+    t = gd.outlier_test(res, type="bootstrap", n_boot=200)
+    assert t.p_value == pytest.approx(2 / 201) and "200" in t.note

@@ -433,6 +433,11 @@ def outlier_test(
     p = {"greater": p_gr, "less": p_le}.get(alt, min(1.0, 2 * min(p_gr, p_le)))
     pm = min(p_gr, p_le) if alt == "two-sided" else p
     se = math.sqrt(max(pm * (1 - pm), 0.0) / K) * (2 if alt == "two-sided" else 1)
+    floor = (2.0 if alt == "two-sided" else 1.0) / (K + 1)
+    note = None
+    if p <= floor + 1e-12:  # no pseudo-observation was as extreme: the smallest p-value K draws can give
+        note = (f"Note: p = {p:.3g} is the smallest p-value {K} bootstrap draws can give (none was as extreme "
+                f"as the data); the evidence may be stronger: increase n_boot (and n_sim) to resolve it")
     return TestResult(
         method="Outlier test: Monte-Carlo (simulations as exchangeable pseudo-observations)",
         statistic=t_obs,
@@ -445,6 +450,7 @@ def outlier_test(
         mc_se=max(se, 1.0 / (K + 1)),
         n_sim=K,
         simulate_re=res.simulate_re,
+        note=note,
         plot_data={"simulated": T, "observed": t_obs, "lower": np.flatnonzero(y < min1), "upper": np.flatnonzero(y > max1)},
     )
 
