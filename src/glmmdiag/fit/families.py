@@ -1313,10 +1313,9 @@ class BetaBinomial(Family):
         l3 = phi**3 * (q_ya - q_a - q_fb + q_b)
         return ll, l1, l2, l3
 
-    def _fused_mu_terms(self, y, mu, w, psi):
-        """(l_mu, l_mumu, l_mumumu, [g], [g_mu], [g_mumu]) from one set of digamma/trigamma/
-        tetragamma values (``mu_derivs`` at order 3 and ``_psi_mu_terms`` share them): what the
-        Laplace gradient at the mode needs (``laplace_gradient_terms``)."""
+    def _digamma_terms(self, y, mu, w, psi):
+        """The shared special-function differences (phi, a, b, Dy, Df, Dn, Ty, Tf, Qy, Qf): digamma
+        (D), trigamma (T) and tetragamma (Q) differences at (y + a, a), (w - y + b, b), (w + phi, phi)."""
         mu, phi, a, b = self._ab(mu, psi)
         f = w - y
         Dy = special.digamma(y + a) - special.digamma(a)
@@ -1326,8 +1325,13 @@ class BetaBinomial(Family):
         t_a, q_a = _tri_tetra(a)
         t_fb, q_fb = _tri_tetra(f + b)
         t_b, q_b = _tri_tetra(b)
-        Ty, Tf = t_ya - t_a, t_fb - t_b
-        Qy, Qf = q_ya - q_a, q_fb - q_b
+        return phi, a, b, Dy, Df, Dn, t_ya - t_a, t_fb - t_b, q_ya - q_a, q_fb - q_b
+
+    def _fused_mu_terms(self, y, mu, w, psi):
+        """(l_mu, l_mumu, l_mumumu, [g], [g_mu], [g_mumu]) from one set of digamma/trigamma/
+        tetragamma values (``mu_derivs`` at order 3 and ``_psi_mu_terms`` share them): what the
+        Laplace gradient at the mode needs (``laplace_gradient_terms``)."""
+        phi, a, b, Dy, Df, Dn, Ty, Tf, Qy, Qf = self._digamma_terms(y, mu, w, psi)
         l1 = phi * (Dy - Df)
         l2 = phi * phi * (Ty + Tf)
         l3 = phi**3 * (Qy - Qf)
@@ -1338,17 +1342,7 @@ class BetaBinomial(Family):
 
     def _psi_mu_terms(self, y, mu, w, psi, second=True):
         # d/dpsi = phi d/dphi, with da/dpsi = a and db/dpsi = b
-        mu, phi, a, b = self._ab(mu, psi)
-        f = w - y
-        Dy = special.digamma(y + a) - special.digamma(a)
-        Df = special.digamma(f + b) - special.digamma(b)
-        Dn = special.digamma(w + phi) - special.digamma(phi)
-        t_ya, q_ya = _tri_tetra(y + a)
-        t_a, q_a = _tri_tetra(a)
-        t_fb, q_fb = _tri_tetra(f + b)
-        t_b, q_b = _tri_tetra(b)
-        Ty, Tf = t_ya - t_a, t_fb - t_b
-        Qy, Qf = q_ya - q_a, q_fb - q_b
+        phi, a, b, Dy, Df, Dn, Ty, Tf, Qy, Qf = self._digamma_terms(y, mu, w, psi)
         g = a * Dy + b * Df - phi * Dn
         g1 = phi * (Dy - Df) + phi * (a * Ty - b * Tf)          # d l_mu / dpsi
         l2 = phi * phi * (Ty + Tf)
