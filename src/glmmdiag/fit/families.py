@@ -1122,7 +1122,18 @@ class NBinom1(_NegBin):
 
 
 # ======================================================================================
-class StudentT(Family):
+class _FirstPsiIsLogDispersion:
+    """Families whose first psi is log of glmmTMB's ``sigma()`` and its ``betad`` (t's scale,
+    ordbeta's precision, tweedie's phi)."""
+
+    def dispersion(self, psi=None):
+        return _as_float(np.exp(self._psi(psi)[0]))
+
+    def glmmtmb_betad(self, psi=None):
+        return _as_float(self._psi(psi)[0])
+
+
+class StudentT(_FirstPsiIsLogDispersion, Family):
     """Student t response: y = mu + sigma * T with T ~ t(df), as glmmTMB's ``t_family``.
 
     psi = (log sigma, log df), or (log sigma,) when the user fixes ``df``.  ``dispersion(psi)`` =
@@ -1223,14 +1234,8 @@ class StudentT(Family):
         nu = 4.0 + 6.0 / kurt if kurt > 0 else 30.0
         return np.array([np.log(sigma), np.log(np.clip(nu, 2.5, 100.0))])
 
-    def dispersion(self, psi=None):
-        return _as_float(np.exp(self._psi(psi)[0]))
-
     def dispersion_extra(self, psi=None):
         return {"df": _as_float(self._sd(psi)[1])}
-
-    def glmmtmb_betad(self, psi=None):
-        return _as_float(self._psi(psi)[0])
 
     def variance(self, mu, psi=None):
         a, nu = self._sd(psi)
@@ -1415,7 +1420,7 @@ def _sigmoid(x):
     return special.expit(x)
 
 
-class OrdBeta(Family):
+class OrdBeta(_FirstPsiIsLogDispersion, Family):
     """Ordered beta (Kubinec 2023) for proportions in [0, 1] with exact zeros and ones, as
     glmmTMB's ``ordbeta``: with mu = logistic(eta), cutpoints k1 < k2 and s_i = logistic(eta - k_i),
 
@@ -1595,15 +1600,9 @@ class OrdBeta(Family):
         c = self._beta_family().psi_start(y[mid], mu[mid], np.ones(int(mid.sum())))[0] if mid.any() else 0.0
         return np.array([c, k1, k2])
 
-    def dispersion(self, psi=None):
-        return _as_float(np.exp(self._psi(psi)[0]))
-
     def dispersion_extra(self, psi=None):
         _, k1, k2 = self._psi(psi)
         return {"lower cutoff": _as_float(_sigmoid(k1)), "upper cutoff": _as_float(_sigmoid(k2))}
-
-    def glmmtmb_betad(self, psi=None):
-        return _as_float(self._psi(psi)[0])
 
     def variance(self, mu, psi=None):
         """Variance of y (with its point masses) at beta-part mean mu."""
@@ -1648,7 +1647,7 @@ class OrdBeta(Family):
 
 
 # ======================================================================================
-class Tweedie(Family):
+class Tweedie(_FirstPsiIsLogDispersion, Family):
     """Tweedie compound Poisson-gamma response with var = phi mu^p, 1 < p < 2: a point mass
     P(y = 0) = exp(-lam), lam = mu^(2-p) / (phi (2-p)), and a continuous density on y > 0,
 
@@ -1801,14 +1800,8 @@ class Tweedie(Family):
         phi = np.sum(w * (y - mu) ** 2 / mu**p) / max(np.sum(w), 1e-300)
         return np.array([np.log(np.clip(phi, 1e-3, 1e3)), 0.0])
 
-    def dispersion(self, psi=None):
-        return _as_float(np.exp(self._psi(psi)[0]))
-
     def dispersion_extra(self, psi=None):
         return {"power": _as_float(self._cp(psi)[1])}
-
-    def glmmtmb_betad(self, psi=None):
-        return _as_float(self._psi(psi)[0])
 
     def variance(self, mu, psi=None):
         if psi is None:
