@@ -313,3 +313,20 @@ def test_box_plot_tick_labels_are_short_and_in_numeric_order():
     assert labels == ["0.1969", "0.7071", "1.414"]
     ax = gd.plot_residuals(res, pd.Series([str(i) for i in np.arange(n) % 12 + 1]))
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(1, 13)]
+
+
+def test_significant_quantile_curves_stay_distinguishable():
+    """Issue 15: when all three quantile curves are significant (same highlight colour) they differ
+    by line style, in the panel and in the legend."""
+    rng = np.random.default_rng(8)
+    n = 400
+    x = rng.random(n)
+    fitted = np.exp(1 + x)
+    y = rng.poisson(fitted * rng.gamma(0.5 + 4 * x, 1 / (0.5 + 4 * x)))  # spread that changes with x
+    res = gd.simulate_residuals(gd.from_simulations(y, rng.poisson(fitted[:, None], size=(n, 200)), fitted), seed=1)
+    ax = gd.plot_residuals(res, x)
+    curves = [line for line in ax.lines if len(line.get_xdata()) > 10]
+    styles = {str(line.get_linestyle()) for line in curves}
+    assert len(curves) >= 3 and len(styles) == 3
+    legend_styles = {str(h.get_linestyle()) for h in ax.get_legend().legend_handles[:3]}
+    assert len(legend_styles) == 3

@@ -357,6 +357,7 @@ def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, 
         p = p_q.get(q, math.nan)
         sig = p < alpha
         col = PALETTE["signal"] if sig else PALETTE["neutral"]
+        style = _quantile_linestyle(q)  # the curves stay distinguishable when all are highlighted
         if c is not None:
             hw = band.get(q)
             if few:
@@ -368,9 +369,9 @@ def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, 
             if hw is not None:
                 ax.fill_between(xc, np.clip(c - hw, 0, 1), np.clip(c + hw, 0, 1), color=col, alpha=0.15, lw=0,
                                 zorder=2.5)
-            ax.plot(xc, c, color=col, lw=2.6 if sig else 1.7, zorder=3, marker="o" if few else None,
+            ax.plot(xc, c, color=col, lw=2.6 if sig else 1.7, ls=style, zorder=3, marker="o" if few else None,
                     ms=5 if few else 0)
-        handles.append(Line2D([], [], color=col, lw=2.6 if sig else 1.7))
+        handles.append(Line2D([], [], color=col, lw=2.6 if sig else 1.7, ls=style))
         labels.append(f"q = {_qlabel(q)}, {fmt_p(p)}")
         highlight.append(sig)
     h_out, sig_out = _outlier_style(ax, xs, r, outlier_test, alpha)
@@ -391,6 +392,14 @@ def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, 
 
 def _qlabel(q: float) -> str:
     return np.format_float_positional(q, trim="-")
+
+
+def _quantile_linestyle(q: float):
+    """Line style of a quantile curve: dashed below the median, solid at it, dotted above (so that
+    three curves drawn in the same highlight colour can still be told apart)."""
+    if abs(q - 0.5) < 1e-9:
+        return "-"
+    return "--" if q < 0.5 else ":"
 
 
 def _tick_label(v) -> str:
