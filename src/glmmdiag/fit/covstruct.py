@@ -163,9 +163,6 @@ class Diagonal(Structure):
     def names(self, term, cnames):
         return [f"{term}.sd"] if self.homogeneous else [f"{term}.{c}" for c in cnames]
 
-    def describe(self, par):
-        return {}
-
 
 class CorrelationStructure(Structure):
     """T = D L(c): SDs (one, or one per coefficient) times the Cholesky factor of R(c)."""

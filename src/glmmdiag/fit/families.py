@@ -713,7 +713,19 @@ class GammaFamily(Family):
 
 
 # ======================================================================================
-class Beta(Family):
+class _FirstPsiIsLogDispersion:
+    """Families whose first psi is log of glmmTMB's ``sigma()`` and its ``betad`` (beta's and
+    betabinomial's precision, the negative binomials' theta / phi, t's scale, ordbeta's precision,
+    tweedie's phi)."""
+
+    def dispersion(self, psi=None):
+        return _as_float(np.exp(self._psi(psi)[0]))
+
+    def glmmtmb_betad(self, psi=None):
+        return _as_float(self._psi(psi)[0])
+
+
+class Beta(_FirstPsiIsLogDispersion, Family):
     """Beta response in mean-precision form (Ferrari & Cribari-Neto 2004): Beta(mu phi, (1-mu) phi),
     var = mu (1 - mu) / (1 + phi), 0 < y < 1.
 
@@ -817,14 +829,6 @@ class Beta(Family):
         phi = m / max(v, 1e-300) - 1.0
         return np.array([np.log(np.clip(phi, 0.1, 1e6))])
 
-    def dispersion(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(np.exp(c))
-
-    def glmmtmb_betad(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(c)
-
     def variance(self, mu, psi=None):
         (c,) = self._psi(psi)
         return mu * (1.0 - mu) / (1.0 + np.exp(c))
@@ -848,7 +852,7 @@ class Beta(Family):
 
 
 # ======================================================================================
-class _NegBin(Family):
+class _NegBin(_FirstPsiIsLogDispersion, Family):
     discrete = True
     has_dispersion = True
     default_link = "log"
@@ -1009,14 +1013,6 @@ class NBinom2(_NegBin):
         th = np.exp(c)
         return th, th / (th + mu)
 
-    def dispersion(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(np.exp(c))
-
-    def glmmtmb_betad(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(c)
-
     def variance(self, mu, psi=None):
         (c,) = self._psi(psi)
         return mu + mu * mu * np.exp(-c)
@@ -1108,31 +1104,12 @@ class NBinom1(_NegBin):
         phi = np.exp(c)
         return mu / phi, 1.0 / (1.0 + phi) + 0.0 * mu
 
-    def dispersion(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(np.exp(c))
-
-    def glmmtmb_betad(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(c)
-
     def variance(self, mu, psi=None):
         (c,) = self._psi(psi)
         return mu * (1.0 + np.exp(c))
 
 
 # ======================================================================================
-class _FirstPsiIsLogDispersion:
-    """Families whose first psi is log of glmmTMB's ``sigma()`` and its ``betad`` (t's scale,
-    ordbeta's precision, tweedie's phi)."""
-
-    def dispersion(self, psi=None):
-        return _as_float(np.exp(self._psi(psi)[0]))
-
-    def glmmtmb_betad(self, psi=None):
-        return _as_float(self._psi(psi)[0])
-
-
 class StudentT(_FirstPsiIsLogDispersion, Family):
     """Student t response: y = mu + sigma * T with T ~ t(df), as glmmTMB's ``t_family``.
 
@@ -1262,7 +1239,7 @@ def _betabinom_logpmf(y, n, a, b):
             + special.betaln(y + a, n - y + b) - special.betaln(a, b))
 
 
-class BetaBinomial(Family):
+class BetaBinomial(_FirstPsiIsLogDispersion, Family):
     """Beta-binomial: y successes out of n = w trials, y | p ~ Binomial(n, p), p ~ Beta(mu phi,
     (1 - mu) phi), so E[y] = n mu and var(y) = n mu (1 - mu) (phi + n) / (phi + 1).
 
@@ -1368,14 +1345,6 @@ class BetaBinomial(Family):
         rho = x2 / den if den > 0 else 0.1
         rho = float(np.clip(rho, 1e-3, 0.9))
         return np.array([np.log(1.0 / rho - 1.0)])
-
-    def dispersion(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(np.exp(c))
-
-    def glmmtmb_betad(self, psi=None):
-        (c,) = self._psi(psi)
-        return _as_float(c)
 
     def variance(self, mu, psi=None, trials=1.0):
         """Variance of the proportion y / n for ``trials`` n: mu (1 - mu) (phi + n) / ((phi + 1) n);

@@ -99,6 +99,7 @@ class GLMMProblem:
         self._last_general = None  # the last mode of the general path (``_predict_u_general``)
         self._pirls_memo = None  # (parameters, result, eta) of the last PIRLS
         self._grad_memo = None  # (parameters, deviance, gradient) of the last gradient
+        self._indicators: dict = {}  # sparse level indicators of terms with many coefficients (``lamt_zt``)
 
     def reset_modes(self):
         """Cold-start the next PIRLS from u = 0 (no warm start, no predicted mode)."""
@@ -120,11 +121,11 @@ class GLMMProblem:
 
     def _level_indicator(self, k: int):
         """The sparse (levels x n) indicator of term k's levels (cached)."""
-        cache = self.__dict__.setdefault("_indicators", {})
-        if k not in cache:
+        if k not in self._indicators:
             t = self.terms[k]
-            cache[k] = sparse.csr_matrix((np.ones(self.n), (t.refs, np.arange(self.n))), shape=(t.nlev, self.n))
-        return cache[k]
+            self._indicators[k] = sparse.csr_matrix((np.ones(self.n), (t.refs, np.arange(self.n))),
+                                                    shape=(t.nlev, self.n))
+        return self._indicators[k]
 
     def lamt_zt(self, T, s) -> np.ndarray:
         """Lambda' Z' s."""
