@@ -1333,6 +1333,28 @@ def _post_fit_checks(st: FitState, design, family) -> None:
     if not _check_separation(st, design, family):
         _check_vcov(st, design)
     _check_scale(st, design, family)
+    _check_tweedie_power(st, family)
+
+
+TWEEDIE_P_EDGE = 1e-4  # a tweedie power within this of 2 is at the family's boundary
+
+
+def _check_tweedie_power(st: FitState, family) -> None:
+    """A tweedie fit whose power went to its upper limit 2: without zeros in the response (zeros
+    have probability exp(-mu^(2-p) / (phi (2-p))) -> 0 as p -> 2) the likelihood increases
+    monotonically towards the Gamma family's (p = 2, shape 1 / phi) and the optimum is that limit;
+    the optimiser stops where the likelihood is flat to its tolerance (glmmTMB 1.1.5 too: p =
+    1.999995 on tests/data/tweedie_nozero_sim.csv). Say so, with the power reached."""
+    base = getattr(family, "base", family)
+    if base.name != "tweedie" or st.psi is None:
+        return
+    power = family.dispersion_extra(st.psi).get("power")
+    if power is not None and 2.0 - power < TWEEDIE_P_EDGE:
+        st.warnings.append(DegenerateFitWarning(
+            f"the tweedie power went to its upper limit 2 (p = {power:.7g}): the likelihood increases "
+            f"towards the Gamma family's (p = 2, the limit of this fit), as it does when the response has "
+            f"no zeros; consider family='gamma' (same mean model, var = phi mu^2)"
+        ))
 
 
 DIVERGED = 1e8  # |beta_j| x the spread of its column: a linear-predictor effect no fit can mean
