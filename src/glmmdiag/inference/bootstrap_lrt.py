@@ -20,8 +20,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import delayed
 
+from glmmdiag._parallel import parallel_imap
 from glmmdiag._progress import track
 from glmmdiag.errors import GlmmdiagError, RefitWarning
 from glmmdiag.inference.lrt import anova
@@ -86,8 +87,7 @@ def simulate_lrt(m0, m1, n_sim: int = 250, seed=None, n_jobs: int = 1, progress=
     m0, m1 = _ml(m0), _ml(m1)
     observed = float(table["Chisq"].iloc[1])
     draws = np.asarray(m0.simulate(n_sim, seed=seed, conditional=False), float)
-    pairs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_pair_statistic)(m0, m1, draws[:, b]) for b in range(n_sim))
+    pairs = parallel_imap((delayed(_pair_statistic)(m0, m1, draws[:, b]) for b in range(n_sim)), n_jobs)
     stats_b = np.fromiter(track(pairs, n_sim, "bootstrap refits", progress), float, count=n_sim)
     ok = np.isfinite(stats_b)
     n_ok = int(ok.sum())
