@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from glmmdiag._progress import track
 from glmmdiag.errors import ColumnError, GlmmdiagError
 
 __all__ = ["compare_models", "compare_families", "ModelComparison", "FamilyComparison"]
@@ -216,6 +217,7 @@ def compare_models(
     quantiles=(0.25, 0.5, 0.75),
     alpha: float = 0.05,
     n_jobs=1,
+    progress="auto",
     _who: str = "compare_models",
     **fit_kw,
 ) -> ModelComparison:
@@ -238,6 +240,9 @@ def compare_models(
         back on the response's scale in the ``*_common`` columns.
     quantiles, alpha
         For ``quantile_test`` and the verdict/remedies columns (tests with p < alpha).
+    progress : bool or "auto"
+        A progress bar over the models (``"auto"``: in a notebook or terminal, once the work takes
+        more than a couple of seconds; silent in pipes and tests).
     **fit_kw
         Passed to every ``glmm`` call (weights=, offset=, ...); a spec's own link/ziformula/
         dispformula take precedence.
@@ -261,7 +266,7 @@ def compare_models(
         raise GlmmdiagError(f"transforms names models that are not compared: {sorted(unknown)}")
     response = _response_name(formula)
     rows, fits, resids, tests = [], {}, {}, {}
-    for spec in specs:
+    for spec in track(specs, len(specs), "models", progress):
         label = spec["label"]
         fformula, fdata, resp_desc, logjac_rows = _model_inputs(formula, data, spec, transforms.get(label), response)
         kw = dict(fit_kw)
@@ -302,6 +307,7 @@ def compare_families(
     quantiles=(0.25, 0.5, 0.75),
     alpha: float = 0.05,
     n_jobs=1,
+    progress="auto",
     **fit_kw,
 ) -> ModelComparison:
     """Fit ``formula`` with each family and compare fit statistics and residual diagnostics
@@ -325,6 +331,8 @@ def compare_families(
         Link per family (default: the family's default link).
     quantiles, alpha
         For ``quantile_test`` and the verdict column (tests with p < alpha).
+    progress : bool or "auto"
+        A progress bar over the families (see ``compare_models``).
     **fit_kw
         Passed to every ``glmm`` call (weights=, offset=, n_agq=, ...).
 
@@ -352,7 +360,8 @@ def compare_families(
             raise GlmmdiagError(f"{name} names families that are not compared: {sorted(unknown)}")
     models = {lab: {"family": fam, "link": links.get(lab)} for fam, lab in zip(families, labels)}
     table = compare_models(formula, data, models, n_sim, seed, transforms=transforms, simulate_re=simulate_re,
-                           quantiles=quantiles, alpha=alpha, n_jobs=n_jobs, _who="compare_families", **fit_kw)
+                           quantiles=quantiles, alpha=alpha, n_jobs=n_jobs, progress=progress,
+                           _who="compare_families", **fit_kw)
     return _as_family_table(table)
 
 

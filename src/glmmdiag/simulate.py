@@ -29,8 +29,9 @@ import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import delayed, effective_n_jobs
 
+from glmmdiag._parallel import parallel_imap
 from glmmdiag._rng import child_generator
 from glmmdiag.errors import GlmmdiagError
 
@@ -323,9 +324,7 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
         parts = [_run_task(model, plan, groups[0], red)]
     else:
         view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
-        parts = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_run_task)(view, plan, g, red) for g in groups
-        )
+        parts = parallel_imap((delayed(_run_task)(view, plan, g, red) for g in groups), n_jobs)
     less = leq = None
     stats: dict[str, np.ndarray] = {}
     env_lo = env_hi = None
