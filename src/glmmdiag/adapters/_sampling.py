@@ -53,10 +53,23 @@ def draw_frozen(frozen, nobs: int, n: int, rng: np.random.Generator) -> np.ndarr
     ndarray, shape (nobs, n)
     """
     if _has_own_rvs(frozen):
-        return np.asarray(frozen.rvs(size=(int(n), int(nobs)), random_state=rng)).T
+        try:
+            return np.asarray(frozen.rvs(size=(int(n), int(nobs)), random_state=rng)).T
+        except ValueError as e:  # numpy's samplers refuse e.g. Poisson means above ~1e18
+            raise GlmmdiagError(
+                f"cannot draw from the fitted {frozen.dist.name} distribution ({e}): some fitted parameters "
+                f"are out of range (did the fit converge? is the design rank-deficient?)"
+            ) from e
     if isinstance(frozen.dist, stats.rv_discrete):
-        return discrete_inversion(frozen.pmf, nobs, n, rng)
+        return discrete_inversion(_row_pmf(frozen, nobs), nobs, n, rng)
     raise GlmmdiagError(f"cannot draw from the {frozen.dist.name} distribution (no sampler, not discrete)")
+
+
+def _row_pmf(frozen, nobs: int):
+    """pmf(k) for a (nobs, K) array k, row i with row i's parameters (as columns, to broadcast)."""
+    args = [np.broadcast_to(np.asarray(a), (nobs,))[:, None] for a in frozen.args]
+    kwds = {key: np.broadcast_to(np.asarray(v), (nobs,))[:, None] for key, v in frozen.kwds.items()}
+    return lambda k: frozen.dist.pmf(k, *args, **kwds)
 
 
 def _cdf_table(pmf, nobs: int) -> np.ndarray:
@@ -64,7 +77,7 @@ def _cdf_table(pmf, nobs: int) -> np.ndarray:
     k_max = 64
     while True:
         k = np.arange(k_max, dtype=float)
-        p = np.asarray(pmf(k[None, :] * np.ones((nobs, 1))), float)
+        p = np.asarray(pmf(np.broadcast_to(k[None, :], (nobs, k_max))), float)
         p = np.where(np.isfinite(p), np.clip(p, 0.0, 1.0), 0.0)
         cdf = np.cumsum(p, axis=1)
         if np.all(cdf[:, -1] >= 1.0 - _TAIL):
