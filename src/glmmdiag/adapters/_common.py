@@ -5,7 +5,7 @@ import numpy as np
 
 from glmmdiag.errors import GlmmdiagError
 
-__all__ = ["_vector", "_is_integral", "_whole", "_first_bad"]
+__all__ = ["_vector", "_is_integral", "_whole", "_first_bad", "convergence_warnings"]
 
 
 def _vector(x, name: str, n: int | None = None) -> np.ndarray:
@@ -37,3 +37,11 @@ def _first_bad(mask: np.ndarray) -> str:
     return f"{rows.size} rows, first row {rows[0]}"
 
 
+
+
+def convergence_warnings(converged: bool, what: str) -> list[str]:
+    """The warning ``simulate_residuals`` gives for a fit that did not converge (none when it did)."""
+    if converged:
+        return []
+    return [f"the {what} fit did not converge: its residuals describe the estimates where the optimiser "
+            f"stopped, which may not be the maximum-likelihood fit"]

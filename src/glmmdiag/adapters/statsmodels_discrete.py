@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from glmmdiag.adapters._sampling import draw_frozen
+from glmmdiag.adapters._common import convergence_warnings
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["StatsmodelsDiscreteAdapter"]
@@ -115,6 +116,9 @@ class StatsmodelsDiscreteAdapter:
             warnings.simplefilter("ignore")  # statsmodels' convergence chatter; see .converged
             fit = new.fit(start_params=np.asarray(self.results.params), disp=0, maxiter=200)
         return StatsmodelsDiscreteAdapter(fit)
+
+    def simulation_warnings(self) -> list[str]:
+        return convergence_warnings(self.converged, "statsmodels")
 
     @property
     def converged(self) -> bool:

@@ -5,7 +5,7 @@ import numpy as np
 
 from scipy import stats
 
-from glmmdiag.adapters._common import _first_bad, _whole
+from glmmdiag.adapters._common import _first_bad, _whole, convergence_warnings
 from glmmdiag.adapters._sampling import draw_frozen, take_rows, tweedie_draws
 from glmmdiag.errors import GlmmdiagError
 
@@ -261,6 +261,9 @@ class StatsmodelsGLMAdapter:
                 kw["var_weights"] = self._w
         new = type(m)(endog, np.asarray(m.exog)[idx], family=m.family, **kw)
         return StatsmodelsGLMAdapter(new.fit(start_params=self.results.params))
+
+    def simulation_warnings(self) -> list[str]:
+        return convergence_warnings(self.converged, "statsmodels GLM")
 
     @property
     def converged(self) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from glmmdiag.adapters._common import convergence_warnings
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["StatsmodelsMixedLMAdapter"]
@@ -117,6 +118,9 @@ class StatsmodelsMixedLMAdapter:
         new = type(m)(np.asarray(y, float), m.exog, groups=m.groups, use_sqrt=m.use_sqrt, **kw)
         fit = new.fit(reml=self.results.method == "REML", start_params=self.results.params_object)
         return StatsmodelsMixedLMAdapter(fit)
+
+    def simulation_warnings(self) -> list[str]:
+        return convergence_warnings(self.converged, "statsmodels MixedLM")
 
     @property
     def converged(self) -> bool:
