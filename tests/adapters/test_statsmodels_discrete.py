@@ -172,3 +172,13 @@ def test_unsupported_statsmodels_model_is_a_type_error():
     ols = sm.OLS(rng.normal(size=50), X).fit()
     with pytest.raises(TypeError, match="OLS results cannot simulate"):
         as_simulable(ols)
+
+
+def test_same_seed_same_residuals_any_n_jobs(ticks_fits):
+    """The inversion sampler (generalized Poisson) and scipy's samplers give the same draws in
+    joblib workers: residuals depend on the seed only."""
+    for key in ("GP", "NB1"):
+        a = gd.simulate_residuals(ticks_fits[key], 60, seed=4, chunk_size=10).residuals
+        b = gd.simulate_residuals(ticks_fits[key], 60, seed=4, chunk_size=10, n_jobs=2).residuals
+        c = gd.simulate_residuals(ticks_fits[key], 60, seed=5, chunk_size=10).residuals
+        assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))

@@ -113,3 +113,9 @@ def test_variance_components_are_simulated(sleepstudy):
     assert np.var(S[0]) == pytest.approx(s2_u + s2_v + s2, rel=0.08)
     assert np.cov(S[0], S[1])[0, 1] == pytest.approx(s2_u + s2_v, rel=0.1)
     assert np.cov(S[0], S[per - 1])[0, 1] == pytest.approx(s2_u, rel=0.12)
+
+
+def test_marginal_residuals_do_not_depend_on_n_jobs(sleep_fit):
+    a = gd.simulate_residuals(sleep_fit, 60, seed=4, chunk_size=10, simulate_re="unconditional").residuals
+    b = gd.simulate_residuals(sleep_fit, 60, seed=4, chunk_size=10, simulate_re="unconditional", n_jobs=2).residuals
+    assert np.array_equal(np.asarray(a), np.asarray(b))
