@@ -172,3 +172,26 @@ def test_same_seed_same_residuals_any_n_jobs(grouseticks):
     c = gd.simulate_residuals(fit, 100, seed=6).residuals
     assert np.array_equal(np.asarray(a), np.asarray(b))
     assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_binomial_proportions_with_freq_weights_are_trials(cbpp):
+    """A proportion response with freq_weights = trials is the binomial model of var_weights = trials."""
+    fw = _glm("prop ~ period", cbpp, fam.Binomial(), freq_weights=cbpp["size"])
+    vw = _glm("prop ~ period", cbpp, fam.Binomial(), var_weights=cbpp["size"])
+    a, b = StatsmodelsGLMAdapter(fw), StatsmodelsGLMAdapter(vw)
+    assert a.freq_weights_are_trials and not b.freq_weights_are_trials
+    assert a.nobs == len(cbpp) and np.array_equal(a.trials(), cbpp["size"].to_numpy(float))
+    assert np.array_equal(a.observed(), cbpp["incidence"].to_numpy(float))
+    ra, rb = gd.simulate_residuals(fw, 250, seed=2), gd.simulate_residuals(vw, 250, seed=2)
+    assert np.allclose(np.asarray(ra.residuals), np.asarray(rb.residuals))
+    S = np.asarray(a.simulate(4000, np.random.default_rng(1)), float)  # Binomial(n, p): mean n p
+    n, p = a.trials(), a.fitted()
+    assert np.abs(S.mean(axis=1) - n * p).max() < 5 * np.sqrt((n * p * (1 - p)).max() / 4000)
+    assert np.median(S.var(axis=1) / (n * p * (1 - p))) == pytest.approx(1.0, abs=0.08)
+    # binary responses with freq_weights are still repeated rows
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=80)
+    yb = (rng.random(80) < 0.4).astype(float)
+    rep = _glm("y ~ x", {"y": yb, "x": x}, fam.Binomial(), freq_weights=np.full(80, 3.0))
+    r = StatsmodelsGLMAdapter(rep)
+    assert not r.freq_weights_are_trials and r.nobs == 240

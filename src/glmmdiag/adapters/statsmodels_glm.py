@@ -28,6 +28,23 @@ def _freq_expansion(model) -> np.ndarray | None:
     return np.repeat(np.arange(fw.size), np.round(fw).astype(np.int64))
 
 
+def _freq_weights_as_trials(model, endog, vw, family_name: str, two_column: bool) -> np.ndarray | None:
+    """freq_weights read as binomial trials: for a proportion response (some y strictly between 0
+    and 1) the weighted Bernoulli log-likelihood sum_i f_i [y_i log p_i + (1 - y_i) log(1 - p_i)] is
+    the binomial one of y_i f_i successes out of f_i trials, so f_i are the trials. None otherwise."""
+    if family_name != "binomial" or two_column or not getattr(model, "_has_freq_weights", False):
+        return None
+    fw = np.asarray(model.freq_weights, float) * np.ones(endog.shape[0])
+    if np.all(fw == 1.0) or not np.any((endog > 0) & (endog < 1)):
+        return None
+    if np.any(vw != 1.0):
+        raise GlmmdiagError(
+            "a binomial GLM of proportions with both freq_weights and var_weights cannot be simulated: give "
+            "the trials once, as var_weights (or freq_weights) = trials"
+        )
+    return fw
+
+
 class StatsmodelsGLMAdapter:
     """statsmodels ``GLMResults`` of every family, with prior weights, exposure and offsets.
 
@@ -58,7 +75,11 @@ class StatsmodelsGLMAdapter:
     * The Binomial, Poisson and NegativeBinomial families are simulated with phi = 1 whatever
       scale they were fitted with (a quasi-likelihood scale is not a distribution): the
       diagnostics then show the overdispersion the scale was absorbing.
-    * ``freq_weights`` (whole numbers): row i stands for ``freq_weights[i]`` identical
+    * Binomial proportions with ``freq_weights``: the frequency weights are the trials (the
+      weighted Bernoulli likelihood of a proportion y_i with weight f_i is the binomial likelihood
+      of y_i f_i successes out of f_i), exactly as ``var_weights`` = trials;
+      ``adapter.freq_weights_are_trials`` says so.
+    * ``freq_weights`` otherwise (whole numbers): row i stands for ``freq_weights[i]`` identical
       observations, so the data are expanded: row i is repeated ``freq_weights[i]`` times, in
       order, and every copy gets its own simulations. The residuals then have
       ``sum(freq_weights)`` rows (``adapter.row_index`` maps them back to the model's rows).
@@ -89,15 +110,20 @@ class StatsmodelsGLMAdapter:
         self.family_name = self._FAMILIES[fname]
         self._fname = fname
         self._power = float(model.family.var_power) if fname == "Tweedie" else None
-        rows = _freq_expansion(model)
         n_model = np.asarray(model.endog).shape[0]
         self._n_model = n_model
-        self.row_index = np.arange(n_model) if rows is None else rows
         endog = np.asarray(model.endog, float)
         vw = np.asarray(getattr(model, "var_weights", np.ones(n_model)), float) * np.ones(n_model)
         mu = np.asarray(results.fittedvalues, float)
         nt = np.asarray(getattr(model, "n_trials", np.ones(n_model)), float) * np.ones(n_model)
         self._two_column = self.family_name == "binomial" and bool(np.any(nt != 1.0))
+        fw_trials = _freq_weights_as_trials(model, endog, vw, self.family_name, self._two_column)
+        self.freq_weights_are_trials = fw_trials is not None
+        if fw_trials is not None:
+            vw, rows = fw_trials, None  # the trials of a proportion response, as var_weights would be
+        else:
+            rows = _freq_expansion(model)
+        self.row_index = np.arange(n_model) if rows is None else rows
         self._kind = self._sampler_kind()
         y, trials, w = self._response(endog, vw, nt)
         idx = self.row_index
