@@ -1,6 +1,6 @@
 """glmmdiag: generalized linear mixed models and simulation-based residual diagnostics."""
 from glmmdiag import datasets
-from glmmdiag.adapters import as_simulable, from_simulations
+from glmmdiag.adapters import as_simulable, from_inference_data, from_simulations, from_sklearn, register_adapter
 from glmmdiag.checks import (
     categorical_test,
     dispersion_test,
@@ -56,6 +56,9 @@ __all__ = [
     "simulate_residuals",
     "recalculate_residuals",
     "from_simulations",
+    "from_inference_data",
+    "from_sklearn",
+    "register_adapter",
     "as_simulable",
     "SimulableModel",
     "ScaledResiduals",
