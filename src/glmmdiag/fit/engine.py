@@ -55,7 +55,7 @@ class FitState:
 LARGE_DENSE = 4000  # Schur complements this large may use several BLAS threads (threads under load cost 10x)
 
 
-def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None, mapping=None) -> FitState:
     """Fit with BLAS single-threaded unless the dense Schur complement is large.
 
     Rows with zero prior weight contribute nothing to the likelihood (R's glm and lm drop them
@@ -70,7 +70,7 @@ def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> Fit
     design = kept
     qr = sum(t.q * t.nlev for t in design.terms[1:])
     with blas_threads(None if qr + design.X.shape[1] >= LARGE_DENSE else 1), quiet_numerics():
-        return _fit_design(design, family, reml, n_agq, start, opt)
+        return _fit_design(design, family, reml, n_agq, start, opt, mapping)
 
 
 @contextlib.contextmanager
@@ -110,12 +110,12 @@ def rows_with_weight(design, family, reml=False):
 NUMERICAL_FAILURES = (linalg.LinAlgError, np.linalg.LinAlgError, PirlsError, FloatingPointError)
 
 
-def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None, mapping=None) -> FitState:
     """``fit_design``, with the numerical failures that data can cause (a singular or indefinite
     matrix, penalised IRLS finding no mode) turned into a :class:`FitError` that says what
     failed and what to try (the original exception is chained)."""
     try:
-        return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt)
+        return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt, mapping=mapping)
     except NUMERICAL_FAILURES as e:
         p = design.X.shape[1]
         terms = ", ".join(t.label for t in design.terms) or "none"
@@ -180,11 +180,18 @@ def _check_finite_fit(st: FitState, design, family) -> None:
     )
 
 
-def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
+def _fit_design(design, family, reml, n_agq, start, opt, mapping=None) -> FitState:
+    """``mapping``: a :class:`~glmmdiag.fit.mapping.ParameterMap` with fixed or shared
+    parameters (glmmTMB's ``map=``), fitted over its free values by ``fit_mapped``."""
     opt = opt or OptSummary()
     opt = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
     _check_constant_response(design, family)
-    if not design.terms:
+    if mapping is not None:
+        from glmmdiag.fit.mapping import fit_mapped
+
+        st = fit_mapped(design, family, mapping, opt)
+        _check_boundary(st, design)
+    elif not design.terms:
         st = _fit_glm(design, family, reml, opt)
     else:
         if _is_lmm(family):
