@@ -11,6 +11,7 @@ from glmmdiag.fit.design import build_design, check_rows_vs_parameters
 from glmmdiag.fit.engine import _is_lmm, fit_or_raise
 from glmmdiag.fit.mapping import ParameterLayout, build_parameter_map, default_value, engine_start, state_value
 from glmmdiag.fit.families import Family, get_family
+from glmmdiag.fit.gaussian_weights import gaussian_with_weights
 from glmmdiag.fit.model import GLMMResults
 from glmmdiag.fit.submodels import TRUNCATED, build_composite, response_family
 from glmmdiag.errors import GlmmdiagError
@@ -33,6 +34,7 @@ def glmm(
     dispformula: str | None = None,
     start: dict | None = None,
     map: dict | None = None,  # noqa: A002 - glmmTMB's name
+    weights_type: str | None = None,
 ) -> GLMMResults:
     """Fit a (generalized) linear mixed model from an lme4-style formula.
 
@@ -58,7 +60,15 @@ def glmm(
         contributes nothing to the likelihood and is left out of the fit (as R's glm/lm leave it
         out of the log-likelihood), whatever its mean; it keeps its fitted value, prediction and
         simulated responses. Gaussian weights are precision weights (variance sigma^2 / w) and
-        must be > 0.
+        must be > 0 (unless ``weights_type="frequency"``).
+    weights_type : {None, "precision", "frequency"}
+        How gaussian weights enter the model. "precision" (the default, lme4's ``lmer``/``glm``
+        and R's ``lm``): y_i ~ N(mu_i, sigma^2 / w_i). "frequency" (glmmTMB's gaussian weights):
+        each row's log density is multiplied by w_i, as if the row occurred w_i times, so
+        sum(w) rather than n rows inform sigma; fitted by maximum likelihood (Laplace, exact for
+        gaussian), zero weights allowed. The two give the same fit only when every w_i = 1.
+        Other families have one reading of their weights (binomial: trials; the rest:
+        log-density multipliers, as glmmTMB) and take only None.
     reml : bool
         REML for linear mixed models (ignored otherwise, as in glmmTMB's default ML).
     n_agq : int
@@ -131,12 +141,13 @@ def glmm(
         fam = get_family(family, link, df=df)
     else:
         fam = get_family(family, link)
+    fam = gaussian_with_weights(fam, weights_type)
     n_agq = int(n_agq)
     if n_agq < 1:
         raise GlmmdiagError("n_agq must be >= 1 (1 = Laplace approximation)")
     with blas_threads(1):
         design = build_design(formula, data, response_family(fam, ziformula), weights=weights, offset=offset)
-    lmm = fam.name == "gaussian" and fam.link.name == "identity"
+    lmm = _is_lmm(fam)
     if n_agq > 1:
         if lmm:
             raise GlmmdiagError("n_agq > 1 applies to GLMMs; a linear mixed model is fitted exactly")
@@ -147,7 +158,8 @@ def glmm(
             )
     if reml and not lmm:
         raise GlmmdiagError(
-            "REML is available for linear mixed models (family='gaussian' with the identity link) only"
+            "REML is available for linear mixed models (family='gaussian' with the identity link and "
+            "precision weights) only"
         )
     comp = build_composite(fam, design, data, ziformula, dispformula, truncated)
     if comp is not None:

@@ -206,7 +206,8 @@ def _fit_design(design, family, reml, n_agq, start, opt, mapping=None) -> FitSta
 
 def _is_lmm(family) -> bool:
     """Gaussian with the identity link and a constant residual variance: the profiled LMM path."""
-    return family.name == "gaussian" and family.link.name == "identity" and not getattr(family, "composite", False)
+    return (family.name == "gaussian" and family.link.name == "identity" and not getattr(family, "composite", False)
+            and getattr(family, "profiled_lmm", True))  # not with glmmTMB's weights (fit/gaussian_weights.py)
 
 
 def _scalar_sigma(family) -> bool:

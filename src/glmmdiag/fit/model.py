@@ -54,7 +54,7 @@ class GLMMResults:
         self._thetamap = ThetaMap.for_terms(design.terms)
         # the LMM path (gaussian, identity link) keeps theta relative to sigma, as lme4
         self._relative = (family.name == "gaussian" and family.link.name == "identity"
-                          and not getattr(family, "composite", False))
+                          and not getattr(family, "composite", False) and getattr(family, "profiled_lmm", True))
 
     # ------------------------------------------------------------------ estimates
     @property
