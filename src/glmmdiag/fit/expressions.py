@@ -129,7 +129,7 @@ CONTRASTS: dict[str, frozenset] = {
 # keyword arguments a call may use; their values are literals (numbers, strings, True/False/None
 # or lists/tuples of numbers and strings), except C's ``contrasts`` (one of CONTRASTS)
 KEYWORDS: dict[str, frozenset] = {
-    "C": frozenset({"contrasts", "levels"}),
+    "C": frozenset({"contrasts", "levels", "spans_intercept"}),
     "factor": frozenset({"contrasts", "levels"}),
     "scale": frozenset({"center", "scale", "ddof"}),
     "poly": frozenset({"degree", "raw"}),

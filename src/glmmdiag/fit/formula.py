@@ -362,6 +362,38 @@ def _join_fixed(fixed) -> str:
     return fixed_txt or "1"
 
 
+_FACTOR_SEPARATORS = ("*", ":", "/", "%in%")
+
+
+def _factors_in_order(term: str) -> list[str]:
+    """The factor expressions of a fixed term in the order written (split at top-level ``*``,
+    ``:``, ``/`` and ``%in%``)."""
+    parts = [term]
+    for sep in _FACTOR_SEPARATORS:
+        parts = [q for p in parts for q in split_top_level(p, sep)]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _r_interaction_order(fixed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """R's order of the variables inside each interaction: by their first appearance in the
+    fixed part (R's ``terms``), so ``x + a:x`` has the term ``x:a`` (columns ``x:aq``, ...)
+    and ``b + a:b`` the term ``b:a`` (b varying fastest), as in lme4's and glmmTMB's fixef.
+    Only terms made of ``:`` alone are reordered (``a*b`` expands in written order already);
+    a term with a parenthesised factor is left as written."""
+    first: dict[str, int] = {}
+    for _, term in fixed:
+        for f in _factors_in_order(term):
+            first.setdefault(f, len(first))
+    out = []
+    for sign, term in fixed:
+        colons = [c.strip() for c in split_top_level(term, ":")]
+        if (len(colons) > 1 and len(split_top_level(term, "*")) == 1 and "/" not in term and "%in%" not in term
+                and not any(c.startswith("(") or not c for c in colons)):
+            term = ":".join(sorted(colons, key=lambda f: first[f]))
+        out.append((sign, term))
+    return out
+
+
 def _check_response(lhs: str):
     """(response, cbind pair): each expression checked against the whitelist."""
     if _is_wrapped(lhs, "cbind"):
@@ -403,6 +435,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     response, cbind = _check_response(lhs)
     rhs = _top_level_bar(rhs)
     fixed, re_terms, offsets = _split_rhs(rhs)
+    fixed = _r_interaction_order(fixed)
     for e in offsets:
         check_expression(e, "offset()")
     fixed_txt = _join_fixed(fixed)
