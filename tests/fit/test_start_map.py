@@ -102,3 +102,15 @@ def test_unstructured_parameterisation_round_trips():
 def test_bad_start_or_map_is_refused_clearly(kw, match):
     with pytest.raises(GlmmdiagError, match=match):
         glmm("Reaction ~ Days + (Days | Subject)", _data("sleepstudy"), **kw)
+
+
+def test_fixed_is_start_plus_a_none_map():
+    """fixed={"betad": [v]} is start={"betad": [v]}, map={"betad": [None]} (glmmTMB's fixed_sigma case)."""
+    case = REF["cases"]["fixed_sigma"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = glmm(case["formula"], _data("sleepstudy"), fixed={"betad": case["py_start"]["betad"]})
+    assert case["logLik"] - 1e-6 <= fit.loglik <= case["logLik"] + 1e-5
+    assert fit.n_params == case["df"]
+    with pytest.raises(GlmmdiagError, match="give it in one of them"):
+        glmm(case["formula"], _data("sleepstudy"), fixed={"betad": [1.0]}, map={"betad": [0]})

@@ -34,6 +34,7 @@ def glmm(
     dispformula: str | None = None,
     start: dict | None = None,
     map: dict | None = None,  # noqa: A002 - glmmTMB's name
+    fixed: dict | None = None,
     weights_type: str | None = None,
 ) -> GLMMResults:
     """Fit a (generalized) linear mixed model from an lme4-style formula.
@@ -109,6 +110,10 @@ def glmm(
         variance 0), and ``fit.n_params`` (the df of logLik, AIC, BIC) counts free values only.
         Not with REML, ``n_agq > 1``, ``ziformula``/``dispformula`` or covariance structures
         other than us, diag and homdiag. Unknown names and wrong lengths raise GlmmdiagError.
+    fixed : dict, optional
+        Shorthand for fixed values: ``fixed={"betad": [0.0]}`` is ``start={"betad": [0.0]},
+        map={"betad": [None]}``; ``fixed={"theta": [None, np.log(2)]}`` fixes the second entry
+        only (None entries stay free). Same names and scales as ``start``.
 
     Returns
     -------
@@ -170,8 +175,8 @@ def glmm(
         fam = comp
     check_rows_vs_parameters(design, fam, reml)
     pmap = None
-    if start is not None or map is not None:
-        pmap = _parameter_map(design, fam, start, map, reml, n_agq)
+    if start is not None or map is not None or fixed is not None:
+        pmap = _parameter_map(design, fam, start, map, fixed, reml, n_agq)
     # numerical failures (singular matrices, PIRLS without a mode) become a FitError
     if pmap is not None and pmap.mapped:
         state = fit_or_raise(design, fam, mapping=pmap)
@@ -187,17 +192,17 @@ def glmm(
     return res
 
 
-def _parameter_map(design, fam, start, map_, reml: bool, n_agq: int):
+def _parameter_map(design, fam, start, map_, fixed, reml: bool, n_agq: int):
     """Check ``start=``/``map=`` and build the :class:`~glmmdiag.fit.mapping.ParameterMap`. A
     map starts from the unmapped fit's optimum where ``start`` does not say otherwise."""
     if not design.terms:
-        raise GlmmdiagError("start= and map= apply to models with random effects")
-    if map_ is not None and (reml or n_agq > 1):
+        raise GlmmdiagError("start=, map= and fixed= apply to models with random effects")
+    if (map_ is not None or fixed is not None) and (reml or n_agq > 1):
         raise GlmmdiagError("map= fits by maximum likelihood with the Laplace approximation: use reml=False and n_agq=1")
     lmm = _is_lmm(fam)
     ParameterLayout.of(design, fam)  # unsupported families and structures fail before any fit
     value = default_value(design, fam, lmm)
-    pmap = build_parameter_map(design, fam, start, map_, value)
+    pmap = build_parameter_map(design, fam, start, map_, value, fixed)
     if pmap.mapped:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -206,5 +211,5 @@ def _parameter_map(design, fam, start, map_, reml: bool, n_agq: int):
                 value = np.where(pmap.given, pmap.value, state_value(pmap.layout, st, lmm))
             except GlmmdiagError:
                 value = pmap.value
-        pmap = build_parameter_map(design, fam, start, map_, value)
+        pmap = build_parameter_map(design, fam, start, map_, value, fixed)
     return pmap

@@ -17,7 +17,9 @@ Parameters are named and scaled as in glmmTMB (``fit$obj$env$parList()``):
 ``psi``
     the t family's log df (when ``df=`` does not fix it).
 
-``start={"beta": [...], "theta": [...]}`` sets starting values; entries not given start where
+``fixed={"betad": [0.0]}`` fixes entries (None entries stay free): the same as
+``start={"betad": [0.0]}, map={"betad": [None]}``. ``start={"beta": [...], "theta": [...]}`` sets
+starting values; entries not given start where
 the fit would start anyway. ``map={"theta": [0, 0, None]}`` gives each entry of a parameter a
 label: entries with the same label share one value, ``None`` fixes the entry at its value in
 ``start`` (which must then be given), a label used once leaves the entry free (glmmTMB's
@@ -250,10 +252,12 @@ def _check_names(d, what: str, layout: ParameterLayout) -> dict:
     return d
 
 
-def build_parameter_map(design, family, start, map_, default_value: np.ndarray) -> ParameterMap:
-    """Check ``start=`` and ``map=`` against the model's parameters and combine them.
+def build_parameter_map(design, family, start, map_, default_value: np.ndarray, fixed=None) -> ParameterMap:
+    """Check ``start=``, ``map=`` and ``fixed=`` against the model's parameters and combine them.
 
     ``default_value`` is glmmTMB's full vector where the fit would start without ``start=``.
+    ``fixed={"betad": [0.0]}`` is ``start={"betad": [0.0]}, map={"betad": [None]}``; a None
+    entry in ``fixed`` leaves that entry as ``start``/``map`` say.
 
     Raises
     ------
@@ -264,6 +268,7 @@ def build_parameter_map(design, family, start, map_, default_value: np.ndarray) 
     layout = ParameterLayout.of(design, family)
     start = _check_names(start, "start", layout)
     map_ = _check_names(map_, "map", layout)
+    fixed = _check_names(fixed, "fixed", layout)
     o = layout.offsets()
     value = np.array(default_value, float)
     given = np.zeros(layout.n, bool)
@@ -290,6 +295,19 @@ def build_parameter_map(design, family, start, map_, default_value: np.ndarray) 
                 raise GlmmdiagError(f"map[{name!r}] labels must be integers (or strings) or None, got {lab!r}")
             key = (name, lab)
             group[a + j] = labels.setdefault(key, a + j)
+    for name, vals in fixed.items():
+        vals = _as_vector(name, vals, layout.sizes[name], "fixed")
+        a, _ = o[name]
+        for j, v in enumerate(vals):
+            if v is None:
+                continue
+            v = float(v)
+            if not np.isfinite(v):
+                raise GlmmdiagError(f"fixed[{name!r}] must be finite numbers (or None), got {vals}")
+            if name in map_ and map_[name][j] is not None:
+                raise GlmmdiagError(f"fixed[{name!r}] fixes entry {j}, which map[{name!r}] labels "
+                                    f"{map_[name][j]!r}: give it in one of them")
+            value[a + j], given[a + j], group[a + j] = v, True, -1
     # renumber the free groups 0..n_free-1 in order of first appearance
     free_ids: dict = {}
     out = np.full(layout.n, -1)
