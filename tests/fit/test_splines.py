@@ -69,3 +69,14 @@ def test_spline_arguments_are_checked():
         glmm("y ~ ns(x, foo=3) + (1 | g)", DATA)
     with pytest.raises(FormulaError):
         glmm("y ~ ns(x, df=x) + (1 | g)", DATA)
+
+
+@pytest.mark.parametrize("case", REF["bases"], ids=[b["r"] for b in REF["bases"]])
+def test_r_spelling_of_the_arguments(case):
+    """R's own text (``knots = c(2, 6)``, ``Boundary.knots = c(1, 9)``, ``intercept = TRUE``) gives
+    R's columns too."""
+    from glmmdiag.fit.formula import parse_formula
+
+    rhs = parse_formula("y ~ 0 + " + case["r"]).fixed
+    X, _, _ = formulaic_matrix(rhs, DATA)
+    np.testing.assert_allclose(X, np.array(case["basis"]), rtol=0, atol=1e-8)

@@ -318,6 +318,36 @@ def _r_powers(text: str) -> str:
     return "".join(out)
 
 
+_R_SPLINE_VECTOR = re.compile(r"\b(Boundary\.knots|boundary_knots|knots)(\s*=\s*)c\(([^()`]*)\)")
+_R_SPLINE_LOGICAL = re.compile(r"\b(intercept\s*=\s*)(TRUE|FALSE)\b")
+
+
+def _r_spline_arguments(text: str) -> str:
+    """R's spelling of ``ns()``/``bs()`` arguments in Python's: ``knots = c(2, 6)`` ->
+    ``knots = [2, 6]``, ``Boundary.knots = c(1, 9)`` -> ``boundary_knots = [1, 9]``,
+    ``intercept = TRUE`` -> ``intercept = True`` (only inside an ns( or bs( call)."""
+    if "ns(" not in text and "bs(" not in text:
+        return text
+    out, pos = [], 0
+    for m in re.finditer(r"\b(ns|bs)\(", text):
+        if m.start() < pos:
+            continue
+        depth, j = 0, m.end() - 1
+        while j < len(text):
+            depth += {"(": 1, ")": -1}.get(text[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        call = text[m.start() : j + 1]
+        call = _R_SPLINE_VECTOR.sub(
+            lambda v: ("boundary_knots" if v.group(1) == "Boundary.knots" else v.group(1)) + v.group(2)
+            + "[" + v.group(3) + "]", call)
+        call = _R_SPLINE_LOGICAL.sub(lambda v: v.group(1) + ("True" if v.group(2) == "TRUE" else "False"), call)
+        out.append(text[pos : m.start()] + call)
+        pos = j + 1
+    return "".join(out) + text[pos:]
+
+
 def _top_level_bar(rhs: str) -> str:
     """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)`` (its ``nobars``
     leaves an intercept, ``findbars`` the bar term): the same here. ``y ~ x + (x | g)`` keeps the
@@ -427,7 +457,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
     text = formula
-    formula = _r_powers(formula)
+    formula = _r_spline_arguments(_r_powers(formula))
     sides = split_top_level(formula, "~")
     if len(sides) != 2 or not sides[0].strip():
         raise FormulaError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
