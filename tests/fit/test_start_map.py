@@ -63,6 +63,10 @@ def test_matches_glmmtmb(name):
     np.testing.assert_allclose(v[slice(*o["theta"])], case["theta"], atol=1e-3)
     if lay.sizes["betad"]:
         assert v[o["betad"][0]] == pytest.approx(case["betad"], abs=1e-3)
+    # conditional modes (glmmTMB's ranef) of the first grouping factor, first 5 levels
+    re = fit.ranef[case["ranef_group"]].iloc[:5].to_numpy()
+    ref_re = np.array(case["ranef"], dtype=float)
+    np.testing.assert_allclose(re, ref_re, rtol=1e-3, atol=1e-3 * np.abs(ref_re).max())
 
 
 def test_fixed_values_stay_fixed_and_refit_keeps_the_map():

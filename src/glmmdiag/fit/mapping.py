@@ -496,8 +496,9 @@ def fit_mapped(design, family, pmap: ParameterMap, opt):
     u, _, F, cp, *_ = prob.pirls(beta, theta, psi=psi)
     cv = prob.system.cond_var(F, cp, design.terms)
     sigma = family.dispersion(psi) if _scalar_sigma(family) else None
-    if lmm:  # the LMM presentation: theta relative to sigma, no psi (us/diag factors scale with sigma)
-        st = FitState(beta, theta / sigma, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv)
+    if lmm:  # the LMM presentation (lme4's): b = Lambda_rel u with theta relative to sigma (us/diag
+        # factors scale with sigma) and u ~ N(0, sigma^2 I), no psi
+        st = FitState(beta, theta / sigma, sigma * u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv)
     else:
         st = FitState(beta, theta, u, vcov, deviance, -0.5 * deviance, sigma, opt, cond_var=cv,
                       psi=None if psi is None else np.asarray(psi, float))

@@ -12,7 +12,8 @@ out <- function(m, data_name, formula, family, start, map, py_start, py_map) {
        logLik = as.numeric(logLik(m)), df = attr(logLik(m), "df"), AIC = AIC(m),
        fixef = unname(fixef(m)$cond), names = names(fixef(m)$cond),
        se = unname(sqrt(diag(vcov(m)$cond))), theta = pl$theta, betad = pl$betad, psi = pl$psi,
-       sigma = sigma(m), converged = m$fit$convergence == 0)
+       sigma = sigma(m), converged = m$fit$convergence == 0,
+       ranef_group = names(ranef(m)$cond)[1], ranef = unname(as.matrix(ranef(m)$cond[[1]])[1:5, , drop = FALSE]))
 }
 cases <- list()
 m <- glmmTMB(Reaction ~ Days + (Days | Subject), ss, start = list(betad = 2 * log(25)), map = list(betad = factor(NA)))
