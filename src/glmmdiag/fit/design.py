@@ -550,11 +550,11 @@ _FULL_DUMMY = "C({}, spans_intercept=False)"
 
 
 def _is_categorical_column(data: pd.DataFrame, name: str) -> bool:
+    """Categorical, object and string columns (bool columns keep their own encoding)."""
     if name not in data.columns:
         return False
     dt = data[name].dtype
-    return (isinstance(dt, pd.CategoricalDtype) or dt == object or pd.api.types.is_string_dtype(dt)
-            or pd.api.types.is_bool_dtype(dt))
+    return isinstance(dt, pd.CategoricalDtype) or dt == object or pd.api.types.is_string_dtype(dt)
 
 
 def _expanded_terms(rhs: str) -> tuple[bool, list[tuple[str, ...]]] | None:
