@@ -60,9 +60,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/residuals_bench.py
 
 # the residual-test calibration study (benchmarks/calibration.py: 200 replicates per scenario, both
-# simulation modes, bootstrap-calibrated p-values in conditional mode), then the slow test studies
+# simulation modes, bootstrap-calibrated p-values in conditional mode), the boundary study
+# (benchmarks/boundary_study.py: 200 random-slope GLMMs near the boundary vs random restarts), then
+# the slow test studies
 calibrate: $(STAMP)
 	$(PY) benchmarks/calibration.py --reps 200 --calibrate 39
+	$(PY) benchmarks/boundary_study.py --models 200 --restarts 5
 	$(PY) -m pytest -q -n 2 -m slow
 
 # the gallery: each gallery/plot_*.py writes one figure to gallery/figures/ and prints its numbers
