@@ -548,6 +548,19 @@ def plot_diagnostics(
     ``tests`` (``residual_tests(res)`` or a dict) and ``quantile`` (``quantile_test`` or
     ``categorical_test`` result) are used when given, computed otherwise. ``fig``: draw into this
     figure (or a SubFigure) instead of a new one. Returns the Figure.
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> rust = datasets.load("rust")
+    >>> fit = glmmdiag.glmm("severity ~ fungicide + (1 | block)", rust, family="beta")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> fig = glmmdiag.plot_diagnostics(res)
+    >>> fig.get_suptitle()
+    'No significant problems detected'
+    >>> len(fig.axes)
+    2
     """
     import matplotlib.pyplot as plt
 
