@@ -29,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # a quick subset of the suite for the sdist: data sets, a pinned R reference fit, residuals, tests
-SDIST_TESTS = ["tests/test_datasets.py", "tests/test_results_python.py", "tests/fit/test_reference_fits.py",
+SDIST_TESTS = ["tests/test_packaging.py", "tests/test_datasets.py", "tests/test_results_python.py",
+               "tests/fit/test_reference_fits.py",
                "-k", "not test_reference_fits or sleepstudy"]
 SDIST_MUST_HAVE = ["tests/conftest.py", "tests/reference", "tests/data", "CHANGELOG.md", "CITATION.cff",
                    "LICENSE", "DATA_NOTICE.md", "README.md", "pyproject.toml", "conftest.py"]
