@@ -22,6 +22,7 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax copied into _static: formulas render offline, no CDN
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "myst_parser",
