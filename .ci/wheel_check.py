@@ -139,7 +139,9 @@ def main(argv=None) -> int:
         venv = tmp / "venv"
         run([args.venv_python, "-m", "venv", venv], env=env)
         py = venv / "bin" / "python"
-        run([py, "-m", "pip", "install", "--quiet", wheels[0]], env=env)
+        # --no-compile: byte-compiling every module of numpy, scipy, pandas and matplotlib at install
+        # time costs minutes on a busy machine; Python compiles what is imported when it is imported
+        run([py, "-m", "pip", "install", "--quiet", "--no-compile", wheels[0]], env=env)
         work = tmp / "run"
         work.mkdir()
         where = subprocess.run([py, "-c", "import glmmdiag; print(glmmdiag.__file__, glmmdiag.__version__)"],
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
         src = tmp / "sdist" / f"glmmdiag-{version}"
         # pytest only: the quick start and the demo above ran with nothing but the runtime
         # dependencies, and the subset needs no other test dependency
-        run([py, "-m", "pip", "install", "--quiet", "pytest>=7.4"], env=env)
+        run([py, "-m", "pip", "install", "--quiet", "--no-compile", "pytest>=7.4"], env=env)
         run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", *SDIST_TESTS], cwd=src,
             env={**env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
         done(t0)
