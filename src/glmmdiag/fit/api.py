@@ -131,6 +131,29 @@ def glmm(
     ConvergenceWarning, SingularFitWarning, SeparationWarning, RankDeficiencyWarning,
     DegenerateFitWarning
         From :mod:`glmmdiag.errors`; their messages are also in ``fit.warnings``.
+
+    Examples
+    --------
+    A linear mixed model (lme4's ``lmer(Reaction ~ Days + (Days | Subject), sleepstudy)``):
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> sleep = datasets.load("sleepstudy")
+    >>> fit = glmmdiag.glmm("Reaction ~ Days + (Days | Subject)", sleep, reml=True)
+    >>> print(fit.fixef.round(2).to_string())
+    (Intercept)    251.41
+    Days            10.47
+    >>> print(f"REML criterion {-2 * fit.loglik:.1f}")
+    REML criterion 1743.6
+
+    A binomial GLMM from success and failure counts (``glmer(cbind(incidence, size - incidence) ~
+    period + (1 | herd), cbpp, family = binomial)``, AIC 194.1 in lme4):
+
+    >>> cbpp = datasets.load("cbpp")
+    >>> gfit = glmmdiag.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                      family="binomial")
+    >>> print(f"AIC {gfit.aic:.1f}, herd SD {gfit.varcorr['sdcor'].iloc[0]:.3f}")
+    AIC 194.1, herd SD 0.642
     """
     truncated = None
     if isinstance(family, str) and family.lower() in TRUNCATED:

@@ -550,6 +550,19 @@ def plot_diagnostics(
     ``categorical_test`` result) are used when given, computed otherwise. ``ax``: a Figure or
     SubFigure to draw into, or two Axes (QQ, residuals); a new figure when None (``fig=`` is the
     old name of ``ax=``). Returns the Figure.
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> rust = datasets.load("rust")
+    >>> fit = glmmdiag.glmm("severity ~ fungicide + (1 | block)", rust, family="beta")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> fig = glmmdiag.plot_diagnostics(res)
+    >>> fig.get_suptitle()
+    'No significant problems detected'
+    >>> len(fig.axes)
+    2
     """
     res = _check(res)
     t = _tests(res, tests)
