@@ -295,7 +295,8 @@ def bench_step(reps: int, cases=None, detail: bool = False):
             t = _py_step_times(fit, mode, reps)
             (w1, c1, p1, pv), (wj, cj, pj, _) = t[1], t[-1]
         rows.append({"case": case, "nobs": fit.nobs, "mode": mode[:4] + ".", "gd_1_wall_ms": 1e3 * w1,
-                     "gd_1_cpu_ms": 1e3 * c1, "gd_all_wall_ms": 1e3 * wj, "gd_all_cpu_ms": 1e3 * cj})
+                     "gd_1_cpu_ms": 1e3 * c1, "gd_all_wall_ms": 1e3 * wj, "gd_all_cpu_ms": 1e3 * cj,
+                     "_sim": p1["simulate_residuals"]})
         details.append({"case": case, "side": "glmmdiag n_jobs=1", **{k: f"{1e3 * v[0]:.1f} ({1e3 * v[1]:.1f})"
                                                                      for k, v in p1.items()}})
         details.append({"case": case, "side": "glmmdiag n_jobs=-1", **{k: f"{1e3 * v[0]:.1f} ({1e3 * v[1]:.1f})"
@@ -313,12 +314,16 @@ def bench_step(reps: int, cases=None, detail: bool = False):
             continue
         row["R_wall_ms"] = 1e3 * r["median_wall_s"]
         row["R_cpu_ms"] = 1e3 * r["median_cpu_s"]
+        # simulate_residuals alone (n_jobs=1) against simulateResiduals alone (issue 13's measure)
+        sw, sc = row["_sim"]
+        row["xsim_wall"] = r["parts_median_wall_s"]["simulateResiduals"] / sw
+        row["xsim_cpu"] = r["parts_median_cpu_s"]["simulateResiduals"] / sc
         details.append({"case": row["case"], "side": "DHARMa",
                         **{k: f"{1e3 * v:.1f} ({1e3 * r['parts_median_cpu_s'][k]:.1f})"
                            for k, v in r["parts_median_wall_s"].items()}})
         details.append({"case": row["case"], "side": "DHARMa p", **{k: f"{v:.3g}" if v is not None else "NA"
                                                                    for k, v in r["p_values"].items()}})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).drop(columns="_sim")
     if "R_wall_ms" in df:
         df["x_wall_1"] = df["R_wall_ms"] / df["gd_1_wall_ms"]
         df["x_cpu_1"] = df["R_cpu_ms"] / df["gd_1_cpu_ms"]
@@ -430,8 +435,11 @@ def print_step(reps: int, cases=None, detail: bool = False) -> None:
           + (" + testQuantiles" if info.get("testQuantiles_run") else
              " (testQuantiles NOT run: the R package qgam is not installed, so DHARMa's times are lower bounds)"))
     print(f"  R side: {json.dumps(info)}")
+    print("  x_*: DHARMa / glmmdiag (whole step); xsim_*: simulateResiduals / simulate_residuals alone (n_jobs=1); "
+          "all/1: glmmdiag wall, n_jobs=-1 over n_jobs=1")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if "x_wall_1" in df:
+        df = df[[c for c in df.columns if c not in ("xsim_wall", "xsim_cpu")] + ["xsim_wall", "xsim_cpu"]]
         ok = df[["x_wall_1", "x_cpu_1", "x_wall_all", "x_cpu_all"]].min(axis=1)
         print(f"  smallest ratio over all columns: {ok.min():.1f}x ({df['case'][ok.idxmin()]}); target >= 20x; "
               f"largest wall ratio n_jobs=-1 / n_jobs=1: {df['all/1'].max():.2f} ({df['case'][df['all/1'].idxmax()]})")
