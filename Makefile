@@ -9,7 +9,7 @@ PY_MIN    := $(VENV_MIN)/bin/python
 STAMP_MIN := $(VENV_MIN)/.installed
 PYTEST    := -m pytest -q -n 2 -m "not slow"
 
-.PHONY: install demo test test-min test-all fuzz bench calibrate clean
+.PHONY: install demo test test-min test-all fuzz bench calibrate clean docs wheel-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,10 @@ demo: $(STAMP)
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
+# the suite, then the Examples of the docstrings (conftest.py at the root sets the Agg backend)
 test: $(STAMP)
 	$(PY) $(PYTEST)
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/glmmdiag
 
 # the same tests against the floors in pyproject.toml (numpy, scipy, pandas, ... at their minimum)
 test-min: $(STAMP_MIN)
@@ -60,9 +62,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/residuals_bench.py
 
 # the residual-test calibration study (benchmarks/calibration.py: 200 replicates per scenario, both
-# simulation modes, bootstrap-calibrated p-values in conditional mode), then the slow test studies
+# simulation modes, bootstrap-calibrated p-values in conditional mode), the boundary study
+# (benchmarks/boundary_study.py: 200 random-slope GLMMs near the boundary vs random restarts), then
+# the slow test studies
 calibrate: $(STAMP)
 	$(PY) benchmarks/calibration.py --reps 200 --calibrate 39
+	$(PY) benchmarks/boundary_study.py --models 200 --restarts 5
 	$(PY) -m pytest -q -n 2 -m slow
 
 # the gallery: each gallery/plot_*.py writes one figure to gallery/figures/ and prints its numbers
@@ -71,5 +76,22 @@ calibrate: $(STAMP)
 gallery: $(STAMP)
 	@set -e; for f in gallery/plot_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f; echo; done
 
+# the documentation site (docs/README.md): the docs extra into .venv, Sphinx with warnings as errors;
+# sphinx-gallery runs every gallery script (full simulation counts). Output: docs/_build/html/
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(PY) docs/_ext/gallery_png.py docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+# build the wheel and sdist, install the wheel in a fresh venv outside the repo, run the README's
+# quick start, `glmmdiag demo` and the sdist's own quick tests there (.ci/wheel_check.py)
+wheel-check: $(STAMP)
+	PYTHON=$(PYTHON) $(PY) .ci/wheel_check.py
+
 clean:
-	rm -rf $(VENV) $(VENV_MIN) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) build dist src/*.egg-info .pytest_cache docs/_build docs/auto_examples docs/sg_execution_times.rst

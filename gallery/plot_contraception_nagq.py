@@ -1,5 +1,8 @@
-"""Contraception use in Bangladesh: Bernoulli GLMM fitted by Laplace and by adaptive
-Gauss-Hermite quadrature (nAGQ = 9, lme4's ``glmer(..., nAGQ = 9)``).
+"""Contraception use in Bangladesh: Laplace vs adaptive Gauss-Hermite quadrature
+=============================================================================
+
+Bernoulli GLMM fitted by Laplace and by adaptive Gauss-Hermite quadrature (nAGQ = 9, lme4's
+``glmer(..., nAGQ = 9)``).
 
 1,934 women in 60 districts, ``use ~ age + I(age^2) + urban + livch + (1 | district)``. The two
 fits differ in the fourth digit of the log-likelihood (printed next to lme4's values); the figure
@@ -19,9 +22,11 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
-REF = Path(__file__).resolve().parents[1] / "tests" / "reference"
+REF = HERE.parent / "tests" / "reference"
 FORMULA = "use ~ age + I(age**2) + urban + livch + (1 | district)"
 
 

@@ -1,4 +1,5 @@
-"""Grouped residuals (``recalculate_residuals``): overdispersion that 0/1 data hide.
+"""Grouped residuals with recalculate_residuals: overdispersion that 0/1 data hide.
+================================================================================
 
 A Bernoulli response cannot be overdispersed observation by observation, so a binomial GLM that
 ignores between-district variation in contraception use looks perfect per woman. Summing
@@ -18,7 +19,9 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
 FIXED = "use ~ age + I(age**2) + urban + livch"
 

@@ -1,4 +1,5 @@
 """100,000 observations: the density layer, with the real quantile test.
+=====================================================================
 
 Simulated counts whose log-mean is quadratic in x, fitted with a Poisson GLM that is linear in x.
 Above 10,000 points the residual panel draws a density layer instead of points (DHARMa switches to
@@ -19,7 +20,9 @@ import pandas as pd  # noqa: E402
 import glmmdiag as gd  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 250
 N = 20_000 if SMOKE else 100_000
 

@@ -1,4 +1,5 @@
 """Orobanche seed germination: binomial GLM vs GLMM with a plate random effect.
+============================================================================
 
 Crowder's (1978) classic overdispersed binomial data: germinated seeds out of n per plate,
 2 x 2 design (extract x genotype). The plain GLM is overdispersed (simulated dispersion 1.75,
@@ -23,7 +24,9 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
 
 

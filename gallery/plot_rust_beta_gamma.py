@@ -1,11 +1,12 @@
-"""Yellow rust severity: Beta or Gamma?  (the workshop's question)
+"""Yellow rust severity: Beta or Gamma? (the workshop's question)
+==============================================================
 
 Severity of yellow rust (proportion of leaf area, 12 fungicides x 4 blocks) modelled with a Beta
 GLMM on the proportion and with a Gamma GLMM (log link) on the percent scale, 100 x severity.
 
 * AIC: the Gamma model is fitted to 100 y, so its likelihood is that of another response. On the
   proportion scale it is logLik_y = logLik_100y + n log 100 (the Jacobian of y -> 100 y);
-  compare_families reports it in the *_common columns (R: AIC -63.99 against Beta's -90.34).
+  compare_families reports it in the ``*_common`` columns (R: AIC -63.99 against Beta's -90.34).
 * Residuals: DHARMa (0.5.0, with glmmTMB 1.1.5, which simulates unconditionally) finds the Beta
   model fine and the Gamma model underdispersed (ratio 0.33, p = 0.002). The figure uses the same
   unconditional mode; the printout also gives our default, conditional simulation.
@@ -24,9 +25,11 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
-REF = Path(__file__).resolve().parents[1] / "tests" / "reference"
+REF = HERE.parent / "tests" / "reference"
 
 COLUMNS = ["link", "response", "logLik", "AIC", "AIC_common", "delta_AIC", "dispersion", "dispersion_p",
            "ks_D", "ks_p", "outlier_p", "quantile_p", "verdict"]

@@ -1,4 +1,5 @@
 """Salamander counts: Poisson vs negative binomial (zero inflation and overdispersion).
+====================================================================================
 
 ``count ~ spp + mined + (1 | site)`` on glmmTMB's Salamanders data (644 surveys, 23 sites). The
 Poisson GLMM has too many zeros and is overdispersed; the negative binomial (nbinom2) accounts
@@ -18,9 +19,11 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
-REF = Path(__file__).resolve().parents[1] / "tests" / "reference" / "dharma"
+REF = HERE.parent / "tests" / "reference" / "dharma"
 COLUMNS = ["logLik", "AIC", "delta_AIC", "dispersion", "dispersion_p", "zero_inflation", "zero_inflation_p",
            "ks_D", "ks_p", "outlier_p", "quantile_p", "verdict"]
 

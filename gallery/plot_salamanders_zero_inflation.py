@@ -1,4 +1,5 @@
 """Salamander counts: too many zeros, or overdispersion? Poisson, NB2, zero-inflated NB2 and hurdle NB2.
+=====================================================================================================
 
 ``count ~ spp + mined + (1 | site)`` on glmmTMB's Salamanders data (644 surveys, 23 sites). The
 Poisson GLMM fails the zero-inflation and dispersion tests (25 % more zeros than its simulations,
@@ -27,7 +28,9 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
 FORMULA = "count ~ spp + mined + (1 | site)"
 MODELS = {  # label -> glmm() keyword arguments

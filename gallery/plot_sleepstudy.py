@@ -1,4 +1,5 @@
 """Sleep deprivation: linear mixed model, residuals simulated conditionally and unconditionally.
+=============================================================================================
 
 ``Reaction ~ Days + (Days | Subject)`` (lme4's sleepstudy, 18 subjects x 10 days). Conditional
 simulation (given each subject's fitted line) checks the observations around their own subject's
@@ -19,7 +20,9 @@ import glmmdiag as gd  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
 
 

@@ -1,4 +1,5 @@
 """Spatial autocorrelation: counts at 300 sites with an unmodelled smooth spatial trend.
+=====================================================================================
 
 Simulated data (seed 20240611): sites scattered in a 10 x 10 km square, counts whose log-mean has
 a smooth east-west/north-south wave the Poisson GLM ``count ~ cover`` leaves out. The residual map
@@ -18,7 +19,9 @@ import pandas as pd  # noqa: E402
 import glmmdiag as gd  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
 
 

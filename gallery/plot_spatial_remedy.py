@@ -1,4 +1,5 @@
 """Spatial remedy: an exponential-covariance random field fixes spatial autocorrelation.
+=====================================================================================
 
 Shipped data ``spatial_sim``: Poisson counts at 120 locations (``xc``, ``yc``) with a covariate
 ``z`` and an unobserved exponential random field. The Poisson GLM ``count ~ z`` fails Moran's I
@@ -23,7 +24,9 @@ from glmmdiag.results import format_pvalue  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 250 if SMOKE else 1000
 
 

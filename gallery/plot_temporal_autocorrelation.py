@@ -1,4 +1,5 @@
 """Temporal autocorrelation: daily counts with an unmodelled AR(1) process.
+========================================================================
 
 Simulated data (seed 20240611): 200 days of counts whose log-mean follows temperature plus an
 AR(1) disturbance (rho = 0.7, SD 0.35). A Poisson GLM ``count ~ temperature`` ignores the
@@ -19,7 +20,9 @@ import pandas as pd  # noqa: E402
 import glmmdiag as gd  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 50 if SMOKE else 1000
 
 

@@ -1,4 +1,5 @@
 """Temporal remedy: an AR(1) random effect fixes within-series autocorrelation.
+============================================================================
 
 Shipped data ``ar1_sim``: 40 series (``group``) x 12 equally spaced times (``times``, ``t``), a
 gaussian response with an AR(1) process within each series. The random-intercept model
@@ -26,7 +27,9 @@ from glmmdiag.results import format_pvalue  # noqa: E402
 from glmmdiag import datasets  # noqa: E402
 
 SMOKE = os.environ.get("GLMMDIAG_GALLERY_SMOKE") == "1"
-OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", Path(__file__).resolve().parent / "figures"))
+# the gallery folder (sphinx-gallery runs the scripts from it without defining __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = Path(os.environ.get("GLMMDIAG_GALLERY_OUT", HERE / "figures"))
 N_SIM = 100 if SMOKE else 1000
 N_BOOT = 19 if SMOKE else 39
 

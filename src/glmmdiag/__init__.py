@@ -1,6 +1,6 @@
 """glmmdiag: generalized linear mixed models and simulation-based residual diagnostics."""
 from glmmdiag import datasets
-from glmmdiag.adapters import as_simulable, from_simulations
+from glmmdiag.adapters import as_simulable, from_inference_data, from_simulations, from_sklearn, register_adapter
 from glmmdiag.checks import (
     categorical_test,
     dispersion_test,
@@ -38,6 +38,7 @@ from glmmdiag.plots import (
     plot_histogram,
     plot_qq,
     plot_residuals,
+    plot_simulated_lrt,
     plot_spatial,
     plot_temporal,
     plot_zero_inflation,
@@ -55,6 +56,9 @@ __all__ = [
     "simulate_residuals",
     "recalculate_residuals",
     "from_simulations",
+    "from_inference_data",
+    "from_sklearn",
+    "register_adapter",
     "as_simulable",
     "SimulableModel",
     "ScaledResiduals",
@@ -87,6 +91,7 @@ __all__ = [
     "plot_temporal",
     "plot_spatial",
     "plot_comparison",
+    "plot_simulated_lrt",
     "GlmmdiagError",
     "FormulaError",
     "ColumnError",

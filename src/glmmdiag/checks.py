@@ -195,6 +195,17 @@ def uniformity_test(res: ScaledResiduals, alternative: str = "two-sided") -> Tes
 
     "greater": the residuals' ECDF lies above the uniform CDF somewhere (R's and scipy's
     convention; statistic D+), "less": below (D-).
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> rust = datasets.load("rust")
+    >>> fit = glmmdiag.glmm("severity ~ fungicide + (1 | block)", rust, family="beta")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> t = glmmdiag.uniformity_test(res)
+    >>> print(f"D = {t.statistic:.3f}, p = {t.p_value:.2f}")
+    D = 0.072, p = 0.95
     """
     res = _check_res(res)
     alt = _alt(alternative)
@@ -260,6 +271,29 @@ def dispersion_test(
         their shrinkage: E[chi2] = df for a linear Gaussian smoother); ``df="model"`` uses
         n - #parameters as R's df.residual and DHARMa, which is biased towards underdispersion
         for mixed models.
+
+    Examples
+    --------
+    A Poisson GLMM of overdispersed counts:
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> sal = datasets.load("Salamanders")
+    >>> fit = glmmdiag.glmm("count ~ spp + mined + (1 | site)", sal, family="poisson")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> t = glmmdiag.dispersion_test(res)
+    >>> print(f"dispersion {t.statistic:.2f}, p = {t.p_value:.3f}")
+    dispersion 3.05, p = 0.000
+
+    Pearson's chi-square with the honest residual df (random effects counted by their shrinkage)
+    and with R's ``df.residual``:
+
+    >>> honest = glmmdiag.dispersion_test(res, kind="pearson", alternative="greater")
+    >>> model = glmmdiag.dispersion_test(res, kind="pearson", df="model", alternative="greater")
+    >>> print(f"{honest.statistic:.2f} on {honest.parameter['df']:.1f} df")
+    2.39 on 616.3 df
+    >>> print(f"{model.statistic:.2f} on {model.parameter['df']:.0f} df")
+    2.32 on 635 df
     """
     res = _check_res(res)
     alt = _alt(alternative)
@@ -376,6 +410,20 @@ def outlier_test(
         simulations: replayed from their seeds when not kept.
     type="default": bootstrap for integer responses with at most 500 observations, binomial
         otherwise (DHARMa's rule).
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> sal = datasets.load("Salamanders")
+    >>> fit = glmmdiag.glmm("count ~ spp + mined + (1 | site)", sal, family="poisson")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> t = glmmdiag.outlier_test(res)   # 644 rows: the binomial test (DHARMa's default rule)
+    >>> print(f"{t.statistic:.0f} outliers of {res.nobs}, p = {t.p_value:.2g}")
+    31 outliers of 644, p = 5.3e-15
+    >>> small = glmmdiag.outlier_test(res, type="bootstrap", n_boot=99)   # the exact Monte-Carlo test
+    >>> print(f"p = {small.p_value:.2f}")
+    p = 0.02
     """
     res = _check_res(res)
     alt = _alt(alternative)
@@ -457,7 +505,19 @@ def outlier_test(
 
 # ---------------------------------------------------------------------------------- zero inflation, generic
 def zero_inflation_test(res: ScaledResiduals, alternative: str = "two-sided") -> TestResult:
-    """Observed number of zeros against the simulated numbers; statistic = observed / mean simulated."""
+    """Observed number of zeros against the simulated numbers; statistic = observed / mean simulated.
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> sal = datasets.load("Salamanders")
+    >>> fit = glmmdiag.glmm("count ~ spp + mined + (1 | site)", sal, family="poisson")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> t = glmmdiag.zero_inflation_test(res)
+    >>> print(f"observed / simulated zeros: {t.statistic:.2f}, p = {t.p_value:.3f}")
+    observed / simulated zeros: 1.25, p = 0.000
+    """
     res = _check_res(res)
     alt = _alt(alternative)
     obs, sims = res.obs_stats["zeros"], res.sim_stats["zeros"]
@@ -558,6 +618,17 @@ def quantile_test(
     With ``curves=True`` the plot data also hold the quantile-regression curves (exact pinball LP on
     the same basis, on at most ``max_curve_points`` points, evenly subsampled by rank) and the null
     +-1.96 SE band around each q.
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> rust = datasets.load("rust")
+    >>> fit = glmmdiag.glmm("severity ~ fungicide + (1 | block)", rust, family="beta")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> t = glmmdiag.quantile_test(res, curves=False)
+    >>> print(f"p = {t.p_value:.2f}")
+    p = 1.00
     """
     res = _check_res(res)
     r = np.asarray(res.residuals, float)
@@ -1263,7 +1334,30 @@ class _MoranI:
 
 # ---------------------------------------------------------------------------------- together
 def residual_tests(res: ScaledResiduals) -> ResidualTests:
-    """Uniformity (KS), dispersion (default kind) and outliers (default type) together."""
+    """Uniformity (KS), dispersion (default kind) and outliers (default type) together.
+
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> sal = datasets.load("Salamanders")
+    >>> fit = glmmdiag.glmm("count ~ spp + mined + (1 | site)", sal, family="poisson")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> tests = glmmdiag.residual_tests(res)
+    >>> print(tests.to_frame()[["statistic", "p_value"]].round(2))
+                statistic  p_value
+    test
+    uniformity       0.11      0.0
+    dispersion       3.05      0.0
+    outliers        31.00      0.0
+    >>> tests.verdict
+    'non-uniform (KS p < 0.001); overdispersion 3.0 (p < 0.004); outliers (p < 0.001)'
+
+    Knowing the family, the result names what to fit next:
+
+    >>> print(tests.with_family("poisson").remedies()[0].specs)
+    ('nbinom2', 'nbinom1', 'poisson; olre=yes')
+    """
     family = res.family_name if res.family_name not in ("", "unknown") else None
     return ResidualTests(uniformity_test(res), dispersion_test(res), outlier_test(res), family=family)
 

@@ -104,6 +104,15 @@ def load(name: str) -> pd.DataFrame:
 
     Factor columns are pandas Categoricals with R's levels (so the first level is R's reference
     level). Sources and citations: the module docstring, or ``info(name)``.
+
+    Examples
+    --------
+    >>> from glmmdiag import datasets
+    >>> sal = datasets.load("Salamanders")
+    >>> sal.shape
+    (644, 9)
+    >>> sal["mined"].cat.categories.tolist()   # R's level order
+    ['yes', 'no']
     """
     match = _match(name)
     with resources.files("glmmdiag").joinpath(f"data/{match}.csv").open() as fh:

@@ -2,7 +2,8 @@
 
 Anything that can say what it observed, what it expects and how to draw new responses can be
 checked with simulated residuals. ``SimulableModel`` is that contract; ``adapters.as_simulable``
-turns a glmmdiag fit, a statsmodels GLM result or a user's own simulations into one.
+turns a glmmdiag fit, a statsmodels result (GLM, discrete, MixedLM) or a user's own simulations
+into one, and ``adapters.register_adapter`` lets another library add its model types.
 
 Contract (every array is 1-D of length ``nobs`` unless said otherwise)
 ---------------------------------------------------------------------

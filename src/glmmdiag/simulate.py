@@ -15,33 +15,54 @@ bootstrap) replays exactly the same draws instead of storing them.
 Parallel backends
 -----------------
 Work goes through ``joblib.Parallel``: ``n_jobs=-1`` uses all cores with joblib's default
-process backend (loky); ``n_jobs=None`` defers to an enclosing ``joblib.parallel_config``, so
+process backend (loky), when it pays (below); ``n_jobs=None`` defers to an enclosing
+``joblib.parallel_config``, so
 
     with joblib.parallel_config(backend="dask"):      # a dask.distributed Client must exist
         res = simulate_residuals(fit, 250, refit=True, n_jobs=None)
 
 ships the chunks (or the refits) to a dask or ray cluster unchanged.
+
+When parallel execution pays
+----------------------------
+Starting joblib's worker processes and shipping them the model costs about a second on an idle
+machine (tens of seconds on a loaded one, measured: 23 s for the first call with a load average of
+13 on 2 cores), and each later call tens of milliseconds; a diagnostic step on a few hundred
+rows x 1000 simulations is ~0.05 s of work. So for an integer ``n_jobs`` other than 1 (-1, 2, ...)
+``stream`` first draws and reduces chunk 0 in this process, takes its CPU time t0 as the cost of a
+chunk, and estimates the serial cost of the rest as t0 x (n_chunks - 1). Below
+``PARALLEL_MIN_SECONDS`` the remaining chunks are drawn here too; otherwise they go to joblib in
+about four tasks per worker. Either way every chunk is drawn from its own stream and the
+reductions are combined by simulation index (counts are integers), so the result is bit-identical
+for every ``n_jobs`` and every decision; only the time differs. ``n_jobs=None`` (an enclosing
+``parallel_config``, e.g. a dask cluster) always dispatches: the caller chose the backend.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import delayed, effective_n_jobs
 
+from glmmdiag._parallel import parallel_imap
 from glmmdiag._rng import child_generator
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult", "row_variances",
-           "BlockMoments"]
+           "BlockMoments", "parallel_pays", "PARALLEL_MIN_SECONDS"]
 
 #: elements (nobs x chunk) per chunk that the automatic chunk size aims at (16 MB of float64)
 CHUNK_ELEMENTS = 1 << 21
 MAX_CHUNK = 64
 #: from this many rows on, chunks are reduced column by column (see _run_task)
 COLUMNWISE_NOBS = 20000
+#: for an integer n_jobs != 1, the chunks after the first go to joblib's workers only when their
+#: estimated serial CPU time (the first chunk's CPU time x the number of remaining chunks) is at
+#: least this many seconds (module docstring, "When parallel execution pays")
+PARALLEL_MIN_SECONDS = 2.0
 
 
 def default_chunk_size(nobs: int) -> int:
@@ -316,16 +337,41 @@ def _task_groups(n_chunks: int, n_jobs) -> list[list[int]]:
     return [list(range(edges[k], edges[k + 1])) for k in range(n_tasks) if edges[k + 1] > edges[k]]
 
 
+def _dispatch(model, plan: SimulationPlan, red: Reductions, chunk_ids: list[int], n_jobs) -> list:
+    """The parts of ``chunk_ids``: in this process when they make one task, else through joblib."""
+    groups = _task_groups(len(chunk_ids), n_jobs)
+    if len(groups) <= 1:
+        return [_run_task(model, plan, chunk_ids, red)] if chunk_ids else []
+    view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
+    return parallel_imap((delayed(_run_task)(view, plan, [chunk_ids[k] for k in g], red) for g in groups), n_jobs)
+
+
+def parallel_pays(first_chunk_cpu_s: float, n_chunks: int) -> bool:
+    """Whether the chunks after the first are worth sending to joblib's workers.
+
+    The estimated serial cost of the rest is ``first_chunk_cpu_s * (n_chunks - 1)`` (chunks are
+    equal but for the last); parallel execution pays when it is at least ``PARALLEL_MIN_SECONDS``
+    (joblib's start-up and shipping the model cost about a second; see the module docstring).
+    """
+    return n_chunks > 2 and first_chunk_cpu_s * (n_chunks - 1) >= PARALLEL_MIN_SECONDS
+
+
 def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResult:
-    """Draw every chunk of ``plan`` (in parallel with joblib) and combine the reductions."""
-    groups = _task_groups(plan.n_chunks, n_jobs)
-    if len(groups) == 1:
-        parts = [_run_task(model, plan, groups[0], red)]
+    """Draw every chunk of ``plan`` and combine the reductions.
+
+    ``n_jobs=1``: in this process. ``n_jobs=None``: through joblib (an enclosing
+    ``parallel_config``). Another integer: chunk 0 in this process, timed; the rest in parallel
+    only when ``parallel_pays`` (module docstring). The result does not depend on the choice.
+    """
+    chunks = list(range(plan.n_chunks))
+    if n_jobs is None or len(_task_groups(plan.n_chunks, n_jobs)) == 1:
+        parts = _dispatch(model, plan, red, chunks, n_jobs)
     else:
-        view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
-        parts = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_run_task)(view, plan, g, red) for g in groups
-        )
+        t0 = time.process_time()
+        first = _run_task(model, plan, chunks[:1], red)
+        cost = time.process_time() - t0
+        rest_jobs = n_jobs if parallel_pays(cost, plan.n_chunks) else 1
+        parts = [first, *_dispatch(model, plan, red, chunks[1:], rest_jobs)]
     less = leq = None
     stats: dict[str, np.ndarray] = {}
     env_lo = env_hi = None

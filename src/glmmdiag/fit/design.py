@@ -7,6 +7,7 @@ the level index of every row and its n x q_k matrix, never a dense n x q Z.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from glmmdiag.fit.formula import (
     formula_variables,
     parse_formula,
     quote_dotted_names,
+    signed_terms,
+    split_top_level,
 )
 
 __all__ = ["ReTerm", "Design", "build_design", "r_column_name", "evaluate_expression"]
@@ -340,6 +343,7 @@ def build_design(
         data = pd.DataFrame(data)
     pf = parse_formula(quote_dotted_names(formula, data.columns)) if isinstance(formula, str) else formula
     pf, poly_columns = _ordered_as_poly(pf, data)
+    pf, dummy_columns = _r_dummy_coding(pf, data)
     # 1. which columns are used, and the shared missing-value mask
     used: list[str] = []
     resp_exprs = list(pf.response_cbind) if pf.response_cbind else [pf.response]
@@ -449,7 +453,7 @@ def build_design(
 
     # 4. fixed effects
     X, xnames, x_spec = fixed_model_matrix(pf.fixed, df)
-    xnames = [_r_poly_name(r_column_name(c), poly_columns) for c in xnames]
+    xnames = [_r_dummy_name(_r_poly_name(r_column_name(c), poly_columns), dummy_columns) for c in xnames]
     if X.shape[0] != n:
         raise RuntimeError(f"internal error: the fixed-effects model matrix has {X.shape[0]} rows, expected {n}")
     if not np.all(np.isfinite(X)):
@@ -540,6 +544,83 @@ def ordered_poly_rhs(rhs: str, data: pd.DataFrame) -> tuple[str, list[str]]:
                and isinstance(data[c].dtype, pd.CategoricalDtype) and data[c].cat.ordered]
     used = [c for c in ordered if _poly_wrapped(rhs, [c]) != rhs]
     return (_poly_wrapped(rhs, used), used) if used else (rhs, [])
+
+
+_FULL_DUMMY = "C({}, spans_intercept=False)"
+
+
+def _is_categorical_column(data: pd.DataFrame, name: str) -> bool:
+    """Categorical, object and string columns (bool columns keep their own encoding)."""
+    if name not in data.columns:
+        return False
+    dt = data[name].dtype
+    return isinstance(dt, pd.CategoricalDtype) or dt == object or pd.api.types.is_string_dtype(dt)
+
+
+def _expanded_terms(rhs: str) -> tuple[bool, list[tuple[str, ...]]] | None:
+    """(intercept, terms as tuples of factors in R's order: by degree, then as written) of a
+    fixed part made of ``+``, ``*`` and ``:`` only; None for anything else."""
+    intercept, seen, out = True, set(), []
+    for sign, piece in signed_terms(rhs):
+        if piece in ("0", "-1") or (sign == "-" and piece == "1"):
+            intercept = False
+            continue
+        if sign == "-" or "/" in piece or "%in%" in piece or "**" in piece or piece.startswith("("):
+            return None
+        if piece == "1":
+            continue
+        stars, colons = split_top_level(piece, "*"), split_top_level(piece, ":")
+        if len(stars) > 1 and len(colons) > 1:
+            return None
+        factors = [f.strip() for f in (stars if len(stars) > 1 else colons)]
+        terms = ([c for k in range(1, len(factors) + 1) for c in itertools.combinations(factors, k)]
+                 if len(stars) > 1 else [tuple(factors)])
+        for t in terms:
+            if frozenset(t) not in seen:
+                seen.add(frozenset(t))
+                out.append(t)
+    return intercept, sorted(out, key=len)
+
+
+def _r_dummy_coding(pf: ParsedFormula, data: pd.DataFrame) -> tuple[ParsedFormula, list[str]]:
+    """R's coding of a factor F inside an interaction term T (``TermCode`` of R's model.c, after
+    Chambers & Hastie, Statistical Models in S, p. 38): contrasts when T without F is contained
+    in a preceding term (or is empty and the model has an intercept), indicator (dummy) columns
+    for every level otherwise. formulaic agrees except when several factors of a term need
+    indicators (``y ~ a:b``: R has the intercept and all a x b products, rank deficient, and drops
+    the last aliased ones; formulaic re-parameterises to b + a:b, other coefficients). For such a
+    term whose categorical factors all need indicators, and which is no margin of a later term,
+    each factor is written ``C(f, spans_intercept=False)`` (formulaic's full indicator coding);
+    the rank check then drops the columns R drops. Returns the formula and those columns."""
+    parsed = _expanded_terms(pf.fixed)
+    if parsed is None:
+        return pf, []
+    intercept, terms = parsed
+    rewrite: dict[tuple, tuple] = {}
+    for i, t in enumerate(terms):
+        cats = [f for f in t if _is_categorical_column(data, f)]
+        if len(cats) < 2 or any(set(t) < set(u) for u in terms[i + 1 :]):
+            continue
+        dummy = []
+        for f in cats:
+            rest = set(t) - {f}
+            contrasts = (not rest and intercept) or any(rest <= set(u) for u in terms[:i])
+            dummy.append(not contrasts)
+        if all(dummy):
+            rewrite[t] = tuple(_FULL_DUMMY.format(f) if f in cats else f for f in t)
+    if not rewrite:
+        return pf, []
+    pieces = ([] if intercept else ["0"]) + [":".join(rewrite.get(t, t)) for t in terms]
+    fixed = " + ".join(pieces) if pieces else "1"
+    columns = sorted({f for t in rewrite for f in t if _is_categorical_column(data, f)})
+    return dataclasses.replace(pf, fixed=fixed), columns
+
+
+def _r_dummy_name(name: str, columns: list[str]) -> str:
+    """``C(a, spans_intercept=False)p:C(b, spans_intercept=False)u`` -> ``ap:bu`` (R's names)."""
+    for col in columns:
+        name = name.replace(_FULL_DUMMY.format(col), col)
+    return name
 
 
 def _r_poly_name(name: str, columns: list[str]) -> str:

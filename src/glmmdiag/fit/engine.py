@@ -55,7 +55,7 @@ class FitState:
 LARGE_DENSE = 4000  # Schur complements this large may use several BLAS threads (threads under load cost 10x)
 
 
-def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None, mapping=None) -> FitState:
     """Fit with BLAS single-threaded unless the dense Schur complement is large.
 
     Rows with zero prior weight contribute nothing to the likelihood (R's glm and lm drop them
@@ -70,7 +70,7 @@ def fit_design(design, family, reml=False, n_agq=1, start=None, opt=None) -> Fit
     design = kept
     qr = sum(t.q * t.nlev for t in design.terms[1:])
     with blas_threads(None if qr + design.X.shape[1] >= LARGE_DENSE else 1), quiet_numerics():
-        return _fit_design(design, family, reml, n_agq, start, opt)
+        return _fit_design(design, family, reml, n_agq, start, opt, mapping)
 
 
 @contextlib.contextmanager
@@ -110,12 +110,12 @@ def rows_with_weight(design, family, reml=False):
 NUMERICAL_FAILURES = (linalg.LinAlgError, np.linalg.LinAlgError, PirlsError, FloatingPointError)
 
 
-def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None) -> FitState:
+def fit_or_raise(design, family, reml=False, n_agq=1, start=None, opt=None, mapping=None) -> FitState:
     """``fit_design``, with the numerical failures that data can cause (a singular or indefinite
     matrix, penalised IRLS finding no mode) turned into a :class:`FitError` that says what
     failed and what to try (the original exception is chained)."""
     try:
-        return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt)
+        return fit_design(design, family, reml=reml, n_agq=n_agq, start=start, opt=opt, mapping=mapping)
     except NUMERICAL_FAILURES as e:
         p = design.X.shape[1]
         terms = ", ".join(t.label for t in design.terms) or "none"
@@ -180,11 +180,18 @@ def _check_finite_fit(st: FitState, design, family) -> None:
     )
 
 
-def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
+def _fit_design(design, family, reml, n_agq, start, opt, mapping=None) -> FitState:
+    """``mapping``: a :class:`~glmmdiag.fit.mapping.ParameterMap` with fixed or shared
+    parameters (glmmTMB's ``map=``), fitted over its free values by ``fit_mapped``."""
     opt = opt or OptSummary()
     opt = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
     _check_constant_response(design, family)
-    if not design.terms:
+    if mapping is not None:
+        from glmmdiag.fit.mapping import fit_mapped
+
+        st = fit_mapped(design, family, mapping, opt)
+        _check_boundary(st, design)
+    elif not design.terms:
         st = _fit_glm(design, family, reml, opt)
     else:
         if _is_lmm(family):
@@ -199,7 +206,8 @@ def _fit_design(design, family, reml, n_agq, start, opt) -> FitState:
 
 def _is_lmm(family) -> bool:
     """Gaussian with the identity link and a constant residual variance: the profiled LMM path."""
-    return family.name == "gaussian" and family.link.name == "identity" and not getattr(family, "composite", False)
+    return (family.name == "gaussian" and family.link.name == "identity" and not getattr(family, "composite", False)
+            and getattr(family, "profiled_lmm", True))  # not with glmmTMB's weights (fit/gaussian_weights.py)
 
 
 def _scalar_sigma(family) -> bool:
@@ -571,6 +579,17 @@ def _fit_lmm(design, reml, opt, start):
 
 
 def _lmm_off_boundary(prob, theta, lb, opt, stage):
+    """``_lmm_off_boundary_once`` until no restart improves the criterion (at most
+    BOUNDARY_ROUNDS; see ``_off_boundary``)."""
+    for _ in range(BOUNDARY_ROUNDS):
+        new = _lmm_off_boundary_once(prob, theta, lb, opt, stage)
+        if new is theta:
+            break
+        theta = new
+    return theta
+
+
+def _lmm_off_boundary_once(prob, theta, lb, opt, stage):
     """lme4's restart_edge for the profiled criterion: SDs that ended at 0 are moved inside.
 
     The criterion's slope in a scalar term's theta_j is exactly 0 at theta_j = 0 (it is even in
@@ -586,17 +605,23 @@ def _lmm_off_boundary(prob, theta, lb, opt, stage):
     f0 = prob.objective(theta)
     best_f, best = f0, None
     groups = [[j] for j in at0] + ([list(at0)] if at0.size > 1 else [])
+    cands = []
     for js in groups:
         for c in BOUNDARY_SCAN:
             th = theta.copy()
             th[js] = c
-            f = prob.objective(th)
-            if f < best_f - 1e-6:
-                best_f, best = f, th
+            cands.append(th)
+    for th in cands + _mirrored_candidates(tm, theta, at0, np.ones(tm.n)):
+        f = prob.objective(th)
+        if f < best_f - 1e-6:
+            best_f, best = f, th
     if best is None:
         return theta
     jac = prob.objective_and_gradient if prob.has_gradient else None
-    again, f1 = minimize(prob.objective, best, lb, opt, stage + " (restart off the boundary)", jac=jac)
+    floor = _restart_floor(lb, theta, best)
+    again, f1 = minimize(prob.objective, best, floor, opt, stage + " (restart off the boundary)", jac=jac)
+    if _at_floor(again, floor, lb):
+        again, f1 = minimize(prob.objective, again, lb, opt, stage + " (restart off the boundary)", jac=jac)
     return again if f1 < f0 - 1e-8 else theta
 
 
@@ -778,7 +803,22 @@ def _theta_start_scan(prob, theta0, beta, psi):
     return best_th
 
 
+BOUNDARY_ROUNDS = 3  # a restart that leaves one boundary face may stop on another (SD 0 -> correlation -1)
+
+
 def _off_boundary(prob, st, opt):
+    """``_off_boundary_once`` until no restart improves the fit (at most BOUNDARY_ROUNDS): moving
+    the intercept SD off 0 can end with the slope's own Cholesky entry at 0 (a correlation of
+    +-1), another boundary to check (benchmarks/boundary_study.py: 3 of 200 fits)."""
+    for _ in range(BOUNDARY_ROUNDS):
+        new = _off_boundary_once(prob, st, opt)
+        if new is st:
+            break
+        st = new
+    return _interior_restart(prob, st, opt)
+
+
+def _off_boundary_once(prob, st, opt):
     """A variance component that ends at 0 while the deviance decreases away from 0.
 
     For a scalar term the gradient in theta_j vanishes at theta_j = 0 (u^_j = 0 there, and the
@@ -803,8 +843,12 @@ def _off_boundary(prob, st, opt):
     if best_th is None:
         return st
     opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+    floor = _restart_floor(lb, st.theta, best_th)
     try:  # a restart that fails keeps the boundary fit (with its warning)
-        again = _glmm_from(prob, best_th, st.beta, st.psi, opt2)
+        again = _glmm_from(prob, best_th, st.beta, st.psi, opt2, theta_lb=floor)
+        if _at_floor(again.theta, floor, lb):  # the optimum is at (or below) the floor: finish with
+            opt3 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+            again = _glmm_from(prob, again.theta, again.beta, again.psi, opt3)  # the true bounds
     except NUMERICAL_FAILURES:
         return st
     if again.deviance < st.deviance - 1e-8:
@@ -815,6 +859,91 @@ def _off_boundary(prob, st, opt):
 
 
 BOUNDARY_SCAN = (1.0, 0.3, 0.1, 0.03, 0.01)
+MIRROR_SCAN = BOUNDARY_SCAN + (0.003, 0.001)  # an optimum just off 0 (benchmarks/boundary_study.py: 0.0047)
+RESTART_FLOOR = 0.1  # a restart keeps SDs it moved off 0 above this fraction of their start at first
+
+
+def _reset_candidates(prob, theta, at0):
+    """For an unstructured term with zero diagonal entries ``at0``: those entries at c / sd(z_j)
+    for c in BOUNDARY_SCAN (a coefficient's SD of c on the linear-predictor scale per SD of its
+    column), with that term's correlations reset to 0."""
+    tm, out = prob.thetamap, []
+    for k, t in enumerate(prob.terms):
+        if tm.structured(k) or t.q == 1:
+            continue
+        seg = np.arange(tm.starts[k], tm.starts[k + 1])
+        rows, cols = tm._order[k]
+        zero = [j for j, (a, b) in zip(seg, zip(rows, cols)) if a == b and j in set(at0.tolist())]
+        if not zero:
+            continue
+        scale = np.array([np.std(t.z[:, rows[j - seg[0]]]) for j in zero])
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        for c in BOUNDARY_SCAN:
+            th = np.array(theta, float)
+            th[[j for j, (a, b) in zip(seg, zip(rows, cols)) if a != b]] = 0.0
+            th[zero] = c / scale
+            out.append(th)
+    return out
+
+
+def _interior_restart(prob, st, opt):
+    """One restart from inside, whether or not the deviance there is lower: a random-slope fit
+    with a zero diagonal entry can sit in a local optimum whose basin the boundary probes never
+    leave (benchmarks/boundary_study.py: (T11, T21, T22) = (0.009, -0.11, 0) at logLik -215.636,
+    while (0.080, -0.033, 0.108) reaches -215.627, and every probe next to the first is worse).
+    From the lowest-deviance ``_reset_candidates`` point (correlations 0, the zero SDs moved
+    in), optimise, check that optimum's own boundary, and keep the better fit."""
+    tm = prob.thetamap
+    lb = tm.lower_bounds()
+    at0 = np.flatnonzero(tm.diag_mask() & (st.theta <= lb + 1e-8))
+    if not at0.size or prob.n_agq > 1:
+        return st
+    best_dev, best_th = np.inf, None
+    for th in _reset_candidates(prob, st.theta, at0):
+        try:
+            dv = prob.laplace_deviance(st.beta, th, psi=st.psi)
+        except NUMERICAL_FAILURES:
+            continue
+        if dv < best_dev:
+            best_dev, best_th = dv, th
+    if best_th is None:
+        return st
+    opt2 = OptSummary(**{k: getattr(opt, k) for k in ("method", "ftol", "gtol", "maxiter", "fd_step")})
+    floor = _restart_floor(lb, st.theta, best_th)
+    try:
+        other = _glmm_from(prob, best_th, st.beta, st.psi, opt2, theta_lb=floor)
+        if _at_floor(other.theta, floor, lb):
+            other = _glmm_from(prob, other.theta, other.beta, other.psi, opt2)
+    except NUMERICAL_FAILURES:
+        return st
+    if not other.deviance < st.deviance - 1e-8:
+        return st
+    for _ in range(BOUNDARY_ROUNDS):
+        new = _off_boundary_once(prob, other, opt)
+        if new is other:
+            break
+        other = new
+    other.opt.stages = st.opt.stages + other.opt.stages
+    other.opt.n_eval += st.opt.n_eval
+    return other
+
+
+def _at_floor(theta, floor, lb) -> bool:
+    """Whether an SD kept off 0 by ``_restart_floor`` ended on that floor."""
+    raised = floor > lb
+    return bool(np.any(raised & (np.asarray(theta) <= floor + 1e-10 * np.maximum(1.0, np.abs(floor)))))
+
+
+def _restart_floor(lb, theta, start):
+    """Lower bounds for a restart from ``start``: SDs that were at their bound 0 in ``theta`` and
+    are positive in ``start`` stay above RESTART_FLOOR x their start in a first run. The deviance
+    is even in such an SD, so its slope vanishes at 0: a quasi-Newton run whose first step lands
+    on the bound stops there, even from a point where the deviance decreases inward
+    (benchmarks/boundary_study.py: 2 of 200 random-slope fits)."""
+    floor = np.array(lb, float)
+    moved = (np.asarray(theta) <= lb + 1e-8) & (np.asarray(start) > lb) & np.isfinite(lb)
+    floor[moved] = lb[moved] + RESTART_FLOOR * (np.asarray(start)[moved] - lb[moved])
+    return floor
 
 
 def _boundary_candidates(prob, st, at0):
@@ -842,21 +971,50 @@ def _boundary_candidates(prob, st, at0):
             th = st.theta.copy()
             th[move] = t
             out.append(th)
+    out += _reset_candidates(prob, st.theta, at0)
+    scales = np.ones(tm.n)
     for k, t in enumerate(prob.terms):
-        if tm.structured(k) or t.q == 1:
+        if not tm.structured(k):
+            rows, _ = tm._order[k]
+            sd = np.array([np.std(t.z[:, r]) for r in rows])
+            scales[tm.starts[k] : tm.starts[k + 1]] = np.where(sd > 1e-8, sd, 1.0)
+    return out + _mirrored_candidates(tm, st.theta, at0, scales)
+
+
+def _mirrored_candidates(tm, theta, at0, scales):
+    """Interior points beside a zero diagonal entry T_aa of an unstructured term, keeping the
+    entries below it in column a, once as they are and once with their signs flipped.
+
+    Sigma = T T' does not change when a column of T changes sign, so at T_aa = 0 both signs of
+    T_{ra} (r > a) are the same point, and the optimiser keeps whichever sign it had; moving
+    T_aa off 0 makes the correlation of coefficients a and r follow that sign. If the better
+    optimum has the other sign (a random-slope model with a correlation near +-1), no probe along
+    T_aa alone finds it (benchmarks/boundary_study.py found 4 such fits in 12). Candidates:
+    T_aa = c / scale_aa for c in BOUNDARY_SCAN, with column a below the diagonal flipped or not;
+    when that column is (near) 0 as well (every SD at 0), the perfectly correlated directions
+    T_ra = +-c / scale_r instead (an optimum at a correlation of +-1 is not reached from
+    uncorrelated starts).
+    """
+    out = []
+    zero = set(at0.tolist())
+    for k in range(len(tm.structs)):
+        if tm.structured(k):
             continue
         seg = np.arange(tm.starts[k], tm.starts[k + 1])
         rows, cols = tm._order[k]
-        zero = [j for j, (a, b) in zip(seg, zip(rows, cols)) if a == b and j in set(at0.tolist())]
-        if not zero:
-            continue
-        scale = np.array([np.std(t.z[:, rows[j - seg[0]]]) for j in zero])
-        scale = np.where(scale > 1e-8, scale, 1.0)
-        for c in BOUNDARY_SCAN:
-            th = st.theta.copy()
-            th[[j for j, (a, b) in zip(seg, zip(rows, cols)) if a != b]] = 0.0
-            th[zero] = c / scale
-            out.append(th)
+        for j, a, b in zip(seg, rows, cols):
+            if a != b or j not in zero:
+                continue
+            below = [i for i, r, c in zip(seg, rows, cols) if c == a and r > a]
+            if not below:
+                continue
+            flat = np.max(np.abs(theta[below])) * scales[below].min() < 1e-4  # column a is all (near) 0
+            for sign in (1.0, -1.0):
+                for c in MIRROR_SCAN:
+                    th = np.array(theta, float)
+                    th[below] = sign * (c / scales[below] if flat else th[below])
+                    th[j] = c / scales[j]
+                    out.append(th)
     return out
 
 
@@ -997,11 +1155,13 @@ def _scales_from_hessian(st, prob):
     return L.T.copy(), np.clip(np.sqrt(d), 1e-2, 1e3)
 
 
-def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None):
+def _glmm_from(prob, theta0, beta0, psi0, opt, scales=None, theta_lb=None):
+    """Laplace (or AGQ) optimum from (theta0, beta0, psi0); ``theta_lb`` replaces theta's lower
+    bounds (a restart off the boundary keeps the moved SDs off 0 in its first run)."""
     design = prob.d
     n_agq = prob.n_agq
     tm = prob.thetamap
-    lb_t = tm.lower_bounds()
+    lb_t = tm.lower_bounds() if theta_lb is None else np.asarray(theta_lb, float)
     nt, p = tm.n, len(beta0)
     k = prob.family.n_psi
     # whitening: beta = beta0 + R^{-1} gamma with R'R ~ the Hessian of the deviance in beta (after

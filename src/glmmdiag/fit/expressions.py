@@ -14,7 +14,7 @@ expression may contain only
 * calls of :data:`FUNCTIONS` (``log``, ``exp``, ``sqrt``, ``I``, ...), ``np.NAME`` /
   ``numpy.NAME`` for NAME in :data:`NUMPY_FUNCTIONS`, and in the fixed part and bar left-hand
   sides the formulaic transforms :data:`TRANSFORMS` (``C``, ``factor``, ``scale``, ``center``,
-  ``poly``, ``bs``) with the keywords of :data:`KEYWORDS`; ``C()``'s contrasts are one of
+  ``poly``, ``bs``, ``ns``; bs and ns as R's ``splines``) with the keywords of :data:`KEYWORDS`; ``C()``'s contrasts are one of
   :data:`CONTRASTS` (``contr.sum``, ``Treatment(reference="b")``, ...).
 
 Nothing else: no other attribute access, subscripts, lambdas, comprehensions, ``:=``,
@@ -107,7 +107,8 @@ TRANSFORMS: dict[str, tuple[int, int]] = {
     "scale": (1, 1),
     "center": (1, 1),
     "poly": (1, 2),
-    "bs": (1, 1),
+    "bs": (1, 2),
+    "ns": (1, 2),
 }
 
 # the contrasts C(x, ...) / factor(x, ...) accepts: bare, or called with these keywords
@@ -128,11 +129,13 @@ CONTRASTS: dict[str, frozenset] = {
 # keyword arguments a call may use; their values are literals (numbers, strings, True/False/None
 # or lists/tuples of numbers and strings), except C's ``contrasts`` (one of CONTRASTS)
 KEYWORDS: dict[str, frozenset] = {
-    "C": frozenset({"contrasts", "levels"}),
+    "C": frozenset({"contrasts", "levels", "spans_intercept"}),
     "factor": frozenset({"contrasts", "levels"}),
     "scale": frozenset({"center", "scale", "ddof"}),
     "poly": frozenset({"degree", "raw"}),
-    "bs": frozenset({"df", "knots", "degree", "include_intercept", "lower_bound", "upper_bound"}),
+    "bs": frozenset({"df", "knots", "degree", "intercept", "boundary_knots", "include_intercept", "lower_bound",
+                     "upper_bound"}),
+    "ns": frozenset({"df", "knots", "intercept", "boundary_knots"}),
 }
 
 _BINOPS = {
@@ -149,7 +152,7 @@ _MAX_CHARS = 2000
 _MAX_NODES = 400
 _MAX_EXPONENT = 1024.0
 _MAX_BASIS = 50  # largest poly() degree and bs() df/degree: a formula must not build a huge matrix
-_BASIS_SIZES = {("poly", "degree"), ("bs", "df"), ("bs", "degree")}
+_BASIS_SIZES = {("poly", "degree"), ("bs", "df"), ("bs", "degree"), ("ns", "df")}
 _PLACEHOLDER = "_bq{}_"
 try:  # formulaic's own split into string literals and back-quotes (kept in step with it)
     from formulaic.utils.code import UNQUOTED_BACKTICK_MATCHER as _TOKENS
@@ -316,10 +319,10 @@ class _Checker:
     def _extra_argument(self, name: str, arg: ast.AST) -> None:
         if name in ("C", "factor"):
             _check_contrast(arg)
-        elif name in ("poly", "round", "np.round"):
+        elif name in ("poly", "bs", "ns", "round", "np.round"):
             _check_literal(arg)
-            if name == "poly":
-                _check_basis_size(name, "degree", arg)
+            if name in ("poly", "bs", "ns"):  # poly(x, degree), bs(x, df), ns(x, df) as in R
+                _check_basis_size(name, "degree" if name == "poly" else "df", arg)
         else:
             self.visit(arg)
 
@@ -397,7 +400,7 @@ def _check_literal(node: ast.AST, depth: int = 0) -> None:
 
 def _check_basis_size(name: str, what: str, node: ast.AST) -> None:
     """``poly(x, degree)`` and ``bs(x, df=, degree=)``: a whole number from 0 to ``_MAX_BASIS``."""
-    if name == "bs" and isinstance(node, ast.Constant) and node.value is None:
+    if name in ("bs", "ns") and isinstance(node, ast.Constant) and node.value is None:
         return  # bs's default: the basis size follows from knots=
     value = _constant_value(node)
     if value is None or not (0 <= value <= _MAX_BASIS) or value != int(value):
@@ -660,9 +663,12 @@ def _numpy_namespace() -> types.SimpleNamespace:
 def _formulaic_context() -> dict:
     from formulaic.transforms import C
 
+    from glmmdiag.fit.splines import r_bs, r_ns
+
     ctx = {name: _Refused(name) for name in dir(builtins)}
     ctx.update({name: f for name, (f, _, _) in FUNCTIONS.items() if name != "I"})
     ctx["factor"] = C
+    ctx["bs"], ctx["ns"] = r_bs, r_ns  # R's knots and boundary rules (fit/splines.py), not formulaic's bs
     ctx["np"] = ctx["numpy"] = _numpy_namespace()
     return ctx
 

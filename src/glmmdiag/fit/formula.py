@@ -318,6 +318,36 @@ def _r_powers(text: str) -> str:
     return "".join(out)
 
 
+_R_SPLINE_VECTOR = re.compile(r"\b(Boundary\.knots|boundary_knots|knots)(\s*=\s*)c\(([^()`]*)\)")
+_R_SPLINE_LOGICAL = re.compile(r"\b(intercept\s*=\s*)(TRUE|FALSE)\b")
+
+
+def _r_spline_arguments(text: str) -> str:
+    """R's spelling of ``ns()``/``bs()`` arguments in Python's: ``knots = c(2, 6)`` ->
+    ``knots = [2, 6]``, ``Boundary.knots = c(1, 9)`` -> ``boundary_knots = [1, 9]``,
+    ``intercept = TRUE`` -> ``intercept = True`` (only inside an ns( or bs( call)."""
+    if "ns(" not in text and "bs(" not in text:
+        return text
+    out, pos = [], 0
+    for m in re.finditer(r"\b(ns|bs)\(", text):
+        if m.start() < pos:
+            continue
+        depth, j = 0, m.end() - 1
+        while j < len(text):
+            depth += {"(": 1, ")": -1}.get(text[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        call = text[m.start() : j + 1]
+        call = _R_SPLINE_VECTOR.sub(
+            lambda v: ("boundary_knots" if v.group(1) == "Boundary.knots" else v.group(1)) + v.group(2)
+            + "[" + v.group(3) + "]", call)
+        call = _R_SPLINE_LOGICAL.sub(lambda v: v.group(1) + ("True" if v.group(2) == "TRUE" else "False"), call)
+        out.append(text[pos : m.start()] + call)
+        pos = j + 1
+    return "".join(out) + text[pos:]
+
+
 def _top_level_bar(rhs: str) -> str:
     """lme4 reads ``y ~ x | g`` (a bar outside parentheses) as ``y ~ 1 + (x | g)`` (its ``nobars``
     leaves an intercept, ``findbars`` the bar term): the same here. ``y ~ x + (x | g)`` keeps the
@@ -362,6 +392,38 @@ def _join_fixed(fixed) -> str:
     return fixed_txt or "1"
 
 
+_FACTOR_SEPARATORS = ("*", ":", "/", "%in%")
+
+
+def _factors_in_order(term: str) -> list[str]:
+    """The factor expressions of a fixed term in the order written (split at top-level ``*``,
+    ``:``, ``/`` and ``%in%``)."""
+    parts = [term]
+    for sep in _FACTOR_SEPARATORS:
+        parts = [q for p in parts for q in split_top_level(p, sep)]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _r_interaction_order(fixed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """R's order of the variables inside each interaction: by their first appearance in the
+    fixed part (R's ``terms``), so ``x + a:x`` has the term ``x:a`` (columns ``x:aq``, ...)
+    and ``b + a:b`` the term ``b:a`` (b varying fastest), as in lme4's and glmmTMB's fixef.
+    Only terms made of ``:`` alone are reordered (``a*b`` expands in written order already);
+    a term with a parenthesised factor is left as written."""
+    first: dict[str, int] = {}
+    for _, term in fixed:
+        for f in _factors_in_order(term):
+            first.setdefault(f, len(first))
+    out = []
+    for sign, term in fixed:
+        colons = [c.strip() for c in split_top_level(term, ":")]
+        if (len(colons) > 1 and len(split_top_level(term, "*")) == 1 and "/" not in term and "%in%" not in term
+                and not any(c.startswith("(") or not c for c in colons)):
+            term = ":".join(sorted(colons, key=lambda f: first[f]))
+        out.append((sign, term))
+    return out
+
+
 def _check_response(lhs: str):
     """(response, cbind pair): each expression checked against the whitelist."""
     if _is_wrapped(lhs, "cbind"):
@@ -395,7 +457,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
     text = formula
-    formula = _r_powers(formula)
+    formula = _r_spline_arguments(_r_powers(formula))
     sides = split_top_level(formula, "~")
     if len(sides) != 2 or not sides[0].strip():
         raise FormulaError(f"formula {formula!r} needs a response: 'y ~ x + (1 | g)'")
@@ -403,6 +465,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     response, cbind = _check_response(lhs)
     rhs = _top_level_bar(rhs)
     fixed, re_terms, offsets = _split_rhs(rhs)
+    fixed = _r_interaction_order(fixed)
     for e in offsets:
         check_expression(e, "offset()")
     fixed_txt = _join_fixed(fixed)

@@ -41,6 +41,8 @@ class GLMMResults:
     none. ``psi`` holds the family's extra parameters on the estimation (log) scale.
     """
 
+    parameter_map = None  # glmmTMB's map= (fit/mapping.py): fixed or shared parameters, kept for refits
+
     def __init__(self, design: Design, family, state, *, reml=False, n_agq=1, data_name="data"):
         self.design = design
         self.family = family
@@ -52,7 +54,7 @@ class GLMMResults:
         self._thetamap = ThetaMap.for_terms(design.terms)
         # the LMM path (gaussian, identity link) keeps theta relative to sigma, as lme4
         self._relative = (family.name == "gaussian" and family.link.name == "identity"
-                          and not getattr(family, "composite", False))
+                          and not getattr(family, "composite", False) and getattr(family, "profiled_lmm", True))
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -244,9 +246,11 @@ class GLMMResults:
 
     @property
     def n_params(self) -> int:
-        """Estimated parameters: beta, theta, and sigma or the family's psi (a fixed t df is not one)."""
+        """Estimated parameters: beta, theta, and sigma or the family's psi (a fixed t df is not one);
+        with ``map=``, the free values only (glmmTMB's df of logLik)."""
         extra = len(self._st.psi) if self._st.psi is not None else int(self._st.sigma is not None)
-        return len(self._st.beta) + len(self._st.theta) + extra
+        removed = self.parameter_map.n_removed if self.parameter_map is not None else 0
+        return len(self._st.beta) + len(self._st.theta) + extra - removed
 
     @property
     def nobs(self) -> int:
@@ -510,11 +514,20 @@ class GLMMResults:
         start = np.concatenate([self._st.theta, self._st.beta, psi])
         if self._relative:
             start = self._st.theta
-        st = fit_or_raise(d, self.family, reml=self.reml, n_agq=self.n_agq, start=start if d.terms else None,
-                          opt=self._st.opt)
+        pmap = self.parameter_map
+        if pmap is not None:  # the same map, started at this fit's values
+            from glmmdiag.fit.mapping import state_value
+
+            pmap = pmap.with_value(state_value(pmap.layout, self._st, self._relative))
+            st = fit_or_raise(d, self.family, opt=self._st.opt, mapping=pmap)
+        else:
+            st = fit_or_raise(d, self.family, reml=self.reml, n_agq=self.n_agq, start=start if d.terms else None,
+                              opt=self._st.opt)
         for w in st.warnings:
             warnings.warn(w, stacklevel=2)
-        return GLMMResults(d, self.family, st, reml=self.reml, n_agq=self.n_agq, data_name=self.data_name)
+        res = GLMMResults(d, self.family, st, reml=self.reml, n_agq=self.n_agq, data_name=self.data_name)
+        res.parameter_map = pmap
+        return res
 
     # ------------------------------------------------------------------ text
     def coef_table(self) -> pd.DataFrame:

@@ -196,6 +196,31 @@ def pairwise(means, adjust: str = "tukey", alpha: float = 0.05, type: str | None
         ``j - i`` instead of emmeans' ``i - j`` (the earlier level first).
     decreasing : bool
         Sort the letter display by decreasing estimate.
+
+    Examples
+    --------
+    ``pairs(emmeans(m, ~ period), adjust = "tukey")``:
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> cbpp = datasets.load("cbpp")
+    >>> fit = glmmdiag.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                     family="binomial")
+    >>> pairs = glmmdiag.pairwise(glmmdiag.marginal_means(fit, "period"), adjust="tukey")
+    >>> print(pairs.contrasts[["contrast", "estimate", "p.value"]].round(3).to_string(index=False))
+    contrast  estimate  p.value
+       1 - 2     0.992    0.007
+       1 - 3     1.129    0.003
+       1 - 4     1.580    0.001
+       2 - 3     0.136    0.984
+       2 - 4     0.588    0.595
+       3 - 4     0.452    0.787
+    >>> print(pairs.letters[["period", ".group"]].to_string(index=False))
+    period .group
+         4      a
+         3      a
+         2      a
+         1      b
     """
     from glmmdiag.inference.emmeans import MarginalMeans
 

@@ -388,6 +388,23 @@ def marginal_means(fit, specs, type: str = "link", at: dict | None = None, level
     Returns
     -------
     MarginalMeans (``.table`` is the DataFrame; ``pairwise()`` takes the object).
+
+    Examples
+    --------
+    ``emmeans(m, ~ period, type = "response")`` for a binomial GLMM:
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> cbpp = datasets.load("cbpp")
+    >>> fit = glmmdiag.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                     family="binomial")
+    >>> means = glmmdiag.marginal_means(fit, "period", type="response")
+    >>> print(means.table[["period", "prob", "SE"]].round(3).to_string(index=False))
+    period  prob    SE
+         1 0.198 0.037
+         2 0.084 0.024
+         3 0.074 0.023
+         4 0.048 0.020
     """
     if type not in ("link", "response"):
         raise GlmmdiagError(f"type must be 'link' or 'response'; got {type!r}")

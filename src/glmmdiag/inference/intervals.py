@@ -65,6 +65,23 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "wald") -> pd.Dat
     Returns
     -------
     DataFrame with columns "2.5 %", "97.5 %", "Estimate" (for level 0.95), indexed by parameter.
+
+    Examples
+    --------
+    Wald intervals for the fixed effects and the variance parameters of an LMM:
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> sleep = datasets.load("sleepstudy")
+    >>> fit = glmmdiag.glmm("Reaction ~ Days + (Days | Subject)", sleep, reml=True)
+    >>> print(glmmdiag.confint(fit).round(2).to_string())
+                                   2.5 %  97.5 %  Estimate
+    (Intercept)                   238.03  264.78    251.41
+    Days                            7.44   13.50     10.47
+    sd_(Intercept)|Subject         15.58   39.28     24.74
+    sd_Days|Subject                 3.92    8.95      5.92
+    cor_(Intercept).Days|Subject   -0.52    0.61      0.07
+    sigma                          22.80   28.72     25.59
     """
     if str(method).lower() != "wald":
         raise GlmmdiagError(f"method must be 'wald' (profile intervals are not implemented); got {method!r}")

@@ -162,6 +162,22 @@ def anova(*fits, names=None) -> pd.DataFrame:
     Returns a DataFrame ordered by the number of parameters with lme4's columns ``npar``,
     ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``, ``Pr(>Chisq)`` (each row tested
     against the row above); ``attrs["notes"]`` lists caveats (variances tested on the boundary).
+
+    Examples
+    --------
+    Does ``period`` matter? A likelihood-ratio test of nested GLMMs (R's ``anova(m0, m1)``):
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> cbpp = datasets.load("cbpp")
+    >>> y = "cbind(incidence, size - incidence)"
+    >>> fit0 = glmmdiag.glmm(f"{y} ~ 1 + (1 | herd)", cbpp, family="binomial")
+    >>> fit1 = glmmdiag.glmm(f"{y} ~ period + (1 | herd)", cbpp, family="binomial")
+    >>> table = glmmdiag.anova(fit0, fit1)
+    >>> print(f"chi-square {table['Chisq'].iloc[1]:.2f} on {table['Df'].iloc[1]} df")
+    chi-square 25.61 on 3 df
+    >>> print(f"AIC {table['AIC'].iloc[0]:.1f} -> {table['AIC'].iloc[1]:.1f}")
+    AIC 213.7 -> 194.1
     """
     if len(fits) == 1 and isinstance(fits[0], (list, tuple)):
         fits = tuple(fits[0])

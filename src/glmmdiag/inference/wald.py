@@ -128,6 +128,19 @@ def wald_anova(fit, type: int | str = 2, terms=None, component: str = "cond") ->
     (aliased) do not count towards ``Df``; ``Df`` is the rank of the tested covariance block on
     the correlation scale. A term whose covariance has a NaN, zero or negative variance gets
     ``Chisq`` and ``Pr(>Chisq)`` NaN, with a warning.
+
+    Examples
+    --------
+    ``car::Anova(m)`` (type II Wald chi-square tests):
+
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> cbpp = datasets.load("cbpp")
+    >>> fit = glmmdiag.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                     family="binomial")
+    >>> print(glmmdiag.wald_anova(fit).round(3).to_string())
+             Chisq  Df  Pr(>Chisq)
+    period  24.949   3         0.0
     """
     kind = {2: 2, "2": 2, "II": 2, "ii": 2, 3: 3, "3": 3, "III": 3, "iii": 3}.get(type)
     if kind is None:

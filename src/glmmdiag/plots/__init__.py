@@ -19,13 +19,14 @@ also bold/thick, never colour alone. Fonts, line widths and sizes follow matplot
 ``plot_temporal``         residuals over time and their autocorrelation (Durbin-Watson)
 ``plot_spatial``          map of residuals (Moran's I)
 ``plot_comparison``       one row per model (e.g. ``compare_families``), shared axes
+``plot_simulated_lrt``    bootstrap LR distribution of ``simulate_lrt`` against chi-square
 ========================  ==============================================================
 """
 from glmmdiag.plots._style import OKABE_ITO, PALETTE
 from glmmdiag.plots.autocorrelation import plot_spatial, plot_temporal
 from glmmdiag.plots.comparison import plot_comparison
 from glmmdiag.plots.residual import plot_diagnostics, plot_histogram, plot_qq, plot_residuals
-from glmmdiag.plots.simulated import plot_dispersion, plot_zero_inflation
+from glmmdiag.plots.simulated import plot_dispersion, plot_simulated_lrt, plot_zero_inflation
 
 __all__ = [
     "plot_diagnostics",
@@ -37,6 +38,7 @@ __all__ = [
     "plot_temporal",
     "plot_spatial",
     "plot_comparison",
+    "plot_simulated_lrt",
     "PALETTE",
     "OKABE_ITO",
 ]

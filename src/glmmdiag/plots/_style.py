@@ -13,8 +13,11 @@ The colours live in ``PALETTE``, a plain dict users may edit (DHARMa's ``DHARMaS
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+
+from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["PALETTE", "OKABE_ITO", "fmt_p", "fmt_num", "fmt_ratio"]
 
@@ -102,6 +105,50 @@ def new_axes(ax, figsize=(3.6, 3.4)):
         return ax.figure, ax
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     return fig, ax
+
+
+def _is_figure(obj) -> bool:
+    from matplotlib.figure import FigureBase
+
+    return isinstance(obj, FigureBase)
+
+
+def figure_of(ax, figsize):
+    """The Figure (or SubFigure) to draw a multi-panel plot into: ``ax`` itself when it is one,
+    a new constrained-layout figure when ``ax`` is None."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        return plt.figure(figsize=figsize, layout="constrained")
+    if _is_figure(ax):
+        return ax
+    raise GlmmdiagError(f"ax must be a matplotlib Figure or SubFigure to draw into (or None); got {type(ax).__name__}")
+
+
+def panel_axes(ax, n: int, figsize, **subplots_kw) -> tuple:
+    """(figure, list of n Axes) for a plot of n panels.
+
+    ``ax`` is None (a new figure), a Figure or SubFigure (n panels in one row inside it), or a
+    sequence of exactly n Axes to draw into (their figure holds the title).
+    """
+    if ax is None or _is_figure(ax):
+        fig = figure_of(ax, figsize)
+        return fig, list(np.atleast_1d(fig.subplots(1, n, **subplots_kw)))
+    axes = list(np.ravel(np.asarray(ax, dtype=object))) if not hasattr(ax, "figure") else [ax]
+    if len(axes) != n or not all(hasattr(a, "figure") for a in axes):
+        raise GlmmdiagError(f"ax must be {n} matplotlib Axes (one per panel), a Figure or SubFigure, "
+                            f"or None; got {len(axes)} object(s)")
+    return axes[0].figure, axes
+
+
+def renamed_argument(new_value, old_value, old: str, new: str = "ax"):
+    """``new_value``, or the value given under the old keyword (with a FutureWarning)."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise GlmmdiagError(f"give {new}= only ({old}= is its old name)")
+    warnings.warn(f"{old}= is now {new}=; {old}= will be removed", FutureWarning, stacklevel=3)
+    return old_value
 
 
 def sim_caption(res) -> str:

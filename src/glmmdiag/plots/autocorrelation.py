@@ -26,16 +26,16 @@ def _acf(e: np.ndarray, max_lag: int) -> np.ndarray:
     return ac / ac[0] if ac[0] > 0 else np.zeros(max_lag + 1)
 
 
-def plot_temporal(res, time, *, test=None, axes=None, alpha: float = 0.05, figsize=(7.4, 3.3)):
+def plot_temporal(res, time, ax=None, *, test=None, alpha: float = 0.05, figsize=(7.4, 3.3), axes=None):
     """Residuals against time (left) and their autocorrelation function by lag (right), with the
     Durbin-Watson test (``temporal_autocorrelation_test``; computed unless given).
 
     Times must be unique for the test and the ACF (DHARMa's rule): with several series or repeated
     times, aggregate first with ``recalculate_residuals(res, group=time)``; otherwise the residuals
-    are drawn and the panel says why there is no test. ``axes``: two Axes to draw into.
+    are drawn and the panel says why there is no test. ``ax``: two Axes (residuals, ACF) or a
+    Figure/SubFigure to draw into; a new figure when None (``axes=`` is its old name).
     Returns the Figure.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     from glmmdiag import checks
@@ -46,10 +46,8 @@ def plot_temporal(res, time, *, test=None, axes=None, alpha: float = 0.05, figsi
     t = np.asarray(time)
     if t.ndim != 1 or t.shape[0] != r.size:
         raise GlmmdiagError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained", width_ratios=(3, 2))
-    ax1, ax2 = axes
-    fig = ax1.figure
+    ax = _style.renamed_argument(ax, axes, "axes")
+    fig, (ax1, ax2) = _style.panel_axes(ax, 2, figsize, width_ratios=(3, 2))
     error = None
     if test is None:
         try:

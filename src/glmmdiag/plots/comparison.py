@@ -65,6 +65,7 @@ def plot_comparison(
     predictor=None,
     alpha: float = 0.05,
     figsize=None,
+    ax=None,
 ):
     """Diagnostics of several models as rows of panels with shared axes, so differences show at a
     glance (e.g. ``compare_families(...)``: Beta vs Gamma).
@@ -77,14 +78,15 @@ def plot_comparison(
         Default: QQ, residuals vs predicted, dispersion, plus zero inflation for integer responses.
     predictor : optional predictor for the residual panels (default: each model's fitted values).
     alpha : significance level of the highlights and of each row's verdict.
+    ax : a Figure or SubFigure to draw the rows into (a new figure when None). The rows are
+        sub-figures, so single Axes cannot hold them.
 
     Each row is titled with the model, ΔAIC (compare_families) and the tests that reject; the
     dispersion and zero-inflation panels share their x axis across rows. Returns the Figure.
     """
-    import matplotlib.pyplot as plt
 
     from glmmdiag import checks
-    from glmmdiag.plots._style import problem_phrases, wrap_title
+    from glmmdiag.plots._style import figure_of, problem_phrases, wrap_title
     from glmmdiag.plots.residual import _residual_panel, _tests, plot_histogram, plot_qq
     from glmmdiag.plots.simulated import plot_dispersion, plot_zero_inflation
 
@@ -108,7 +110,7 @@ def plot_comparison(
     zero_range = _common_range([t["zero_inflation"] for _, _, t, _ in rows], ratio=False)
     if figsize is None:
         figsize = (2.75 * len(panels) + 0.3, 3.55 * len(rows) + 0.2)
-    fig = plt.figure(figsize=figsize, layout="constrained")
+    fig = figure_of(ax, figsize)
     subfigs = np.atleast_1d(fig.subfigures(len(rows), 1, hspace=0.02))
     disp_axes, zero_axes = [], []
     for sub, (label, res, tests, header) in zip(subfigs, rows):

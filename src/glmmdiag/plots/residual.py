@@ -538,24 +538,36 @@ def plot_diagnostics(
     rank: bool = True,
     alpha: float = 0.05,
     figsize=(7.4, 4.4),
-    fig=None,
+    ax=None,
     caption: bool = True,
+    fig=None,
 ):
     """DHARMa's two-panel figure: uniform QQ plot with the uniformity, dispersion and outlier tests
     (left) and residuals against the ranked predictions with quantile curves (right), under a title
     that says whether any test rejected at ``alpha`` (and which, with effect size and p-value).
 
     ``tests`` (``residual_tests(res)`` or a dict) and ``quantile`` (``quantile_test`` or
-    ``categorical_test`` result) are used when given, computed otherwise. ``fig``: draw into this
-    figure (or a SubFigure) instead of a new one. Returns the Figure.
-    """
-    import matplotlib.pyplot as plt
+    ``categorical_test`` result) are used when given, computed otherwise. ``ax``: a Figure or
+    SubFigure to draw into, or two Axes (QQ, residuals); a new figure when None (``fig=`` is the
+    old name of ``ax=``). Returns the Figure.
 
+    Examples
+    --------
+    >>> import glmmdiag
+    >>> from glmmdiag import datasets
+    >>> rust = datasets.load("rust")
+    >>> fit = glmmdiag.glmm("severity ~ fungicide + (1 | block)", rust, family="beta")
+    >>> res = glmmdiag.simulate_residuals(fit, n_sim=250, seed=1)
+    >>> fig = glmmdiag.plot_diagnostics(res)
+    >>> fig.get_suptitle()
+    'No significant problems detected'
+    >>> len(fig.axes)
+    2
+    """
     res = _check(res)
     t = _tests(res, tests)
-    if fig is None:
-        fig = plt.figure(figsize=figsize, layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
+    ax = _style.renamed_argument(ax, fig, "fig")
+    fig, (ax1, ax2) = _style.panel_axes(ax, 2, figsize)
     plot_qq(res, ax1, tests=t, alpha=alpha)
     ax2, qtest = _residual_panel(res, predictor, ax2, quantiles, rank, test=quantile, outlier_test=t["outliers"],
                                  as_factor=None, alpha=alpha, max_points=MAX_POINTS, title=None)

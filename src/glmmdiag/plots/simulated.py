@@ -6,9 +6,10 @@ import math
 import numpy as np
 
 from glmmdiag.plots import _style
-from glmmdiag.plots._style import PALETTE, fmt_p, is_significant
+from glmmdiag.errors import GlmmdiagError
+from glmmdiag.plots._style import PALETTE, fmt_num, fmt_p, is_significant
 
-__all__ = ["plot_dispersion", "plot_zero_inflation"]
+__all__ = ["plot_dispersion", "plot_zero_inflation", "plot_simulated_lrt"]
 
 
 def _hist_simulated(ax, sims, obs, *, integer: bool, sig: bool, label_obs: str, ref: float | None,
@@ -132,6 +133,52 @@ def plot_zero_inflation(res, ax=None, *, test=None, alpha: float = 0.05,
     ax.set_xlabel("Number of zeros")
     ax.set_ylabel("Simulations")
     _legend(ax, handles, labels, [False, sig])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_simulated_lrt(test, ax=None, *, alpha: float = 0.05, title: str | None = "Parametric bootstrap LRT"):
+    """The observed likelihood-ratio statistic against its bootstrap distribution under m0
+    (``simulate_lrt``), with the chi-square reference density of the same df for comparison.
+
+    The chi-square reference is what ``anova`` uses; on the boundary (a variance tested against
+    zero) it is too conservative, and the histogram shows by how much. Returns the Axes.
+    """
+    from scipy import stats
+
+    sims = np.asarray((test.plot_data or {}).get("simulated", []), float)
+    if sims.size == 0:
+        raise GlmmdiagError("plot_simulated_lrt needs a simulate_lrt result (its simulated statistics)")
+    fig, ax = _style.new_axes(ax, figsize=(4.2, 3.2))
+    sig = is_significant(test, alpha)
+    obs = float(test.statistic)
+    hi = max(float(np.quantile(sims, 0.995)), obs) * 1.08 + 1e-9
+    edges = np.linspace(min(0.0, sims.min()), hi, 31)
+    ax.hist(np.clip(sims, edges[0], edges[-1]), bins=edges, density=True, color=PALETTE["fill"],
+            edgecolor="white", lw=0.5, zorder=2)
+    col = PALETTE["signal"] if sig else PALETTE["neutral"]
+    ax.axvline(obs, color=col, lw=2.6 if sig else 2.0, zorder=3)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    dfree = float((test.parameter or {}).get("df", math.nan))
+    handles = [Patch(facecolor=PALETTE["fill"]),
+               Line2D([], [], color=col, lw=2.4)]
+    labels = [f"simulated under m0 ({sims.size:,})", f"observed LR {fmt_num(obs, 3)} ({fmt_p(test.p_value, test.n_sim)})"]
+    highlight = [False, sig]
+    if math.isfinite(dfree) and dfree > 0:
+        xs = np.linspace(max(edges[0], 1e-3), edges[-1], 300)
+        ax.plot(xs, stats.chi2.pdf(xs, dfree), color=PALETTE["reference"], lw=1.0, ls=(0, (4, 3)), zorder=2.5)
+        p_chi = (test.estimate or {}).get("p_chisq", math.nan)
+        df_txt = np.format_float_positional(dfree, precision=3, fractional=False, trim="-")
+        handles.append(Line2D([], [], color=PALETTE["reference"], lw=1.0, ls=(0, (4, 3))))
+        labels.append(f"χ²({df_txt}) reference ({fmt_p(p_chi)})")
+        highlight.append(False)
+    ax.set_xlabel("Likelihood-ratio statistic")
+    ax.set_ylabel("Density")
+    ax.set_ylim(bottom=0)
+    _legend(ax, handles, labels, highlight)
     if title:
         ax.set_title(title)
     return ax
