@@ -174,7 +174,7 @@ def glmm(
     if n_agq < 1:
         raise GlmmdiagError("n_agq must be >= 1 (1 = Laplace approximation)")
     with blas_threads(1):
-        design = build_design(formula, data, response_family(fam, ziformula), weights=weights, offset=offset)
+        design = build_design(formula, data, response_family(fam, ziformula, dispformula), weights=weights, offset=offset)
     lmm = _is_lmm(fam)
     if n_agq > 1:
         if lmm:

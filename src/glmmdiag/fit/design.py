@@ -656,6 +656,12 @@ def _build_structured_term(spec: ReTermSpec, df: pd.DataFrame) -> ReTerm:
                   structure=spec.structure, coords=coords, index_vars=spec.index_vars)
 
 
+def _no_residual(family) -> bool:
+    """A gaussian model without residual variance (dispformula "~0"): a random effect per row is
+    then what carries the residual variance, and is identifiable."""
+    return bool(getattr(family, "disp_fixed", False))
+
+
 def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
     if spec.structure != "us" or spec.index_vars:
         return _build_structured_term(spec, df)
@@ -677,7 +683,7 @@ def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
     if z.shape[1] > 1 and len(levels) * z.shape[1] >= n:
         message = (f"random-effects term ({spec.lhs} | {name}) has {len(levels)} levels x {z.shape[1]} "
                    f"coefficients >= {n} rows")
-        if family.name == "gaussian":  # lmer's check.nobs.vs.nRE: the residual is not identifiable
+        if family.name == "gaussian" and not _no_residual(family):  # lmer's check.nobs.vs.nRE
             raise GlmmdiagError(
                 f"{message}: the random slopes are not identifiable from the residual variance; use a "
                 f"random intercept (1 | {name}) or a grouping factor with fewer levels"
@@ -687,7 +693,7 @@ def _build_term(spec: ReTermSpec, df: pd.DataFrame, family: Family) -> ReTerm:
         warnings.warn(
             f"{message}: the random effects may be weakly identified (one row per coefficient); check "
             f"the variance components", GlmmdiagWarning, stacklevel=4)
-    if family.name == "gaussian" and len(levels) >= n:
+    if family.name == "gaussian" and len(levels) >= n and not _no_residual(family):
         raise GlmmdiagError(
             f"grouping factor {name!r} has {len(levels)} levels for {n} rows: in a linear mixed model its "
             f"variance cannot be told apart from the residual variance; drop the term"

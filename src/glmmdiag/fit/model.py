@@ -93,6 +93,8 @@ class GLMMResults:
     def dispersion(self) -> float | None:
         """glmmTMB's ``sigma()`` (see the class docstring); None for binomial and Poisson, and
         with a dispersion model whose dispersion differs between rows (see ``fixef_disp``)."""
+        if getattr(self.family, "disp_fixed", False):  # dispformula ~0: the fixed value, no coefficient
+            return float(self.family.dispersion(np.zeros(0)))
         if self._st.psi is not None and self.family.n_psi:
             d = self.family.dispersion(self._st.psi)
             return None if d is None else float(d)

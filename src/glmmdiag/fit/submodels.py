@@ -54,6 +54,9 @@ NO_ZERO_MASS = ("gamma",)  # bases whose density has no mass at 0: zero-inflatio
 # dispformula supported for these
 DISP_FAMILIES = ("gaussian", "gamma", "beta", "nbinom1", "nbinom2", "t", "betabinomial", "tweedie")
 TRUNCATED = TRUNCATED_FAMILIES
+# dispformula "~0" (gaussian): glmmTMB 1.1.5 maps betad = log sigma^2 to this fixed value,
+# log(sqrt(.Machine$double.eps)) = -18.0218 (sigma^2 = 1.49e-8, sigma = 1.22e-4)
+DISP_ZERO_BETAD = float(np.log(np.sqrt(np.finfo(float).eps)))
 
 # why ziformula is refused for the other families, and what to use instead
 ZI_REFUSALS = {
@@ -117,12 +120,18 @@ class CompositeFamily(Family):
         Column names of Xd and Xz (R's model.matrix names).
     specs : dict
         Model specs of the submodels (``"disp"``, ``"zi"``) to replay on new data.
+    disp_offset : float, optional
+        A fixed offset added to the dispersion predictor, zeta_i = X_disp,i' beta_disp + disp_offset
+        (on glmmTMB's ``betad`` scale). With no dispersion coefficients (``Xd`` with zero columns)
+        it fixes the dispersion: glmmTMB's ``dispformula = ~0`` (``DISP_ZERO_BETAD``).
     """
 
     composite = True
 
-    def __init__(self, base, Xd=None, Xz=None, zero=None, dnames=(), znames=(), specs=None, truncated_name=None):
+    def __init__(self, base, Xd=None, Xz=None, zero=None, dnames=(), znames=(), specs=None, truncated_name=None,
+                 disp_offset=0.0):
         self.base = base
+        self.disp_offset = float(disp_offset)
         self.link = base.link
         self.zero = zero
         self.Xd = None if Xd is None else np.ascontiguousarray(Xd, float)
@@ -140,8 +149,11 @@ class CompositeFamily(Family):
         # zero-inflation of a base without it (ziGamma) takes the hurdle's path with L = -inf
         self._zi_mix = zero == "zi" and self.point0
         self.c = betad_slope(base) if base.n_psi else 1.0
-        # an intercept-only dispersion model: the base family gets a scalar psi (its fast paths)
-        self.d_const = self.kd == 1 and bool(np.all(self.Xd[:, 0] == 1.0))
+        # the base family has its dispersion (a model with coefficients, or fixed: dispformula ~0)
+        self.has_disp = self.Xd is not None and bool(base.n_psi)
+        self.disp_fixed = self.has_disp and self.kd == 0
+        # an intercept-only (or fixed) dispersion model: the base family gets a scalar psi (its fast paths)
+        self.d_const = self.disp_fixed or (self.kd == 1 and bool(np.all(self.Xd[:, 0] == 1.0)))
         self.name = base.name if truncated_name is None else truncated_name
         self.default_link = base.default_link
         self.allowed_links = base.allowed_links
@@ -184,9 +196,12 @@ class CompositeFamily(Family):
     def subset(self, keep):
         """The same model on the rows ``keep`` (a boolean mask)."""
         rows = lambda X: X if X.shape[0] == 1 and len(keep) != 1 else X[keep]  # noqa: E731 (a row-free constant)
-        return CompositeFamily(self.base, None if self.Xd is None else rows(self.Xd),
-                               None if self.Xz is None else self.Xz[keep], self.zero, self.dnames,
-                               self.znames, self.specs, self.truncated_name)
+        fam = CompositeFamily(self.base, None if self.Xd is None else rows(self.Xd),
+                              None if self.Xz is None else self.Xz[keep], self.zero, self.dnames,
+                              self.znames, self.specs, self.truncated_name, self.disp_offset)
+        if hasattr(self, "formulas"):
+            fam.formulas = self.formulas
+        return fam
 
     # ------------------------------------------------------------------ parameters
     def split(self, psi, Xd=None, Xz=None):
@@ -211,13 +226,14 @@ class CompositeFamily(Family):
             psi = psi.reshape(-1)
             xi = Xz @ psi[self.kd : self.kd + self.kz] if self.kz else None
         bpsi = None
-        if self.kd:
+        if self.has_disp:
             bd = psi[: self.kd]
             extras = psi[self.kd + self.kz : self.kd + self.kz + self.ke]
             if self.d_const:
-                bpsi = np.array([bd[0] / self.c]) if not self.ke else np.concatenate([[bd[0] / self.c], extras])
+                z0 = ((bd[0] if self.kd else 0.0) + self.disp_offset) / self.c
+                bpsi = np.array([z0]) if not self.ke else np.concatenate([[z0], extras])
             else:
-                z = Xd @ bd / self.c
+                z = (Xd @ bd + self.disp_offset) / self.c
                 bpsi = np.vstack([z] + [np.full(z.shape, e) for e in extras]) if self.ke else z[None, :]
         return bpsi, xi
 
@@ -605,6 +621,9 @@ class CompositeFamily(Family):
         c = self.c
         nb = base.n_psi if self.kd else 0
         out = {}
+        if self.zero is None and not self.kd:  # a fixed dispersion (dispformula ~0): no coefficients
+            out["dW"] = base.eta_derivs(y, eta, wb, bpsi, 3)[3]
+            return out
         if self.zero is None:
             if second:
                 dW = base.eta_derivs(y, eta, wb, bpsi, 3)[3]
@@ -887,8 +906,8 @@ class CompositeFamily(Family):
 
     # ------------------------------------------------------------------ reported parameters
     def dispersion(self, psi=None):
-        """The base family's ``sigma()`` for a constant dispersion model; None when it varies."""
-        if not self.kd or self.disp_varies:
+        """The base family's ``sigma()`` for a constant (or fixed) dispersion; None when it varies."""
+        if not self.has_disp or self.disp_varies:
             return None
         return self.base.dispersion(self.split(psi)[0])
 
@@ -1185,12 +1204,15 @@ def truncated_family(name, link=None):
                            truncated_name=name)
 
 
-def response_family(base, ziformula=None):
+def response_family(base, ziformula=None, dispformula=None):
     """The family whose support check the design applies to the response: the base family, or
     with a zero model over a base without mass at 0 (Gamma) one that takes the zeros as the zero
-    model's (``CompositeFamily.check_response``)."""
+    model's (``CompositeFamily.check_response``); for a gaussian model without residual variance
+    (dispformula "~0") one that says so (``disp_fixed``: a random effect per row is then allowed)."""
     if base.name in NO_ZERO_MASS and _rhs(ziformula, "ziformula") is not None:
         return CompositeFamily(base, zero="zi")
+    if base.name == "gaussian" and dispformula is not None and _rhs(dispformula, "dispformula") is None:
+        return CompositeFamily(base, np.zeros((1, 0)), disp_offset=DISP_ZERO_BETAD)
     return base
 
 
@@ -1214,19 +1236,25 @@ def build_composite(base, design, data, ziformula=None, dispformula=None, trunca
         if dispformula is not None and drhs is not None and "".join(drhs.split()) != "1":
             raise GlmmdiagError(f"the {base.name} family has no dispersion parameter: dispformula does not apply")
         drhs = None
-    elif drhs is None:
-        raise GlmmdiagError("dispformula '~0' (a fixed dispersion) is not supported yet")
+    elif drhs is None and base.name != "gaussian":
+        raise GlmmdiagError(
+            f"dispformula '~0' (no residual variance) applies to the gaussian family only (as in glmmTMB); "
+            f"the {base.name} family needs its dispersion parameter"
+        )
+    disp_zero = base.n_psi > 0 and drhs is None  # gaussian without residual variance
     disp_const = drhs is not None and "".join(drhs.split()) == "1"
     if drhs is not None and not disp_const and base.name not in DISP_FAMILIES:
         raise GlmmdiagError(
             f"dispformula with the {base.name} family is not supported yet; available for {', '.join(DISP_FAMILIES)}"
         )
-    if zero is None and (drhs is None or disp_const):
+    if zero is None and not disp_zero and (drhs is None or disp_const):
         return None
     specs = {}
     Xd = Xz = None
     dnames = znames = []
-    if drhs is not None:
+    if disp_zero:  # the dispersion predictor is the fixed offset alone
+        Xd = np.zeros((design.n, 0))
+    elif drhs is not None:
         if disp_const:
             Xd, dnames = np.ones((design.n, 1)), ["(Intercept)"]
         else:
@@ -1238,8 +1266,9 @@ def build_composite(base, design, data, ziformula=None, dispformula=None, trunca
             Xz, znames, specs["zi"] = _submodel_matrix(zrhs, design, data, "ziformula")
         if Xz.shape[1] == 0:
             Xz, znames = None, []
-    fam = CompositeFamily(base, Xd, Xz, zero, dnames, znames, specs, truncated_name)
+    fam = CompositeFamily(base, Xd, Xz, zero, dnames, znames, specs, truncated_name,
+                          DISP_ZERO_BETAD if disp_zero else 0.0)
     fam.formulas = {"zi": None if zrhs is None else f"~{zrhs}",
-                    "disp": None if (drhs is None or disp_const) else f"~{drhs}"}
+                    "disp": "~0" if disp_zero else (None if (drhs is None or disp_const) else f"~{drhs}")}
     fam.check_response(design.y, design.w, design.response_name)
     return fam

@@ -49,7 +49,7 @@ def _dispersion_lines(fit) -> list[str]:
     """glmmTMB 1.1.5's dispersion line (3 significant digits), plus t's df (ours)."""
     fam = fit.family
     disp = fit.dispersion
-    if disp is None:
+    if disp is None or getattr(fam, "disp_fixed", False):  # dispformula ~0: glmmTMB prints no estimate
         return []
     if fam.name in _SIGMA_SQUARED:
         out = ["", f"Dispersion estimate for {fam.display_name} family (sigma^2): {_fmt(disp ** 2, 3)}"]
@@ -180,7 +180,7 @@ def format_summary(fit) -> str:
     lines += _coef_lines(fit.coef_table())
     if forms.get("zi"):
         lines += ["", "Zero-inflation model:"] + _coef_lines(fit.coef_table_zi())
-    if forms.get("disp"):
+    if forms.get("disp") and fam.kd:
         lines += ["", "Dispersion model:"] + _coef_lines(fit.coef_table_disp())
     if fit.warnings:
         lines += [""] + [f"Warning: {w}" for w in fit.warnings]

@@ -15,6 +15,13 @@ depend on mu).  log W_j is concave in j with its maximum near j* = y^(2-p) / (ph
 taken over a window around j* that is widened until the terms at both ends are below
 exp(-40) times the largest (Dunn & Smyth 2005, Statistics and Computing 15, 267-280, describe
 the same series; the code here is derived from the expansion above).
+
+Wide windows (p -> 2, where j* ~ 1 / (2 - p), or small phi) are summed with a stride h: W_j is
+the restriction to the integers of a function of j analytic for Re j > 0, bell-shaped with SD
+s = (trigamma(j* + 1) + alpha^2 trigamma(j* alpha))^(-1/2) in j, and by Poisson summation
+sum_j W_j = h sum_k W_(j0 + k h) + O(exp(-2 pi^2 s^2 / h^2)) S.  With h <= s / 3 the relative
+error is below exp(-177), so the strided sum is the series itself to machine precision, at
+about 65 terms per row instead of ~18 s (p = 2 - 1e-5, j* ~ 1e5: 6000 terms, 65 with the stride).
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ __all__ = ["log_series", "series_terms"]
 
 _DROP = 40.0  # terms below exp(-_DROP) x the largest are left out (relative error < 1e-17 per term)
 _MAX_HALF_WIDTH = 1 << 16  # (the window for j* ~ 1e9 would still be narrower: ~ 40 sqrt(j*))
+_SD_PER_STRIDE = 3.0  # stride h = floor(s / 3): Poisson-summation error below exp(-2 pi^2 9)
+_STRIDE_CLEARANCE = 12.0  # strided windows only where j* - 12 s > 1 (the bell lies clear of j = 1)
 
 
 def _by_j(fn, j, alpha):
@@ -51,24 +60,37 @@ def _log_w(j, logy, c, p):
     return j * z - _by_j(special.gammaln, j + 1.0, 1.0) - _by_j(special.gammaln, j, alpha)
 
 
+def _strides(centre, p):
+    """The stride h per row (see the module doc): floor(s / 3) where the terms' bell (SD s in j
+    around j*) lies clear of j = 1, else 1 (every term)."""
+    alpha = (2.0 - p) / (p - 1.0)
+    sd = 1.0 / np.sqrt(special.polygamma(1, centre + 1.0) + alpha * alpha * special.polygamma(1, centre * alpha))
+    h = np.maximum(np.floor(sd / _SD_PER_STRIDE), 1.0)
+    return np.where(centre - _STRIDE_CLEARANCE * sd > 1.0, h, 1.0)
+
+
 def series_terms(y, c, p):
     """The summation windows for y > 0 (y, c = log phi and p broadcast to 1-D): a list of groups
     (rows, j, log W), ``rows`` indexing y, ``j`` of shape (len(rows), m) (integers >= 1) and the
     log terms.  Every row starts with a window of 33 terms around j*; rows whose end terms are
-    not yet negligible are redone with twice the width, so wide windows cost only where needed."""
+    not yet negligible are redone with twice the width, so wide windows cost only where needed.
+    Rows with a stride h > 1 (``_strides``) take every h-th term and log W + log h (the strided
+    sum's weight: S = h sum_k W_(j0 + k h) to machine precision)."""
     y = np.atleast_1d(np.asarray(y, float))
     c = np.broadcast_to(np.asarray(c, float), y.shape)
     p = np.broadcast_to(np.asarray(p, float), y.shape)
     logy = np.log(y)
     jstar = np.exp((2.0 - p) * logy - c) / (2.0 - p)
     centre = np.maximum(np.round(jstar), 1.0)
+    stride = _strides(centre, p)
     groups = []
     rows = np.arange(y.size)
     half = 16
     while rows.size:
-        lo = np.maximum(centre[rows] - half, 1.0)
-        j = lo[:, None] + np.arange(2 * half + 1, dtype=float)[None, :]
-        lw = _log_w(j, logy[rows, None], c[rows, None], p[rows, None])
+        h = stride[rows]
+        lo = np.maximum(centre[rows] - half * h, 1.0)
+        j = lo[:, None] + h[:, None] * np.arange(2 * half + 1, dtype=float)[None, :]
+        lw = _log_w(j, logy[rows, None], c[rows, None], p[rows, None]) + np.log(h)[:, None]
         top = lw.max(axis=1)
         done = ((lo == 1.0) | (lw[:, 0] < top - _DROP)) & (lw[:, -1] < top - _DROP)
         if half >= _MAX_HALF_WIDTH:
