@@ -19,6 +19,8 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.linalg import lapack
 
+from glmmdiag.fit.banded import markov_first_term
+from glmmdiag.fit.covstruct import make_structure
 from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
 from glmmdiag.fit.patterns import RestPattern
 
@@ -94,11 +96,15 @@ class Factor:
     logdet11: float
     ok: bool
     inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
+    band: object = None  # a Markov first term's precision-form factor (banded.MarkovFactor): a11, W1 None
 
     def a11_inverse(self) -> np.ndarray:
         """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
         if self.inv11 is None:
-            self.inv11 = (1.0 / self.a11)[:, None, None] if self.a11.ndim == 1 else np.linalg.inv(self.a11)
+            if self.band is not None:
+                self.inv11 = self.band.a11_inverse()
+            else:
+                self.inv11 = (1.0 / self.a11)[:, None, None] if self.a11.ndim == 1 else np.linalg.inv(self.a11)
         return self.inv11
 
 
@@ -136,6 +142,10 @@ class BlockedSystem:
         else:
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
+        # a single Markov term (ar1, sorted 1-D ou): its blocks in precision form (fit/banded.py)
+        self.markov = None
+        if not self.rest and getattr(t1, "structure", "us") in ("ar1", "ou"):
+            self.markov = markov_first_term(t1, make_structure(t1.structure, q1, getattr(t1, "coords", None)))
 
     def z1t(self):
         """Z1' (l1 q1 x n) as a sparse matrix."""
@@ -245,6 +255,8 @@ class BlockedSystem:
         return out
 
     def a11_solve(self, F: Factor, v):
+        if F.band is not None:
+            return F.band.a11_solve(v)
         if self.q1 == 1:
             return v / F.a11
         sol = np.linalg.solve(F.a11, v.reshape(self.l1, self.q1)[..., None])
@@ -253,6 +265,8 @@ class BlockedSystem:
     # ------------------------------------------------------------------ factorisation
     def factor(self, cp: CrossProducts, theta, thetamap) -> Factor:
         T = thetamap.factors(theta)
+        if self.markov is not None:
+            return self._factor_markov(cp, theta, thetamap, T)
         T1 = T[0]
         q1, qr = self.q1, self.qr
         if q1 == 1:
@@ -279,6 +293,19 @@ class BlockedSystem:
         if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
         return Factor(theta, T, a11, W1, L22, logdet11, True, None if q1 == 1 else inv11)
+
+    def _factor_markov(self, cp: CrossProducts, theta, thetamap, T) -> Factor:
+        """``factor`` for a single Markov term: banded blocks (fit/banded.py), then the Schur
+        complement of the dense rows S = G - s^2 C M^-1 C' (C W1 C' with W1 = s^2 M^-1)."""
+        band = self.markov.factor(thetamap.structs[0], thetamap.segment(theta, 0),
+                                  np.diagonal(cp.D1, axis1=1, axis2=2), cp.Cx)
+        if band is None:
+            return Factor(theta, T, None, None, None, np.inf, False)
+        if cp.G.shape[0] == 0:
+            return Factor(theta, T, None, None, np.zeros((0, 0)), band.logdet, True, band=band)
+        S = cp.G - band.s**2 * band.U
+        L22 = cholesky_lower(S) if np.isfinite(S).all() else None
+        return Factor(theta, T, None, None, L22, band.logdet, L22 is not None, band=band)
 
     def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
         """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
@@ -383,6 +410,8 @@ class BlockedSystem:
         """
         T = F.T
         q1, l1, qr = self.q1, self.l1, self.qr
+        if F.band is not None and not qr:  # a single Markov term: s^2 M_l^-1, no dense inverse
+            return [F.band.cov_blocks()]
         inv11 = F.a11_inverse()
         blocks1 = inv11
         if qr:

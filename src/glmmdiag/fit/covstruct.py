@@ -98,6 +98,19 @@ class Structure:
         """The structure's own parameters on glmmTMB's reporting scale (rho, range, ...)."""
         return {}
 
+    def markov_steps(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """A Markov correlation's step quantities, or None when R^-1 is not tridiagonal.
+
+        For R_ij = prod of rho_k over the steps k between i and j (ar1; ou with sorted 1-D times),
+        R = L L' with L^-1 lower bidiagonal: row 1 is e_1', row i (i >= 2) is
+        a_i e_i' - b_i e_{i-1}' with a_i = 1 / sqrt(1 - rho_i^2), b_i = rho_i a_i. Returns, per step
+        i = 2..q (arrays of length q - 1), g = rho^2 / (1 - rho^2) (so a^2 = 1 + g), h = rho / (1 - rho^2)
+        (so a b = h) and their derivatives dg/dc, dh/dc in the (single) correlation parameter c;
+        then R^-1 = L^-T L^-1 has diagonal 1 + g_i + g_{i+1} (g_1 = g_{q+1} = 0), subdiagonal -h and
+        log|R| = -sum log(1 + g) (:mod:`glmmdiag.fit.banded`).
+        """
+        return None
+
 
 class Unstructured(Structure):
     """lme4's general positive semi-definite covariance (glmmTMB's ``us``)."""
@@ -326,6 +339,14 @@ class AR1(CorrelationStructure):
         r = float(np.clip(r, -0.9, 0.9))
         return np.array([r / np.sqrt(1.0 - r * r)])
 
+    def markov_steps(self, c):
+        """rho = c / sqrt(1 + c^2) at every step: g = c^2, h = c sqrt(1 + c^2) exactly (no
+        cancellation as |rho| -> 1), dg/dc = 2 c, dh/dc = (1 + 2 c^2) / sqrt(1 + c^2)."""
+        c0 = float(c[0])
+        r = np.sqrt(1.0 + c0 * c0)
+        k = self.q - 1
+        return (np.full(k, c0 * c0), np.full(k, c0 * r), np.full(k, 2.0 * c0), np.full(k, (1.0 + 2.0 * c0 * c0) / r))
+
     def corr_names(self):
         return ["rho"]
 
@@ -431,6 +452,21 @@ class OU(DistanceStructure):
 
     def corr_names(self):
         return ["log_rate"]
+
+    def markov_steps(self, c):
+        """Sorted 1-D times t_1 < ... < t_q: rho_i = exp(-x_i), x_i = exp(c) (t_i - t_{i-1}), so
+        g = 1 / expm1(2 x), h = 1 / (2 sinh x), dg/dc = -2 x g (1 + g), dh/dc = -x h coth x
+        (dx/dc = x). None for coordinates in more than one dimension or not strictly increasing."""
+        if self.coords.shape[1] != 1 or self.q < 2:
+            return None
+        steps = np.diff(self.coords[:, 0])
+        if not np.all(steps > 0):
+            return None
+        x = np.exp(float(c[0])) * steps
+        with np.errstate(over="ignore"):
+            g = 1.0 / np.expm1(2.0 * x)
+            h = 0.5 / np.sinh(x)
+        return g, h, -2.0 * x * g * (1.0 + g), -x * h / np.tanh(x)
 
     def describe(self, par):
         k = float(np.exp(par[self.n_sd]))

@@ -159,7 +159,8 @@ class LMMProblem:
         terms = d.terms
         scalar = (all(t.q == 1 for t in terms) and not self.thetamap.any_structured
                   and np.all(theta > SCALAR_TRICK_MIN))
-        own = None if scalar else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
+        band = F.band  # a single Markov term in precision form: its trace term without own entries
+        own = None if scalar or band is not None else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
         starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in terms])]).astype(int)
         fitted = d.offset + d.X @ beta
         for k, t in enumerate(terms):
@@ -173,6 +174,12 @@ class LMMProblem:
         tm = self.thetamap
         for k, t in enumerate(terms):
             uk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q)
+            if band is not None:  # the data part through G, the log-determinant in precision form
+                G = sysm.markov.data_g(-(2.0 * nu / r2) * we, uk)
+                gamma = spd_inverse(F.L22[: self.p, : self.p]) if self.reml and self.p else None
+                grad[tm.starts[k] : tm.starts[k + 1]] = tm.pullback(k, theta, G) + band.logdet_gradient(gamma)
+                m = tm.starts[k + 1]
+                continue
             if tm.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
                 G = t.z.T @ (2.0 * d.w[:, None] * own[k] - (2.0 * nu / r2) * we[:, None] * uk[t.refs])
                 grad[tm.starts[k] : tm.starts[k + 1]] = tm.pullback(k, theta, G)
