@@ -80,6 +80,15 @@ class MarkovTerm:
         """(l, q) array of Z_l' v: sum over the rows at each level and time of v_i z_i."""
         return np.bincount(self.pos, self.val * v, minlength=self.nlev * self.q).reshape(self.nlev, self.q)
 
+    def row_values(self, B: np.ndarray) -> np.ndarray:
+        """Per row, z_i' b_{l_i} for (l, q) coefficients B: v_i B[l_i, t_i] (O(n), no n x q gather)."""
+        return self.val * B.ravel()[self.pos]
+
+    def cross(self, D: np.ndarray) -> np.ndarray:
+        """Z' D as an (m, l q) array for the n x m matrix D (one bincount per column)."""
+        size = self.nlev * self.q
+        return np.stack([np.bincount(self.pos, self.val * D[:, j], minlength=size) for j in range(D.shape[1])])
+
     def data_g(self, alpha: np.ndarray, U: np.ndarray) -> np.ndarray:
         """G = sum_i z_i (alpha_i U_{l_i})' (q x q) for per-row weights alpha and (l, q) rows U:
         the level sums A = Z'alpha by level and time, then A' U (O(n + l q^2), not O(n q^2))."""
@@ -123,7 +132,7 @@ class MarkovFactor:
         self.logdet = float(np.sum(np.log(dd)) - nl * np.sum(np.log1p(g)))
         self.Y = self.U = None
         if C is not None and C.shape[0]:
-            self.Y = self.m_solve(np.ascontiguousarray(C.T))  # (l q, m)
+            self.Y = self.m_solve(C.T)  # (l q, m); C.T of a C-ordered C is Fortran-ordered: no copy
             self.U = C @ self.Y
         self._band = None
 
@@ -131,7 +140,9 @@ class MarkovFactor:
     def m_solve(self, X: np.ndarray) -> np.ndarray:
         """M^-1 X for X with l q rows (a vector or a matrix): one LAPACK dpttrs."""
         vec = X.ndim == 1
-        B = np.asfortranarray(X.reshape(-1, 1) if vec else X, dtype=float)
+        B = X.reshape(-1, 1) if vec else X
+        if not B.flags.f_contiguous or B.dtype != np.float64:
+            B = np.asfortranarray(B, dtype=float)
         out, info = lapack.dpttrs(self.dd, self.ee, B)
         if info != 0:
             raise np.linalg.LinAlgError(f"dpttrs failed (info {info})")
@@ -179,7 +190,9 @@ class MarkovFactor:
     def m_inverse_blocks(self) -> np.ndarray:
         """(l, q, q) dense M_l^-1 (q right-hand sides of the stacked identity: O(l q^2))."""
         nl, q = self.term.nlev, self.term.q
-        return self.m_solve(np.tile(np.eye(q), (nl, 1))).reshape(nl, q, q)
+        eye = np.zeros((nl * q, q), order="F")  # the stacked identities, in dpttrs's own layout
+        eye[np.arange(nl * q), np.tile(np.arange(q), nl)] = 1.0
+        return self.m_solve(eye).reshape(nl, q, q)
 
     def cov_blocks(self) -> np.ndarray:
         """(l, q, q) blocks of Lambda A^-1 Lambda' = s^2 M_l^-1 (the conditional covariances of b)."""

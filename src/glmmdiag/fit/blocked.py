@@ -200,7 +200,7 @@ class BlockedSystem:
         Cx = Gxx = None
         if D is not None and D.shape[1]:
             WD = D * w[:, None]
-            Cx = np.asarray((self.z1t() @ WD).T)
+            Cx = self.markov.cross(WD) if self.markov is not None else np.asarray((self.z1t() @ WD).T)
             Gxx = D.T @ WD
         if self.pattern is None:
             return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)))

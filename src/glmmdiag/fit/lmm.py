@@ -80,9 +80,15 @@ class LMMProblem:
             return theta
         for k, t in enumerate(d.terms):
             q = t.q
+            markov = self.system.markov if k == 0 else None  # one-hot: Z_j'Z_j diagonal
             zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
-            zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
-            det = np.linalg.det(zz)
+            if markov is not None:
+                zz_diag = np.diagonal(zz, axis1=1, axis2=2)
+                zr = markov.level_sums(d.w * res)
+                det = np.prod(zz_diag, axis=1)
+            else:
+                zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
+                det = np.linalg.det(zz)
             structured = self.thetamap.structured(k)
             # (a structured term's many coefficients: det against (trace / q)^q, as trace^q would
             # exclude every level of a 12-time ar1 term)
@@ -90,15 +96,21 @@ class LMMProblem:
             ok = det > 1e-8 * size**q
             if ok.sum() < max(3, q + 1) and not (structured and ok.sum() >= 3):
                 continue
-            inv = np.linalg.inv(zz[ok])
-            bj = np.einsum("lab,lb->la", inv, zr[ok])
+            if markov is not None:
+                inv_diag = 1.0 / zz_diag[ok]
+                bj = inv_diag * zr[ok]
+                inv_mean = np.diag(inv_diag.mean(axis=0))
+            else:
+                inv = np.linalg.inv(zz[ok])
+                bj = np.einsum("lab,lb->la", inv, zr[ok])
+                inv_mean = inv.mean(axis=0)
             # residual variance within the levels (the OLS one still holds this term's variance)
             rss = np.bincount(t.refs, d.w * res**2, minlength=t.nlev)[ok] - np.einsum("la,la->l", bj, zr[ok])
             dof = np.bincount(t.refs, minlength=t.nlev)[ok] - q
             s2k = float(rss.sum() / dof.sum()) if dof.sum() > 0 and rss.sum() > 0 else s2
             if structured and dof.sum() <= 0:  # one row per coefficient: split the residual variance
                 s2k = 0.5 * s2
-            sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv.mean(axis=0)
+            sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv_mean
             vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
             vals = np.maximum(vals, 1e-4 * s2k)
             S = (vecs * vals) @ vecs.T / s2k
@@ -165,6 +177,9 @@ class LMMProblem:
         fitted = d.offset + d.X @ beta
         for k, t in enumerate(terms):
             bk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q) @ T[k].T
+            if band is not None:  # one value per row (no n x q gather)
+                fitted = fitted + sysm.markov.row_values(bk)
+                continue
             fitted = fitted + np.einsum("ij,ij->i", t.z, bk[t.refs])
         we = d.w * (d.y - fitted)
         nu = (self.n - self.p) if self.reml else self.n
