@@ -97,14 +97,19 @@ class Factor:
     ok: bool
     inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
     band: object = None  # a Markov first term's precision-form factor (banded.MarkovFactor): a11, W1 None
+    chol11: np.ndarray | None = None  # lower Cholesky factors of the first term's blocks (q1 > 1)
 
     def a11_inverse(self) -> np.ndarray:
         """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
         if self.inv11 is None:
             if self.band is not None:
                 self.inv11 = self.band.a11_inverse()
+            elif self.a11.ndim == 1:
+                self.inv11 = (1.0 / self.a11)[:, None, None]
+            elif self.chol11 is not None and self.chol11.shape[0] == 1:  # one large block: LAPACK potri
+                self.inv11 = spd_inverse(np.tril(self.chol11[0]))[None]
             else:
-                self.inv11 = (1.0 / self.a11)[:, None, None] if self.a11.ndim == 1 else np.linalg.inv(self.a11)
+                self.inv11 = np.linalg.inv(self.a11)
         return self.inv11
 
 
@@ -259,6 +264,10 @@ class BlockedSystem:
             return F.band.a11_solve(v)
         if self.q1 == 1:
             return v / F.a11
+        # (not F.inv11 @ v: where a structure absorbs the residual variance A11 is ill-conditioned,
+        # and the explicit inverse's rounding moved a toep fit along its flat ridge)
+        if F.chol11 is not None and self.l1 == 1:  # one large block: the Cholesky factor's solves
+            return cho_solve_lower(F.chol11[0], v.reshape(self.q1, 1)).reshape(v.shape)
         sol = np.linalg.solve(F.a11, v.reshape(self.l1, self.q1)[..., None])
         return sol.reshape(v.shape)
 
@@ -275,12 +284,14 @@ class BlockedSystem:
             logdet11 = float(np.sum(np.log(a11)))
             W1 = t2 / a11
         else:
-            a11 = np.swapaxes(T1, 0, 1)[None] @ cp.D1 @ T1[None] + np.eye(q1)[None]
+            a11 = self._a11_blocks(cp.D1, T1)
             try:
                 L11 = np.linalg.cholesky(a11)
             except np.linalg.LinAlgError:
                 return Factor(theta, T, a11, None, None, np.inf, False)
             logdet11 = float(2.0 * np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+            if cp.G.shape[0] == 0:  # no Schur rows: W1 is not needed, A11^-1 only on demand
+                return Factor(theta, T, a11, None, np.zeros((0, 0)), logdet11, True, None, chol11=L11)
             inv11 = np.linalg.inv(a11)
             W1 = T1[None] @ inv11 @ T1.T[None]
         m = cp.G.shape[0]
@@ -293,6 +304,19 @@ class BlockedSystem:
         if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
         return Factor(theta, T, a11, W1, L22, logdet11, True, None if q1 == 1 else inv11)
+
+    def _a11_blocks(self, D1: np.ndarray, T1: np.ndarray) -> np.ndarray:
+        """A11 = T1' D1_l T1 + I per level. One-hot first terms (diagonal D1_l, an ar1 or spatial
+        term): (sqrt(d) T1)' (sqrt(d) T1), one product (a symmetric rank update) per level."""
+        q1 = self.q1
+        if self._one_hot is not None:
+            d = np.diagonal(D1, axis1=1, axis2=2)
+            if np.all(d >= 0):
+                Td = np.sqrt(d)[:, :, None] * T1[None]
+                a11 = np.swapaxes(Td, 1, 2) @ Td
+                a11[:, np.arange(q1), np.arange(q1)] += 1.0
+                return a11
+        return np.swapaxes(T1, 0, 1)[None] @ D1 @ T1[None] + np.eye(q1)[None]
 
     def _factor_markov(self, cp: CrossProducts, theta, thetamap, T) -> Factor:
         """``factor`` for a single Markov term: banded blocks (fit/banded.py), then the Schur

@@ -189,6 +189,7 @@ class CorrelationStructure(Structure):
         self.n_sd = q if self.heterogeneous else 1
         self.n_par = self.n_sd + self.n_corr
         self._cache: tuple | None = None
+        self._dcache: tuple | None = None
 
     # -- correlation model (per structure)
     def corr(self, c) -> np.ndarray:
@@ -244,9 +245,17 @@ class CorrelationStructure(Structure):
         P[np.diag_indices(self.q)] = 0.5 * np.diag(B)
         Y = linalg.solve_triangular(L, P, lower=True, trans="T", check_finite=False)  # L^-T P
         K = linalg.solve_triangular(L, Y.T, lower=True, trans="T", check_finite=False).T  # (L^-T P) L^-1
-        for j, dR in enumerate(self.corr_derivatives(c)):
+        for j, dR in enumerate(self._corr_derivatives_cached(c)):
             out[self.n_sd + j] = float(np.sum(K * dR))
         return out
+
+    def _corr_derivatives_cached(self, c) -> list[np.ndarray]:
+        """``corr_derivatives`` memoised for the last c (the gradients of a finite-difference
+        Hessian step along the SDs or the fixed effects share c; Matern's cost three Bessel arrays)."""
+        key = np.asarray(c, float).tobytes()
+        if self._dcache is None or self._dcache[0] != key:
+            self._dcache = (key, self.corr_derivatives(c))
+        return self._dcache[1]
 
     def start(self, S):
         d = np.maximum(np.diag(S), 1e-4 * max(np.max(np.diag(S)), 1e-12))
