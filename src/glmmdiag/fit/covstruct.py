@@ -33,9 +33,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import linalg, special
+from scipy import special
 
 from glmmdiag.errors import FormulaError
+from glmmdiag.fit.dense import solve_triangular
 
 __all__ = [
     "STRUCTURES",
@@ -243,8 +244,8 @@ class CorrelationStructure(Structure):
         B = L.T @ (sd[:, None] * G)
         P = np.tril(B, -1)
         P[np.diag_indices(self.q)] = 0.5 * np.diag(B)
-        Y = linalg.solve_triangular(L, P, lower=True, trans="T", check_finite=False)  # L^-T P
-        K = linalg.solve_triangular(L, Y.T, lower=True, trans="T", check_finite=False).T  # (L^-T P) L^-1
+        Y = solve_triangular(L, P, lower=True, trans=True)  # L^-T P (LAPACK trtrs, no input checks)
+        K = solve_triangular(L, np.ascontiguousarray(Y.T), lower=True, trans=True).T  # (L^-T P) L^-1
         for j, dR in enumerate(self._corr_derivatives_cached(c)):
             out[self.n_sd + j] = float(np.sum(K * dR))
         return out
