@@ -49,7 +49,9 @@ def _dense(prob):
     prob.system = BlockedSystem(prob.design.terms if hasattr(prob, "design") else prob.d.terms,
                                 prob.n)
     prob.system.markov = None
-    if hasattr(prob, "_memo"):
+    if hasattr(prob, "_memo"):  # the LMM's cross-products: the dense system's own (full D1 blocks)
+        d = prob.design
+        prob.cp = prob.system.crossprods(d.w, np.column_stack([d.X, d.y - d.offset]))
         prob._memo = {}
     return prob
 

@@ -80,10 +80,11 @@ class SparseRest:
 
 @dataclass
 class CrossProducts:
-    D1: np.ndarray  # (l1, q1, q1)
+    D1: np.ndarray | None  # (l1, q1, q1); None for a Markov first term (its diagonal in d1_diag)
     Cr: object  # (qr, l1*q1) dense array or sparse matrix, or None
     Cx: np.ndarray | None  # (p', l1*q1)
     G: np.ndarray  # (m, m) with m = qr + p'
+    d1_diag: np.ndarray | None = None  # (l1, q1) diagonal of D1 (a Markov first term: D1 is diagonal)
 
 
 @dataclass
@@ -192,7 +193,10 @@ class BlockedSystem:
     def crossprods(self, w: np.ndarray, D: np.ndarray | None) -> CrossProducts:
         l1, q1 = self.l1, self.q1
         z1 = self.z1
-        if self._one_hot is not None:
+        d1_diag = None
+        if self.markov is not None:  # only the diagonal (l1 q1 numbers, not l1 q1^2)
+            D1, d1_diag = None, self.markov.level_sums(w * self.markov.val)
+        elif self._one_hot is not None:
             D1 = self._d1_one_hot(w)
         elif q1 > 8:
             D1 = self._d1_sparse(w)
@@ -208,7 +212,7 @@ class BlockedSystem:
             Cx = self.markov.cross(WD) if self.markov is not None else np.asarray((self.z1t() @ WD).T)
             Gxx = D.T @ WD
         if self.pattern is None:
-            return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)))
+            return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)), d1_diag)
         vals = self.pattern.c_values(w)
         Cr = self.pattern.c_dense(vals) if self.rest_dense else SparseRest(vals)
         Grr = self.pattern.g_dense(w)
@@ -321,8 +325,7 @@ class BlockedSystem:
     def _factor_markov(self, cp: CrossProducts, theta, thetamap, T) -> Factor:
         """``factor`` for a single Markov term: banded blocks (fit/banded.py), then the Schur
         complement of the dense rows S = G - s^2 C M^-1 C' (C W1 C' with W1 = s^2 M^-1)."""
-        band = self.markov.factor(thetamap.structs[0], thetamap.segment(theta, 0),
-                                  np.diagonal(cp.D1, axis1=1, axis2=2), cp.Cx)
+        band = self.markov.factor(thetamap.structs[0], thetamap.segment(theta, 0), cp.d1_diag, cp.Cx)
         if band is None:
             return Factor(theta, T, None, None, None, np.inf, False)
         if cp.G.shape[0] == 0:

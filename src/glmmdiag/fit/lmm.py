@@ -81,18 +81,18 @@ class LMMProblem:
         for k, t in enumerate(d.terms):
             q = t.q
             markov = self.system.markov if k == 0 else None  # one-hot: Z_j'Z_j diagonal
-            zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
             if markov is not None:
-                zz_diag = np.diagonal(zz, axis1=1, axis2=2)
+                zz_diag = self.cp.d1_diag  # (l, q)
                 zr = markov.level_sums(d.w * res)
-                det = np.prod(zz_diag, axis=1)
+                det, trace = np.prod(zz_diag, axis=1), zz_diag.sum(axis=1)
             else:
+                zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
                 zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
-                det = np.linalg.det(zz)
+                det, trace = np.linalg.det(zz), np.trace(zz, axis1=1, axis2=2)
             structured = self.thetamap.structured(k)
             # (a structured term's many coefficients: det against (trace / q)^q, as trace^q would
             # exclude every level of a 12-time ar1 term)
-            size = np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) / (q if structured else 1)
+            size = np.maximum(trace, 1e-300) / (q if structured else 1)
             ok = det > 1e-8 * size**q
             if ok.sum() < max(3, q + 1) and not (structured and ok.sum() >= 3):
                 continue
