@@ -19,6 +19,8 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.linalg import lapack
 
+from glmmdiag.fit.banded import markov_first_term
+from glmmdiag.fit.covstruct import make_structure
 from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
 from glmmdiag.fit.patterns import RestPattern
 
@@ -78,10 +80,11 @@ class SparseRest:
 
 @dataclass
 class CrossProducts:
-    D1: np.ndarray  # (l1, q1, q1)
+    D1: np.ndarray | None  # (l1, q1, q1); None for a Markov first term (its diagonal in d1_diag)
     Cr: object  # (qr, l1*q1) dense array or sparse matrix, or None
     Cx: np.ndarray | None  # (p', l1*q1)
     G: np.ndarray  # (m, m) with m = qr + p'
+    d1_diag: np.ndarray | None = None  # (l1, q1) diagonal of D1 (a Markov first term: D1 is diagonal)
 
 
 @dataclass
@@ -94,11 +97,20 @@ class Factor:
     logdet11: float
     ok: bool
     inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
+    band: object = None  # a Markov first term's precision-form factor (banded.MarkovFactor): a11, W1 None
+    chol11: np.ndarray | None = None  # lower Cholesky factors of the first term's blocks (q1 > 1)
 
     def a11_inverse(self) -> np.ndarray:
         """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
         if self.inv11 is None:
-            self.inv11 = (1.0 / self.a11)[:, None, None] if self.a11.ndim == 1 else np.linalg.inv(self.a11)
+            if self.band is not None:
+                self.inv11 = self.band.a11_inverse()
+            elif self.a11.ndim == 1:
+                self.inv11 = (1.0 / self.a11)[:, None, None]
+            elif self.chol11 is not None and self.chol11.shape[0] == 1:  # one large block: LAPACK potri
+                self.inv11 = spd_inverse(np.tril(self.chol11[0]))[None]
+            else:
+                self.inv11 = np.linalg.inv(self.a11)
         return self.inv11
 
 
@@ -136,6 +148,10 @@ class BlockedSystem:
         else:
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
+        # a single Markov term (ar1, sorted 1-D ou): its blocks in precision form (fit/banded.py)
+        self.markov = None
+        if not self.rest and getattr(t1, "structure", "us") in ("ar1", "ou"):
+            self.markov = markov_first_term(t1, make_structure(t1.structure, q1, getattr(t1, "coords", None)))
 
     def z1t(self):
         """Z1' (l1 q1 x n) as a sparse matrix."""
@@ -177,7 +193,10 @@ class BlockedSystem:
     def crossprods(self, w: np.ndarray, D: np.ndarray | None) -> CrossProducts:
         l1, q1 = self.l1, self.q1
         z1 = self.z1
-        if self._one_hot is not None:
+        d1_diag = None
+        if self.markov is not None:  # only the diagonal (l1 q1 numbers, not l1 q1^2)
+            D1, d1_diag = None, self.markov.level_sums(w * self.markov.val)
+        elif self._one_hot is not None:
             D1 = self._d1_one_hot(w)
         elif q1 > 8:
             D1 = self._d1_sparse(w)
@@ -190,10 +209,10 @@ class BlockedSystem:
         Cx = Gxx = None
         if D is not None and D.shape[1]:
             WD = D * w[:, None]
-            Cx = np.asarray((self.z1t() @ WD).T)
+            Cx = self.markov.cross(WD) if self.markov is not None else np.asarray((self.z1t() @ WD).T)
             Gxx = D.T @ WD
         if self.pattern is None:
-            return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)))
+            return CrossProducts(D1, None, Cx, Gxx if Cx is not None else np.zeros((0, 0)), d1_diag)
         vals = self.pattern.c_values(w)
         Cr = self.pattern.c_dense(vals) if self.rest_dense else SparseRest(vals)
         Grr = self.pattern.g_dense(w)
@@ -245,14 +264,22 @@ class BlockedSystem:
         return out
 
     def a11_solve(self, F: Factor, v):
+        if F.band is not None:
+            return F.band.a11_solve(v)
         if self.q1 == 1:
             return v / F.a11
+        # (not F.inv11 @ v: where a structure absorbs the residual variance A11 is ill-conditioned,
+        # and the explicit inverse's rounding moved a toep fit along its flat ridge)
+        if F.chol11 is not None and self.l1 == 1:  # one large block: the Cholesky factor's solves
+            return cho_solve_lower(F.chol11[0], v.reshape(self.q1, 1)).reshape(v.shape)
         sol = np.linalg.solve(F.a11, v.reshape(self.l1, self.q1)[..., None])
         return sol.reshape(v.shape)
 
     # ------------------------------------------------------------------ factorisation
     def factor(self, cp: CrossProducts, theta, thetamap) -> Factor:
         T = thetamap.factors(theta)
+        if self.markov is not None:
+            return self._factor_markov(cp, theta, thetamap, T)
         T1 = T[0]
         q1, qr = self.q1, self.qr
         if q1 == 1:
@@ -261,12 +288,14 @@ class BlockedSystem:
             logdet11 = float(np.sum(np.log(a11)))
             W1 = t2 / a11
         else:
-            a11 = np.swapaxes(T1, 0, 1)[None] @ cp.D1 @ T1[None] + np.eye(q1)[None]
+            a11 = self._a11_blocks(cp.D1, T1)
             try:
                 L11 = np.linalg.cholesky(a11)
             except np.linalg.LinAlgError:
                 return Factor(theta, T, a11, None, None, np.inf, False)
             logdet11 = float(2.0 * np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+            if cp.G.shape[0] == 0:  # no Schur rows: W1 is not needed, A11^-1 only on demand
+                return Factor(theta, T, a11, None, np.zeros((0, 0)), logdet11, True, None, chol11=L11)
             inv11 = np.linalg.inv(a11)
             W1 = T1[None] @ inv11 @ T1.T[None]
         m = cp.G.shape[0]
@@ -279,6 +308,31 @@ class BlockedSystem:
         if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
         return Factor(theta, T, a11, W1, L22, logdet11, True, None if q1 == 1 else inv11)
+
+    def _a11_blocks(self, D1: np.ndarray, T1: np.ndarray) -> np.ndarray:
+        """A11 = T1' D1_l T1 + I per level. One-hot first terms (diagonal D1_l, an ar1 or spatial
+        term): (sqrt(d) T1)' (sqrt(d) T1), one product (a symmetric rank update) per level."""
+        q1 = self.q1
+        if self._one_hot is not None:
+            d = np.diagonal(D1, axis1=1, axis2=2)
+            if np.all(d >= 0):
+                Td = np.sqrt(d)[:, :, None] * T1[None]
+                a11 = np.swapaxes(Td, 1, 2) @ Td
+                a11[:, np.arange(q1), np.arange(q1)] += 1.0
+                return a11
+        return np.swapaxes(T1, 0, 1)[None] @ D1 @ T1[None] + np.eye(q1)[None]
+
+    def _factor_markov(self, cp: CrossProducts, theta, thetamap, T) -> Factor:
+        """``factor`` for a single Markov term: banded blocks (fit/banded.py), then the Schur
+        complement of the dense rows S = G - s^2 C M^-1 C' (C W1 C' with W1 = s^2 M^-1)."""
+        band = self.markov.factor(thetamap.structs[0], thetamap.segment(theta, 0), cp.d1_diag, cp.Cx)
+        if band is None:
+            return Factor(theta, T, None, None, None, np.inf, False)
+        if cp.G.shape[0] == 0:
+            return Factor(theta, T, None, None, np.zeros((0, 0)), band.logdet, True, band=band)
+        S = cp.G - band.s**2 * band.U
+        L22 = cholesky_lower(S) if np.isfinite(S).all() else None
+        return Factor(theta, T, None, None, L22, band.logdet, L22 is not None, band=band)
 
     def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
         """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
@@ -383,6 +437,8 @@ class BlockedSystem:
         """
         T = F.T
         q1, l1, qr = self.q1, self.l1, self.qr
+        if F.band is not None and not qr:  # a single Markov term: s^2 M_l^-1, no dense inverse
+            return [F.band.cov_blocks()]
         inv11 = F.a11_inverse()
         blocks1 = inv11
         if qr:

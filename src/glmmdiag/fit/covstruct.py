@@ -33,9 +33,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import linalg, special
+from scipy import special
 
 from glmmdiag.errors import FormulaError
+from glmmdiag.fit.dense import solve_triangular
 
 __all__ = [
     "STRUCTURES",
@@ -97,6 +98,19 @@ class Structure:
     def describe(self, par) -> dict:
         """The structure's own parameters on glmmTMB's reporting scale (rho, range, ...)."""
         return {}
+
+    def markov_steps(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """A Markov correlation's step quantities, or None when R^-1 is not tridiagonal.
+
+        For R_ij = prod of rho_k over the steps k between i and j (ar1; ou with sorted 1-D times),
+        R = L L' with L^-1 lower bidiagonal: row 1 is e_1', row i (i >= 2) is
+        a_i e_i' - b_i e_{i-1}' with a_i = 1 / sqrt(1 - rho_i^2), b_i = rho_i a_i. Returns, per step
+        i = 2..q (arrays of length q - 1), g = rho^2 / (1 - rho^2) (so a^2 = 1 + g), h = rho / (1 - rho^2)
+        (so a b = h) and their derivatives dg/dc, dh/dc in the (single) correlation parameter c;
+        then R^-1 = L^-T L^-1 has diagonal 1 + g_i + g_{i+1} (g_1 = g_{q+1} = 0), subdiagonal -h and
+        log|R| = -sum log(1 + g) (:mod:`glmmdiag.fit.banded`).
+        """
+        return None
 
 
 class Unstructured(Structure):
@@ -176,6 +190,7 @@ class CorrelationStructure(Structure):
         self.n_sd = q if self.heterogeneous else 1
         self.n_par = self.n_sd + self.n_corr
         self._cache: tuple | None = None
+        self._dcache: tuple | None = None
 
     # -- correlation model (per structure)
     def corr(self, c) -> np.ndarray:
@@ -229,11 +244,19 @@ class CorrelationStructure(Structure):
         B = L.T @ (sd[:, None] * G)
         P = np.tril(B, -1)
         P[np.diag_indices(self.q)] = 0.5 * np.diag(B)
-        Y = linalg.solve_triangular(L, P, lower=True, trans="T", check_finite=False)  # L^-T P
-        K = linalg.solve_triangular(L, Y.T, lower=True, trans="T", check_finite=False).T  # (L^-T P) L^-1
-        for j, dR in enumerate(self.corr_derivatives(c)):
+        Y = solve_triangular(L, P, lower=True, trans=True)  # L^-T P (LAPACK trtrs, no input checks)
+        K = solve_triangular(L, np.ascontiguousarray(Y.T), lower=True, trans=True).T  # (L^-T P) L^-1
+        for j, dR in enumerate(self._corr_derivatives_cached(c)):
             out[self.n_sd + j] = float(np.sum(K * dR))
         return out
+
+    def _corr_derivatives_cached(self, c) -> list[np.ndarray]:
+        """``corr_derivatives`` memoised for the last c (the gradients of a finite-difference
+        Hessian step along the SDs or the fixed effects share c; Matern's cost three Bessel arrays)."""
+        key = np.asarray(c, float).tobytes()
+        if self._dcache is None or self._dcache[0] != key:
+            self._dcache = (key, self.corr_derivatives(c))
+        return self._dcache[1]
 
     def start(self, S):
         d = np.maximum(np.diag(S), 1e-4 * max(np.max(np.diag(S)), 1e-12))
@@ -325,6 +348,14 @@ class AR1(CorrelationStructure):
         r = 0.3 if R is None else _mean_offdiagonal(R, lag=1)
         r = float(np.clip(r, -0.9, 0.9))
         return np.array([r / np.sqrt(1.0 - r * r)])
+
+    def markov_steps(self, c):
+        """rho = c / sqrt(1 + c^2) at every step: g = c^2, h = c sqrt(1 + c^2) exactly (no
+        cancellation as |rho| -> 1), dg/dc = 2 c, dh/dc = (1 + 2 c^2) / sqrt(1 + c^2)."""
+        c0 = float(c[0])
+        r = np.sqrt(1.0 + c0 * c0)
+        k = self.q - 1
+        return (np.full(k, c0 * c0), np.full(k, c0 * r), np.full(k, 2.0 * c0), np.full(k, (1.0 + 2.0 * c0 * c0) / r))
 
     def corr_names(self):
         return ["rho"]
@@ -432,6 +463,21 @@ class OU(DistanceStructure):
     def corr_names(self):
         return ["log_rate"]
 
+    def markov_steps(self, c):
+        """Sorted 1-D times t_1 < ... < t_q: rho_i = exp(-x_i), x_i = exp(c) (t_i - t_{i-1}), so
+        g = 1 / expm1(2 x), h = 1 / (2 sinh x), dg/dc = -2 x g (1 + g), dh/dc = -x h coth x
+        (dx/dc = x). None for coordinates in more than one dimension or not strictly increasing."""
+        if self.coords.shape[1] != 1 or self.q < 2:
+            return None
+        steps = np.diff(self.coords[:, 0])
+        if not np.all(steps > 0):
+            return None
+        x = np.exp(float(c[0])) * steps
+        with np.errstate(over="ignore"):
+            g = 1.0 / np.expm1(2.0 * x)
+            h = 0.5 / np.sinh(x)
+        return g, h, -2.0 * x * g * (1.0 + g), -x * h / np.tanh(x)
+
     def describe(self, par):
         k = float(np.exp(par[self.n_sd]))
         return {"rate": k, "rho_unit": float(np.exp(-k))}
@@ -465,10 +511,60 @@ class GaussianCorrelation(DistanceStructure):
         return np.array([np.log(self._typical / 2.0)])
 
 
+BESSEL_STRIP = 1.3  # half-width a < pi/2 of the strip in ``bessel_k_quadrature``'s error bound
+BESSEL_DIGITS = 35.0  # aim: trapezoid error exp(-35) ~ 6e-16 relative
+BESSEL_TAIL = 50.0  # truncate once x_min cosh t - (|nu| + 1) t exceeds this (integrand < e^-50)
+
+
+def bessel_k_quadrature(x: np.ndarray, nu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K_nu(x), K_{nu-1}(x) and dK_nu(x)/dnu for x > 0 from one table of exp(-x cosh t).
+
+    K_nu(x) = int_0^inf exp(-x cosh t) cosh(nu t) dt and dK_nu/dnu = int_0^inf t sinh(nu t)
+    exp(-x cosh t) dt (DLMF 10.32.9 and its derivative in nu). The integrands are even and
+    analytic in the strip |Im t| < pi / 2 with double-exponential decay, so the trapezoid rule
+    with step h (half weight at t = 0) has relative error about exp(-2 pi a / h) M(a) / K_nu(x)
+    for any a < pi / 2, with M(a) / K_nu(x) <~ exp(x (1 - cos a)) / cos(a)^|nu| (Trefethen &
+    Weideman 2014, SIAM Review 56(3)). With a = 1.3 the step is chosen so that this is exp(-35)
+    at the largest x where x^nu K_nu(x) still matters (x <= 40 + 2 |nu|); nodes run until
+    x_min cosh t - (|nu| + 1) t > 50. Against scipy's kv: |error| of 2^(1-nu)/Gamma(nu) x^nu K
+    below 1e-13 for nu <= 6 and x in [1e-5, 60] (tests/fit/test_covstruct.py).
+    """
+    x = np.asarray(x, float)
+    xmin = float(np.min(x)) if x.size else 1.0
+    xcap = min(float(np.max(x)) if x.size else 1.0, 40.0 + 2.0 * abs(nu))
+    a = BESSEL_STRIP
+    h = 2.0 * np.pi * a / (BESSEL_DIGITS + xcap * (1.0 - np.cos(a)) - abs(nu) * np.log(np.cos(a)))
+    t = np.arange(0.0, 80.0, h)  # (80: x_min down to 1e-30)
+    tail = xmin * np.cosh(t) - (abs(nu) + 1.0) * t
+    t = t[: int(np.argmax(tail > BESSEL_TAIL)) + 1] if np.any(tail > BESSEL_TAIL) else t
+    w = np.full(t.size, h)
+    w[0] = 0.5 * h
+    weights = np.stack([w * np.cosh(nu * t), w * np.cosh((nu - 1.0) * t), w * t * np.sinh(nu * t)], axis=1)
+    # node t_j only matters for x < (50 + (|nu| + 1) t_j) / (cosh t_j - 1) (relative to K_nu(x) >
+    # exp(-x)): with x sorted, each node works on a prefix (half the table for spatial ranges)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    ch = np.cosh(t)
+    with np.errstate(divide="ignore"):
+        limit = (BESSEL_TAIL + (abs(nu) + 1.0) * t) / (ch - 1.0)
+    counts = np.searchsorted(xs, limit, side="right")
+    E = np.zeros((t.size, x.size))  # exp(-x cosh t_j) on each node's prefix, zero beyond
+    with np.errstate(under="ignore"):
+        for j in range(t.size):
+            nj = int(counts[j])
+            np.multiply(xs[:nj], -ch[j], out=E[j, :nj])
+            np.exp(E[j, :nj], out=E[j, :nj])
+    out = np.empty((x.size, 3))
+    out[order] = E.T @ weights
+    return out[:, 0], out[:, 1], out[:, 2]
+
+
 class Matern(DistanceStructure):
-    """Matern correlation 2^(1-kappa)/Gamma(kappa) x^kappa K_kappa(x), x = d / range; c = (log range,
-    log kappa). The derivative in the range is exact (d/dx [x^k K_k(x)] = -x^k K_{k-1}(x)); in
-    kappa a central difference of K (scipy has no derivative in the order)."""
+    """Matern correlation f = 2^(1-kappa)/Gamma(kappa) x^kappa K_kappa(x), x = d / range; c = (log range,
+    log kappa). Exact derivatives: df/dlog(range) = 2^(1-kappa)/Gamma(kappa) x^(kappa+1) K_{kappa-1}(x)
+    (d/dx [x^k K_k(x)] = -x^k K_{k-1}(x)) and df/dlog(kappa) = kappa [f (log(x / 2) - psi(kappa))
+    + 2^(1-kappa)/Gamma(kappa) x^kappa dK_kappa/dkappa], with K_{kappa-1} and dK/dkappa from one
+    quadrature table (``bessel_k_quadrature``; scipy has no derivative of K in its order)."""
 
     code = "mat"
     n_corr = 2
@@ -497,13 +593,15 @@ class Matern(DistanceStructure):
         return self._full(self._scaled_bessel(self._dtri / np.exp(c[0]), kappa, kappa), 1.0)
 
     def corr_derivatives(self, c):
-        kappa = np.exp(c[1])
+        kappa = float(np.exp(c[1]))
         x = self._dtri / np.exp(c[0])
-        d_range = self._scaled_bessel(x, kappa, kappa - 1.0) * x  # d/dlog(range) = x * x^k K_{k-1}(x) * const
-        h = 1e-5
-        k_hi, k_lo = np.exp(c[1] + h), np.exp(c[1] - h)
-        d_kappa = (self._scaled_bessel(x, k_hi, k_hi) - self._scaled_bessel(x, k_lo, k_lo)) / (2.0 * h)
-        return [self._full(d_range, 0.0), self._full(d_kappa, 0.0)]
+        k_nu, k_lower, dk_nu = bessel_k_quadrature(x, kappa)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            pref = np.exp((1.0 - kappa) * np.log(2.0) - special.gammaln(kappa) + kappa * np.log(x))
+            d_range = pref * k_lower * x
+            d_kappa = kappa * pref * (k_nu * (np.log(x / 2.0) - special.digamma(kappa)) + dk_nu)
+        ok = (x > 0) & np.isfinite(d_range) & np.isfinite(d_kappa)
+        return [self._full(np.where(ok, d_range, 0.0), 0.0), self._full(np.where(ok, d_kappa, 0.0), 0.0)]
 
     def corr_start(self, R):
         return np.array([np.log(self._typical / 2.0), np.log(0.5)])

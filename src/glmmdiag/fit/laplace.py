@@ -634,10 +634,14 @@ class GLMMProblem:
         dev = float(-2.0 * (ll.sum() + self.const) + u @ u + logdet)
         Wc = W  # the observed W: F and cp were built with it
         T = F.T
-        own = self._own_inverse(F, cp, Wc)
-        lev = np.zeros(self.n)
-        for t, Tk, ok in zip(self.terms, T, own):
-            lev += np.einsum("ic,ic->i", t.z @ Tk, ok)
+        band = F.band  # a single Markov term in precision form (fit/banded.py)
+        if band is not None:
+            own, lev = None, band.leverage()
+        else:
+            own = self._own_inverse(F, cp, Wc)
+            lev = np.zeros(self.n)
+            for t, Tk, ok in zip(self.terms, T, own):
+                lev += np.einsum("ic,ic->i", t.z @ Tk, ok)
         c = lev * dW
         g = self.lamt_zt(T, c)
         q1 = sysm.l1 * sysm.q1
@@ -651,6 +655,13 @@ class GLMMProblem:
         for k, t in enumerate(self.terms):
             uk = u[self._starts[k] : self._starts[k + 1]].reshape(t.nlev, t.q)
             tk = tvec[self._starts[k] : self._starts[k + 1]].reshape(t.nlev, t.q)
+            if band is not None:  # data part through G; 2 tr(H^-1 dH) = d log|H| in precision form
+                mk = sysm.markov
+                G = mk.data_g(r, uk) + mk.data_g(s, tk)
+                sl = slice(self.thetamap.starts[k], self.thetamap.starts[k + 1])
+                grad_theta[sl] = self.thetamap.pullback(k, theta, G) + band.logdet_gradient(None)
+                m = self.thetamap.starts[k + 1]
+                continue
             if self.thetamap.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
                 G = t.z.T @ (r[:, None] * uk[t.refs] + s[:, None] * tk[t.refs] + 2.0 * Wc[:, None] * own[k])
                 grad_theta[self.thetamap.starts[k] : self.thetamap.starts[k + 1]] = self.thetamap.pullback(k, theta, G)

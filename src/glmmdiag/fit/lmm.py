@@ -80,25 +80,37 @@ class LMMProblem:
             return theta
         for k, t in enumerate(d.terms):
             q = t.q
-            zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
-            zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
-            det = np.linalg.det(zz)
+            markov = self.system.markov if k == 0 else None  # one-hot: Z_j'Z_j diagonal
+            if markov is not None:
+                zz_diag = self.cp.d1_diag  # (l, q)
+                zr = markov.level_sums(d.w * res)
+                det, trace = np.prod(zz_diag, axis=1), zz_diag.sum(axis=1)
+            else:
+                zz = self.cp.D1 if k == 0 else level_crossprods(t.refs, t.z, t.nlev, d.w)  # (l, q, q)
+                zr = np.stack([np.bincount(t.refs, d.w * t.z[:, a] * res, minlength=t.nlev) for a in range(q)], -1)
+                det, trace = np.linalg.det(zz), np.trace(zz, axis1=1, axis2=2)
             structured = self.thetamap.structured(k)
             # (a structured term's many coefficients: det against (trace / q)^q, as trace^q would
             # exclude every level of a 12-time ar1 term)
-            size = np.maximum(np.trace(zz, axis1=1, axis2=2), 1e-300) / (q if structured else 1)
+            size = np.maximum(trace, 1e-300) / (q if structured else 1)
             ok = det > 1e-8 * size**q
             if ok.sum() < max(3, q + 1) and not (structured and ok.sum() >= 3):
                 continue
-            inv = np.linalg.inv(zz[ok])
-            bj = np.einsum("lab,lb->la", inv, zr[ok])
+            if markov is not None:
+                inv_diag = 1.0 / zz_diag[ok]
+                bj = inv_diag * zr[ok]
+                inv_mean = np.diag(inv_diag.mean(axis=0))
+            else:
+                inv = np.linalg.inv(zz[ok])
+                bj = np.einsum("lab,lb->la", inv, zr[ok])
+                inv_mean = inv.mean(axis=0)
             # residual variance within the levels (the OLS one still holds this term's variance)
             rss = np.bincount(t.refs, d.w * res**2, minlength=t.nlev)[ok] - np.einsum("la,la->l", bj, zr[ok])
             dof = np.bincount(t.refs, minlength=t.nlev)[ok] - q
             s2k = float(rss.sum() / dof.sum()) if dof.sum() > 0 and rss.sum() > 0 else s2
             if structured and dof.sum() <= 0:  # one row per coefficient: split the residual variance
                 s2k = 0.5 * s2
-            sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv.mean(axis=0)
+            sigma = np.cov(bj, rowvar=False, ddof=1 if self.reml else 0).reshape(q, q) - s2k * inv_mean
             vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
             vals = np.maximum(vals, 1e-4 * s2k)
             S = (vecs * vals) @ vecs.T / s2k
@@ -159,11 +171,15 @@ class LMMProblem:
         terms = d.terms
         scalar = (all(t.q == 1 for t in terms) and not self.thetamap.any_structured
                   and np.all(theta > SCALAR_TRICK_MIN))
-        own = None if scalar else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
+        band = F.band  # a single Markov term in precision form: its trace term without own entries
+        own = None if scalar or band is not None else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
         starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in terms])]).astype(int)
         fitted = d.offset + d.X @ beta
         for k, t in enumerate(terms):
             bk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q) @ T[k].T
+            if band is not None:  # one value per row (no n x q gather)
+                fitted = fitted + sysm.markov.row_values(bk)
+                continue
             fitted = fitted + np.einsum("ij,ij->i", t.z, bk[t.refs])
         we = d.w * (d.y - fitted)
         nu = (self.n - self.p) if self.reml else self.n
@@ -173,6 +189,12 @@ class LMMProblem:
         tm = self.thetamap
         for k, t in enumerate(terms):
             uk = u[starts[k] : starts[k + 1]].reshape(t.nlev, t.q)
+            if band is not None:  # the data part through G, the log-determinant in precision form
+                G = sysm.markov.data_g(-(2.0 * nu / r2) * we, uk)
+                gamma = spd_inverse(F.L22[: self.p, : self.p]) if self.reml and self.p else None
+                grad[tm.starts[k] : tm.starts[k + 1]] = tm.pullback(k, theta, G) + band.logdet_gradient(gamma)
+                m = tm.starts[k + 1]
+                continue
             if tm.structured(k):  # G = dF/dT_k, pulled back to the structure's parameters
                 G = t.z.T @ (2.0 * d.w[:, None] * own[k] - (2.0 * nu / r2) * we[:, None] * uk[t.refs])
                 grad[tm.starts[k] : tm.starts[k + 1]] = tm.pullback(k, theta, G)

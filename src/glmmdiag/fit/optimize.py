@@ -102,9 +102,32 @@ def projected_gradient(x, g, lb) -> float:
 FAILED = 1e300  # what the optimiser sees where the objective has no value (PIRLS failed)
 
 
-def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
-    """Minimise fun over x >= lb with L-BFGS-B; records evaluations and status in ``opt``."""
+class _Stalled:
+    """L-BFGS-B callback: StopIteration at the end of an iteration once the last ``window``
+    evaluations lowered the best objective value by less than ``tol`` in total (a flat ridge,
+    where line searches spend a dozen evaluations a step on rounding-level differences)."""
+
+    def __init__(self, window: int, tol: float):
+        self.window, self.tol, self.best, self.stopped = window, tol, [], False
+
+    def record(self, value: float):
+        """Called at every evaluation: the running best value."""
+        self.best.append(min(value, self.best[-1]) if self.best else value)
+
+    def __call__(self, intermediate_result):
+        b = self.best
+        if len(b) > self.window and b[-1 - self.window] - b[-1] < self.tol:
+            self.stopped = True
+            raise StopIteration
+
+
+def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None, stall: tuple[int, float] | None = None):
+    """Minimise fun over x >= lb with L-BFGS-B; records evaluations and status in ``opt``.
+
+    ``stall`` = (window, tol): also stop, as converged, at the end of an iteration once the last
+    ``window`` evaluations lowered the objective by less than ``tol`` in total (``_Stalled``)."""
     count = [0]
+    stalled = _Stalled(*stall) if stall is not None else None
 
     def f(x):
         count[0] += 1
@@ -130,6 +153,8 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
         key = x.tobytes()
         if last.get("key") != key:
             last["key"], last["value"] = key, fg_raw(x)
+            if stalled is not None:
+                stalled.record(last["value"][0])
         return last["value"]
 
     x0 = np.asarray(x0, float)
@@ -155,11 +180,17 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None):
         method="L-BFGS-B",
         bounds=bounds,
         options={"ftol": opt.ftol, "gtol": opt.gtol, "maxiter": opt.maxiter, "maxcor": 20},
+        callback=stalled,
     )
     opt.n_eval += count[0]
     opt.hess_inv = getattr(res, "hess_inv", None)
+    message = str(res.message)
+    if stalled is not None and stalled.stopped:
+        message = f"objective decreased by less than {stalled.tol:g} over {stalled.window} evaluations"
     opt.stages.append({"stage": stage, "nfev": count[0], "nit": int(res.nit), "fun": float(res.fun),
-                       "message": str(res.message)})
+                       "message": message})
+    if stalled is not None and stalled.stopped:
+        return res.x, float(res.fun)
     if not res.success and "ABNORMAL" not in str(res.message).upper():
         opt.converged = False
         opt.message = f"{stage}: {res.message}"

@@ -91,8 +91,20 @@ class IndexSpec:
         return [(str(v),) for v in vals]
 
     def positions(self, data: pd.DataFrame) -> np.ndarray:
-        keys = self.row_keys(data)
-        pos = np.array([self._index.get(k, -1) for k in keys], np.intp)
+        """Column of each row among the fitted levels (-1: not fitted). Times: the keys of the
+        distinct values only (``pd.factorize``), mapped back to the rows (a long series repeats
+        a few dozen times thousands of times)."""
+        if self.distance:
+            return np.array([self._index.get(k, -1) for k in self.row_keys(data)], np.intp)
+        name = self.variables[0]
+        col = data[name]
+        col = col if isinstance(col, pd.Series) else pd.Series(col)
+        codes, _ = pd.factorize(col, use_na_sentinel=True)
+        uniq, first = np.unique(codes, return_index=True)
+        keys = self.row_keys(pd.DataFrame({name: col.iloc[first].reset_index(drop=True)}))
+        lut = np.array([self._index.get(k, -1) for k in keys], np.intp)
+        pos = lut[np.searchsorted(uniq, codes)]
+        pos[codes < 0] = -1  # a missing time
         return pos
 
     def get_model_matrix(self, data: pd.DataFrame, na_action=None) -> np.ndarray:
