@@ -20,6 +20,7 @@ from scipy import linalg, sparse
 from scipy.linalg import lapack
 
 from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
+from glmmdiag.fit.level_blocks import LevelBlocks
 from glmmdiag.fit.patterns import RestPattern
 
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
@@ -136,6 +137,7 @@ class BlockedSystem:
         else:
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
+        self._level_blocks = None  # LevelBlocks gather structure (``level_blocks``), built on first use
 
     def z1t(self):
         """Z1' (l1 q1 x n) as a sparse matrix."""
@@ -395,6 +397,12 @@ class BlockedSystem:
             SM1 = np.asarray(pat.csr(m1).T @ Sinv)  # (l1 x qr) = (S^{-1} M1)'
             quad = np.bincount(pat.c_cols, m1 * SM1[pat.c_cols, pat.c_rows], minlength=l1)
             blocks1 = inv11 + (quad / F.a11**2)[:, None, None]
+        elif qr and self.level_blocks() is not None:
+            # per-level gathers of S^{-1} (``LevelBlocks``): K_j = M1_j' S^{-1} M1_j, no dense M1
+            lb = self.level_blocks()
+            vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
+            _, _, K = lb.sm_and_k(lb.m1_blocks(vals, T[0], T[1:]), None, lambda a, b: Sinv[a, b], qr)
+            blocks1 = inv11 + inv11 @ K @ inv11
         elif qr:
             M1 = self.lam1t(T[0], self.cr_dense(cp))
             M1 = lr[:, None] * M1 if self.rest_scalar else self.lam_rest(T[1:], M1, transpose=True)
@@ -409,6 +417,85 @@ class BlockedSystem:
             out.append(T[k][None] @ blk @ T[k].T[None])
             off += t.nlev * t.q
         return out
+
+    def _own_pieces_dense(self, F: Factor, cp: CrossProducts, terms, X, Sinv):
+        """S^{-1} M1 formed as an (m, l1 q1) array (dense or sparse M1), gathered at each row's own
+        entries: (SMg (n, k, q1), K (l1, q1, q1), pos (n, k), bt (n, k), kr)."""
+        T = F.T
+        t1 = terms[0]
+        q1, qr = self.q1, self.qr
+        p = 0 if X is None else X.shape[1]
+        m = qr + p
+        n = len(t1.refs)
+        SM = np.zeros((m, self.l1 * q1))
+        K = np.zeros((self.l1, q1, q1))
+        bt_parts, pos_parts = [], []
+        if qr:
+            lr = self.lam_rest_vec(T[1:]) if self.rest_scalar else None
+            pat = self.pattern
+            if q1 == 1 and self.rest_scalar and not self.rest_dense:
+                m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
+                SM += np.asarray((pat.csr(m1).T @ Sinv[:qr, :]).T)
+                M1r = None
+            else:
+                M1r = self.lam1t(T[0], self.cr_dense(cp))
+                M1r = lr[:, None] * M1r if self.rest_scalar else self.lam_rest(T[1:], M1r, transpose=True)
+                SM += Sinv[:, :qr] @ M1r
+            bt_parts.append(np.column_stack([t.z @ Tk for t, Tk in zip(terms[1:], T[1:])]))
+            pos_parts.append(pat.rest_cols)
+        if p:
+            M1x = self.lam1t(T[0], cp.Cx[:p])
+            SM += Sinv[:, qr:] @ M1x
+            bt_parts.append(X)
+            pos_parts.append(np.broadcast_to(qr + np.arange(p), (n, p)))
+        # K_j = (M1' S^{-1} M1) diagonal blocks, from the dense pieces of M1
+        dense_rows = []
+        if qr and M1r is not None:
+            dense_rows.append((M1r, slice(0, qr)))
+        if p:
+            dense_rows.append((M1x, slice(qr, m)))
+        for M, rows in dense_rows:
+            K += np.einsum("rla,rlb->lab", M.reshape(-1, self.l1, q1), SM[rows].reshape(-1, self.l1, q1))
+        if qr and M1r is None:  # the sparse rest rows, once SM is complete
+            K[:, 0, 0] += np.bincount(pat.c_cols, m1 * SM[pat.c_rows, pat.c_cols], minlength=pat.L1)
+        pos = np.concatenate(pos_parts, axis=1)
+        bt = np.concatenate(bt_parts, axis=1)
+        kr = pos_parts[0].shape[1] if qr else 0
+        cols1 = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
+        SMg = SM[pos[:, :, None], cols1[:, None, :]]  # (n, k, q1)
+        return SMg, K, pos, bt, kr
+
+    def level_blocks(self):
+        """The ``LevelBlocks`` gather structure (built once), or None where it does not pay: small
+        systems (the dense S^{-1} M1 is cheap) and large padded gathers."""
+        if self._level_blocks is None:
+            lb = None
+            if self.pattern is not None and self.qr * self.l1 * self.q1 > _DENSE_LIMIT:
+                lb = LevelBlocks.build(self)
+            self._level_blocks = lb if lb is not None else False
+        return self._level_blocks or None
+
+    def _own_pieces_by_level(self, lb, F: Factor, cp: CrossProducts, terms, X, Sinv):
+        """As ``_own_pieces_dense``, from per-level gathers of S^{-1} (``LevelBlocks``)."""
+        T = F.T
+        qr = self.qr
+        p = 0 if X is None else X.shape[1]
+        n = len(self.refs1)
+        vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
+        M1b = lb.m1_blocks(vals, T[0], T[1:])
+        M1x = self.lam1t(T[0], cp.Cx[:p]) if p else None
+        SMr, SMx, K = lb.sm_and_k(M1b, M1x, lambda a, b: Sinv[a, b], qr)
+        refs = self.refs1
+        parts = [SMr[refs[:, None], lb.row_pos]]
+        pos_parts = [self.pattern.rest_cols]
+        bt_parts = [np.column_stack([t.z @ Tk for t, Tk in zip(terms[1:], T[1:])])]
+        if p:
+            parts.append(SMx[refs])
+            pos_parts.append(np.broadcast_to(qr + np.arange(p), (n, p)))
+            bt_parts.append(X)
+        kr = pos_parts[0].shape[1]
+        return (np.concatenate(parts, axis=1), K, np.concatenate(pos_parts, axis=1),
+                np.concatenate(bt_parts, axis=1), kr)
 
     def by_level(self, M: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Rows M[level of row i] @ V[i] for the first term's (l1, q1, q1) blocks M.
@@ -451,42 +538,11 @@ class BlockedSystem:
             return [y1]
         n = len(t1.refs)
         Sinv = spd_inverse(F.L22[:m, :m])
-        SM = np.zeros((m, self.l1 * q1))
-        K = np.zeros((self.l1, q1, q1))
-        bt_parts, pos_parts = [], []
-        if qr:
-            lr = self.lam_rest_vec(T[1:]) if self.rest_scalar else None
-            pat = self.pattern
-            if q1 == 1 and self.rest_scalar and not self.rest_dense:
-                m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
-                SM += np.asarray((pat.csr(m1).T @ Sinv[:qr, :]).T)
-                M1r = None
-            else:
-                M1r = self.lam1t(T[0], self.cr_dense(cp))
-                M1r = lr[:, None] * M1r if self.rest_scalar else self.lam_rest(T[1:], M1r, transpose=True)
-                SM += Sinv[:, :qr] @ M1r
-            bt_parts.append(np.column_stack([t.z @ Tk for t, Tk in zip(terms[1:], T[1:])]))
-            pos_parts.append(pat.rest_cols)
-        if p:
-            M1x = self.lam1t(T[0], cp.Cx[:p])
-            SM += Sinv[:, qr:] @ M1x
-            bt_parts.append(X)
-            pos_parts.append(np.broadcast_to(qr + np.arange(p), (n, p)))
-        # K_j = (M1' S^{-1} M1) diagonal blocks, from the dense pieces of M1
-        dense_rows = []
-        if qr and M1r is not None:
-            dense_rows.append((M1r, slice(0, qr)))
-        if p:
-            dense_rows.append((M1x, slice(qr, m)))
-        for M, rows in dense_rows:
-            K += np.einsum("rla,rlb->lab", M.reshape(-1, self.l1, q1), SM[rows].reshape(-1, self.l1, q1))
-        if qr and M1r is None:  # the sparse rest rows, once SM is complete
-            K[:, 0, 0] += np.bincount(pat.c_cols, m1 * SM[pat.c_rows, pat.c_cols], minlength=pat.L1)
-        pos = np.concatenate(pos_parts, axis=1)
-        bt = np.concatenate(bt_parts, axis=1)
-        kr = pos_parts[0].shape[1] if qr else 0
-        cols1 = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
-        SMg = SM[pos[:, :, None], cols1[:, None, :]]  # (n, k, q1)
+        lb = self.level_blocks() if qr else None
+        if lb is not None:
+            SMg, K, pos, bt, kr = self._own_pieces_by_level(lb, F, cp, terms, X, Sinv)
+        else:
+            SMg, K, pos, bt, kr = self._own_pieces_dense(F, cp, terms, X, Sinv)
         v = np.einsum("ikc,ik->ic", SMg, bt) - self.by_level(K, y1)
         own = [y1 - self.by_level(inv11, v)]
         if qr:
