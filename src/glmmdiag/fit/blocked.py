@@ -21,6 +21,7 @@ from scipy.linalg import lapack
 
 from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
 from glmmdiag.fit.level_blocks import LevelBlocks
+from glmmdiag.fit.sparse_schur import SparseSchur, sparse_plan
 from glmmdiag.fit.patterns import RestPattern
 
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
@@ -41,6 +42,16 @@ def spd_inverse(L: np.ndarray) -> np.ndarray:
     out = inv + inv.T
     out.flat[:: out.shape[0] + 1] *= 0.5
     return out
+
+
+class _DenseEntries:
+    """Entries of a dense inverse at broadcast index arrays (the dense path of ``sinv_entries``)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __call__(self, a, b):
+        return self.array[a, b]
 
 
 def _blocks_of(Zt, w: np.ndarray, nlev: int, q: int) -> np.ndarray:
@@ -95,6 +106,7 @@ class Factor:
     logdet11: float
     ok: bool
     inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
+    sparse: SparseSchur | None = None  # the Schur complement's sparse factor (then L22 is None)
 
     def a11_inverse(self) -> np.ndarray:
         """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
@@ -138,6 +150,8 @@ class BlockedSystem:
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
         self._level_blocks = None  # LevelBlocks gather structure (``level_blocks``), built on first use
+        self._sparse_plan = None  # SparseRestPlan, False for the dense Schur complement (``sparse_plan``)
+        self.allow_sparse = True  # False forces the dense Schur complement (tests compare the two)
 
     def z1t(self):
         """Z1' (l1 q1 x n) as a sparse matrix."""
@@ -274,6 +288,10 @@ class BlockedSystem:
         m = cp.G.shape[0]
         if m == 0:
             return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True, None if q1 == 1 else inv11)
+        if qr and self.sparse_plan() is not None:
+            sch = self._sparse_schur(cp, W1, T)
+            if not sch.fallback:
+                return Factor(theta, T, a11, W1, None, logdet11, sch.ok, None if q1 == 1 else inv11, sparse=sch)
         S = self.scale_rest(cp.G - self.c_w_ct(cp, W1), T)
         if qr:
             S[np.arange(qr), np.arange(qr)] += 1.0
@@ -281,6 +299,56 @@ class BlockedSystem:
         if L22 is None:
             return Factor(theta, T, a11, W1, None, logdet11, False)
         return Factor(theta, T, a11, W1, L22, logdet11, True, None if q1 == 1 else inv11)
+
+    # ------------------------------------------------------------------ sparse Schur complement
+    def sparse_plan(self):
+        """The ``SparseRestPlan`` of the rest block when it is large and sparse (decided once), else
+        None: the dense Schur complement. Needs the ``LevelBlocks`` gathers for the gradients."""
+        if self._sparse_plan is None:
+            plan = None
+            if self.allow_sparse and self.pattern is not None and self._level_blocks_any() is not None:
+                plan = sparse_plan(self)
+            self._sparse_plan = plan if plan is not None else False
+        return self._sparse_plan if self.allow_sparse and self._sparse_plan else None
+
+    def _sparse_schur(self, cp: CrossProducts, W1, T) -> SparseSchur:
+        """S = L~'(G - C W1 C')L~ + J as sparse S_rr (on the plan's pattern) and dense S_rd, S_dd."""
+        plan, pat, qr = self._sparse_plan, self.pattern, self.qr
+        cvals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[pat.c_rows, pat.c_cols]
+        vals = cp.G[plan.rows, plan.cols].copy()
+        pa, pb, _, inv, widx = pat._pairs
+        vals[plan.s_pos] -= np.bincount(inv, cvals[pa] * cvals[pb] * W1.ravel()[widx], minlength=len(plan.s_pos))
+        if self.rest_scalar:
+            lr = self.lam_rest_vec(T[1:])
+            vals *= lr[plan.rows] * lr[plan.cols]
+        else:  # L_r' M L_r stays on the pattern (closed over each term's level blocks)
+            Lr = self.lam_rest_vec(T[1:])
+            R = (Lr.T @ plan.csc(vals) @ Lr).tocoo()
+            keys = R.row.astype(np.int64) * qr + R.col
+            vals = np.zeros(len(plan.keys))
+            np.add.at(vals, np.searchsorted(plan.keys, keys), R.data)
+        vals[plan.diag_pos] += 1.0
+        if cp.Cx is not None:
+            CxW = self._right_w1(cp.Cx, W1)
+            Srd = cp.G[:qr, qr:] - pat.csr(cvals) @ CxW.T
+            Srd = self.lam_rest(T[1:], Srd, transpose=True)
+            Sdd = cp.G[qr:, qr:] - CxW @ cp.Cx.T
+        else:
+            Srd, Sdd = np.zeros((qr, 0)), np.zeros((0, 0))
+        return SparseSchur(plan, vals, Srd, Sdd)
+
+    def tail(self, F: Factor) -> np.ndarray:
+        """Lower Cholesky factor of the dense columns' block after eliminating every random effect
+        (the trailing block of the Schur complement's factor)."""
+        return F.sparse.Ld if F.sparse is not None else F.L22[self.qr :, self.qr :]
+
+    def sinv_entries(self, F: Factor, m: int):
+        """Callable (a, b) -> entries of S_m^{-1} (S's leading m x m block) at broadcast indices:
+        a dense inverse, or the sparse factor's selected inverse (entries on the pattern only)."""
+        if F.sparse is not None:
+            return F.sparse.inverse_entries(m - self.qr)
+        Sinv = spd_inverse(F.L22[:m, :m])
+        return _DenseEntries(Sinv)
 
     def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
         """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
@@ -331,6 +399,9 @@ class BlockedSystem:
         return np.einsum("mlq,lqr->mlr", C.reshape(m, self.l1, self.q1), W1).reshape(C.shape)
 
     def logdet_rest(self, F: Factor, upto: int | None = None) -> float:
+        if F.sparse is not None:
+            extra = 0 if upto is None else upto - self.qr
+            return F.sparse.logdet_rr + float(2.0 * np.sum(np.log(np.diag(F.sparse.Ld)[:extra])))
         d = np.diag(F.L22)[: (self.qr if upto is None else upto)]
         return float(2.0 * np.sum(np.log(d)))
 
@@ -369,11 +440,11 @@ class BlockedSystem:
         """Solve A [x1; xr] = [g1; grest]; A as in the module docstring (without y)."""
         T1 = F.T[0]
         y1 = self.a11_solve(F, g1)
-        if F.L22.shape[0] == 0:
+        if F.sparse is None and F.L22.shape[0] == 0:
             return y1, np.zeros(0)
         # A_r1 y1 = L~' C L1 y1
         h = grest - self.lam_tilde(F, self.c_times(cp, self.lam1(T1, y1)), transpose=True)
-        xr = cho_solve_lower(F.L22, h)
+        xr = F.sparse.solve(h) if F.sparse is not None else cho_solve_lower(F.L22, h)
         x1 = y1 - self.a11_solve(F, self.lam1t(T1, self.c_transpose_times(cp, self.lam_tilde(F, xr))))
         return x1, xr
 
@@ -388,21 +459,22 @@ class BlockedSystem:
         inv11 = F.a11_inverse()
         blocks1 = inv11
         if qr:
-            Sinv = spd_inverse(F.L22[:qr, :qr])
+            sinv = self.sinv_entries(F, qr)
+            Sinv = getattr(sinv, "array", None)  # the dense inverse (None on the sparse path)
             lr = self.lam_rest_vec(T[1:]) if self.rest_scalar else None
-        if qr and q1 == 1 and self.rest_scalar and isinstance(cp.Cr, SparseRest):
+        if qr and self.level_blocks() is not None:
+            # per-level gathers of S^{-1} (``LevelBlocks``): K_j = M1_j' S^{-1} M1_j, no dense M1
+            lb = self.level_blocks()
+            vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
+            _, _, K = lb.sm_and_k(lb.m1_blocks(vals, T[0], T[1:]), None, sinv, qr)
+            blocks1 = inv11 + inv11 @ K @ inv11
+        elif qr and q1 == 1 and self.rest_scalar and isinstance(cp.Cr, SparseRest):
             # sparse C_r: m_j' S^{-1} m_j for every column m_j of M1 from (S^{-1} M1) at M1's entries only
             pat = self.pattern
             m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
             SM1 = np.asarray(pat.csr(m1).T @ Sinv)  # (l1 x qr) = (S^{-1} M1)'
             quad = np.bincount(pat.c_cols, m1 * SM1[pat.c_cols, pat.c_rows], minlength=l1)
             blocks1 = inv11 + (quad / F.a11**2)[:, None, None]
-        elif qr and self.level_blocks() is not None:
-            # per-level gathers of S^{-1} (``LevelBlocks``): K_j = M1_j' S^{-1} M1_j, no dense M1
-            lb = self.level_blocks()
-            vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
-            _, _, K = lb.sm_and_k(lb.m1_blocks(vals, T[0], T[1:]), None, lambda a, b: Sinv[a, b], qr)
-            blocks1 = inv11 + inv11 @ K @ inv11
         elif qr:
             M1 = self.lam1t(T[0], self.cr_dense(cp))
             M1 = lr[:, None] * M1 if self.rest_scalar else self.lam_rest(T[1:], M1, transpose=True)
@@ -413,7 +485,7 @@ class BlockedSystem:
         off = 0
         for k, t in enumerate(terms[1:], start=1):
             idx = off + np.arange(t.nlev)[:, None] * t.q + np.arange(t.q)[None, :]
-            blk = Sinv[idx[:, :, None], idx[:, None, :]]
+            blk = sinv(idx[:, :, None], idx[:, None, :])
             out.append(T[k][None] @ blk @ T[k].T[None])
             off += t.nlev * t.q
         return out
@@ -466,16 +538,21 @@ class BlockedSystem:
         return SMg, K, pos, bt, kr
 
     def level_blocks(self):
-        """The ``LevelBlocks`` gather structure (built once), or None where it does not pay: small
-        systems (the dense S^{-1} M1 is cheap) and large padded gathers."""
+        """The ``LevelBlocks`` gather structure, or None where it does not pay: small systems with a
+        dense Schur complement (the dense S^{-1} M1 is cheap) and large padded gathers. The
+        sparse Schur complement always uses it (it has no dense S^{-1})."""
+        if self.sparse_plan() is None and self.qr * self.l1 * self.q1 <= _DENSE_LIMIT:
+            return None
+        return self._level_blocks_any()
+
+    def _level_blocks_any(self):
+        """The ``LevelBlocks`` structure (built once) when its padded gathers are small enough."""
         if self._level_blocks is None:
-            lb = None
-            if self.pattern is not None and self.qr * self.l1 * self.q1 > _DENSE_LIMIT:
-                lb = LevelBlocks.build(self)
+            lb = LevelBlocks.build(self) if self.pattern is not None else None
             self._level_blocks = lb if lb is not None else False
         return self._level_blocks or None
 
-    def _own_pieces_by_level(self, lb, F: Factor, cp: CrossProducts, terms, X, Sinv):
+    def _own_pieces_by_level(self, lb, F: Factor, cp: CrossProducts, terms, X, sinv):
         """As ``_own_pieces_dense``, from per-level gathers of S^{-1} (``LevelBlocks``)."""
         T = F.T
         qr = self.qr
@@ -484,7 +561,7 @@ class BlockedSystem:
         vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
         M1b = lb.m1_blocks(vals, T[0], T[1:])
         M1x = self.lam1t(T[0], cp.Cx[:p]) if p else None
-        SMr, SMx, K = lb.sm_and_k(M1b, M1x, lambda a, b: Sinv[a, b], qr)
+        SMr, SMx, K = lb.sm_and_k(M1b, M1x, sinv, qr)
         refs = self.refs1
         parts = [SMr[refs[:, None], lb.row_pos]]
         pos_parts = [self.pattern.rest_cols]
@@ -536,18 +613,22 @@ class BlockedSystem:
         m = qr + p
         if m == 0:
             return [y1]
-        n = len(t1.refs)
-        Sinv = spd_inverse(F.L22[:m, :m])
+        sinv = self.sinv_entries(F, m)
         lb = self.level_blocks() if qr else None
         if lb is not None:
-            SMg, K, pos, bt, kr = self._own_pieces_by_level(lb, F, cp, terms, X, Sinv)
+            SMg, K, pos, bt, kr = self._own_pieces_by_level(lb, F, cp, terms, X, sinv)
         else:
-            SMg, K, pos, bt, kr = self._own_pieces_dense(F, cp, terms, X, Sinv)
+            SMg, K, pos, bt, kr = self._own_pieces_dense(F, cp, terms, X, sinv.array)
         v = np.einsum("ikc,ik->ic", SMg, bt) - self.by_level(K, y1)
         own = [y1 - self.by_level(inv11, v)]
         if qr:
             pr = pos[:, :kr]
-            x_own = np.einsum("ick,ik->ic", Sinv[pr[:, :, None], pos[:, None, :]], bt)
+            if getattr(sinv, "lowrank", False):  # [Z 0; 0 0] + P H P': the low-rank part factored
+                x_own = np.einsum("ick,ik->ic", sinv.zr(pr[:, :, None], pr[:, None, :]), bt[:, :kr])
+                v = np.einsum("ikp,ik->ip", sinv.P[pr], bt[:, :kr]) - bt[:, kr:]  # P[pos_i]' bt_i
+                x_own += np.einsum("icp,ip->ic", sinv.PH[pr], v)
+            else:
+                x_own = np.einsum("ick,ik->ic", sinv(pr[:, :, None], pos[:, None, :]), bt)
             x_own -= np.einsum("icd,id->ic", SMg[:, :kr, :], y1)
             c = 0
             for t in terms[1:]:

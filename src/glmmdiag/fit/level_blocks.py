@@ -130,8 +130,11 @@ class LevelBlocks:
         K : (l1, q1, q1).
         """
         idx = self.idx
+        if getattr(sinv, "lowrank", False):
+            return self._sm_and_k_lowrank(M1b, M1x, sinv, qr)
+        # padded slots point at entry 0: their rows of M1b are zero, and their rows of SMr are
+        # never read, so the gathered values there need no masking
         Srr = sinv(idx[:, :, None], idx[:, None, :])  # (l1, w, w)
-        Srr *= self.valid[:, :, None] & self.valid[:, None, :]
         SMr = Srr @ M1b
         K = np.swapaxes(M1b, 1, 2) @ SMr
         SMx = None
@@ -139,9 +142,26 @@ class LevelBlocks:
             p = M1x.shape[0]
             xi = qr + np.arange(p)
             Mx = np.moveaxis(M1x.reshape(p, self.l1, self.q1), 1, 0)  # (l1, p, q1)
-            Srx = sinv(idx[:, :, None], xi[None, None, :]) * self.valid[:, :, None]  # (l1, w, p)
+            Srx = sinv(idx[:, :, None], xi[None, None, :])  # (l1, w, p)
             Sxx = sinv(xi[:, None], xi[None, :])  # (p, p)
             SMr += Srx @ Mx
             SMx = np.swapaxes(Srx, 1, 2) @ M1b + Sxx[None] @ Mx
             K += np.swapaxes(M1b, 1, 2) @ (Srx @ Mx) + np.swapaxes(Mx, 1, 2) @ SMx
+        return SMr, SMx, K
+
+    def _sm_and_k_lowrank(self, M1b, M1x, sinv, qr: int):
+        """``sm_and_k`` for S^{-1} = [Z 0; 0 0] + P H P' with P = [B; -I] (``SparseEntries``):
+        S^{-1} M1 = Z M1 + (P H)(P' M1), P' M1 at level j = B[R_j]' M1[R_j, c_j] - M1[X, c_j]."""
+        idx = self.idx
+        SMr = sinv.zr(idx[:, :, None], idx[:, None, :]) @ M1b  # padded slots: as in ``sm_and_k``
+        p = M1x.shape[0] if M1x is not None else 0
+        Mx = np.moveaxis(M1x.reshape(p, self.l1, self.q1), 1, 0) if p else np.zeros((self.l1, 0, self.q1))
+        U = np.einsum("lwp,lwq->lpq", sinv.P[idx], M1b, optimize=True)  # P' M1 per level (l1, p, q1)
+        if p:
+            U[:, :p] -= Mx
+        SMr += sinv.PH[idx] @ U
+        SMx = sinv.PH[qr + np.arange(p)][None] @ U if p else None
+        K = np.swapaxes(M1b, 1, 2) @ SMr
+        if p:
+            K += np.swapaxes(Mx, 1, 2) @ SMx
         return SMr, SMx, K
