@@ -2,7 +2,9 @@
 # a subset (schools 1-20 by label order, star_small) that the tests fit in seconds.
 # The covariate factors get the levels of star_levels.json (all unordered: treatment contrasts);
 # the grouping factors id, tch, sch R's default (sorted labels).
-# Usage: Rscript star_lmer.R   (writes star_lmer.json next to this script)
+# Usage: Rscript star_lmer.R   (writes star_lmer.json next to this script, and the full-data fits
+# in the reference-case format as ../ext/star_lmer_ML.json and ../ext/star_lmer_REML.json for
+# benchmarks/fit_bench.py)
 suppressMessages({library(lme4); library(jsonlite)})
 levs <- fromJSON("star_levels.json")
 d <- read.csv("../../data/star.csv", stringsAsFactors = FALSE)
@@ -33,3 +35,15 @@ out <- list(
   fits = list(one(ds, FALSE, "star_small_ML"), one(ds, TRUE, "star_small_REML"),
               one(d, FALSE, "star_ML"), one(d, TRUE, "star_REML")))
 write_json(out, "star_lmer.json", auto_unbox = TRUE, digits = NA, pretty = TRUE)
+for (f in out$fits[3:4]) {
+  case <- if (f$reml) "star_lmer_REML" else "star_lmer_ML"
+  call <- sprintf("lmer(%s, data = dat, REML = %s)", paste(deparse(form, width.cutoff = 500), collapse = ""), f$reml)
+  write_json(list(case = case, engine = "lmerMod", call = call, data = "tests/data/star.csv",
+                  data_prep = NULL, versions = out$versions,
+                  timing = list(elapsed_s = f$elapsed_s, median_s = f$elapsed_s, cpu_s = f$cpu_s,
+                                method = "system.time() of one fit (calc.derivs = FALSE), Rscript, 2-core VM shared with other jobs"),
+                  fit = list(nobs = f$nobs, logLik = f$logLik, theta = f$theta, sigma = f$sigma,
+                             fixef = f$fixef)),
+             file.path("..", "ext", paste0(case, ".json")), auto_unbox = TRUE, digits = NA,
+             pretty = TRUE, null = "null")
+}
