@@ -305,9 +305,9 @@ class BlockedSystem:
         """The ``SparseRestPlan`` of the rest block when it is large and sparse (decided once), else
         None: the dense Schur complement. Needs the ``LevelBlocks`` gathers for the gradients."""
         if self._sparse_plan is None:
-            plan = None
-            if self.allow_sparse and self.pattern is not None and self._level_blocks_any() is not None:
-                plan = sparse_plan(self)
+            plan = sparse_plan(self) if self.allow_sparse and self.pattern is not None else None
+            if plan is not None and self._level_blocks_any() is None:
+                plan = None
             self._sparse_plan = plan if plan is not None else False
         return self._sparse_plan if self.allow_sparse and self._sparse_plan else None
 
@@ -541,8 +541,11 @@ class BlockedSystem:
         """The ``LevelBlocks`` gather structure, or None where it does not pay: small systems with a
         dense Schur complement (the dense S^{-1} M1 is cheap) and large padded gathers. The
         sparse Schur complement always uses it (it has no dense S^{-1})."""
-        if self.sparse_plan() is None and self.qr * self.l1 * self.q1 <= _DENSE_LIMIT:
-            return None
+        if self.sparse_plan() is None:
+            if self.qr * self.l1 * self.q1 <= _DENSE_LIMIT:
+                return None
+            if self.q1 == 1 and self.rest_scalar and not self.rest_dense:
+                return None  # scalar terms, sparse C_r: (S^{-1} C_r)' as one sparse product is cheaper
         return self._level_blocks_any()
 
     def _level_blocks_any(self):

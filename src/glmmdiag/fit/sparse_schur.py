@@ -107,6 +107,10 @@ def sparse_plan(system) -> SparseRestPlan | None:
     qr = system.qr
     if system.pattern is None or not MIN_QR <= qr <= MAX_QR:
         return None
+    system.pattern._build_pairs()
+    pairs = system.pattern._pairs
+    if pairs is False or len(pairs[2]) > 2.0 * MAX_FILL * qr * (qr + 1) / 2:
+        return None  # the Schur update alone fills more than the factor may hold
     try:
         plan = SparseRestPlan(system.pattern, system.rest_q, system.rest_nlev)
     except ValueError:
