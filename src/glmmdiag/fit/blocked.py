@@ -27,6 +27,7 @@ from glmmdiag.fit.patterns import RestPattern
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
 
 _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
+_DENSE_C_LIMIT = 10_000_000  # entries of a dense C_r when at least 10% of them are nonzero
 _GATHER_LIMIT = 2_000_000  # entries of an (n, q1, q1) gather of the first term's blocks
 
 
@@ -145,7 +146,11 @@ class BlockedSystem:
             t1_cols = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
             self.pattern = RestPattern(rest_cols, rest_vals, t1_cols, t1.z, self.qr, self.l1 * q1, q1)
             size = self.qr * self.l1 * q1
-            self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and self.pattern.c_nnz > 0.25 * size)
+            nnz = self.pattern.c_nnz
+            # dense C_r where it is small, or filled enough that BLAS products beat sparse ones
+            # (crossed factors with many rows per level pair: C_r W1 C_r' as one gemm)
+            self.rest_dense = (size <= 4096 or (size <= _DENSE_LIMIT and nnz > 0.25 * size)
+                               or (size <= _DENSE_C_LIMIT and nnz > 0.1 * size))
         else:
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
