@@ -613,7 +613,7 @@ class BlockedSystem:
         """
         T = F.T
         t1 = terms[0]
-        q1, qr = self.q1, self.qr
+        qr = self.qr
         a = t1.z @ T[0]
         inv11 = F.a11_inverse()
         y1 = self.by_level(inv11, a)

@@ -67,17 +67,15 @@ class LevelBlocks:
         slot = np.arange(len(ukey)) - first[ulev]
         self.nbmax = nbmax = int(counts.max()) if len(ukey) else 0
         self.width = width = nbmax * qmax
-        # padded Schur-row index of each (level, slot, coefficient) and its validity
+        # padded Schur-row index of each (level, slot, coefficient); padding points at entry 0
+        # (its rows of M1 are zero, see ``sm_and_k``)
         idx = np.zeros((l1, nbmax, qmax), dtype=np.intp)
-        valid = np.zeros((l1, nbmax, qmax), dtype=bool)
         term = np.zeros((l1, nbmax), dtype=np.intp)
         for a in range(qmax):
             ok = a < blk_q[ublk]
             idx[ulev[ok], slot[ok], a] = blk_start[ublk[ok]] + a
-            valid[ulev[ok], slot[ok], a] = True
         term[ulev, slot] = blk_term[ublk]
         self.idx = idx.reshape(l1, width)
-        self.valid = valid.reshape(l1, width)
         self.term = term
         self.occupied = np.zeros((l1, nbmax), dtype=bool)
         self.occupied[ulev, slot] = True

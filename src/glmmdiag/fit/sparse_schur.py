@@ -115,11 +115,13 @@ def sparse_plan(system) -> SparseRestPlan | None:
         plan = SparseRestPlan(system.pattern, system.rest_q, system.rest_nlev)
     except ValueError:
         return None
-    # a diagonally dominant matrix with S_rr's pattern: its factor has the pattern's fill
+    # a diagonally dominant matrix with S_rr's pattern and generic (random, symmetric) values:
+    # its factor has the pattern's symbolic fill (no exact cancellations)
     off = plan.rows != plan.cols
-    vals = np.where(off, -1.0, 0.0)
-    deg = np.bincount(plan.rows[off], minlength=qr)
-    vals[plan.diag_pos] = deg + 1.0
+    sym = np.minimum(plan.rows, plan.cols).astype(np.int64) * qr + np.maximum(plan.rows, plan.cols)
+    weight = 0.5 + 0.5 * ((sym * 2654435761) % 1000003) / 1000003.0  # a hash of the entry
+    vals = np.where(off, -weight, 0.0)
+    vals[plan.diag_pos] = np.bincount(plan.rows[off], weights=weight[off], minlength=qr) + 1.0
     lu = _splu(plan.csc(vals), "MMD_AT_PLUS_A")
     if lu is None or lu.L.nnz > MAX_FILL * qr * (qr + 1) / 2:
         return None
@@ -130,7 +132,9 @@ def sparse_plan(system) -> SparseRestPlan | None:
     ref = _splu(plan.csc_permuted(vals), "NATURAL")
     if ref is None:
         return None
-    plan.ref_perm_c, plan.ref_nnz = np.asarray(ref.perm_c), ref.L.nnz
+    Lref = ref.L.tocsc()
+    Lref.sort_indices()
+    plan.ref_perm_c, plan.ref_indptr, plan.ref_indices = np.asarray(ref.perm_c), Lref.indptr, Lref.indices
     return plan
 
 
@@ -170,7 +174,12 @@ class SparseSchur:
             lu = _splu(A, "NATURAL")
         except RuntimeError:  # exactly singular
             return
-        if lu is None or lu.L.nnz != plan.ref_nnz or not np.array_equal(lu.perm_c, plan.ref_perm_c):
+        if lu is None or not np.array_equal(lu.perm_c, plan.ref_perm_c):
+            self.fallback = True
+            return
+        L = lu.L.tocsc()
+        L.sort_indices()
+        if not (np.array_equal(L.indptr, plan.ref_indptr) and np.array_equal(L.indices, plan.ref_indices)):
             self.fallback = True
             return
         d = lu.U.diagonal()
@@ -180,7 +189,7 @@ class SparseSchur:
         order = perm[np.argsort(lu.perm_c)]  # original index at each position of the factor
         self.pos = np.empty(qr, dtype=np.intp)
         self.pos[order] = np.arange(qr)
-        self.lu, self.d = lu, d
+        self.lu, self.L, self.d = lu, L, d
         self.perm, self.iperm = perm, iperm
         self.logdet_rr = float(np.sum(np.log(d)))
         self.B = self.rr_solve(Srd) if Srd.shape[1] else np.zeros((qr, 0))
@@ -215,8 +224,7 @@ class SparseSchur:
         """Z = S_rr^{-1} (in the factor's order) on the pattern of L + L' (Takahashi recursion)."""
         if self._Z is not None:
             return self._Z
-        L = self.lu.L.tocsc()
-        L.sort_indices()
+        L = self.L
         qr, d = self.qr, self.d
         Z = np.zeros((qr, qr))
         ip, ix, dv = L.indptr, L.indices, L.data
@@ -245,9 +253,6 @@ class SparseSchur:
         H = cho_solve_lower(self.Ld[:p, :p], np.eye(p))
         P = np.vstack([self.B[:, :p], -np.eye(p)])  # (m, p)
         return SparseEntries(Z, self.pos, P, P @ H)
-
-    def trailing(self) -> np.ndarray:
-        return self.Ld
 
 
 class SparseEntries:
