@@ -43,14 +43,14 @@ from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
 
 __all__ = ["SparseEntries", "SparseSchur", "SparseRestPlan", "sparse_plan"]
 
-MIN_QR = 300  # below this many rest random effects the dense Schur complement is as fast
+MIN_QR = 1000  # below this many rest random effects the dense Schur complement is as fast
 MAX_QR = 6000  # the selected inverse is stored as a dense qr x qr array
 MAX_FILL = 0.15  # use the sparse factor when nnz(L) <= this fraction of qr (qr + 1) / 2
-# Exact zeros on the pattern (a variance at zero) would leave SuperLU's factor with fewer entries
-# than the symbolic one, and the selected inverse needs the whole symbolic pattern: they are
-# replaced by this value, far below the rounding of any entry of S (S_rr >= I). A factor whose
-# pattern still differs (underflow, exact cancellation) is refused (``fallback``): dense path.
-TINY = 1e-150
+# Exact zeros on the pattern (a variance at zero, a slope column that is zero where two levels
+# meet) leave SuperLU's factor with fewer stored entries than the symbolic one, and the selected
+# inverse needs the whole symbolic pattern: the factor's values are put back on the symbolic
+# pattern (zeros where SuperLU stored none; the factor is unique for the ordering). A factor in
+# another order, or with entries off that pattern, is refused (``SparseSchur.fallback``): dense path.
 
 
 class SparseRestPlan:
@@ -135,6 +135,7 @@ def sparse_plan(system) -> SparseRestPlan | None:
     Lref = ref.L.tocsc()
     Lref.sort_indices()
     plan.ref_perm_c, plan.ref_indptr, plan.ref_indices = np.asarray(ref.perm_c), Lref.indptr, Lref.indices
+    plan.ref_keys = np.repeat(np.arange(qr, dtype=np.int64), np.diff(Lref.indptr)) * qr + Lref.indices
     return plan
 
 
@@ -169,7 +170,7 @@ class SparseSchur:
         perm = plan.perm
         iperm = np.empty(qr, dtype=np.intp)
         iperm[perm] = np.arange(qr)
-        A = plan.csc_permuted(np.where(Srr_vals == 0.0, TINY, Srr_vals))
+        A = plan.csc_permuted(Srr_vals)
         try:
             lu = _splu(A, "NATURAL")
         except RuntimeError:  # exactly singular
@@ -177,9 +178,8 @@ class SparseSchur:
         if lu is None or not np.array_equal(lu.perm_c, plan.ref_perm_c):
             self.fallback = True
             return
-        L = lu.L.tocsc()
-        L.sort_indices()
-        if not (np.array_equal(L.indptr, plan.ref_indptr) and np.array_equal(L.indices, plan.ref_indices)):
+        L = self._on_symbolic_pattern(lu.L, plan)
+        if L is None:
             self.fallback = True
             return
         d = lu.U.diagonal()
@@ -202,6 +202,20 @@ class SparseSchur:
             self.Ld = np.zeros((0, 0))
         self._Z = None
         self.ok = True
+
+    @staticmethod
+    def _on_symbolic_pattern(L, plan: SparseRestPlan):
+        """SuperLU's L with its values on the plan's symbolic pattern (zeros where it stored
+        none), or None when it has an entry off that pattern."""
+        L = L.tocsc()
+        qr = plan.qr
+        keys = np.repeat(np.arange(qr, dtype=np.int64), np.diff(L.indptr)) * qr + L.indices
+        at = np.searchsorted(plan.ref_keys, keys)
+        if np.any(at >= len(plan.ref_keys)) or np.any(plan.ref_keys[np.minimum(at, len(plan.ref_keys) - 1)] != keys):
+            return None
+        data = np.zeros(len(plan.ref_keys))
+        data[at] = L.data
+        return sparse.csc_matrix((data, plan.ref_indices, plan.ref_indptr), shape=(qr, qr))
 
     # ------------------------------------------------------------------ solves
     def rr_solve(self, b: np.ndarray) -> np.ndarray:
