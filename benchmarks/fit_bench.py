@@ -294,9 +294,23 @@ for _name, _csv, _factors, _formula, _fam in [
 STAR = ("math ~ yrs + gr + sx + eth + cltype + schtype + hdeg + clad + exp + trace"
         " + (yrs | id) + (1 | tch) + (yrs | sch)")
 STAR_FACTORS = ["gr", "sx", "eth", "cltype", "schtype", "hdeg", "clad", "trace", "id", "tch", "sch"]
+STAR_LEVELS = ROOT / "tests" / "reference" / "star" / "star_levels.json"
+
+
+def prep_star(df: pd.DataFrame) -> pd.DataFrame:
+    """The covariate factors' levels of star_levels.json (as star_lmer.R): the REML criterion
+    depends on the contrasts, hence on the reference levels."""
+    df = df.copy()
+    for col, lev in json.loads(STAR_LEVELS.read_text()).items():
+        df[col] = pd.Categorical(df[col].astype(str), categories=lev)
+    return df
+
+
+STAR_R_PREP = (f"lev <- jsonlite::fromJSON('{STAR_LEVELS}'); "
+               "for (v in names(lev)) dat[[v]] <- factor(as.character(dat[[v]]), levels = lev[[v]])")
 for _name, _reml in [("star_lmer_ML", False), ("star_lmer_REML", True)]:
     CASES.append(dict(name=_name, csv="star", factors=STAR_FACTORS, formula=STAR, family="gaussian",
-                      kwargs={"reml": _reml}, data_prep=None, r_prep="",
+                      kwargs={"reml": _reml}, data_prep=prep_star, r_prep=STAR_R_PREP,
                       r={"lme4": _name, "glmmTMB": None}, glmm=None,
                       note="STAR: the sparse Schur complement after the first term (fit/sparse_schur.py)."))
 
