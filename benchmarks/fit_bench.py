@@ -287,6 +287,33 @@ for _name, _csv, _factors, _formula, _fam in [
     CASES.append(dict(name=_name, csv=_csv, factors=_factors, formula=_formula, family=_fam, kwargs={},
                       data_prep=None, r_prep="", r={"lme4": None, "glmmTMB": _name}, glmm=None, r_target=10.0))
 
+# ---- big multi-term model (issue 17 item 6: >= 3x lme4) ----
+# mlmRev's STAR data (tests/data/star.csv: the 23 758 complete rows of the model's columns):
+# students (yrs | id), 1 288 teachers (1 | tch), 80 schools (yrs | sch). References:
+# tests/reference/ext/star_lmer_*.json, written by tests/reference/star/star_lmer.R.
+STAR = ("math ~ yrs + gr + sx + eth + cltype + schtype + hdeg + clad + exp + trace"
+        " + (yrs | id) + (1 | tch) + (yrs | sch)")
+STAR_FACTORS = ["gr", "sx", "eth", "cltype", "schtype", "hdeg", "clad", "trace", "id", "tch", "sch"]
+STAR_LEVELS = ROOT / "tests" / "reference" / "star" / "star_levels.json"
+
+
+def prep_star(df: pd.DataFrame) -> pd.DataFrame:
+    """The covariate factors' levels of star_levels.json (as star_lmer.R): the REML criterion
+    depends on the contrasts, hence on the reference levels."""
+    df = df.copy()
+    for col, lev in json.loads(STAR_LEVELS.read_text()).items():
+        df[col] = pd.Categorical(df[col].astype(str), categories=lev)
+    return df
+
+
+STAR_R_PREP = (f"lev <- jsonlite::fromJSON('{STAR_LEVELS}'); "
+               "for (v in names(lev)) dat[[v]] <- factor(as.character(dat[[v]]), levels = lev[[v]])")
+for _name, _reml in [("star_lmer_ML", False), ("star_lmer_REML", True)]:
+    CASES.append(dict(name=_name, csv="star", factors=STAR_FACTORS, formula=STAR, family="gaussian",
+                      kwargs={"reml": _reml}, data_prep=prep_star, r_prep=STAR_R_PREP,
+                      r={"lme4": _name, "glmmTMB": None}, glmm=None,
+                      note="STAR: the sparse Schur complement after the first term (fit/sparse_schur.py)."))
+
 R_ENGINES = ("lme4", "glmmTMB")
 
 

@@ -22,11 +22,14 @@ from scipy.linalg import lapack
 from glmmdiag.fit.banded import markov_first_term
 from glmmdiag.fit.covstruct import make_structure
 from glmmdiag.fit.dense import cho_solve_lower, cholesky_lower
+from glmmdiag.fit.level_blocks import LevelBlocks
+from glmmdiag.fit.sparse_schur import SparseSchur, sparse_plan
 from glmmdiag.fit.patterns import RestPattern
 
 __all__ = ["BlockedSystem", "CrossProducts", "Factor"]
 
 _DENSE_LIMIT = 400_000  # entries of C_rest above which it stays sparse
+_DENSE_C_LIMIT = 10_000_000  # entries of a dense C_r when at least 10% of them are nonzero
 _GATHER_LIMIT = 2_000_000  # entries of an (n, q1, q1) gather of the first term's blocks
 
 
@@ -42,6 +45,16 @@ def spd_inverse(L: np.ndarray) -> np.ndarray:
     out = inv + inv.T
     out.flat[:: out.shape[0] + 1] *= 0.5
     return out
+
+
+class _DenseEntries:
+    """Entries of a dense inverse at broadcast index arrays (the dense path of ``sinv_entries``)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __call__(self, a, b):
+        return self.array[a, b]
 
 
 def _blocks_of(Zt, w: np.ndarray, nlev: int, q: int) -> np.ndarray:
@@ -99,6 +112,7 @@ class Factor:
     inv11: np.ndarray | None = None  # A11^{-1} per level (q1 > 1), reused by own_inverse / cond_var
     band: object = None  # a Markov first term's precision-form factor (banded.MarkovFactor): a11, W1 None
     chol11: np.ndarray | None = None  # lower Cholesky factors of the first term's blocks (q1 > 1)
+    sparse: SparseSchur | None = None  # the Schur complement's sparse factor (then L22 is None)
 
     def a11_inverse(self) -> np.ndarray:
         """(l1, q1, q1) inverses of the first term's blocks (computed once per factor)."""
@@ -144,7 +158,11 @@ class BlockedSystem:
             t1_cols = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
             self.pattern = RestPattern(rest_cols, rest_vals, t1_cols, t1.z, self.qr, self.l1 * q1, q1)
             size = self.qr * self.l1 * q1
-            self.rest_dense = size <= 4096 or (size <= _DENSE_LIMIT and self.pattern.c_nnz > 0.25 * size)
+            nnz = self.pattern.c_nnz
+            # dense C_r where it is small, or filled enough that BLAS products beat sparse ones
+            # (crossed factors with many rows per level pair: C_r W1 C_r' as one gemm)
+            self.rest_dense = (size <= 4096 or (size <= _DENSE_LIMIT and nnz > 0.25 * size)
+                               or (size <= _DENSE_C_LIMIT and nnz > 0.1 * size))
         else:
             self.rest_dense = True
         self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)] if q1 <= 8 else None
@@ -152,6 +170,9 @@ class BlockedSystem:
         self.markov = None
         if not self.rest and getattr(t1, "structure", "us") in ("ar1", "ou"):
             self.markov = markov_first_term(t1, make_structure(t1.structure, q1, getattr(t1, "coords", None)))
+        self._level_blocks = None  # LevelBlocks gather structure (``level_blocks``), built on first use
+        self._sparse_plan = None  # SparseRestPlan, False for the dense Schur complement (``sparse_plan``)
+        self.allow_sparse = True  # False forces the dense Schur complement (tests compare the two)
 
     def z1t(self):
         """Z1' (l1 q1 x n) as a sparse matrix."""
@@ -301,6 +322,10 @@ class BlockedSystem:
         m = cp.G.shape[0]
         if m == 0:
             return Factor(theta, T, a11, W1, np.zeros((0, 0)), logdet11, True, None if q1 == 1 else inv11)
+        if qr and self.sparse_plan() is not None:
+            sch = self._sparse_schur(cp, W1, T)
+            if not sch.fallback:
+                return Factor(theta, T, a11, W1, None, logdet11, sch.ok, None if q1 == 1 else inv11, sparse=sch)
         S = self.scale_rest(cp.G - self.c_w_ct(cp, W1), T)
         if qr:
             S[np.arange(qr), np.arange(qr)] += 1.0
@@ -333,6 +358,56 @@ class BlockedSystem:
         S = cp.G - band.s**2 * band.U
         L22 = cholesky_lower(S) if np.isfinite(S).all() else None
         return Factor(theta, T, None, None, L22, band.logdet, L22 is not None, band=band)
+
+    # ------------------------------------------------------------------ sparse Schur complement
+    def sparse_plan(self):
+        """The ``SparseRestPlan`` of the rest block when it is large and sparse (decided once), else
+        None: the dense Schur complement. Needs the ``LevelBlocks`` gathers for the gradients."""
+        if self._sparse_plan is None:
+            plan = sparse_plan(self) if self.allow_sparse and self.pattern is not None else None
+            if plan is not None and self._level_blocks_any() is None:
+                plan = None
+            self._sparse_plan = plan if plan is not None else False
+        return self._sparse_plan if self.allow_sparse and self._sparse_plan else None
+
+    def _sparse_schur(self, cp: CrossProducts, W1, T) -> SparseSchur:
+        """S = L~'(G - C W1 C')L~ + J as sparse S_rr (on the plan's pattern) and dense S_rd, S_dd."""
+        plan, pat, qr = self._sparse_plan, self.pattern, self.qr
+        cvals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[pat.c_rows, pat.c_cols]
+        vals = cp.G[plan.rows, plan.cols].copy()
+        pa, pb, _, inv, widx = pat._pairs
+        vals[plan.s_pos] -= np.bincount(inv, cvals[pa] * cvals[pb] * W1.ravel()[widx], minlength=len(plan.s_pos))
+        if self.rest_scalar:
+            lr = self.lam_rest_vec(T[1:])
+            vals *= lr[plan.rows] * lr[plan.cols]
+        else:  # L_r' M L_r stays on the pattern (closed over each term's level blocks)
+            Lr = self.lam_rest_vec(T[1:])
+            R = (Lr.T @ plan.csc(vals) @ Lr).tocoo()
+            keys = R.row.astype(np.int64) * qr + R.col
+            vals = np.zeros(len(plan.keys))
+            np.add.at(vals, np.searchsorted(plan.keys, keys), R.data)
+        vals[plan.diag_pos] += 1.0
+        if cp.Cx is not None:
+            CxW = self._right_w1(cp.Cx, W1)
+            Srd = cp.G[:qr, qr:] - pat.csr(cvals) @ CxW.T
+            Srd = self.lam_rest(T[1:], Srd, transpose=True)
+            Sdd = cp.G[qr:, qr:] - CxW @ cp.Cx.T
+        else:
+            Srd, Sdd = np.zeros((qr, 0)), np.zeros((0, 0))
+        return SparseSchur(plan, vals, Srd, Sdd)
+
+    def tail(self, F: Factor) -> np.ndarray:
+        """Lower Cholesky factor of the dense columns' block after eliminating every random effect
+        (the trailing block of the Schur complement's factor)."""
+        return F.sparse.Ld if F.sparse is not None else F.L22[self.qr :, self.qr :]
+
+    def sinv_entries(self, F: Factor, m: int):
+        """Callable (a, b) -> entries of S_m^{-1} (S's leading m x m block) at broadcast indices:
+        a dense inverse, or the sparse factor's selected inverse (entries on the pattern only)."""
+        if F.sparse is not None:
+            return F.sparse.inverse_entries(m - self.qr)
+        Sinv = spd_inverse(F.L22[:m, :m])
+        return _DenseEntries(Sinv)
 
     def c_w_ct(self, cp: CrossProducts, W1) -> np.ndarray:
         """C W1 C' over the Schur rows (rest RE, then dense columns), W1 block diagonal per level."""
@@ -383,6 +458,9 @@ class BlockedSystem:
         return np.einsum("mlq,lqr->mlr", C.reshape(m, self.l1, self.q1), W1).reshape(C.shape)
 
     def logdet_rest(self, F: Factor, upto: int | None = None) -> float:
+        if F.sparse is not None:
+            extra = 0 if upto is None else upto - self.qr
+            return F.sparse.logdet_rr + float(2.0 * np.sum(np.log(np.diag(F.sparse.Ld)[:extra])))
         d = np.diag(F.L22)[: (self.qr if upto is None else upto)]
         return float(2.0 * np.sum(np.log(d)))
 
@@ -421,11 +499,11 @@ class BlockedSystem:
         """Solve A [x1; xr] = [g1; grest]; A as in the module docstring (without y)."""
         T1 = F.T[0]
         y1 = self.a11_solve(F, g1)
-        if F.L22.shape[0] == 0:
+        if F.sparse is None and F.L22.shape[0] == 0:
             return y1, np.zeros(0)
         # A_r1 y1 = L~' C L1 y1
         h = grest - self.lam_tilde(F, self.c_times(cp, self.lam1(T1, y1)), transpose=True)
-        xr = cho_solve_lower(F.L22, h)
+        xr = F.sparse.solve(h) if F.sparse is not None else cho_solve_lower(F.L22, h)
         x1 = y1 - self.a11_solve(F, self.lam1t(T1, self.c_transpose_times(cp, self.lam_tilde(F, xr))))
         return x1, xr
 
@@ -442,9 +520,16 @@ class BlockedSystem:
         inv11 = F.a11_inverse()
         blocks1 = inv11
         if qr:
-            Sinv = spd_inverse(F.L22[:qr, :qr])
+            sinv = self.sinv_entries(F, qr)
+            Sinv = getattr(sinv, "array", None)  # the dense inverse (None on the sparse path)
             lr = self.lam_rest_vec(T[1:]) if self.rest_scalar else None
-        if qr and q1 == 1 and self.rest_scalar and isinstance(cp.Cr, SparseRest):
+        if qr and self.level_blocks() is not None:
+            # per-level gathers of S^{-1} (``LevelBlocks``): K_j = M1_j' S^{-1} M1_j, no dense M1
+            lb = self.level_blocks()
+            vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
+            _, _, K = lb.sm_and_k(lb.m1_blocks(vals, T[0], T[1:]), None, sinv, qr)
+            blocks1 = inv11 + inv11 @ K @ inv11
+        elif qr and q1 == 1 and self.rest_scalar and isinstance(cp.Cr, SparseRest):
             # sparse C_r: m_j' S^{-1} m_j for every column m_j of M1 from (S^{-1} M1) at M1's entries only
             pat = self.pattern
             m1 = cp.Cr.vals * lr[pat.c_rows] * T[0][0, 0]
@@ -461,52 +546,20 @@ class BlockedSystem:
         off = 0
         for k, t in enumerate(terms[1:], start=1):
             idx = off + np.arange(t.nlev)[:, None] * t.q + np.arange(t.q)[None, :]
-            blk = Sinv[idx[:, :, None], idx[:, None, :]]
+            blk = sinv(idx[:, :, None], idx[:, None, :])
             out.append(T[k][None] @ blk @ T[k].T[None])
             off += t.nlev * t.q
         return out
 
-    def by_level(self, M: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Rows M[level of row i] @ V[i] for the first term's (l1, q1, q1) blocks M.
-
-        Small blocks: one gather and einsum. Large ones (a long ar1 series, a spatial term): level by
-        level, so that no large (n, q1, q1) array of gathered blocks is ever formed."""
-        refs = self.refs1
-        if self.l1 == 1:  # one level (a single spatial field): one product
-            return V @ M[0].T
-        if self.q1 <= 8 or len(refs) * self.q1 * self.q1 <= _GATHER_LIMIT:
-            return np.einsum("iab,ib->ia", M[refs], V)
-        if self._level_rows is None:
-            order = np.argsort(refs, kind="stable")
-            bounds = np.searchsorted(refs[order], np.arange(self.l1 + 1))
-            self._level_rows = [order[bounds[j] : bounds[j + 1]] for j in range(self.l1)]
-        out = np.empty_like(V, dtype=float)
-        for j, rows in enumerate(self._level_rows):
-            if rows.size:
-                out[rows] = V[rows] @ M[j].T
-        return out
-
-    def own_inverse(self, F: Factor, cp: CrossProducts, terms, X: np.ndarray | None = None) -> list[np.ndarray]:
-        """Per term k, (n, q_k): entries of A^{-1} zbar_i at row i's own random-effect positions.
-
-        A is the random-effects block H (X None) or the (u, beta) block of the system (X given,
-        cp built with D = [X, ...] whose first X.shape[1] dense rows are X); zbar_i =
-        [Lambda'Z'e_i; X'e_i]. Block elimination: y1 = A11^{-1} a_i, x_i = S^{-1}(b_i - M1 y1),
-        A^{-1} zbar_i = [y1 - A11^{-1} M1' x_i; x_i], M1 = L~' C Lambda_1; only row i's own entries
-        are formed, by gathers from S^{-1} and S^{-1} M1, so the cost is O(n k^2) for k own entries.
-        """
+    def _own_pieces_dense(self, F: Factor, cp: CrossProducts, terms, X, Sinv):
+        """S^{-1} M1 formed as an (m, l1 q1) array (dense or sparse M1), gathered at each row's own
+        entries: (SMg (n, k, q1), K (l1, q1, q1), pos (n, k), bt (n, k), kr)."""
         T = F.T
         t1 = terms[0]
         q1, qr = self.q1, self.qr
-        a = t1.z @ T[0]
-        inv11 = F.a11_inverse()
-        y1 = self.by_level(inv11, a)
         p = 0 if X is None else X.shape[1]
         m = qr + p
-        if m == 0:
-            return [y1]
         n = len(t1.refs)
-        Sinv = spd_inverse(F.L22[:m, :m])
         SM = np.zeros((m, self.l1 * q1))
         K = np.zeros((self.l1, q1, q1))
         bt_parts, pos_parts = [], []
@@ -543,11 +596,103 @@ class BlockedSystem:
         kr = pos_parts[0].shape[1] if qr else 0
         cols1 = t1.refs[:, None] * q1 + np.arange(q1)[None, :]
         SMg = SM[pos[:, :, None], cols1[:, None, :]]  # (n, k, q1)
+        return SMg, K, pos, bt, kr
+
+    def level_blocks(self):
+        """The ``LevelBlocks`` gather structure, or None where it does not pay: small systems with a
+        dense Schur complement (the dense S^{-1} M1 is cheap) and large padded gathers. The
+        sparse Schur complement always uses it (it has no dense S^{-1})."""
+        if self.sparse_plan() is None:
+            if self.qr * self.l1 * self.q1 <= _DENSE_LIMIT:
+                return None
+            if self.q1 == 1 and self.rest_scalar and not self.rest_dense:
+                return None  # scalar terms, sparse C_r: (S^{-1} C_r)' as one sparse product is cheaper
+        return self._level_blocks_any()
+
+    def _level_blocks_any(self):
+        """The ``LevelBlocks`` structure (built once) when its padded gathers are small enough."""
+        if self._level_blocks is None:
+            lb = LevelBlocks.build(self) if self.pattern is not None else None
+            self._level_blocks = lb if lb is not None else False
+        return self._level_blocks or None
+
+    def _own_pieces_by_level(self, lb, F: Factor, cp: CrossProducts, terms, X, sinv):
+        """As ``_own_pieces_dense``, from per-level gathers of S^{-1} (``LevelBlocks``)."""
+        T = F.T
+        qr = self.qr
+        p = 0 if X is None else X.shape[1]
+        n = len(self.refs1)
+        vals = cp.Cr.vals if isinstance(cp.Cr, SparseRest) else cp.Cr[self.pattern.c_rows, self.pattern.c_cols]
+        M1b = lb.m1_blocks(vals, T[0], T[1:])
+        M1x = self.lam1t(T[0], cp.Cx[:p]) if p else None
+        SMr, SMx, K = lb.sm_and_k(M1b, M1x, sinv, qr)
+        refs = self.refs1
+        parts = [SMr[refs[:, None], lb.row_pos]]
+        pos_parts = [self.pattern.rest_cols]
+        bt_parts = [np.column_stack([t.z @ Tk for t, Tk in zip(terms[1:], T[1:])])]
+        if p:
+            parts.append(SMx[refs])
+            pos_parts.append(np.broadcast_to(qr + np.arange(p), (n, p)))
+            bt_parts.append(X)
+        kr = pos_parts[0].shape[1]
+        return (np.concatenate(parts, axis=1), K, np.concatenate(pos_parts, axis=1),
+                np.concatenate(bt_parts, axis=1), kr)
+
+    def by_level(self, M: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Rows M[level of row i] @ V[i] for the first term's (l1, q1, q1) blocks M.
+
+        Small blocks: one gather and einsum. Large ones (a long ar1 series, a spatial term): level by
+        level, so that no large (n, q1, q1) array of gathered blocks is ever formed."""
+        refs = self.refs1
+        if self.l1 == 1:  # one level (a single spatial field): one product
+            return V @ M[0].T
+        if self.q1 <= 8 or len(refs) * self.q1 * self.q1 <= _GATHER_LIMIT:
+            return np.einsum("iab,ib->ia", M[refs], V)
+        if self._level_rows is None:
+            order = np.argsort(refs, kind="stable")
+            bounds = np.searchsorted(refs[order], np.arange(self.l1 + 1))
+            self._level_rows = [order[bounds[j] : bounds[j + 1]] for j in range(self.l1)]
+        out = np.empty_like(V, dtype=float)
+        for j, rows in enumerate(self._level_rows):
+            if rows.size:
+                out[rows] = V[rows] @ M[j].T
+        return out
+
+    def own_inverse(self, F: Factor, cp: CrossProducts, terms, X: np.ndarray | None = None) -> list[np.ndarray]:
+        """Per term k, (n, q_k): entries of A^{-1} zbar_i at row i's own random-effect positions.
+
+        A is the random-effects block H (X None) or the (u, beta) block of the system (X given,
+        cp built with D = [X, ...] whose first X.shape[1] dense rows are X); zbar_i =
+        [Lambda'Z'e_i; X'e_i]. Block elimination: y1 = A11^{-1} a_i, x_i = S^{-1}(b_i - M1 y1),
+        A^{-1} zbar_i = [y1 - A11^{-1} M1' x_i; x_i], M1 = L~' C Lambda_1; only row i's own entries
+        are formed, by gathers from S^{-1} and S^{-1} M1, so the cost is O(n k^2) for k own entries.
+        """
+        T = F.T
+        t1 = terms[0]
+        qr = self.qr
+        a = t1.z @ T[0]
+        inv11 = F.a11_inverse()
+        y1 = self.by_level(inv11, a)
+        p = 0 if X is None else X.shape[1]
+        m = qr + p
+        if m == 0:
+            return [y1]
+        sinv = self.sinv_entries(F, m)
+        lb = self.level_blocks() if qr else None
+        if lb is not None:
+            SMg, K, pos, bt, kr = self._own_pieces_by_level(lb, F, cp, terms, X, sinv)
+        else:
+            SMg, K, pos, bt, kr = self._own_pieces_dense(F, cp, terms, X, sinv.array)
         v = np.einsum("ikc,ik->ic", SMg, bt) - self.by_level(K, y1)
         own = [y1 - self.by_level(inv11, v)]
         if qr:
             pr = pos[:, :kr]
-            x_own = np.einsum("ick,ik->ic", Sinv[pr[:, :, None], pos[:, None, :]], bt)
+            if getattr(sinv, "lowrank", False):  # [Z 0; 0 0] + P H P': the low-rank part factored
+                x_own = np.einsum("ick,ik->ic", sinv.zr(pr[:, :, None], pr[:, None, :]), bt[:, :kr])
+                v = np.einsum("ikp,ik->ip", sinv.P[pr], bt[:, :kr]) - bt[:, kr:]  # P[pos_i]' bt_i
+                x_own += np.einsum("icp,ip->ic", sinv.PH[pr], v)
+            else:
+                x_own = np.einsum("ick,ik->ic", sinv(pr[:, :, None], pos[:, None, :]), bt)
             x_own -= np.einsum("icd,id->ic", SMg[:, :kr, :], y1)
             c = 0
             for t in terms[1:]:

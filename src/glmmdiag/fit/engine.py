@@ -1361,7 +1361,7 @@ def _scales(prob, beta, theta, psi):
     Fx = sysm.factor(cpx, theta, prob.thetamap)
     if not Fx.ok or p == 0:
         return np.eye(p), Hp, W
-    LX = Fx.L22[sysm.qr :, sysm.qr :]
+    LX = sysm.tail(Fx)
     return np.sqrt(2.0) * LX.T, Hp, W
 
 

@@ -124,12 +124,12 @@ class LMMProblem:
         return self._criterion(F)[0]
 
     def _criterion(self, F):
-        qr, p, n = self.system.qr, self.p, self.n
-        L = F.L22
+        p, n = self.p, self.n
+        L = self.system.tail(F)  # [X, y] block after eliminating the random effects
         r2 = L[-1, -1] ** 2
         ldz = F.logdet11 + self.system.logdet_rest(F)
         if self.reml:
-            ldx = float(2.0 * np.sum(np.log(np.diag(L)[qr : qr + p])))
+            ldx = float(2.0 * np.sum(np.log(np.diag(L)[:p])))
             nr = n - p
             dev = ldz + ldx + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr))
         else:
@@ -140,10 +140,15 @@ class LMMProblem:
         """beta^ and u^ (term order) from the factor of the augmented system."""
         sysm = self.system
         qr = sysm.qr
-        L = F.L22
-        # no fixed effects and a single term: nothing but u1 to solve for
-        x = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans=True) if L.shape[0] > 1 else np.zeros(0)
-        ur, beta = x[:qr], x[qr:]
+        if F.sparse is not None:  # [ur; beta] = S[:-1, :-1]^{-1} S[:-1, -1] by block elimination
+            Ld = F.sparse.Ld
+            beta = solve_triangular(Ld[:-1, :-1], Ld[-1, :-1], lower=True, trans=True) if self.p else np.zeros(0)
+            ur = F.sparse.B[:, -1] - F.sparse.B[:, :-1] @ beta
+        else:
+            L = F.L22
+            # no fixed effects and a single term: nothing but u1 to solve for
+            x = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans=True) if L.shape[0] > 1 else np.zeros(0)
+            ur, beta = x[:qr], x[qr:]
         # u1 = A11^{-1} Lambda1' C' v with v = [-Lambda_r ur, -beta, 1]
         v = np.concatenate([-sysm.lam_tilde(F, np.concatenate([ur, beta]))[:qr], -beta, [1.0]])
         u1 = sysm.a11_solve(F, sysm.lam1t(F.T[0], sysm.c_transpose_times(self.cp, v)))
@@ -170,7 +175,7 @@ class LMMProblem:
         T = F.T
         terms = d.terms
         scalar = (all(t.q == 1 for t in terms) and not self.thetamap.any_structured
-                  and np.all(theta > SCALAR_TRICK_MIN))
+                  and np.all(theta > SCALAR_TRICK_MIN) and F.sparse is None)
         band = F.band  # a single Markov term in precision form: its trace term without own entries
         own = None if scalar or band is not None else sysm.own_inverse(F, self.cp, terms, d.X if self.reml else None)
         starts = np.concatenate([[0], np.cumsum([t.nlev * t.q for t in terms])]).astype(int)
@@ -245,10 +250,9 @@ class LMMProblem:
                 "(the response may lie in the span of the fixed and random effects)"
             )
         dev, r2 = self._criterion(F)
-        qr, p, n = sysm.qr, self.p, self.n
-        L = F.L22
+        p, n = self.p, self.n
         beta, u = self._solve(F)
         sigma = float(np.sqrt(r2 / (n - p if self.reml else n)))
         loglik = -0.5 * dev
-        RX = L[qr : qr + p, qr : qr + p]
+        RX = sysm.tail(F)[:p, :p]
         return LMMSolution(theta, beta, u, sigma, dev, loglik, RX)
