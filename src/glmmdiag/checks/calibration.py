@@ -35,7 +35,20 @@ def _pivot(t: TestResult, how: str) -> float:
     return float(t.p_value) if how == "p" else float(t.statistic)
 
 
-def _bootstrap_pvalues(model, b, root, n_sim, simulate_re, chunk_size, names):
+def _simulation_options(res) -> dict:
+    """How ``res`` was simulated (mode, chunks, residual definition, rotation), to make the residuals
+    of each bootstrap data set the same way."""
+    rot = getattr(res, "rotation", None)
+    if rot == "given":
+        raise GlmmdiagError("calibration cannot replay a given rotation matrix on refitted models; use "
+                            "rotation='estimated' or None")
+    src = res._source or {}
+    return {"simulate_re": res.simulate_re, "chunk_size": res.chunk_size, "pit": getattr(res, "pit", "dharma"),
+            "rotation": rot, "rotation_blocks": src.get("rotation_blocks")}
+
+
+def _bootstrap_pvalues(model, b, root, n_sim, options, names):
+    """(statistic and raw p-value of each test, for bootstrap data set b; error message or None)."""
     from glmmdiag.residuals import simulate_residuals
     from glmmdiag._rng import child_seed
 
@@ -44,8 +57,7 @@ def _bootstrap_pvalues(model, b, root, n_sim, simulate_re, chunk_size, names):
         try:
             y_b = np.asarray(model.simulate(1, child_generator(root, 3, b), False), float)[:, 0]
             m_b = model.refit(y_b)
-            res_b = simulate_residuals(m_b, n_sim, seed=child_seed(root, 4, b), simulate_re=simulate_re,
-                                       chunk_size=chunk_size)
+            res_b = simulate_residuals(m_b, n_sim, seed=child_seed(root, 4, b), **options)
             out = []
             for k in names:
                 t = _CALIBRATABLE[k][0](res_b)
@@ -55,6 +67,28 @@ def _bootstrap_pvalues(model, b, root, n_sim, simulate_re, chunk_size, names):
             return [math.nan] * (2 * len(names)), f"{type(exc).__name__}: {exc}"
 
 
+def _calibration_root(res, seed):
+    from glmmdiag._rng import root_seed
+
+    return root_seed(seed if seed is not None else np.random.SeedSequence(res.seed).spawn(1)[0])
+
+
+def timed_first_replicate(res: ScaledResiduals, tests, seed=None) -> tuple[tuple, float, float]:
+    """Bootstrap data set 0 of ``calibrated_tests(res, tests=tests, seed=seed)`` (simulate, refit,
+    simulate residuals, test), its CPU time and its wall time in seconds: the cost of one bootstrap
+    replicate, from which the cost of n_boot is estimated (``residual_tests``' refit budget). The
+    CPU time (``time.process_time``) is what the replicate costs whatever else runs on the
+    machine; the wall time grows with the load. Pass the first element as ``_first`` to
+    ``calibrated_tests`` to reuse it."""
+    import time
+
+    names = list(tests)
+    root = _calibration_root(res, seed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    row = _bootstrap_pvalues(res.model, 0, root, res.n_sim, _simulation_options(res), names)
+    return row, time.process_time() - c0, time.perf_counter() - t0
+
+
 def calibrated_tests(
     res: ScaledResiduals,
     n_boot: int = 100,
@@ -62,6 +96,8 @@ def calibrated_tests(
     *,
     seed=None,
     n_jobs=1,
+    _first=None,
+    _raw: dict | None = None,
 ) -> dict:
     """Tests with p-values calibrated by a parametric bootstrap of the whole procedure.
 
@@ -99,10 +135,10 @@ def calibrated_tests(
     with ``refit``; one joblib task per bootstrap data set; bootstrap data sets come from spawn
     key (3, b), their residuals from (4, b). Returns {name: TestResult} whose ``p_value`` is the
     calibrated one (the raw p-value is in ``estimate``) and whose ``mc_se`` is the bootstrap's
-    Monte-Carlo SE.
+    Monte-Carlo SE. The bootstrap residuals are made as ``res`` was (n_sim, simulation mode, chunk
+    size, residual definition ``pit``, rotation). (``_first``: bootstrap data set 0 already computed
+    by ``timed_first_replicate``; ``_raw``: the raw tests already computed.)
     """
-    from glmmdiag._rng import root_seed
-
     res = _check_res(res)
     m = res.model
     if m is None or not hasattr(m, "refit"):
@@ -116,20 +152,23 @@ def calibrated_tests(
     n_boot = int(n_boot)
     if n_boot < 1:
         raise GlmmdiagError("n_boot must be >= 1")
-    root = root_seed(seed if seed is not None else np.random.SeedSequence(res.seed).spawn(1)[0])
+    root = _calibration_root(res, seed)
     from joblib import Parallel, delayed, effective_n_jobs
 
-    args = (root, res.n_sim, res.simulate_re, res.chunk_size, names)
+    args = (root, res.n_sim, _simulation_options(res), names)
+    todo = range(0 if _first is None else 1, n_boot)
     if effective_n_jobs(n_jobs) == 1:
-        P = [_bootstrap_pvalues(m, b, *args) for b in range(n_boot)]
+        P = [_bootstrap_pvalues(m, b, *args) for b in todo]
     else:
-        P = Parallel(n_jobs=n_jobs)(delayed(_bootstrap_pvalues)(m, b, *args) for b in range(n_boot))
+        P = Parallel(n_jobs=n_jobs)(delayed(_bootstrap_pvalues)(m, b, *args) for b in todo)
+    if _first is not None:
+        P = [_first] + list(P)
     errors = sorted({e for _, e in P if e})
     P = np.array([p for p, _ in P], float).reshape(n_boot, 2 * len(names))
     out = {}
     for k, name in enumerate(names):
         fn, how = _CALIBRATABLE[name]
-        raw = fn(res)
+        raw = _raw[name] if _raw is not None and name in _raw else fn(res)
         ok = np.isfinite(P[:, 2 * k + 1])  # refits that worked
         if not ok.any():
             raise FitError(f"every bootstrap refit of the calibrated tests failed: {errors[:3]}; report the "

@@ -10,6 +10,7 @@ from scipy import stats
 from glmmdiag.errors import GlmmdiagError
 from glmmdiag.results import ScaledResiduals, TestResult
 from glmmdiag.checks._common import _check_res, _data_name
+from glmmdiag.checks._columns import per_row
 from glmmdiag.checks.pvalues import p_adjust
 
 
@@ -31,16 +32,20 @@ def _level_codes(g: pd.Series) -> tuple[np.ndarray, list]:
     return np.asarray(pd.Categorical(g.to_numpy(), categories=levels).codes), levels
 
 
-def categorical_test(res: ScaledResiduals, catpred) -> TestResult:
+def categorical_test(res: ScaledResiduals, catpred, *, data=None) -> TestResult:
     """Per-level uniformity (KS, Holm-adjusted) and equal spread across levels (Brown-Forsythe:
     Levene's test centred on the median). p-value = min(1, 2 min(smallest Holm-adjusted KS p,
-    Levene p)) (Bonferroni over the two parts); both parts are in ``table``/``estimate``."""
+    Levene p)) (Bonferroni over the two parts); both parts are in ``table``/``estimate``.
+
+    ``catpred``: one level per residual, one per row of the fitting data (its fitted rows are
+    taken), or a column name looked up in ``data`` (the fitting data) or among the grouping
+    factors the model knows (``checks._columns.per_row``). Levels keep a Categorical's order,
+    numbers (and numeric strings) sort by value, other labels alphabetically."""
     res = _check_res(res)
     r = np.asarray(res.residuals, float)
-    g = catpred if isinstance(catpred, pd.Series) else pd.Series(
-        catpred if isinstance(catpred, pd.Categorical) else np.asarray(catpred))
-    if g.shape[0] != r.size:
-        raise GlmmdiagError(f"catpred has {g.shape[0]} values but there are {r.size} residuals")
+    if isinstance(catpred, pd.Categorical):
+        catpred = pd.Series(catpred)
+    g = per_row(res, catpred, "catpred", data)
     if g.isna().any():
         raise GlmmdiagError("catpred has missing values")
     codes, levels = _level_codes(g)

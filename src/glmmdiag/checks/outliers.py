@@ -23,17 +23,27 @@ def outlier_test(
 ) -> TestResult:
     """Too many (or too few) observations outside the simulation envelope.
 
-    type="binomial": the number of residuals below 1/(n_sim + 1) and/or above 1 - 1/(n_sim + 1)
-        against Binomial(n, p0), p0 = 1/(n_sim + 1) per margin (exact for continuous responses,
-        approximate for integer ones), as DHARMa.
-    type="bootstrap": a Monte-Carlo test. An outlier is a residual of exactly 0 or 1 (outside
-        every simulation). The first ``n_boot`` simulations are used in turn as pseudo-observed
+    type="binomial": the number k of outliers against Binomial(n, p0), p0 = 1/(n_sim + 1) per
+        margin (2/(n_sim + 1) for both).
+        Residuals of the default definition (``pit="ranks"``): an outlier is a residual in an
+        extreme cell, r < 1/(n_sim + 1) (the observation is below all its simulations, ties
+        broken at random) or r >= n_sim/(n_sim + 1). The residuals are exactly Uniform(0, 1) and
+        independent when the observations are exchangeable with their simulations, so
+        P(outlier) = 2/(n_sim + 1) exactly and k ~ Binomial(n, 2/(n_sim + 1)) exactly, for integer
+        and continuous responses and any n (a correct Poisson GLMM at n = 10^6 is not flagged;
+        tests/test_large_n.py).
+        DHARMa's residuals (``pit="dharma"``): residuals below 1/(n_sim + 1) or above
+        1 - 1/(n_sim + 1), as DHARMa: exact for continuous responses, approximate for integer
+        ones, whose ties make the true rate differ from p0 (a correct Poisson GLMM with 2e5 rows
+        gave p = 4e-16).
+    type="bootstrap": a Monte-Carlo test. An outlier is an observation strictly outside every
+        simulation (for DHARMa's residuals a residual of exactly 0 or 1). The first ``n_boot`` simulations are used in turn as pseudo-observed
         data, each judged against the other simulations plus the observed data, so under the
         model they are exchangeable with the observed data and the p-value
         (1 + #{T_k >= T_obs}) / (n_boot + 1) is exact (DHARMa resamples instead). Needs the
         simulations: replayed from their seeds when not kept.
-    type="default": bootstrap for integer responses with at most 500 observations, binomial
-        otherwise (DHARMa's rule).
+    type="default": binomial for the default residuals (exact); for DHARMa's residuals DHARMa's rule
+        (bootstrap for integer responses with at most 500 observations, binomial otherwise).
     """
     res = _check_res(res)
     alt = _alt(alternative)
@@ -41,18 +51,29 @@ def outlier_test(
         raise GlmmdiagError("margin must be 'both', 'upper' or 'lower'")
     if type not in ("default", "binomial", "bootstrap"):
         raise GlmmdiagError("type must be 'default', 'binomial' or 'bootstrap'")
+    ranks = getattr(res, "pit", "dharma") == "ranks"
     if type == "default":
-        type = "bootstrap" if (res.integer_response and res.nobs <= 500 and res.method != "refit") else "binomial"
+        dharma_boot = res.integer_response and res.nobs <= 500 and res.method != "refit"
+        type = "bootstrap" if (dharma_boot and not ranks) else "binomial"
     n, N = res.nobs, res.n_sim
     r = res.residuals
     if type == "binomial":
         t = 1.0 / (N + 1)
-        lo, hi = int(np.sum(r < t)), int(np.sum(r > 1 - t))
+        if ranks:
+            low, high = r * (N + 1) < 1.0, r * (N + 1) >= N
+            method = "Outlier test: exact binomial test (rank residuals: exact expectation 1/(n_sim + 1) per margin)"
+            note = None
+        else:
+            low, high = r < t, r > 1 - t
+            method = "Outlier test: exact binomial test with approximate expectations"
+            note = ("Note: for integer responses the binomial expectation is approximate (DHARMa's residuals); the "
+                    "default residuals (pit='ranks') make it exact" if res.integer_response else None)
+        lo, hi = int(np.sum(low)), int(np.sum(high))
         k = {"both": lo + hi, "upper": hi, "lower": lo}[margin]
         p0 = t * (2 if margin == "both" else 1)
         bt = stats.binomtest(k, n, p0, alternative=alt)
         return TestResult(
-            method="Outlier test: exact binomial test with approximate expectations",
+            method=method,
             statistic=float(k),
             statistic_name=f"outliers at {margin} margin(s)",
             p_value=float(bt.pvalue),
@@ -61,12 +82,8 @@ def outlier_test(
             parameter={"observations": float(n)},
             estimate={f"frequency of outliers (expected: {p0:.6g})": k / n},
             simulate_re=res.simulate_re,
-            note=(
-                "Note: for integer responses the binomial expectation is approximate; type='bootstrap' is exact"
-                if res.integer_response
-                else None
-            ),
-            plot_data={"lower": np.flatnonzero(r < t), "upper": np.flatnonzero(r > 1 - t), "expected_frequency": p0},
+            note=note,
+            plot_data={"lower": np.flatnonzero(low), "upper": np.flatnonzero(high), "expected_frequency": p0},
         )
     # Monte-Carlo test with exchangeable pseudo-observations
     if res.method == "refit":

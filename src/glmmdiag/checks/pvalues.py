@@ -124,3 +124,31 @@ def _conservative_rank_pvalue(observed: float, bootstrap, how: str) -> float:
     lo, hi = 1 + int(np.sum(b <= observed)), 1 + int(np.sum(b >= observed))
     k = {"p": lo, "upper": hi}.get(how, None)
     return float(k / (b.size + 1)) if k is not None else float(min(1.0, 2 * min(lo, hi) / (b.size + 1)))
+
+
+def adjust_tests(tests: dict, method: str = "holm", exclude=()) -> dict:
+    """The tests of a verdict with their p-values adjusted for multiplicity (``p_adjust``).
+
+    A verdict that flags a model when any of its k tests rejects at alpha has a type I error of up
+    to 1 - (1 - alpha)^k (k = 5 exact tests: about 0.23 at alpha = 0.05). With Holm's adjustment
+    over the tests with a finite p-value it is at most alpha, whatever their dependence. Tests
+    named in ``exclude`` and tests with a NaN p-value (undefined for the data) are kept as they
+    are. Returns a new dict; each adjusted ``TestResult`` keeps its raw p-value in ``estimate``
+    ("unadjusted p-value") and says so in ``note``.
+    """
+    import dataclasses
+
+    names = [k for k, t in tests.items() if t is not None and k not in exclude
+             and t.p_value is not None and math.isfinite(float(t.p_value))]
+    out = dict(tests)
+    if len(names) < 2:
+        return out
+    adj = p_adjust([float(tests[k].p_value) for k in names], method)
+    for k, p in zip(names, adj):
+        t = tests[k]
+        est = dict(t.estimate or {})
+        est["unadjusted p-value"] = float(t.p_value)
+        note = f"p-value {method}-adjusted over the {len(names)} tests of the verdict"
+        out[k] = dataclasses.replace(t, p_value=float(p), estimate=est,
+                                     note=((t.note + "\n") if t.note else "") + note)
+    return out

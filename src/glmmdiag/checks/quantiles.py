@@ -10,6 +10,7 @@ from scipy import interpolate, stats
 from glmmdiag.errors import GlmmdiagError
 from glmmdiag.results import ScaledResiduals, TestResult
 from glmmdiag.checks._common import _all_tied_note, _check_res, _data_name
+from glmmdiag.checks._columns import _column_values
 from glmmdiag.checks.pvalues import p_adjust
 
 
@@ -66,6 +67,7 @@ def quantile_test(
     df: int = 4,
     curves: bool = True,
     max_curve_points: int = 10000,
+    data=None,
 ) -> TestResult:
     """Do the quantiles of the residuals depend on the predictor (default: fitted values)?
 
@@ -78,6 +80,10 @@ def quantile_test(
     adjusted p-values; overall p = smallest BH-adjusted per-q p-value (DHARMa's combination).
     No model is fitted for the p-values, so the test cannot fail and works for any n.
 
+    ``predictor``: one value per residual, one per row of the fitting data (its fitted rows are
+    taken), or a column name looked up in ``data`` (the fitting data) or among the columns the
+    model knows (``checks._columns.per_row``).
+
     With ``curves=True`` the plot data also hold the quantile-regression curves (exact pinball LP on
     the same basis, on at most ``max_curve_points`` points, evenly subsampled by rank) and the null
     +-1.96 SE band around each q.
@@ -85,7 +91,8 @@ def quantile_test(
     res = _check_res(res)
     r = np.asarray(res.residuals, float)
     n = r.size
-    x = np.asarray(res.fitted if predictor is None else predictor, float).reshape(-1)
+    x = np.asarray(res.fitted if predictor is None else _column_values(res, predictor, "predictor", data),
+                   float).reshape(-1)
     if x.shape[0] != n:
         raise GlmmdiagError(f"predictor has {x.shape[0]} values but there are {n} residuals")
     if not np.all(np.isfinite(x)):

@@ -15,6 +15,12 @@ def uniformity_test(res: ScaledResiduals, alternative: str = "two-sided") -> Tes
 
     "greater": the residuals' ECDF lies above the uniform CDF somewhere (R's and scipy's
     convention; statistic D+), "less": below (D-).
+
+    The default residuals (``pit="ranks"``) are exactly Uniform(0, 1) under the model (no grid),
+    so the test keeps its size at any n. DHARMa's residuals (``pit="dharma"``) of a continuous
+    response lie on the grid {0, 1/n_sim, ..., 1}: their KS distance to the uniform is at least
+    about 1/(2 (n_sim + 1)), which the test detects once n is large (a correct Poisson GLMM with
+    10^6 rows and n_sim = 250: p = 4e-4; tests/test_large_n.py).
     """
     res = _check_res(res)
     alt = _alt(alternative)
