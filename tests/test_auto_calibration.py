@@ -113,3 +113,26 @@ def test_report_and_cli_say_which_p_values(small, tmp_path, capsys):
     rc = cli.main(["check", str(csv), "--formula", "y ~ x + (1 | g)", "--family", "poisson", "--n-sim", "50",
                    "--calibrate", "never", "--out", str(tmp_path / "o2"), "--quiet", "--format", "png"])
     assert rc == 0 and "p-values: uncalibrated (calibrate=False)" in capsys.readouterr().out
+
+
+def _t(p, stat=1.0):
+    from glmmdiag.results import TestResult
+
+    return TestResult(method="m", statistic=stat, statistic_name="s", p_value=p, alternative="two-sided")
+
+
+def test_the_verdict_reads_holm_adjusted_p_values():
+    """Any of k tests at alpha flags a correct model up to 1 - (1 - alpha)^k of the time; Holm's
+    adjustment over the verdict's tests keeps that at most alpha (by hand: p_(1) k < alpha)."""
+    from glmmdiag.checks.pvalues import adjust_tests
+    from glmmdiag.results import ResidualTests
+
+    ok = ResidualTests(_t(0.03), _t(0.5, 1.1), _t(0.8))  # Holm: 0.09, 0.5 * 2 -> 1, 0.8 -> 1
+    assert ok.verdict == "no problems detected"
+    assert ok.adjusted()["uniformity"].p_value == pytest.approx(0.09)
+    assert ok.adjusted()["uniformity"].estimate["unadjusted p-value"] == 0.03
+    bad = ResidualTests(_t(0.01), _t(0.5, 1.1), _t(0.8))  # 0.03 < 0.05
+    assert bad.verdict.startswith("non-uniform")
+    # NaN p-values (undefined tests) are left out of the family; excluded names are kept as they are
+    adj = adjust_tests({"a": _t(0.02), "b": _t(math.nan), "c": _t(0.04)}, "holm", exclude=("c",))
+    assert adj["a"].p_value == 0.02 and math.isnan(adj["b"].p_value) and adj["c"].p_value == 0.04
