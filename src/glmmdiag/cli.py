@@ -473,6 +473,7 @@ def _demo(args) -> int:
     args.compare = ["gamma"]
     args.link = ["gamma=log"]
     args.transform = ["gamma=severity_pct"]
+    args.calibrate = "never"  # the raw p-values, as the published DHARMa reference the demo is compared with
     print("glmmdiag demo: yellow-rust severity (12 fungicides x 4 blocks) -- Beta GLMM on the proportion vs "
           "Gamma GLMM (log link) on the percent scale", flush=True)
     print(f"  same as: glmmdiag check rust.csv --formula {args.formula!r} --family beta --compare gamma "
