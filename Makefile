@@ -62,11 +62,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/residuals_bench.py
 
 # the residual-test calibration study (benchmarks/calibration.py: 200 replicates per scenario, both
-# simulation modes, bootstrap-calibrated p-values in conditional mode), the boundary study
+# simulation modes, bootstrap-calibrated p-values and the defaults of residual_tests / glmmdiag check
+# (auto_*) in conditional mode), the large-n study (benchmarks/calibration_large_n.py: Poisson and
+# Bernoulli GLMMs at n = 1e4 x 200, 1e5 x 50, 1e6 x 10 replicates, glmmdiag check's defaults; long:
+# its rows go to calibration_large_n.csv as they finish), the boundary study
 # (benchmarks/boundary_study.py: 200 random-slope GLMMs near the boundary vs random restarts), then
 # the slow test studies
 calibrate: $(STAMP)
-	$(PY) benchmarks/calibration.py --reps 200 --calibrate 39
+	$(PY) benchmarks/calibration.py --reps 200 --calibrate 39 --auto
+	$(PY) benchmarks/calibration_large_n.py --n-jobs 2 --out calibration_large_n.csv
 	$(PY) benchmarks/boundary_study.py --models 200 --restarts 5
 	$(PY) -m pytest -q -n 2 -m slow
 

@@ -32,7 +32,10 @@ pivots such as the outlier test's p-value; on the grid {1/(B+1), ..., 1}, two-si
 error within [0.03, 0.07] for every test under a correct model; power >= 0.9 of the dispersion test
 against ``poisson_olre``; (issue 13) power >= 0.9 of the zero-inflation test against ``poisson_zi``,
 type I error of every calibrated test in [0.03, 0.07] for ``zip`` and ``gauss_het_disp``, power of
-the quantile test against ``gauss_het``.
+the quantile test against ``gauss_het``. Columns ``auto_*`` (``--auto``; issue 15) are the p-values
+``residual_tests`` and ``glmmdiag check`` report with their defaults: calibrated by 100 refits when
+one timed refit says they fit in the refit budget (``checks.battery``), raw otherwise; printed with
+the share of data sets calibrated and the seconds per data set. Target: type I error in [0.03, 0.07].
 
 Usage::
 
@@ -44,6 +47,7 @@ Usage::
         --scenarios zip gauss_het_disp poisson_zi gauss_het   # the submodel scenarios (issue 13)
     python benchmarks/calibration.py --reps 25 --first-rep 200 --calibrate 39 --scenarios zip --out a.csv
     python benchmarks/calibration.py --summarise a.csv b.csv   # pool runs in pieces (replicates by index)
+    python benchmarks/calibration.py --reps 200 --scenarios poisson --modes conditional --auto   # issue 15
 """
 from __future__ import annotations
 
@@ -124,12 +128,33 @@ def simulate_data(kind: str, rng: np.random.Generator) -> pd.DataFrame:
 
 TESTS = ["uniformity", "dispersion", "dispersion_pearson", "outliers", "zero_inflation", "quantiles"]
 CAL_TESTS = ["uniformity", "dispersion", "outliers", "zero_inflation", "quantiles"]
-ALL_TESTS = TESTS + [f"cal_{t}" for t in CAL_TESTS]
+AUTO_TESTS = [f"auto_{t}" for t in CAL_TESTS]  # the defaults of residual_tests / glmmdiag check (issue 15)
+ALL_TESTS = TESTS + [f"cal_{t}" for t in CAL_TESTS] + AUTO_TESTS
 CONS_TESTS = [f"calcons_{t}" for t in CAL_TESTS]  # the untie-broken calibrated p-values, for comparison
 
 
+def auto_pvalues(res, seed) -> dict:
+    """The p-values ``residual_tests`` and ``glmmdiag check`` report with their defaults (issue 15):
+    calibrated by 100 refits when one timed refit says they fit in the refit budget, raw otherwise;
+    with the decision and the wall / CPU seconds the tests took (decision and calibration)."""
+    from glmmdiag.checks.battery import calibration_decision
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    d = calibration_decision(res, "auto", tests=CAL_TESTS, seed=seed)
+    if d.calibrated:
+        tests = gd.checks.calibrated_tests(res, d.n_boot, CAL_TESTS, seed=seed, _first=d.first)
+    else:
+        tests = {"uniformity": gd.uniformity_test(res), "dispersion": gd.dispersion_test(res),
+                 "outliers": gd.outlier_test(res), "zero_inflation": gd.zero_inflation_test(res),
+                 "quantiles": gd.quantile_test(res, curves=False)}
+    out = {f"auto_{k}": tests[k].p_value for k in CAL_TESTS}
+    out.update({"auto_calibrated": d.calibrated, "auto_estimated_s": d.estimated_seconds,
+                "auto_wall_s": time.perf_counter() - t0, "auto_cpu_s": time.process_time() - c0})
+    return out
+
+
 def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit: int, n_cal: int = 0,
-                  cal_modes=("conditional",)) -> list[dict]:
+                  cal_modes=("conditional",), auto: bool = False) -> list[dict]:
     kind = SCENARIOS[scenario][0]
     ss = np.random.SeedSequence([seed, rep, sum(map(ord, scenario))])
     rng = np.random.default_rng(ss)
@@ -155,9 +180,11 @@ def one_replicate(scenario: str, rep: int, seed: int, modes, n_sim: int, n_refit
                 for t in CAL_TESTS:
                     row[f"cal_{t}"] = cal[t].p_value
                     row[f"calcons_{t}"] = cal[t].plot_data.get("p_value_conservative", np.nan)
+            if auto and mode in cal_modes:
+                row.update(auto_pvalues(res, int(rng.integers(2**63))))
             if not res.integer_response:  # no zeros to count in continuous data: not a test (raw p = 1 always,
                 # calibrated p a pure tie-breaking draw)
-                for t in ("zero_inflation", "cal_zero_inflation", "calcons_zero_inflation"):
+                for t in ("zero_inflation", "cal_zero_inflation", "calcons_zero_inflation", "auto_zero_inflation"):
                     if t in row:
                         row[t] = np.nan
             rows.append(row)
@@ -177,7 +204,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def run_study(scenarios, n_rep=200, modes=("conditional", "unconditional"), n_sim=250, seed=2024, n_jobs=-1,
               n_refit=0, refit_scenarios=("poisson", "poisson_olre"), n_cal=0, cal_modes=("conditional",),
-              first_rep=0) -> pd.DataFrame:
+              first_rep=0, auto=False, out_csv=None) -> pd.DataFrame:
     """All replicates of all scenarios: one row per (scenario, replicate, mode) with each test's p-value.
 
     Replicate r's data and seeds depend only on (seed, r, scenario), so replicates first_rep ..
@@ -185,10 +212,17 @@ def run_study(scenarios, n_rep=200, modes=("conditional", "unconditional"), n_si
     jobs = []
     for sc in scenarios:
         nr = n_refit if sc in refit_scenarios else 0
-        jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr, n_cal, tuple(cal_modes))
+        jobs += [delayed(one_replicate)(sc, r, seed, tuple(modes), n_sim, nr, n_cal, tuple(cal_modes), auto)
                  for r in range(first_rep, first_rep + n_rep)]
-    out = Parallel(n_jobs=n_jobs, batch_size=4)(jobs)
-    return pd.DataFrame([row for rows in out for row in rows])
+    if out_csv is None:
+        out = Parallel(n_jobs=n_jobs, batch_size=4)(jobs)
+        return pd.DataFrame([row for rows in out for row in rows])
+    rows = []  # appended to out_csv as replicates finish: a study stopped early can be summarised
+    for part in Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(jobs):
+        rows.extend(part)
+        pd.DataFrame(part).to_csv(out_csv, mode="a", index=False,
+                                  header=not os.path.exists(out_csv) or os.path.getsize(out_csv) == 0)
+    return pd.DataFrame(rows)
 
 
 def summarise(raw: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
@@ -234,9 +268,12 @@ def main(argv=None):
     ap.add_argument("--calibrate", type=int, default=0,
                     help="bootstrap refits per replicate for calibrated_tests (cal_* columns; 0: off)")
     ap.add_argument("--cal-modes", nargs="*", default=["conditional"])
+    ap.add_argument("--auto", action="store_true",
+                    help="add the default p-values of residual_tests / glmmdiag check (auto_* columns: calibrated "
+                         "when the refit budget allows it) and their run time per data set (in --cal-modes)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--n-jobs", type=int, default=-1)
-    ap.add_argument("--out", default=None, help="write the per-replicate p-values to this CSV")
+    ap.add_argument("--out", default=None, help="append the per-replicate p-values to this CSV as replicates finish")
     ap.add_argument("--first-rep", type=int, default=0,
                     help="index of the first replicate (run a long study in pieces, each with --out)")
     ap.add_argument("--summarise", nargs="+", default=None, metavar="CSV",
@@ -257,10 +294,8 @@ def main(argv=None):
     scen = available_scenarios(a.scenarios)
     t0 = time.perf_counter()
     raw = run_study(scen, a.reps, a.modes, a.n_sim, a.seed, a.n_jobs, a.refit, n_cal=a.calibrate,
-                    cal_modes=a.cal_modes, first_rep=a.first_rep)
+                    cal_modes=a.cal_modes, first_rep=a.first_rep, auto=a.auto, out_csv=a.out)
     el = time.perf_counter() - t0
-    if a.out:
-        raw.to_csv(a.out, index=False)
     return report(raw, el, a.n_sim)
 
 
@@ -298,6 +333,13 @@ def report(raw: pd.DataFrame, elapsed, n_sim: int) -> pd.DataFrame:
     if ks_rows:
         print("\ncalibrated p-values under H0 against Uniform(0, 1) (mean 0.5, P(p <= 0.1) = 0.1):")
         print(pd.DataFrame(ks_rows).round(3).to_string(index=False))
+    if "auto_calibrated" in raw:
+        au = raw[raw["error"].isna() & raw["auto_calibrated"].notna()]
+        print("\ndefault p-values (auto_*): share calibrated within the refit budget and seconds per data set "
+              "(timing + calibration):")
+        print(au.groupby(["scenario", "mode"]).agg(
+            calibrated=("auto_calibrated", "mean"), estimated_s=("auto_estimated_s", "mean"),
+            wall_s=("auto_wall_s", "mean"), cpu_s=("auto_cpu_s", "mean")).round(3).to_string())
     h0 = summ[(summ["truth"] == "H0") & ~summ["test"].isin(CONS_TESTS)]
     bad = h0[(h0["rejection_rate"] < 0.03) | (h0["rejection_rate"] > 0.07)]
     print("\ntype I error outside [0.03, 0.07]:" if len(bad) else "\nall type I error rates within [0.03, 0.07]")

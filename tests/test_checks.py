@@ -129,7 +129,7 @@ def test_outlier_monte_carlo_by_brute_force():
     n, N, K = 25, 30, 12
     S = rng.poisson(1.5, size=(n, N)).astype(float)
     y = rng.poisson(2.5, size=n).astype(float)
-    res = gd.simulate_residuals(gd.from_simulations(y, S, np.full(n, 1.5)), seed=1)
+    res = gd.simulate_residuals(gd.from_simulations(y, S, np.full(n, 1.5)), seed=1, pit="dharma")
     t = gd.outlier_test(res, type="bootstrap", n_boot=K)
     obs = np.sum(np.all(S > y[:, None], axis=1)) + np.sum(np.all(S < y[:, None], axis=1))
     assert t.statistic == obs == res.outliers().size

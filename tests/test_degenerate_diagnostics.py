@@ -147,7 +147,7 @@ def test_zero_ratio_without_zeros_keeps_its_p_value_and_says_why():
 
 def test_temporal_and_spatial_on_constant_residuals_are_undefined():
     n = 16
-    res = _res(np.ones(n), np.zeros((n, N_SIM)), np.full(n, 0.1))  # every residual is exactly 1
+    res = _res(np.ones(n), np.zeros((n, N_SIM)), np.full(n, 0.1), pit="dharma")  # every residual is exactly 1
     assert np.all(res.residuals == 1.0)
     with pytest.warns(UndefinedTestWarning, match="Durbin-Watson"):
         t = gd.temporal_autocorrelation_test(res, np.arange(n))

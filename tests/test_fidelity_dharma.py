@@ -50,7 +50,7 @@ def _runs(data_name, formula, family, mode):
     fit = _fit(data_name, formula, family)
     out = []
     for seed in range(1, K_SEEDS + 1):
-        res = gd.simulate_residuals(fit, N_SIM, seed=seed, simulate_re=mode)
+        res = gd.simulate_residuals(fit, N_SIM, seed=seed, simulate_re=mode, pit="dharma")
         u, d, z = gd.uniformity_test(res), gd.dispersion_test(res), gd.zero_inflation_test(res)
         out.append((u.statistic, d.statistic, z.statistic, u.p_value, d.p_value, z.p_value))
     return np.array(out)
@@ -99,7 +99,7 @@ def test_outlier_and_pearson_verdicts_on_salamanders(load_reference):
     Pearson test flags overdispersion (p ~ 1e-68); the simulation dispersion test does not (p = 0.16)."""
     ref = load_reference("dharma/salamanders_poisson")["results"]["user-specified"]["tests"]
     fit = _fit(*CASES["salamanders_poisson"])
-    res = gd.simulate_residuals(fit, N_SIM, seed=1, simulate_re="unconditional")
+    res = gd.simulate_residuals(fit, N_SIM, seed=1, simulate_re="unconditional", pit="dharma")
     ob = gd.outlier_test(res, type="binomial")
     assert abs(ob.statistic - ref["testOutliers_binomial"]["statistic"]) <= 4  # a count of rare events
     pe = gd.dispersion_test(res, kind="pearson", df="model")

@@ -58,7 +58,7 @@ def _runs(case):
         fit = gd.glmm(formula, datasets.load(data_name), **kw)
     out = []
     for seed in range(1, K_SEEDS + 1):
-        res = gd.simulate_residuals(fit, N_SIM, seed=seed, simulate_re="unconditional")
+        res = gd.simulate_residuals(fit, N_SIM, seed=seed, simulate_re="unconditional", pit="dharma")
         u, d, z = gd.uniformity_test(res), gd.dispersion_test(res), gd.zero_inflation_test(res)
         row = {"ks": u.statistic, "ks_p": u.p_value, "dispersion": d.statistic, "dispersion_p": d.p_value,
                "zeros": z.statistic, "zeros_p": z.p_value}

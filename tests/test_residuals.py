@@ -44,8 +44,9 @@ def _known_case(n=40, nsim=25, integer=True, seed=3):
 # ------------------------------------------------------------------ the PIT by hand
 @pytest.mark.parametrize("integer", [True, False])
 def test_first_20_residuals_match_hand_computation(integer):
+    """DHARMa's definition (pit="dharma"): L + u (U - L) on the 1/n_sim grid."""
     y, S, f = _known_case(integer=integer)
-    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=2024)
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=2024, pit="dharma")
     nsim = S.shape[1]
     # the tie-breaking stream: spawn key (1, 0) of SeedSequence(2024), reached here through spawn()
     u = np.random.Generator(np.random.PCG64(np.random.SeedSequence(2024).spawn(2)[1].spawn(1)[0])).random(y.size)
@@ -56,7 +57,7 @@ def test_first_20_residuals_match_hand_computation(integer):
         lo, hi = less / nsim, leq / nsim
         expected.append(lo if lo == hi else lo + u[i] * (hi - lo))
     assert np.array_equal(res.residuals[:20], np.array(expected))
-    assert res.n_sim == nsim and res.simulate_re == "given"
+    assert res.n_sim == nsim and res.simulate_re == "given" and res.pit == "dharma"
     assert res.integer_response is integer
     if integer:
         assert np.any(res.counts_less != res.counts_leq)  # ties happened and were randomised
@@ -64,14 +65,46 @@ def test_first_20_residuals_match_hand_computation(integer):
         assert np.allclose(res.residuals * nsim, np.round(res.residuals * nsim))  # on the grid {0, 1/n, ..., 1}
 
 
+@pytest.mark.parametrize("integer", [True, False])
+def test_first_20_rank_residuals_match_hand_computation(integer):
+    """The default definition (pit="ranks"): (less + u (ties + 1)) / (n_sim + 1), the same u stream."""
+    y, S, f = _known_case(integer=integer)
+    res = gd.simulate_residuals(gd.from_simulations(y, S, f), seed=2024)
+    nsim = S.shape[1]
+    u = np.random.Generator(np.random.PCG64(np.random.SeedSequence(2024).spawn(2)[1].spawn(1)[0])).random(y.size)
+    expected = []
+    for i in range(20):
+        less = sum(1 for j in range(nsim) if S[i, j] < y[i])
+        ties = sum(1 for j in range(nsim) if S[i, j] == y[i])
+        expected.append((less + u[i] * (ties + 1)) / (nsim + 1))
+    assert res.pit == "ranks"
+    np.testing.assert_allclose(res.residuals[:20], expected, rtol=0, atol=1e-15)
+    # no grid: the residuals are not multiples of 1/n_sim nor of 1/(n_sim + 1)
+    assert not np.allclose(res.residuals * (nsim + 1), np.round(res.residuals * (nsim + 1)))
+
+
 def test_outliers_are_exact_zero_and_one():
     y = np.array([-10.0, 10.0, 0.0])
     S = np.tile(np.linspace(-1, 1, 9), (3, 1))
-    res = gd.simulate_residuals(gd.from_simulations(y, S, np.zeros(3)), seed=1)
+    res = gd.simulate_residuals(gd.from_simulations(y, S, np.zeros(3)), seed=1, pit="dharma")
     assert res.residuals[0] == 0.0 and res.residuals[1] == 1.0
     assert list(res.outliers()) == [0, 1]
     q = res.quantile_residuals()
     assert q[0] == -7 and q[1] == 7
+
+
+def test_rank_outliers_are_the_extreme_cells():
+    """pit="ranks": an observation below (above) all its simulations has r < 1/(n_sim + 1)
+    (r >= n_sim/(n_sim + 1)); outliers() and the outlier test count exactly those rows."""
+    y = np.array([-10.0, 10.0, 0.0])
+    S = np.tile(np.linspace(-1, 1, 9), (3, 1))
+    res = gd.simulate_residuals(gd.from_simulations(y, S, np.zeros(3)), seed=1)
+    assert 0 < res.residuals[0] < 1 / 10 and 9 / 10 <= res.residuals[1] < 1
+    assert 1 / 10 <= res.residuals[2] < 9 / 10
+    assert res.outlier_cells() == (1 / 10, 9 / 10)
+    assert list(res.outliers()) == [0, 1]
+    t = gd.outlier_test(res)
+    assert t.statistic == 2 and list(t.plot_data["lower"]) == [0] and list(t.plot_data["upper"]) == [1]
 
 
 def test_per_simulation_summaries_by_hand():
@@ -156,7 +189,8 @@ def test_recalculate_residuals_sums_by_group():
         ys, Ss = y[m].sum(), S[m].sum(axis=0)
         assert grp.observed[k] == ys and grp.fitted[k] == pytest.approx(f[m].sum())
         assert grp.counts_less[k] == np.sum(Ss < ys) and grp.counts_leq[k] == np.sum(Ss <= ys)
-        lo, hi = np.sum(Ss < ys) / 40, np.sum(Ss <= ys) / 40
+        # the default (rank) definition: the group's randomised rank among 41 values
+        lo, hi = np.sum(Ss < ys) / 41, (np.sum(Ss <= ys) + 1) / 41
         assert lo <= grp.residuals[k] <= hi
     again = gd.recalculate_residuals(res, g)
     assert np.array_equal(again.residuals, grp.residuals)

@@ -102,6 +102,25 @@ def _jobs(text: str) -> int:
     return n
 
 
+def _budget(text: str) -> float:
+    """--refit-budget: a number of seconds >= 0."""
+    try:
+        a = float(text)
+    except ValueError:
+        a = math.nan
+    if not (a >= 0 and math.isfinite(a)):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0; got {text!r}")
+    return a
+
+
+def _positive(text: str) -> int:
+    """--calibrate-boot: an integer >= 1."""
+    v = _integer(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return v
+
+
 def _alpha(text: str) -> float:
     """--alpha: a number strictly between 0 and 1."""
     try:
@@ -334,6 +353,10 @@ def _run(args, data, data_name: str, progress) -> int:
                              n_sim=args.n_sim, seed=args.seed, n_jobs=args.jobs,
                              simulate_re=None if args.simulate_re == "auto" else args.simulate_re,
                              alpha=args.alpha, data_name=data_name, progress=progress,
+                             calibrate={"auto": "auto", "always": True, "never": False}[
+                                 getattr(args, "calibrate", "auto")],
+                             refit_budget=getattr(args, "refit_budget", None),
+                             n_boot=getattr(args, "calibrate_boot", None),
                              **_autocorrelation_options(args, data))
     try:
         out = report.write_report(check, args.out, formats=tuple(args.format), progress=progress)
@@ -356,6 +379,9 @@ def _print_verdicts(check) -> None:
     table = check.table
     for label, v in table["verdict"].items():
         print(f"{label}: {combined_verdict(check, label, v)}")
+        cal = getattr(check, "calibration", {}).get(label)
+        if cal:
+            print(f"  p-values: {cal['p_values']}")
         if "remedies" in table.columns and table.loc[label, "remedies"]:
             for part in str(table.loc[label, "remedies"]).split(SEP):
                 print(f"  remedy: {part}")
@@ -447,6 +473,7 @@ def _demo(args) -> int:
     args.compare = ["gamma"]
     args.link = ["gamma=log"]
     args.transform = ["gamma=severity_pct"]
+    args.calibrate = "never"  # the raw p-values, as the published DHARMa reference the demo is compared with
     print("glmmdiag demo: yellow-rust severity (12 fungicides x 4 blocks) -- Beta GLMM on the proportion vs "
           "Gamma GLMM (log link) on the percent scale", flush=True)
     print(f"  same as: glmmdiag check rust.csv --formula {args.formula!r} --family beta --compare gamma "
@@ -524,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--autocorrelation-boot", type=_integer, default=0, metavar="B",
                     help="calibrate the autocorrelation tests of models with a structured term by B bootstrap "
                          "refits (e.g. 39; default 0: uncalibrated, which is not exact for such models)")
+    pc.add_argument("--calibrate", choices=("auto", "always", "never"), default="auto",
+                    help="parametric-bootstrap calibrated p-values for the residual tests: auto (default) when one "
+                         "timed refit says --calibrate-boot refits fit in --refit-budget seconds per model")
+    pc.add_argument("--refit-budget", type=_budget, default=10.0, metavar="SECONDS",
+                    help="CPU seconds per model the automatic calibration may spend (default 10)")
+    pc.add_argument("--calibrate-boot", type=_positive, default=100, metavar="B",
+                    help="bootstrap refits of the calibrated p-values (default 100)")
     _common(pc, None)
     pdm = sub.add_parser("demo", help="Beta vs Gamma on the shipped yellow-rust data; writes a report")
     pdm.add_argument("--simulate-re", choices=("conditional", "unconditional"), default="unconditional",

@@ -64,6 +64,7 @@ class Check:
     suggest_failed: dict = dataclasses.field(default_factory=dict)
     autocorrelation: dict = dataclasses.field(default_factory=dict)  # label -> {"temporal"|"spatial": TestResult}
     structured: list = dataclasses.field(default_factory=list)  # fitted structured remedies (dicts)
+    calibration: dict = dataclasses.field(default_factory=dict)  # label -> calibration decision (dict)
 
 
 def _progress_none(msg: str) -> None:
@@ -120,9 +121,22 @@ def run_check(
     series: str | None = None,
     coords: tuple[str, str] | None = None,
     autocorrelation_boot: int = 0,
+    calibrate="auto",
+    refit_budget: float | None = None,
+    n_boot: int | None = None,
 ) -> Check:
     """Fit ``formula`` with ``family`` (and each model of ``compare``), simulate scaled residuals
     (``n_sim``, ``seed``, ``simulate_re``, ``n_jobs`` workers) and run the residual tests.
+
+    ``calibrate`` ("auto", True, False), ``refit_budget`` (seconds per model, default
+    ``checks.battery.DEFAULT_REFIT_BUDGET`` = 10) and ``n_boot`` (default 100): the five residual
+    tests of each model (and of the remedies fitted by ``suggest``) use the parametric-bootstrap
+    calibrated p-values of ``checks.calibrated_tests`` when ``residual_tests``' rule allows it (one
+    timed refit: n_boot refits estimated within the budget), the raw ones otherwise; the verdicts,
+    remedies and suggestions follow the p-values used, and ``Check.calibration`` (results.json
+    ``models/<label>/p_values``) says which were used. The verdict (and the remedies and
+    suggestions) read the p-values Holm-adjusted over the model's tests (``verdict_tests``): five
+    tests each read at alpha would flag a correct model up to 1 - (1 - alpha)^5 of the time.
 
     ``compare``: family names or model specifications (``"nbinom2; ziformula=~1"``, see
     ``glmmdiag.remedies``). ``links`` / ``transforms``: per-family link and response transform of
@@ -149,6 +163,10 @@ def run_check(
                            simulate_re=simulate_re, alpha=alpha, n_jobs=n_jobs)
     dt = time_mod.perf_counter() - t0
     progress(f"fitted and simulated in {dt:.1f} s")
+    cal_opts = _calibration_options(calibrate, refit_budget, n_boot, seed, n_jobs)
+    t0 = time_mod.perf_counter()
+    calibration = calibrate_table(table, alpha=alpha, formula=formula, progress=progress, **cal_opts)
+    dt_cal = time_mod.perf_counter() - t0
     settings = {"formula": formula, "family": family, "compare": [s["label"] for s in specs[1:]],
                 "specs": {s["label"]: table.loc[s["label"], "spec"] for s in specs},
                 "ziformula": ziformula, "dispformula": dispformula, "suggest": bool(suggest),
@@ -156,13 +174,16 @@ def run_check(
                 "links": dict(links or {}), "transforms": {k: v for k, v in (transforms or {}).items()},
                 "quantiles": [0.25, 0.5, 0.75]}
     settings.update({"time": time, "series": series, "coords": list(coords) if coords else None,
-                     "autocorrelation_boot": int(autocorrelation_boot)})
+                     "autocorrelation_boot": int(autocorrelation_boot),
+                     "calibrate": cal_opts["calibrate"], "refit_budget": cal_opts["refit_budget"],
+                     "n_boot": cal_opts["n_boot"]})
     if time or coords:
         from glmmdiag.remedies import SINGLE_LEVEL, equally_spaced
 
         settings["equal_steps"] = bool(equally_spaced(data[time])) if time else None
         settings["one_level_column"] = SINGLE_LEVEL  # "| 1": one series / one field over all rows
-    check = Check(table=table, settings=settings, data_name=data_name, timings={"fit_and_simulate_s": dt})
+    check = Check(table=table, settings=settings, data_name=data_name,
+                  timings={"fit_and_simulate_s": dt, "calibration_s": dt_cal}, calibration=calibration)
     if time or coords:
         t0 = time_mod.perf_counter()
         for label in table.index:
@@ -180,8 +201,69 @@ def run_check(
         check.suggestions, check.suggest_failed = _fit_remedies(
             table, specs[0]["label"], formula, data, dict(n_sim=n_sim, seed=seed, simulate_re=simulate_re,
                                                           alpha=alpha, n_jobs=n_jobs), progress)
+        if check.suggestions is not None:
+            check.calibration.update(calibrate_table(check.suggestions, alpha=alpha, formula=formula,
+                                                     progress=progress, **cal_opts))
         check.timings["suggest_s"] = time_mod.perf_counter() - t0
     return check
+
+
+def _calibration_options(calibrate, refit_budget, n_boot, seed, n_jobs) -> dict:
+    from glmmdiag.checks.battery import DEFAULT_N_BOOT, DEFAULT_REFIT_BUDGET
+
+    return {"calibrate": calibrate, "refit_budget": DEFAULT_REFIT_BUDGET if refit_budget is None else float(refit_budget),
+            "n_boot": DEFAULT_N_BOOT if n_boot is None else int(n_boot), "seed": seed, "n_jobs": n_jobs}
+
+
+_P_COLUMNS = {"dispersion": "dispersion_p", "uniformity": "ks_p", "outliers": "outlier_p",
+              "zero_inflation": "zero_inflation_p", "quantiles": "quantile_p"}
+
+
+def verdict_tests(tests: dict, res) -> dict:
+    """The tests as the verdict reads them: p-values Holm-adjusted over the model's tests (zero
+    inflation left out for a continuous response, where it is not a test), so that the verdict flags
+    a correct model with probability at most alpha (``checks.pvalues.adjust_tests``)."""
+    from glmmdiag.checks.pvalues import adjust_tests
+
+    return adjust_tests(tests, "holm", exclude=() if res.integer_response else ("zero_inflation",))
+
+
+def calibrate_table(table, *, calibrate="auto", refit_budget: float = 10.0, n_boot: int = 100, seed=1, n_jobs=1,
+                    alpha: float = 0.05, formula: str | None = None, progress=None) -> dict:
+    """Finish the tests of every model of a ``compare_models`` table (in place): replace them by their
+    calibrated versions where ``checks.battery.calibration_decision`` allows it (``table.tests`` and
+    the p-value columns), and make the verdict and remedies columns read the Holm-adjusted p-values
+    (``verdict_tests``). Returns {label: decision as a dict, with "p_values": the phrase}."""
+    from glmmdiag.checks.battery import calibration_decision
+    from glmmdiag.checks.calibration import calibrated_tests
+    from glmmdiag.compare import verdict as _verdict
+    from glmmdiag.remedies import SEP, model_remedies
+
+    out = {}
+    for label in table.index:
+        res, tests = table.residuals[label], table.tests[label]
+        names = [k for k in _P_COLUMNS if k in tests]
+        if progress is not None and calibrate is not False:
+            progress(f"{label}: timing one bootstrap refit for the calibrated p-values (budget {refit_budget:g} s) ...")
+        d = calibration_decision(res, calibrate, refit_budget, n_boot, tests=names, seed=seed, n_jobs=n_jobs)
+        out[label] = {**d.to_dict(), "p_values": d.p_values}
+        if d.calibrated:
+            if progress is not None:
+                progress(f"{label}: {d.p_values}")
+            cal = calibrated_tests(res, d.n_boot, names, seed=seed, n_jobs=n_jobs, _first=d.first, _raw=tests)
+            tests = {**tests, **cal}
+            table.tests[label] = tests
+            for name, col in _P_COLUMNS.items():
+                if name in cal and col in table.columns:
+                    table.loc[label, col] = cal[name].p_value
+        adjusted = verdict_tests(tests, res)
+        table.loc[label, "verdict"] = _verdict(adjusted, alpha)
+        if "remedies" in table.columns:
+            spec = (getattr(table, "specs", None) or {}).get(label)
+            if spec is not None:
+                found = model_remedies(spec, table.fits[label].family.name, adjusted, alpha, formula)
+                table.loc[label, "remedies"] = SEP.join(str(r) for r in found)
+    return out
 
 
 def _has_structured(res) -> bool:
@@ -282,7 +364,7 @@ def _fit_structured(check, data, formula, main_spec, *, n_sim, seed, n_jobs, alp
             row["error"] = " ".join(str(e.args[0] if e.args else e).split())
             out.append(row)
             continue
-        v = _verdict(std, alpha)
+        v = _verdict(verdict_tests(std, res), alpha)
         ac_pass = not (ac.p_value is not None and ac.p_value < alpha)
         row.update({
             "fit": fit, "residuals": res, "tests": std, "test": ac,
@@ -304,7 +386,8 @@ def _fit_remedies(table, main: str, formula: str, data, kw: dict, progress):
     from glmmdiag.remedies import model_remedies, normalize_spec
 
     fit = table.fits[main]
-    found = model_remedies(table.specs[main], fit.family.name, table.tests[main], kw["alpha"], formula)
+    found = model_remedies(table.specs[main], fit.family.name, verdict_tests(table.tests[main], table.residuals[main]),
+                           kw["alpha"], formula)
     compared = set(table["spec"])
     todo = list(dict.fromkeys(s for r in found for s in r.specs if s not in compared))
     parts, failed = [], {}
@@ -460,11 +543,15 @@ def results_dict(check: Check) -> dict:
             d["verdict"], d["significant"] = _plain(name, d, alpha)
             tout[name] = d
         tests_out[label] = tout
-        verdicts[label] = combined_verdict(check, label, _verdict(tests, alpha))
+        verdicts[label] = combined_verdict(check, label, _verdict(verdict_tests(tests, res), alpha))
         models[label]["remedies"] = _remedies_of(table, label, check.settings.get("formula"), alpha)
         models[label]["residuals"] = {"nobs": int(res.nobs), "n_sim": int(res.n_sim), "simulate_re": res.simulate_re,
                                       "seed_entropy": str(res.seed), "chunk_size": int(res.chunk_size),
-                                      "integer_response": bool(res.integer_response)}
+                                      "integer_response": bool(res.integer_response),
+                                      "pit": str(getattr(res, "pit", "dharma"))}
+        cal = check.calibration.get(label)
+        models[label]["p_values"] = cal["p_values"] if cal else "uncalibrated"
+        models[label]["calibration"] = {k: v for k, v in (cal or {}).items() if k != "p_values"} or None
     comparison = None
     if len(table.index) > 1:
         cols = ["link", "response", "logLik", "AIC_common", "delta_AIC", "dispersion", "dispersion_p",
@@ -561,7 +648,8 @@ def _remedies_of(table, label, formula, alpha) -> list[dict]:
     spec = getattr(table, "specs", None) or {}
     spec = spec.get(label) or {"family": str(label), "link": None, "ziformula": None, "dispformula": None,
                                "olre": False, "label": str(label)}
-    found = model_remedies(spec, table.fits[label].family.name, table.tests[label], alpha, formula)
+    found = model_remedies(spec, table.fits[label].family.name,
+                           verdict_tests(table.tests[label], table.residuals[label]), alpha, formula)
     return [{"problem": PROBLEM_NAMES.get(r.problem, r.problem), "specs": list(r.specs), "why": r.why,
              "text": str(r)} for r in found]
 
@@ -658,7 +746,9 @@ def _model_section(r: _R, results: dict, label: str, images: dict) -> str:
     out = [f'<h2>Model: {head} ({r(b + "/link", "str")} link) on '
            f'{r(b + "/response", "str")}</h2>',
            f'<div class="verdict{" bad" if bad else ""}">Verdict at α = {r("settings/alpha", "g3")}: '
-           f'<strong>{r("verdicts/" + label, "str")}</strong>{_remedy_list(r, b, m)}</div>',
+           f'<strong>{r("verdicts/" + label, "str")}</strong>{_remedy_list(r, b, m)}'
+           f'<br><small>p-values: {r(b + "/p_values", "str")}; the verdict reads them Holm-adjusted over '
+           f'the tests shown</small></div>',
            '<table><tbody>',
            f'<tr><th>observations</th><td class="num">{r(b + "/nobs", "int")}</td>'
            f'<th>dropped (missing values)</th><td class="num">{r(b + "/n_dropped", "int")}</td></tr>',

@@ -1,17 +1,38 @@
-"""Simulated scaled quantile residuals (DHARMa's definition, DESIGN.md section 3).
+"""Simulated scaled quantile residuals (DESIGN.md section 3).
 
 ``simulate_residuals(model, n_sim)`` draws n_sim responses per observation from the fitted model
-and returns the randomised PIT of each observation within its simulations:
+and returns a randomised PIT of each observation within its simulations. With
+less_i = #{y*_ij < y_i}, ties_i = #{y*_ij = y_i} and u_i ~ Uniform(0, 1):
 
-    L_i = #{y*_ij < y_i} / n_sim,  U_i = #{y*_ij <= y_i} / n_sim,
-    r_i = L_i if L_i == U_i else L_i + u_i (U_i - L_i),  u_i ~ Uniform(0, 1).
+``pit="ranks"`` (the default): the randomised rank of y_i among the n_sim + 1 values
+{y_i, y*_i1, ..., y*_in_sim},
+
+    r_i = (less_i + u_i (ties_i + 1)) / (n_sim + 1).
+
+When y_i is exchangeable with its simulations (the model is right, with its true parameters), the
+rank of y_i with ties broken at random is uniform on {0, ..., n_sim} and the fractional part is an
+independent Uniform(0, 1), so r_i ~ Uniform(0, 1) exactly, for any n_sim, any response (integer,
+continuous, with ties) and any number of observations. No grid: a KS or quantile test on these
+residuals is not fooled by the 1/(n_sim + 1) granularity however large n is, and an outlier
+(a residual in an extreme cell, r < 1/(n_sim + 1) or r >= n_sim/(n_sim + 1): the observation is
+below or above all its simulations, ties broken at random) has probability exactly 2/(n_sim + 1).
+
+``pit="dharma"``: DHARMa's definition,
+
+    L_i = less_i / n_sim,  U_i = (less_i + ties_i) / n_sim,
+    r_i = L_i if L_i == U_i else L_i + u_i (U_i - L_i).
+
+For a continuous response r_i lies on the grid {0, 1/n_sim, ..., 1} with P(r_i = k/n_sim) =
+1/(n_sim + 1): not uniform; at large n the KS test detects the grid (D ~ 1/(2 (n_sim + 1))) and the
+quantile test its offset, and for integer responses the outlier rate has no exact expectation.
+Kept to compare with R (DHARMa's simulateResiduals).
 
 Simulations stream in chunks (simulate.py); the tie-breaking uniforms u come from their own stream
 (spawn key (1, 0)), so residuals are bit-identical for any ``n_jobs``.
 
 ``recalculate_residuals(res, group)`` aggregates observed and simulated responses per group (sum by
 default) and recomputes the residuals from the same simulations (replayed from their seeds when
-they were not kept).
+they were not kept), with the same definition.
 """
 from __future__ import annotations
 
@@ -36,16 +57,32 @@ __all__ = ["simulate_residuals", "recalculate_residuals", "pit_residuals", "repl
 _MODES = ("conditional", "unconditional")
 
 
-def pit_residuals(less, leq, n_sim: int, rng) -> np.ndarray:
-    """r = L if L == U else Uniform(L, U), with L = less / n_sim and U = leq / n_sim.
+PIT_DEFINITIONS = ("ranks", "dharma")
 
-    One uniform is drawn per row (used or not), so the stream position does not depend on the data.
+
+def pit_residuals(less, leq, n_sim: int, rng, pit: str = "ranks") -> np.ndarray:
+    """Randomised PIT residuals from the counts less = #{sims < y} and leq = #{sims <= y}.
+
+    ``pit="ranks"``: r = (less + u (leq - less + 1)) / (n_sim + 1), the randomised rank of the
+    observation among itself and its n_sim simulations (exactly Uniform(0, 1) when they are
+    exchangeable). ``pit="dharma"``: r = L if L == U else L + u (U - L), L = less / n_sim,
+    U = leq / n_sim (DHARMa). u ~ Uniform(0, 1); one uniform is drawn per row (used or not), so
+    the stream position does not depend on the data.
     """
+    pit = _check_pit(pit)
     less = np.asarray(less, float)
     leq = np.asarray(leq, float)
     u = rng.random(less.shape[0])
+    if pit == "ranks":
+        return (less + u * (leq - less + 1.0)) / (n_sim + 1.0)
     lo, hi = less / n_sim, leq / n_sim
     return np.where(hi > lo, lo + u * (hi - lo), lo)
+
+
+def _check_pit(pit) -> str:
+    if pit not in PIT_DEFINITIONS:
+        raise GlmmdiagError(f"pit must be one of {list(PIT_DEFINITIONS)}; got {pit!r}")
+    return str(pit)
 
 
 def _check_n_sim(n_sim) -> int:
@@ -70,6 +107,7 @@ def simulate_residuals(
     refit_batch: int | None = None,
     rotation="auto",
     rotation_blocks=None,
+    pit: str = "ranks",
 ) -> ScaledResiduals:
     """Scaled quantile residuals of ``model`` from ``n_sim`` simulated responses.
 
@@ -131,6 +169,14 @@ def simulate_residuals(
     refit_batch : int, optional
         Refits per joblib task (default: about four tasks per worker, so each worker receives the
         model a few times only; 1 gives one task per refit, e.g. for a dask/ray cluster).
+    pit : "ranks" (default) or "dharma"
+        The residual definition (module docstring). "ranks": the randomised rank of the
+        observation among itself and its simulations, r = (less + u (ties + 1)) / (n_sim + 1):
+        exactly Uniform(0, 1) under the model whatever n, n_sim and the response type, so the
+        tests keep their size at any n (with "dharma" at n = 10^6 a correct Poisson GLMM fails
+        the KS, quantile and outlier tests: tests/test_large_n.py). It is the default for that
+        reason. "dharma": DHARMa's definition (residuals on the 1/n_sim grid, 0 and 1 for
+        observations outside the simulations), to compare with R.
 
     Examples
     --------
@@ -151,6 +197,7 @@ def simulate_residuals(
     >>> bool(np.array_equal(res.residuals, again.residuals))
     True
     """
+    pit = _check_pit(pit)
     m = as_simulable(model)
     fixed = getattr(m, "simulations", None)
     if n_sim is None:
@@ -197,7 +244,7 @@ def simulate_residuals(
     summaries = dict(summaries or {})
     if refit:
         return _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep_simulations, centres, summaries,
-                                refit_batch)
+                                refit_batch, pit)
 
     rot = None
     moments = None
@@ -225,7 +272,7 @@ def simulate_residuals(
         else:
             rout = stream(m, plan, Reductions(target=R @ y, agg=R), n_jobs=n_jobs)
             less, leq = rout.less, rout.leq
-    r = pit_residuals(less, leq, n_sim, child_generator(root, 1, 0))
+    r = pit_residuals(less, leq, n_sim, child_generator(root, 1, 0), pit)
     obs_stats = _observed_stats(y, centres, summaries)
     return ScaledResiduals(
         residuals=r,
@@ -246,6 +293,7 @@ def simulate_residuals(
         simulations=out.kept,
         model=m,
         rotation=None if rot is None else rot.kind,
+        pit=pit,
         _source={"plan": plan, "agg": None, "rotation": rot, "rotation_blocks": _labels(rotation_blocks, n)},
     )
 
@@ -298,7 +346,8 @@ def _refit_many(model, Y):
     return [_refit_one(model, Y[:, j].copy()) for j in range(Y.shape[1])]
 
 
-def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, summaries, refit_batch=None):
+def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, summaries, refit_batch=None,
+                     pit="ranks"):
     for need in ("refit", "conditional_fitted", "pearson_residuals"):
         if not hasattr(m, need):
             raise TypeError(
@@ -342,7 +391,7 @@ def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, su
     less = np.count_nonzero(E < e_obs[:, None], axis=1)
     leq = less + np.count_nonzero(E == e_obs[:, None], axis=1)
     n_ok = len(ok)
-    r = pit_residuals(less, leq, n_ok, child_generator(plan.seed, 1, 0))
+    r = pit_residuals(less, leq, n_ok, child_generator(plan.seed, 1, 0), pit)
     sim_stats = {k: v[ok] for k, v in sims.sim_stats.items()}
     refit_info = {
         "pearson_obs": float(np.sum(pe_obs * pe_obs)),
@@ -372,6 +421,7 @@ def _refit_residuals(m, plan, y, fitted, trials, mode, n_jobs, keep, centres, su
         simulations=S[:, ok] if keep else None,
         refit=refit_info,
         model=m,
+        pit=pit,
         _source={"plan": plan, "agg": None, "columns": np.array(ok)},
     )
 
@@ -408,24 +458,60 @@ def _with_agg(red: Reductions, agg) -> Reductions:
     return dataclasses.replace(red, agg=agg)
 
 
-def _group_matrix(group, n: int):
+def _selection(res: ScaledResiduals, sel, data=None) -> np.ndarray:
+    """Positions of the selected rows: ``sel`` a boolean mask (one per residual or per row of the
+    fitting data, a column name of ``data``) or integer positions (of the residuals)."""
+    from glmmdiag.checks._columns import per_row
+
+    n = res.nobs
+    if sel is None:
+        return np.arange(n)
+    if not isinstance(sel, str):
+        arr = np.asarray(sel.to_numpy() if isinstance(sel, (pd.Series, pd.Index)) else sel)
+        if arr.ndim == 1 and arr.dtype != bool and arr.size and np.issubdtype(arr.dtype, np.integer):
+            if np.any(arr < 0) or np.any(arr >= n):
+                raise GlmmdiagError(f"sel has positions outside 0..{n - 1}")
+            if np.unique(arr).size != arr.size:
+                raise GlmmdiagError("sel has repeated positions")
+            return np.sort(arr)
+    mask = per_row(res, sel, "sel", data)
+    if mask.isna().any() or not pd.api.types.is_bool_dtype(mask.dtype):
+        raise GlmmdiagError(f"sel must be a boolean mask (or integer positions); got dtype {mask.dtype}")
+    idx = np.flatnonzero(mask.to_numpy(bool))
+    if idx.size == 0:
+        raise GlmmdiagError("sel selects no rows")
+    return idx
+
+
+def _group_matrix(group, n: int, rows=None):
+    """(P, labels, codes): P (k x n) sums the rows ``rows`` (default all) within the k groups of
+    ``group`` (labels of the selected rows, in the order of ``rows``)."""
+    rows = np.arange(n) if rows is None else np.asarray(rows)
     if isinstance(group, (pd.Series, pd.Index)):
         g = group.to_numpy()
     else:
         g = np.asarray(group)
     if g.ndim != 1:
         raise GlmmdiagError(f"group must be one-dimensional; got shape {g.shape}")
-    if g.shape[0] != n:
-        raise GlmmdiagError(f"group has {g.shape[0]} values but the residuals have {n} observations (one label per row)")
+    if g.shape[0] != rows.size:
+        raise GlmmdiagError(f"group has {g.shape[0]} values but the residuals have {rows.size} observations (one label per row)")
     if pd.isna(pd.Series(g)).any():
         raise GlmmdiagError("group has missing values")
     codes, uniques = pd.factorize(g, sort=True)
-    P = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(uniques), n))
+    P = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(len(uniques), n))
     return P, np.asarray(uniques), codes
 
 
-def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *, seed=None, n_jobs=1) -> ScaledResiduals:
+def recalculate_residuals(res: ScaledResiduals, group=None, aggregate: str = "sum", *, sel=None, data=None, seed=None,
+                          n_jobs=1) -> ScaledResiduals:
     """Residuals per group: observed, fitted and every simulation aggregated within each group.
+
+    ``group``: one label per residual, one per row of the fitting data (its fitted rows are taken),
+    or a column name looked up in ``data`` (the data frame the model was fitted to, after its
+    missing-value mask) or among the grouping factors the model knows. ``sel`` (DHARMa's ``sel``):
+    only these rows -- a boolean mask (same forms as ``group``) or integer positions of the
+    residuals; combined with ``group``, the selected rows are aggregated within their groups;
+    without ``group``, the residuals of the selected rows are recomputed (labels: their positions).
 
     DHARMa's ``recalculateResiduals``. ``aggregate`` is "sum" (default; keeps the residuals uniform
     under the model) or "mean" (means over the rows of a group: for equal-sized groups identical
@@ -455,8 +541,17 @@ def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *
         raise GlmmdiagError(f"aggregate must be 'sum' or 'mean'; got {aggregate!r}")
     if res.group is not None:
         raise GlmmdiagError("these residuals are already grouped; recalculate from the original residuals")
+    from glmmdiag.checks._columns import per_row
+
     n = res.nobs
-    P, labels, codes = _group_matrix(group, n)
+    if group is None and sel is None:
+        raise GlmmdiagError("give group= (labels or a column name), sel= (rows), or both")
+    rows = _selection(res, sel, data)
+    if group is None:
+        g = rows
+    else:
+        g = per_row(res, group, "group", data).to_numpy()[rows]
+    P, labels, codes = _group_matrix(g, n, rows)
     if aggregate == "mean":
         sizes = np.asarray(P.sum(axis=1)).ravel()
         P = sp.diags(1.0 / sizes) @ P
@@ -488,7 +583,7 @@ def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *
             out = stream(res.model, plan, _with_agg(red, P), n_jobs=n_jobs)
         less, leq, sim_stats, kept, n_sim = out.less, out.leq, out.sim_stats, out.kept, res.n_sim
         refit_info = None
-    r = pit_residuals(less, leq, n_sim, rng)
+    r = pit_residuals(less, leq, n_sim, rng, res.pit)
     obs = {name: float(row_variances(y_g - c)[0]) for name, c in centres.items()}
     obs["zeros"] = float(np.count_nonzero(y_g == 0))
     return ScaledResiduals(
@@ -512,5 +607,6 @@ def recalculate_residuals(res: ScaledResiduals, group, aggregate: str = "sum", *
         aggregate=aggregate,
         refit=refit_info,
         model=res.model,
+        pit=res.pit,
         _source={"plan": plan, "agg": P, "columns": res._source.get("columns")},
     )

@@ -177,7 +177,8 @@ class TestResult:
 class ResidualTests:
     """``residual_tests(res)``: uniformity, dispersion and outliers together (mapping-like).
 
-    ``verdict`` names the tests that reject at 0.05 (``verdict_at(alpha)`` at another level).
+    ``verdict`` names the tests that reject at 0.05 after Holm's adjustment over the three tests
+    (``verdict_at(alpha)`` at another level; ``adjusted()`` the adjusted tests).
     With ``family`` (the fitted family's name, e.g. "poisson"; ``with_family`` sets it) the text
     and ``remedies()`` also name the models that address a failed check, in the specification
     form of ``compare_models`` / ``glmmdiag check --compare`` (see ``glmmdiag.remedies``).
@@ -188,6 +189,8 @@ class ResidualTests:
     outliers: TestResult
     family: str | None = None
     formula: str | None = None
+    p_values: str = "uncalibrated"  # which p-values: "calibrated (...)" or "uncalibrated (...)", and why
+    calibration: Mapping[str, Any] | None = None  # the calibration decision (checks.battery)
 
     _TESTS = ("uniformity", "dispersion", "outliers")
 
@@ -206,11 +209,20 @@ class ResidualTests:
         """The same tests, knowing the fitted family (and formula) so that remedies are named."""
         return dataclasses.replace(self, family=family, formula=formula)
 
+    def adjusted(self) -> dict:
+        """{name: test} with the p-values Holm-adjusted over the tests (``checks.pvalues.adjust_tests``):
+        what the verdict reads, so that it flags a correct model with probability at most alpha."""
+        from glmmdiag.checks.pvalues import adjust_tests
+
+        return adjust_tests(dict(self.items()), "holm")
+
     def verdict_at(self, alpha: float = 0.05) -> str:
-        """'overdispersion 3.0 (p < 0.004); ...' or 'no problems detected'."""
+        """'overdispersion 3.0 (p < 0.004); ...' or 'no problems detected', from the Holm-adjusted
+        p-values of the tests (``adjusted``): a verdict over three tests each read at alpha would
+        flag a correct model up to 1 - (1 - alpha)^3 of the time."""
         from glmmdiag.plots._style import problem_phrases
 
-        out = problem_phrases(dict(self.items()), alpha)
+        out = problem_phrases(self.adjusted(), alpha)
         return "; ".join(out) if out else "no problems detected"
 
     @property
@@ -225,10 +237,11 @@ class ResidualTests:
         family = family or self.family
         if not family:
             return []
-        return remedies(family, problems(dict(self.items()), alpha), formula or self.formula)
+        return remedies(family, problems(self.adjusted(), alpha), formula or self.formula)
 
     def __str__(self):
         out = [str(t) for _, t in self.items()]
+        out.append(f"p-values: {self.p_values}")
         out.append(f"Verdict (alpha = 0.05): {self.verdict}")
         for r in self.remedies():
             out.append(f"  remedy for {r}")
@@ -241,6 +254,9 @@ class ResidualTests:
     def to_dict(self) -> dict:
         """``{test name: TestResult.to_dict()}`` plus the verdict at 0.05."""
         out = {name: t.to_dict() for name, t in self.items()}
+        out["p_values"] = self.p_values
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
         out["verdict"] = self.verdict
         return out
 
@@ -258,8 +274,12 @@ class ScaledResiduals:
     Attributes
     ----------
     residuals : (n,) array in [0, 1]
-        r_i = L_i if L_i == U_i else a uniform draw in [L_i, U_i], with L_i = #{sims < y_i} / n_sim
-        and U_i = #{sims <= y_i} / n_sim. Uniform under a correct model.
+        The randomised PIT of each observation within its simulations, by the definition ``pit``:
+        "ranks" r_i = (#{sims < y_i} + u_i (#{sims = y_i} + 1)) / (n_sim + 1), exactly uniform
+        under a correct model; "dharma" r_i = L_i if L_i == U_i else a uniform draw in [L_i, U_i],
+        with L_i = #{sims < y_i} / n_sim and U_i = #{sims <= y_i} / n_sim (on a 1/n_sim grid).
+    pit : str
+        "ranks" or "dharma" (residuals.py).
     observed, fitted, trials : (n,) arrays
         Observed response (binomial: successes), population-level fitted mean (binomial: the
         probability) and binomial trials (ones otherwise).
@@ -315,6 +335,7 @@ class ScaledResiduals:
     refit: Mapping[str, Any] | None = None
     model: Any = None  # the SimulableModel (adapter); lets tests regenerate simulations
     rotation: str | None = None  # "estimated" / "given": residuals of rotated responses (residuals.py)
+    pit: str = "dharma"  # the residual definition: "ranks" or "dharma" (simulate_residuals sets it)
     _source: Any = None  # the engine's plan to regenerate simulations (simulate.py)
 
     def __post_init__(self):
@@ -335,9 +356,23 @@ class ScaledResiduals:
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self.residuals, dtype=dtype)
 
-    def outliers(self, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
-        """Indices of rows with residual <= lower or >= upper (default: outside the simulation envelope)."""
+    def outlier_cells(self) -> tuple[float, float]:
+        """(lower, upper): a residual r < lower or r >= upper is an outlier (the observation lies below or
+        above all of its simulations). "ranks": (1, n_sim) / (n_sim + 1), the extreme cells, each of
+        probability exactly 1/(n_sim + 1) under the model; "dharma": r <= 0 or r >= 1 (as (tiny, 1))."""
+        if self.pit == "ranks":
+            return 1.0 / (self.n_sim + 1), self.n_sim / (self.n_sim + 1)
+        return float(np.nextafter(0.0, 1.0)), 1.0
+
+    def outliers(self, lower: float | None = None, upper: float | None = None) -> np.ndarray:
+        """Indices of rows with residual <= lower or >= upper; by default the rows outside the
+        simulation envelope (``outlier_cells``)."""
         r = self.residuals
+        if lower is None and upper is None:
+            lo, hi = self.outlier_cells()
+            return np.flatnonzero((r < lo) | (r >= hi))
+        lower = 0.0 if lower is None else lower
+        upper = 1.0 if upper is None else upper
         return np.flatnonzero((r <= lower) | (r >= upper))
 
     def quantile_residuals(self, dist=stats.norm, outlier_values=(-7.0, 7.0)) -> np.ndarray:
@@ -360,7 +395,7 @@ class ScaledResiduals:
     def to_dict(self) -> dict:
         """How the residuals were made (method, simulation mode, n_sim, seed, family) and the
         residuals as a list."""
-        return {"method": self.method, "simulate_re": self.simulate_re, "n_sim": self.n_sim,
+        return {"method": self.method, "pit": self.pit, "simulate_re": self.simulate_re, "n_sim": self.n_sim,
                 "nobs": self.nobs, "family": self.family_name, "seed": _plain(self.seed),
                 "integer_response": self.integer_response, "residuals": np.asarray(self.residuals).tolist()}
 
@@ -371,7 +406,7 @@ class ScaledResiduals:
         if self.rotation:
             grp += f", rotated ({self.rotation} covariance)"
         return (
-            f"Scaled residuals ({self.method}, {self.simulate_re} simulation, n_sim = {self.n_sim}, "
+            f"Scaled residuals ({self.method}, {self.pit} definition, {self.simulate_re} simulation, n_sim = {self.n_sim}, "
             f"{self.nobs} observations{grp}, {'integer' if self.integer_response else 'continuous'} response, "
             f"family {self.family_name})\n"
             f"  {head}{', ...' if len(r) > 10 else ''}\n"

@@ -30,41 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
+from glmmdiag.checks.pvalues import p_adjust
 from glmmdiag.errors import ColumnError, GlmmdiagError
 
 __all__ = ["pairwise", "PairwiseComparisons", "p_adjust", "cld"]
 
-ADJUSTMENTS = ("tukey", "holm", "bonferroni", "none")
-
-
-def p_adjust(p, method: str, n_means: int | None = None, stat=None, df=np.inf) -> np.ndarray:
-    """Adjusted p-values for one family of tests.
-
-    ``tukey`` needs the statistics ``stat`` (difference / SE), the number of means ``n_means``
-    and ``df`` (inf for asymptotic tests); the others need only ``p``.
-    """
-    p = np.asarray(p, float)
-    m = p.size
-    method = str(method).lower()
-    if method == "none" or m == 0:
-        return p.copy()
-    if method == "bonferroni":
-        return np.minimum(1.0, m * p)
-    if method == "holm":
-        o = np.argsort(p, kind="stable")
-        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[o]))
-        out = np.empty(m)
-        out[o] = adj
-        return out
-    if method == "tukey":
-        if stat is None or n_means is None:
-            raise GlmmdiagError("the Tukey adjustment needs the statistics and the number of means")
-        if n_means < 2:
-            return p.copy()
-        q = np.sqrt(2.0) * np.abs(np.asarray(stat, float))
-        out = stats.studentized_range.sf(q, n_means, df)
-        return np.clip(out, 0.0, 1.0)
-    raise GlmmdiagError(f"adjust must be one of {list(ADJUSTMENTS)}; got {method!r}")
+ADJUSTMENTS = ("tukey", "holm", "bonferroni", "none")  # of pairwise(); the one p_adjust is glmmdiag.checks.pvalues
 
 
 # ---------------------------------------------------------------------------- letters
