@@ -238,7 +238,7 @@ def test_durbin_watson_pvalue_against_monte_carlo():
 def test_durbin_watson_duplicate_times():
     with pytest.raises(ValueError, match="duplicated values.*recalculate_residuals"):
         gd.temporal_autocorrelation_test(_with_residuals(np.random.default_rng(1).random(10)), [1, 2, 3, 3, 4, 5, 6, 7, 8, 9])
-    with pytest.raises(ValueError, match="one value per residual"):
+    with pytest.raises(ValueError, match=r"time has 9 values; expected 10 \(one per residual\)"):
         gd.temporal_autocorrelation_test(_with_residuals(np.random.default_rng(1).random(10)), np.arange(9))
 
 
