@@ -149,12 +149,16 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None, stall: tuple[in
 
     last: dict = {}
 
+    best: dict = {}
+
     def fg(x):  # L-BFGS-B evaluates its starting point again: remember the last point
         key = x.tobytes()
         if last.get("key") != key:
             last["key"], last["value"] = key, fg_raw(x)
             if stalled is not None:
                 stalled.record(last["value"][0])
+                if not best or last["value"][0] < best["fun"]:
+                    best["x"], best["fun"] = np.array(x, float), float(last["value"][0])
         return last["value"]
 
     x0 = np.asarray(x0, float)
@@ -173,15 +177,19 @@ def minimize(fun, x0, lb, opt: OptSummary, stage: str, jac=None, stall: tuple[in
         opt.stages.append({"stage": stage, "nfev": count[0], "nit": 0, "fun": float(f0),
                            "message": "the starting point satisfies the projected-gradient tolerance"})
         return x0, float(f0)
-    res = optimize.minimize(
-        fg,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"ftol": opt.ftol, "gtol": opt.gtol, "maxiter": opt.maxiter, "maxcor": 20},
-        callback=stalled,
-    )
+    try:
+        res = optimize.minimize(
+            fg,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": opt.ftol, "gtol": opt.gtol, "maxiter": opt.maxiter, "maxcor": 20},
+            callback=stalled,
+        )
+    except StopIteration:  # scipy < 1.11 lets a callback's StopIteration through: the best point
+        res = optimize.OptimizeResult(x=best["x"], fun=best["fun"], nit=-1, success=True,
+                                      message="stopped by the stall rule")
     opt.n_eval += count[0]
     opt.hess_inv = getattr(res, "hess_inv", None)
     message = str(res.message)
