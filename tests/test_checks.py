@@ -91,7 +91,7 @@ def test_pearson_dispersion_reproduces_dharma_on_cbpp(load_data, load_reference)
     fit = gd.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", load_data("cbpp"), family="binomial")
     res = gd.simulate_residuals(fit, 20, seed=1)
     ref = load_reference("dharma/cbpp_glmer_nAGQ1")["results"]["conditional"]["tests"]["testDispersion_PearsonChisq"]
-    t = gd.dispersion_test(res, kind="pearson", df="model")
+    t = gd.dispersion_test(res, kind="pearson", residual_df="model")
     assert t.parameter["df"] == ref["parameter"] == 51
     assert t.statistic == pytest.approx(ref["statistic"], rel=2e-3)
     assert t.p_value == pytest.approx(ref["p_value"], rel=2e-2)
@@ -381,7 +381,7 @@ def test_pearson_dispersion_without_residual_df_is_undefined():
 
     res = gd.simulate_residuals(_Saturated(), 20, seed=1)
     with pytest.warns(gd.UndefinedTestWarning, match="residual degrees of freedom are 0"):
-        t = gd.dispersion_test(res, kind="pearson", df="model")
+        t = gd.dispersion_test(res, kind="pearson", residual_df="model")
     assert math.isnan(t.statistic) and math.isnan(t.p_value)
 
 

@@ -102,7 +102,7 @@ def test_outlier_and_pearson_verdicts_on_salamanders(load_reference):
     res = gd.simulate_residuals(fit, N_SIM, seed=1, simulate_re="unconditional", pit="dharma")
     ob = gd.outlier_test(res, type="binomial")
     assert abs(ob.statistic - ref["testOutliers_binomial"]["statistic"]) <= 4  # a count of rare events
-    pe = gd.dispersion_test(res, kind="pearson", df="model")
+    pe = gd.dispersion_test(res, kind="pearson", residual_df="model")
     assert pe.parameter["df"] == ref["testDispersion_PearsonChisq"]["parameter"] == 635
     assert pe.statistic == pytest.approx(ref["testDispersion_PearsonChisq"]["statistic"], rel=5e-3)
     assert pe.p_value < 1e-50

@@ -271,7 +271,7 @@ def test_statsmodels_glm_adapter():
     assert gd.uniformity_test(res).p_value > 1e-4
     rb = gd.simulate_residuals(fit, 10, seed=1, refit=True)
     assert rb.method == "refit"
-    t = gd.dispersion_test(res, kind="pearson", df="model")
+    t = gd.dispersion_test(res, kind="pearson", residual_df="model")
     assert t.parameter["df"] == pytest.approx(198)
 
 

@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag._progress import track
 from glmmdiag.errors import ColumnError, GlmmdiagError
 
@@ -218,6 +219,7 @@ def compare_models(
     alpha: float = 0.05,
     n_jobs=1,
     progress="auto",
+    rng=None,
     _who: str = "compare_models",
     **fit_kw,
 ) -> ModelComparison:
@@ -275,6 +277,7 @@ def compare_models(
     from glmmdiag.fit import glmm
     from glmmdiag.residuals import simulate_residuals
 
+    seed = seed_or_rng(seed, rng, _who)
     specs = _model_list(models)
     labels = [s["label"] for s in specs]
     transforms = dict(transforms or {})
@@ -325,6 +328,7 @@ def compare_families(
     alpha: float = 0.05,
     n_jobs=1,
     progress="auto",
+    rng=None,
     **fit_kw,
 ) -> ModelComparison:
     """Fit ``formula`` with each family and compare fit statistics and residual diagnostics
@@ -378,6 +382,7 @@ def compare_families(
     beta         -90.3        0.0         1.1
     gamma        -64.0       26.4         0.3
     """
+    seed = seed_or_rng(seed, rng, "compare_families")
     if isinstance(families, str):
         families = (families,)
     families = list(families)

@@ -43,6 +43,7 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
 
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag._rng import child_generator, root_seed
 from glmmdiag.adapters import as_simulable
 from glmmdiag.errors import FitError, GlmmdiagError, GlmmdiagWarning, RefitWarning
@@ -108,6 +109,7 @@ def simulate_residuals(
     rotation="auto",
     rotation_blocks=None,
     pit: str = "ranks",
+    rng=None,
 ) -> ScaledResiduals:
     """Scaled quantile residuals of ``model`` from ``n_sim`` simulated responses.
 
@@ -120,6 +122,7 @@ def simulate_residuals(
         Number of simulations (>= 2). For ``from_simulations`` the default is every given column.
     seed : None, int, SeedSequence or Generator
         Root of every random stream. None draws fresh entropy, recorded in ``res.seed``.
+        ``rng=`` is accepted as the same argument (numpy's SPEC 7 name).
     n_jobs : int or None, default 1
         joblib workers (-1: all cores). The residuals do not depend on it. None defers to an
         enclosing ``joblib.parallel_config(...)`` (e.g. ``backend="dask"``; see simulate.py).
@@ -197,6 +200,7 @@ def simulate_residuals(
     >>> bool(np.array_equal(res.residuals, again.residuals))
     True
     """
+    seed = seed_or_rng(seed, rng, "simulate_residuals")
     pit = _check_pit(pit)
     m = as_simulable(model)
     fixed = getattr(m, "simulations", None)
@@ -503,7 +507,7 @@ def _group_matrix(group, n: int, rows=None):
 
 
 def recalculate_residuals(res: ScaledResiduals, group=None, aggregate: str = "sum", *, sel=None, data=None, seed=None,
-                          n_jobs=1) -> ScaledResiduals:
+                          n_jobs=1, rng=None) -> ScaledResiduals:
     """Residuals per group: observed, fitted and every simulation aggregated within each group.
 
     ``group``: one label per residual, one per row of the fitting data (its fitted rows are taken),
@@ -537,6 +541,7 @@ def recalculate_residuals(res: ScaledResiduals, group=None, aggregate: str = "su
     >>> print(f"dispersion {t.statistic:.1f}, p = {t.p_value:.3f}")
     dispersion 4.2, p = 0.000
     """
+    seed = seed_or_rng(seed, rng, "recalculate_residuals")
     if aggregate not in ("sum", "mean"):
         raise GlmmdiagError(f"aggregate must be 'sum' or 'mean'; got {aggregate!r}")
     if res.group is not None:

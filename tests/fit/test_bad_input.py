@@ -330,13 +330,13 @@ def test_negative_binomial_non_integer_counts(family):
 @pytest.mark.parametrize("df_value", [0.0, -3.0, np.inf, np.nan], ids=["zero", "negative", "inf", "nan"])
 def test_t_family_invalid_df(df_value):
     data = make_data()
-    assert_error_naming(lambda: _glmm()("yresp ~ x + (1 | g)", data, family="t", df=df_value),
+    assert_error_naming(lambda: _glmm()("yresp ~ x + (1 | g)", data, family="t", t_df=df_value),
                         r"\bdf\b|degrees of freedom", r"> 0|positive|finite")
 
 
 def test_df_for_a_family_without_df():
-    assert_error_naming(lambda: _glmm()("count ~ x + (1 | g)", make_data(), family="nbinom2", df=4.0),
-                        r"\bdf\b", r"\bt\b family")
+    assert_error_naming(lambda: _glmm()("count ~ x + (1 | g)", make_data(), family="nbinom2", t_df=4.0),
+                        r"\bt_df\b", r"\bt\b family")
 
 
 def test_link_outside_the_mean_space_of_beta():
@@ -352,7 +352,7 @@ def test_link_outside_the_mean_space_of_beta():
         ("pos ~ x + (1 | g)", "gamma", {"link": "log"}),
         ("count ~ x + (1 | g)", "nbinom2", {}),
         ("count ~ x + (1 | g)", "nbinom1", {}),
-        ("yresp ~ x + (1 | g)", "t", {"df": 5.0}),
+        ("yresp ~ x + (1 | g)", "t", {"t_df": 5.0}),
     ],
 )
 def test_valid_dispersion_variants_fit(formula, family, kw):

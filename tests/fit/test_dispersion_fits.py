@@ -56,7 +56,7 @@ GLMMTMB = {
                            -889.680964149, [5.52083203341, 0.03646653142], [0.0338990999, 0.0025579797],
                            29.33213696, [0.1288180008]),
     # t with df fixed at 4: glmmTMB(..., family = t_family, start = list(psi = log(4)), map = list(psi = factor(NA)))
-    "sleep_t_df4": ("sleepstudy", "Reaction ~ Days + (1 | Subject)", "t", {"df": 4.0}, -891.342188957,
+    "sleep_t_df4": ("sleepstudy", "Reaction ~ Days + (1 | Subject)", "t", {"t_df": 4.0}, -891.342188957,
                     [250.93346710, 10.53085889], [9.52352073, 0.76185189], 22.84711601, [36.93750807]),
     "rust_beta_probit": ("rust", "severity ~ fungicide + (1 | block)", "beta", {"link": "probit"}, 59.0973954751,
                          [0.40209560830, -0.05690913457, -0.23153916211, -0.31507853550, -0.67692566017,

@@ -259,11 +259,12 @@ def test_simulate_conditions_on_the_terms_re_form_names():
                                   fit.simulate(3, seed=2, re_form="~(1 | plate) + (1 | sample)"))
 
 
-def test_simulate_takes_n_sim_and_r_spelling_nsim():
+def test_simulate_takes_n_sim_not_nsim():
     d = glmmdiag.datasets.load("sleepstudy")
     fit = glmmdiag.glmm("Reaction ~ Days + (1 | Subject)", d)
     a = fit.simulate(n_sim=3, seed=4)
-    np.testing.assert_array_equal(a, fit.simulate(nsim=3, seed=4))
+    with pytest.raises(TypeError, match="nsim"):  # one name for the number of simulations everywhere
+        fit.simulate(nsim=3, seed=4)
     np.testing.assert_array_equal(a, fit.simulate(3, seed=4))
     assert a.shape == (180, 3)
     with pytest.raises(GlmmdiagError, match="n_sim"):

@@ -312,7 +312,7 @@ def test_t_dispersion_model_glm_matches_direct_maximisation():
 
 def test_t_dispersion_model_with_fixed_df_and_predict_disp():
     d = _t_data()
-    fit = glmmdiag.glmm("y ~ x", d, family="t", df=6.0, dispformula="~ h")
+    fit = glmmdiag.glmm("y ~ x", d, family="t", t_df=6.0, dispformula="~ h")
     assert fit.df == 6.0 and fit.df_fixed and len(fit.psi) == 3
     X = np.column_stack([np.ones(len(d)), d.x])
     D = np.column_stack([np.ones(len(d)), d.h == "b", d.h == "c"]).astype(float)

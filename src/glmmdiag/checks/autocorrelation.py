@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, stats
 
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag._rng import child_generator
 from glmmdiag.errors import FitError, GlmmdiagError
 from glmmdiag.results import ScaledResiduals, TestResult
@@ -81,7 +82,7 @@ def _dw_pvalue(dw: float, lam: np.ndarray, alternative: str = "two-sided", exact
 
 
 def temporal_autocorrelation_test(res: ScaledResiduals, time, alternative: str = "two-sided", *, group=None,
-                                  data=None, n_boot: int = 0, seed=None, n_jobs=1) -> TestResult:
+                                  data=None, n_boot: int = 0, seed=None, n_jobs=1, rng=None) -> TestResult:
     """Durbin-Watson test of the residuals ordered by ``time`` (DHARMa: lmtest::dwtest(r ~ 1)),
     pooled within series when ``group`` is given.
 
@@ -125,6 +126,7 @@ def temporal_autocorrelation_test(res: ScaledResiduals, time, alternative: str =
     Calibration (uniform residuals, 40 series x 12 times, 4000 data sets): see
     tests/test_temporal_grouped.py.
     """
+    seed = seed_or_rng(seed, rng, "temporal_autocorrelation_test")
     res = _check_res(res)
     alt = _alt(alternative)
     t = _column_values(res, time, "time", data)
@@ -365,6 +367,7 @@ def _moran_inverse_distance(z, coords, block: int = 2048):
 def spatial_autocorrelation_test(
     res: ScaledResiduals, x=None, y=None, *, distance_matrix=None, weights=None, alternative: str = "two-sided",
     data=None, n_boot: int = 0, seed=None, n_jobs=1,
+    rng=None,
 ) -> TestResult:
     """Moran's I of the residuals (DHARMa: ape::Moran.I).
 
@@ -379,6 +382,7 @@ def spatial_autocorrelation_test(
     ``n_boot`` > 0 calibrates the p-value by a parametric bootstrap of the whole procedure (as
     ``temporal_autocorrelation_test``; statistic Moran's I, large = positive autocorrelation).
     """
+    seed = seed_or_rng(seed, rng, "spatial_autocorrelation_test")
     res = _check_res(res)
     alt = _alt(alternative)
     if isinstance(x, str) or isinstance(x, (pd.Series, pd.Index)):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag.errors import GlmmdiagError
 from glmmdiag.results import ResidualTests, ScaledResiduals
 from glmmdiag.checks._common import _check_res
@@ -153,6 +154,7 @@ def residual_tests(
     n_boot: int = DEFAULT_N_BOOT,
     seed=None,
     n_jobs=1,
+    rng=None,
 ) -> ResidualTests:
     """Uniformity (KS), dispersion (default kind) and outliers (default type) together.
 
@@ -169,7 +171,8 @@ def residual_tests(
         Seconds the automatic calibration may spend.
     n_boot : int, default 100
     seed, n_jobs
-        For ``calibrated_tests`` (default seed: derived from ``res.seed``).
+        For ``calibrated_tests`` (default seed: derived from ``res.seed``; ``rng=`` is accepted as the
+        same argument).
 
     Returns
     -------
@@ -205,6 +208,7 @@ def residual_tests(
     >>> print(tests.with_family("poisson").remedies()[0].specs)
     ('nbinom2', 'nbinom1', 'poisson; olre=yes')
     """
+    seed = seed_or_rng(seed, rng, "residual_tests")
     res = _check_res(res)
     family = res.family_name if res.family_name not in ("", "unknown") else None
     raw = {"uniformity": uniformity_test(res), "dispersion": dispersion_test(res), "outliers": outlier_test(res)}

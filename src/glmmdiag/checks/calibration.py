@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag._rng import child_generator
 from glmmdiag.errors import FitError, GlmmdiagError
 from glmmdiag.results import ScaledResiduals, TestResult
@@ -98,6 +99,7 @@ def calibrated_tests(
     n_jobs=1,
     _first=None,
     _raw: dict | None = None,
+    rng=None,
 ) -> dict:
     """Tests with p-values calibrated by a parametric bootstrap of the whole procedure.
 
@@ -139,6 +141,7 @@ def calibrated_tests(
     size, residual definition ``pit``, rotation). (``_first``: bootstrap data set 0 already computed
     by ``timed_first_replicate``; ``_raw``: the raw tests already computed.)
     """
+    seed = seed_or_rng(seed, rng, "calibrated_tests")
     res = _check_res(res)
     m = res.model
     if m is None or not hasattr(m, "refit"):

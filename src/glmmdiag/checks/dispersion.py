@@ -27,7 +27,7 @@ def dispersion_test(
     alternative: str = "two-sided",
     kind: str | None = None,
     *,
-    df: str = "honest",
+    residual_df: str = "honest",
     centre: str = "fitted",
 ) -> TestResult:
     """Over/underdispersion.
@@ -41,9 +41,9 @@ def dispersion_test(
         Pearson chi-square of the observed model against those of the models refitted to each
         simulation (a parametric bootstrap).
     kind="pearson"
-        Pearson chi-square / residual df against chi-square(df). ``df="honest"`` uses
+        Pearson chi-square / residual df against chi-square(df). ``residual_df="honest"`` uses
         n - tr(2H - H^2) with H the hat matrix of the penalised fit (random effects counted by
-        their shrinkage: E[chi2] = df for a linear Gaussian smoother); ``df="model"`` uses
+        their shrinkage: E[chi2] = df for a linear Gaussian smoother); ``residual_df="model"`` uses
         n - #parameters as R's df.residual and DHARMa, which is biased towards underdispersion
         for mixed models.
 
@@ -64,7 +64,7 @@ def dispersion_test(
     and with R's ``df.residual``:
 
     >>> honest = glmmdiag.dispersion_test(res, kind="pearson", alternative="greater")
-    >>> model = glmmdiag.dispersion_test(res, kind="pearson", df="model", alternative="greater")
+    >>> model = glmmdiag.dispersion_test(res, kind="pearson", residual_df="model", alternative="greater")
     >>> print(f"{honest.statistic:.2f} on {honest.parameter['df']:.1f} df")
     2.39 on 616.3 df
     >>> print(f"{model.statistic:.2f} on {model.parameter['df']:.0f} df")
@@ -100,7 +100,7 @@ def dispersion_test(
         chi2 = float(np.sum(pr * pr))
         n = pr.size
         method = "Parametric dispersion test via Pearson chi-square"
-        if df == "honest":
+        if residual_df == "honest":
             edf = m.edf() if hasattr(m, "edf") else None
             if edf is None:
                 warnings.warn("effective df unavailable for this model; using the model's residual df", UserWarning, stacklevel=2)
@@ -109,11 +109,11 @@ def dispersion_test(
             else:
                 rdf = float(n - (2 * edf[0] - edf[1]))
                 df_label = "honest"
-        elif df == "model":
+        elif residual_df == "model":
             rdf = float(m.df_resid)
             df_label = "model"
         else:
-            raise GlmmdiagError("df must be 'honest' or 'model'")
+            raise GlmmdiagError(f"residual_df must be 'honest' or 'model'; got {residual_df!r}")
         if not rdf > 0:
             return _undefined(res, f"{method} ({df_label} residual df)", "dispersion", alt,
                               f"the residual degrees of freedom are {rdf:g} (n = {n}): nothing is left to "

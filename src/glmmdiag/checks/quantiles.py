@@ -64,7 +64,7 @@ def quantile_test(
     quantiles=(0.25, 0.5, 0.75),
     *,
     rank: bool = True,
-    df: int = 4,
+    spline_df: int = 4,
     curves: bool = True,
     max_curve_points: int = 10000,
     data=None,
@@ -74,7 +74,7 @@ def quantile_test(
     For each quantile q, under the model the residuals are Uniform(0, 1) whatever the predictor, so
     the q-quantile of r given x is exactly q: a completely specified null. With sign scores
     a_i = q - 1{r_i < q} (mean 0, variance q(1 - q) under H0) and a cubic B-spline basis B of the
-    rank-transformed predictor (``df`` shape degrees of freedom), two rank-score tests follow:
+    rank-transformed predictor (``spline_df`` shape degrees of freedom), two rank-score tests follow:
     level: (sum a)^2 / (n q(1-q)) ~ chi2(1); shape: S'(Bc'Bc)^-1 S / (q(1-q)) ~ chi2(df) with Bc the
     centred non-constant columns and S = Bc'a. Per q, p = min of the two Benjamini-Hochberg
     adjusted p-values; overall p = smallest BH-adjusted per-q p-value (DHARMa's combination).
@@ -110,7 +110,7 @@ def quantile_test(
         raise GlmmdiagError("predictor has NaN/infinite values")
     xr = _rank01(x) if rank else (x - x.min()) / max(np.ptp(x), 1e-300)
     n_unique = np.unique(xr).size
-    dfe = int(min(df, n_unique - 1))
+    dfe = int(min(spline_df, n_unique - 1))
     basis, ncol = _spline_basis(xr, dfe) if dfe >= 1 else (None, 1)
     qs = np.asarray(quantiles, float)
     if np.any((qs <= 0) | (qs >= 1)):

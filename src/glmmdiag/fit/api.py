@@ -29,7 +29,7 @@ def glmm(
     offset=None,
     reml: bool = False,
     n_agq: int = 1,
-    df: float | None = None,
+    t_df: float | None = None,
     ziformula: str | None = None,
     dispformula: str | None = None,
     start: dict | None = None,
@@ -75,7 +75,7 @@ def glmm(
     n_agq : int
         1 = Laplace approximation; > 1 = adaptive Gauss-Hermite quadrature with that many nodes,
         available for a single scalar random-effects term.
-    df : float, optional
+    t_df : float, optional
         Student t family only: fix the degrees of freedom at this value (> 0); by default they
         are estimated.
     ziformula : str, optional
@@ -88,7 +88,7 @@ def glmm(
     dispformula : str, optional
         glmmTMB's dispersion model (fixed effects), on glmmTMB's scale of ``betad``: log theta
         (nbinom2), log phi (nbinom1, beta, betabinomial, tweedie), log sigma^2 (gaussian), log shape
-        (Gamma), log sigma (t; its df stays one scalar, estimated or fixed by ``df=``). "~1" (the
+        (Gamma), log sigma (t; its df stays one scalar, estimated or fixed by ``t_df=``). "~1" (the
         default) is the constant dispersion. Estimates: ``fit.fixef_disp``.
     start : dict, optional
         glmmTMB's ``start=``: starting values by glmmTMB's parameter names and scales --
@@ -162,11 +162,11 @@ def glmm(
     elif isinstance(family, Family) and getattr(family, "truncated_name", None):
         # get_family("truncated_nbinom2"): rebuilt over these data (and ziformula) below
         truncated, family = family.truncated_name, family.base
-    if df is not None:
+    if t_df is not None:
         name = family.name if isinstance(family, Family) else str(family).lower()
         if name not in ("t", "student_t", "t_family"):
-            raise GlmmdiagError(f"df= applies to the t family only; got family={family!r}")
-        fam = get_family(family, link, df=df)
+            raise GlmmdiagError(f"t_df= applies to the t family only; got family={family!r}")
+        fam = get_family(family, link, df=t_df)
     else:
         fam = get_family(family, link)
     fam = gaussian_with_weights(fam, weights_type)

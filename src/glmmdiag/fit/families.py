@@ -1131,7 +1131,7 @@ class StudentT(_FirstPsiIsLogDispersion, Family):
             if not np.isfinite(df) or df <= 0:
                 raise GlmmdiagError(
                     f"the t family's degrees of freedom df must be a finite number > 0; got df={df!r} "
-                    f"(pass df=None to estimate it)"
+                    f"(leave it unset to estimate it)"
                 )
         self.df = df
 

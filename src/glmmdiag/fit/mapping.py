@@ -15,7 +15,7 @@ Parameters are named and scaled as in glmmTMB (``fit$obj$env$parList()``):
     row (correlation matrix = D^-1/2 L L' D^-1/2, D = diag(L L'); for q = 2 the correlation is
     t / sqrt(1 + t^2)); ``diag(x | g)`` has q log SDs, ``homdiag`` one;
 ``psi``
-    the t family's log df (when ``df=`` does not fix it).
+    the t family's log df (when ``t_df=`` does not fix it).
 
 ``fixed={"betad": [0.0]}`` fixes entries (None entries stay free): the same as
 ``start={"betad": [0.0]}, map={"betad": [None]}``. ``start={"beta": [...], "theta": [...]}`` sets

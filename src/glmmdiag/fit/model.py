@@ -11,6 +11,7 @@ import pandas as pd
 from formulaic.errors import DataMismatchWarning
 from scipy import stats
 
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag.errors import ColumnError, ConvergenceWarning, GlmmdiagError, GlmmdiagWarning
 from glmmdiag.fit.columns import classic_frame, float_values, match_levels, missing_values
 from glmmdiag.fit.covariance import ThetaMap, varcorr_table
@@ -438,10 +439,9 @@ class GLMMResults:
         return self.predict(type="response")
 
     # ------------------------------------------------------------------ simulation
-    def simulate(self, n_sim: int = 1, seed=None, conditional: bool = False, re_form=None, *,
-                 nsim: int | None = None) -> np.ndarray:
-        """Draw ``n_sim`` responses per row: array (nobs, n_sim) (``nsim=``, R's spelling, is
-        accepted too).
+    def simulate(self, n_sim: int = 1, seed=None, conditional: bool = False, re_form=None, *, rng=None) -> np.ndarray:
+        """Draw ``n_sim`` responses per row: array (nobs, n_sim) (R's ``nsim``; ``rng=`` is the same
+        argument as ``seed=``).
 
         conditional=False draws new random effects u ~ N(0, I) per simulation (lme4/glmmTMB
         default); True keeps the conditional modes. ``re_form`` (lme4's ``simulate(re.form=)``)
@@ -457,8 +457,7 @@ class GLMMResults:
         random-effect variance under the log link); Poisson and negative binomial means above
         1e18 are drawn by the normal approximation (numpy's Poisson sampler stops near 9.2e18).
         """
-        if nsim is not None:
-            n_sim = nsim
+        seed = seed_or_rng(seed, rng, "simulate")
         nsim = int(n_sim)
         if nsim < 1:
             raise GlmmdiagError(f"n_sim must be a positive integer; got {n_sim!r}")

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 from joblib import delayed
 
+from glmmdiag._arguments import seed_or_rng
 from glmmdiag._parallel import parallel_imap
 from glmmdiag._progress import track
 from glmmdiag.errors import GlmmdiagError, RefitWarning
@@ -49,7 +50,7 @@ def _pair_statistic(m0, m1, y) -> float:
         return float("nan")
 
 
-def simulate_lrt(m0, m1, n_sim: int = 250, seed=None, n_jobs: int = 1, progress="auto") -> TestResult:
+def simulate_lrt(m0, m1, n_sim: int = 250, seed=None, n_jobs: int = 1, progress="auto", *, rng=None) -> TestResult:
     """Parametric-bootstrap likelihood-ratio test of the smaller fit ``m0`` against ``m1``.
 
     Parameters
@@ -60,7 +61,7 @@ def simulate_lrt(m0, m1, n_sim: int = 250, seed=None, n_jobs: int = 1, progress=
     n_sim : int
         Bootstrap draws (each costs two refits, warm-started from the fits).
     seed : int, Generator or None
-        Seed of the draws.
+        Seed of the draws (``rng=`` is accepted as the same argument).
     n_jobs : int
         Parallel workers for the refits (joblib); the result does not depend on it.
     progress : bool or "auto"
@@ -89,6 +90,7 @@ def simulate_lrt(m0, m1, n_sim: int = 250, seed=None, n_jobs: int = 1, progress=
     >>> print(f"LR = {t.statistic:.1f}, p = {t.p_value:.3f}")   # 1/(39 + 1): no simulation reached 14.0
     LR = 14.0, p = 0.025
     """
+    seed = seed_or_rng(seed, rng, "simulate_lrt")
     if int(n_sim) < 1:
         raise GlmmdiagError(f"n_sim must be a positive integer; got {n_sim!r}")
     n_sim = int(n_sim)
