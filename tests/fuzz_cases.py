@@ -198,7 +198,7 @@ class FuzzCase:
         if self.n_agq != 1:
             kw["n_agq"] = self.n_agq
         if self.df is not None:
-            kw["df"] = self.df
+            kw["t_df"] = self.df
         if self.ziformula is not None:
             kw["ziformula"] = self.ziformula
         if self.dispformula is not None:

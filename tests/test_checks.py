@@ -152,13 +152,32 @@ def test_quantile_test_rank_scores_by_hand():
     n = 400
     x = rng.normal(size=n)
     r = rng.random(n)
-    t = gd.quantile_test(_with_residuals(r), predictor=x)
+    t = gd.quantile_test(_with_residuals(r), predictor=x, curves=True)
     for q in (0.25, 0.5, 0.75):
         a = q - (r < q)
         assert t.table.loc[q, "level_chi2"] == pytest.approx(a.sum() ** 2 / (n * q * (1 - q)))
     assert 0 <= t.p_value <= 1
     assert np.allclose(t.table["p_adjusted"], benjamini_hochberg(t.table["p_value"]))
     assert set(t.plot_data["curves"]) == {0.25, 0.5, 0.75}
+    # the default leaves the curves to the plot (the p-values do not need them) and its p-values are the same
+    plain = gd.quantile_test(_with_residuals(r), predictor=x)
+    assert plain.plot_data["curves"] == {} and plain.p_value == t.p_value
+
+
+def test_plot_fits_the_same_exact_curves_the_test_would_carry():
+    """Up to EXACT_MAX points the plot's own curves are the test's exact LP curves, to the digit."""
+    from glmmdiag.plots._quantreg import EXACT_MAX, quantile_curves
+
+    rng = np.random.default_rng(8)
+    n = 300
+    assert n <= EXACT_MAX
+    x = rng.normal(size=n)
+    r = np.clip(rng.random(n) + 0.2 * (x > 0), 0, 0.999)
+    t = gd.quantile_test(_with_residuals(r), predictor=x, curves=True)
+    pd_ = t.plot_data
+    drawn = quantile_curves(pd_["x"], r, (0.25, 0.5, 0.75), int(t.parameter["df"]), pd_["grid"], exact=True)
+    for q in (0.25, 0.5, 0.75):
+        np.testing.assert_allclose(drawn[q], pd_["curves"][q], rtol=0, atol=1e-9)
 
 
 def test_quantile_test_detects_spread_and_scales():

@@ -188,7 +188,7 @@ def test_bad_input_is_explained(small):
         gd.plot_qq(np.random.default_rng(0).random(10))
     with pytest.raises(ValueError, match="predictor has 3 values"):
         gd.plot_residuals(small, [1, 2, 3])
-    with pytest.raises(ValueError, match="one value per residual"):
+    with pytest.raises(ValueError, match=r"time has 2 values; expected 80 \(one per residual\)"):
         gd.plot_temporal(small, [1, 2])
     with pytest.raises(ValueError, match="unknown panels"):
         gd.plot_comparison({"a": small}, panels=("qq", "pie"))

@@ -1,9 +1,9 @@
 """Quantile-regression curves of residuals on a (ranked) predictor, fast enough for 10^5 points.
 
 The p-values drawn on a residual plot always come from ``checks.quantile_test``; this module only
-draws its curves when the test result carries none (``quantile_test(..., curves=False)``, which is
-what the plots request above ``EXACT_MAX`` points because the test's exact pinball LP grows
-super-linearly: ~0.25 s per quantile at 2 000 points, ~15 s at 20 000).
+draws its curves when the test result carries none (``quantile_test``'s default ``curves=False``):
+up to ``EXACT_MAX`` points by the test's exact pinball LP, above it by the smoothed fit below,
+because the LP grows super-linearly: ~0.25 s per quantile at 2 000 points, ~15 s at 20 000).
 
 The curve is the minimiser over beta of sum_i rho_h(r_i - b(x_i)' beta), with b the same cubic
 B-spline basis the test uses and rho_h the pinball loss smoothed on a scale h:
@@ -71,10 +71,14 @@ def smooth_quantile_fit(B: np.ndarray, r: np.ndarray, q: float, *, h_final: floa
         h = max(h / 5.0, h_final)
 
 
-def quantile_curves(x: np.ndarray, r: np.ndarray, quantiles, df: int, grid: np.ndarray) -> dict:
+def quantile_curves(x: np.ndarray, r: np.ndarray, quantiles, df: int, grid: np.ndarray, *,
+                    exact: bool = False) -> dict:
     """{q: curve on grid} for the quantile-regression of r on x (x already ranked to [0, 1]),
-    on the cubic B-spline basis of ``checks.quantile_test`` with ``df`` degrees of freedom."""
+    on the cubic B-spline basis of ``checks.quantile_test`` with ``df`` degrees of freedom.
+    ``exact``: the exact pinball LP (``quantile_test(..., curves=True)``'s curves; for up to
+    ``EXACT_MAX`` points), else the smoothed pinball fit above."""
     from glmmdiag.checks import _spline_basis  # the test's own basis: curve and test agree
+    from glmmdiag.checks.quantiles import _quantile_lp
 
     x = np.asarray(x, float)
     r = np.asarray(r, float)
@@ -89,6 +93,6 @@ def quantile_curves(x: np.ndarray, r: np.ndarray, quantiles, df: int, grid: np.n
     B = basis(x)
     G = basis(grid)
     for q in quantiles:
-        beta = smooth_quantile_fit(B, r, float(q))
+        beta = _quantile_lp(B, r, float(q)) if exact else smooth_quantile_fit(B, r, float(q))
         out[float(q)] = None if beta is None else G @ beta
     return out

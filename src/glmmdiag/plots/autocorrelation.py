@@ -26,14 +26,16 @@ def _acf(e: np.ndarray, max_lag: int) -> np.ndarray:
     return ac / ac[0] if ac[0] > 0 else np.zeros(max_lag + 1)
 
 
-def plot_temporal(res, time, ax=None, *, test=None, alpha: float = 0.05, figsize=(7.4, 3.3), axes=None):
+def plot_temporal(res, time, ax=None, *, test=None, alpha: float = 0.05, figsize=(7.4, 3.3), axes=None, data=None):
     """Residuals against time (left) and their autocorrelation function by lag (right), with the
     Durbin-Watson test (``temporal_autocorrelation_test``; computed unless given).
 
     Times must be unique for the test and the ACF (DHARMa's rule): with several series or repeated
     times, aggregate first with ``recalculate_residuals(res, group=time)``; otherwise the residuals
     are drawn and the panel says why there is no test. ``ax``: two Axes (residuals, ACF) or a
-    Figure/SubFigure to draw into; a new figure when None (``axes=`` is its old name).
+    Figure/SubFigure to draw into; a new figure when None (``axes=`` is its old name). ``time``:
+    a column name (looked up in ``data``, the fitting data, or among the time columns the model
+    knows) or one value per residual / per row of the fitting data, as for the test.
     Returns the Figure.
     """
     from matplotlib.lines import Line2D
@@ -41,11 +43,11 @@ def plot_temporal(res, time, ax=None, *, test=None, alpha: float = 0.05, figsize
     from glmmdiag import checks
     from glmmdiag.plots.residual import _check, _legend_below, _marker_size
 
+    from glmmdiag.checks._columns import _column_values
+
     res = _check(res)
     r = np.asarray(res.residuals, float)
-    t = np.asarray(time)
-    if t.ndim != 1 or t.shape[0] != r.size:
-        raise GlmmdiagError(f"time must have one value per residual ({r.size}); got shape {t.shape}")
+    t = np.asarray(_column_values(res, time, "time", data))
     ax = _style.renamed_argument(ax, axes, "axes")
     fig, (ax1, ax2) = _style.panel_axes(ax, 2, figsize, width_ratios=(3, 2))
     error = None
@@ -126,20 +128,22 @@ def _knn_weights(coords: np.ndarray, k: int):
     return W
 
 
-def plot_spatial(res, x, y, ax=None, *, test=None, alpha: float = 0.05, title: str | None = None):
+def plot_spatial(res, x, y, ax=None, *, test=None, alpha: float = 0.05, title: str | None = None, data=None):
     """Map of the residuals (colour: 0 red, 0.5 white, 1 blue; size grows with the distance from
     0.5, so the map does not rely on colour alone) with Moran's I (``spatial_autocorrelation_test``;
     computed unless given: all-pairs 1/distance weights up to 5 000 locations, beyond that 1/distance
-    over the 10 nearest neighbours, as the panel says). Returns the Axes."""
+    over the 10 nearest neighbours, as the panel says). ``x``, ``y``: column names (looked up in
+    ``data``, the fitting data, or among the coordinate columns the model knows) or one value per
+    residual / per row of the fitting data. Returns the Axes."""
     from glmmdiag import checks
     from glmmdiag.plots.residual import _check
 
+    from glmmdiag.checks._columns import _column_values
+
     res = _check(res)
     r = np.asarray(res.residuals, float)
-    xc = np.asarray(x, float).reshape(-1)
-    yc = np.asarray(y, float).reshape(-1)
-    if xc.size != r.size or yc.size != r.size:
-        raise GlmmdiagError(f"x and y must have {r.size} values (one per residual)")
+    xc = np.asarray(_column_values(res, x, "x", data), float).reshape(-1)
+    yc = np.asarray(_column_values(res, y, "y", data), float).reshape(-1)
     fig, ax = _style.new_axes(ax, figsize=(4.4, 3.8))
     weights_note = "1/distance weights"
     error = None

@@ -238,20 +238,27 @@ def plot_qq(res, ax=None, *, tests=None, alpha: float = 0.05, title: str | None 
 
 
 # ------------------------------------------------------------------------------ residuals vs predictor
-def _predictor(res, predictor):
+def _predictor(res, predictor, data=None):
+    """(values per residual, axis label, whether they are the fitted values). ``predictor``: None
+    (the fitted values), a column name (looked up in ``data``, the fitting data, or among the
+    columns the model knows), or a vector per residual or per row of the fitting data
+    (``checks._columns.per_row``)."""
+    from glmmdiag.checks._columns import per_row
+
     if predictor is None:
         label = "Predicted value" if res.group is None else "Predicted group total"
         return np.asarray(res.fitted, float), label, True
-    name = getattr(predictor, "name", None)
+    name = predictor if isinstance(predictor, str) else getattr(predictor, "name", None)
     label = str(name) if name is not None else "Predictor"
-    if isinstance(predictor, (pd.Series, pd.Index, pd.Categorical)):
-        x = pd.Series(predictor).reset_index(drop=True)
-    else:
-        x = np.asarray(predictor)
-        if x.ndim != 1:
-            x = x.reshape(-1)
-    if len(x) != res.nobs:
-        raise GlmmdiagError(f"predictor has {len(x)} values but there are {res.nobs} residuals")
+    if isinstance(predictor, pd.Categorical):
+        predictor = pd.Series(predictor)
+    if not isinstance(predictor, (str, pd.Series, pd.Index)):
+        predictor = np.asarray(predictor)
+        if predictor.ndim != 1:
+            predictor = predictor.reshape(-1)
+    x = per_row(res, predictor, "predictor", data)
+    if not isinstance(x.dtype, pd.CategoricalDtype) and x.dtype != object:
+        x = x.to_numpy()
     return x, label, False
 
 
@@ -268,6 +275,7 @@ def plot_residuals(
     alpha: float = 0.05,
     max_points: int = MAX_POINTS,
     title: str | None = None,
+    data=None,
 ):
     """Scaled residuals against the (rank-transformed) fitted values or a predictor.
 
@@ -285,19 +293,24 @@ def plot_residuals(
     expected quartiles and ``categorical_test`` (per-level KS, Holm; Brown-Forsythe for spread);
     levels whose KS test rejects are highlighted. One level: its box, no test.
 
+    ``predictor``: None (the fitted values), a column name (looked up in ``data``, the data frame
+    the model was fitted to, its fitted rows taken; or, without ``data``, among the grouping,
+    time and coordinate columns the model knows), or a vector with one value per residual or per
+    row of the fitting data. Categorical levels keep their category / natural order.
+
     Returns the Axes.
     """
     ax, _test = _residual_panel(res, predictor, ax, quantiles, rank, test=test, outlier_test=outlier_test,
-                                as_factor=as_factor, alpha=alpha, max_points=max_points, title=title)
+                                as_factor=as_factor, alpha=alpha, max_points=max_points, title=title, data=data)
     return ax
 
 
 def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, as_factor, alpha, max_points,
-                    title):
+                    title, data=None):
     from glmmdiag import checks
 
     res = _check(res)
-    x, label, is_fitted = _predictor(res, predictor)
+    x, label, is_fitted = _predictor(res, predictor, data)
     n = res.nobs
     r = np.asarray(res.residuals, float)
     if outlier_test is None:
@@ -309,7 +322,7 @@ def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, 
     xv = np.asarray(x, float)
     qs = tuple(float(q) for q in quantiles)
     if test is None:
-        test = checks.quantile_test(res, None if is_fitted else xv, qs, rank=rank, curves=n <= EXACT_MAX)
+        test = checks.quantile_test(res, None if is_fitted else xv, qs, rank=rank)
     elif test.table is None or "quantile" not in (test.table.index.name or ""):
         raise GlmmdiagError("test must be the result of quantile_test(...) for this predictor")
     pd_ = test.plot_data
@@ -321,7 +334,7 @@ def _residual_panel(res, predictor, ax, quantiles, rank, *, test, outlier_test, 
     curves = dict(pd_.get("curves") or {})
     if len(curves) < len(qs) or any(curves.get(q) is None for q in qs):
         df = int(round((test.parameter or {}).get("df", 4)))
-        curves = quantile_curves(xr, r, qs, df, grid)
+        curves = quantile_curves(xr, r, qs, df, grid, exact=n <= EXACT_MAX)
     band = pd_.get("null_band") or {}
     p_q = pd_.get("p_per_quantile") or {}
     # display coordinates: ranks in [0, 1], or the predictor's own scale
@@ -541,6 +554,7 @@ def plot_diagnostics(
     ax=None,
     caption: bool = True,
     fig=None,
+    data=None,
 ):
     """DHARMa's two-panel figure: uniform QQ plot with the uniformity, dispersion and outlier tests
     (left) and residuals against the ranked predictions with quantile curves (right), under a title
@@ -549,7 +563,8 @@ def plot_diagnostics(
     ``tests`` (``residual_tests(res)`` or a dict) and ``quantile`` (``quantile_test`` or
     ``categorical_test`` result) are used when given, computed otherwise. ``ax``: a Figure or
     SubFigure to draw into, or two Axes (QQ, residuals); a new figure when None (``fig=`` is the
-    old name of ``ax=``). Returns the Figure.
+    old name of ``ax=``). ``predictor``, ``data``: as for ``plot_residuals`` (a column name works).
+    Returns the Figure.
 
     Examples
     --------
@@ -570,7 +585,7 @@ def plot_diagnostics(
     fig, (ax1, ax2) = _style.panel_axes(ax, 2, figsize)
     plot_qq(res, ax1, tests=t, alpha=alpha)
     ax2, qtest = _residual_panel(res, predictor, ax2, quantiles, rank, test=quantile, outlier_test=t["outliers"],
-                                 as_factor=None, alpha=alpha, max_points=MAX_POINTS, title=None)
+                                 as_factor=None, alpha=alpha, max_points=MAX_POINTS, title=None, data=data)
     problems = _style.problem_phrases({**t, "quantiles": qtest}, alpha)
     bad = bool(problems)
     width = fig.get_figwidth() if hasattr(fig, "get_figwidth") else fig.bbox.width / fig.figure.dpi
