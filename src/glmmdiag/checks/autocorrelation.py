@@ -194,13 +194,8 @@ def temporal_autocorrelation_test(res: ScaledResiduals, time, alternative: str =
     note = f"residuals rotated ({res.rotation} covariance) before the test" if getattr(res, "rotation", None) else None
     extra = {}
     if n_boot:
-        boot = _bootstrap_statistics(res, _PooledDW(order, gs), n_boot, seed, n_jobs)
-        p_raw, p = p, _bootstrap_p(dw, boot, alt)
-        method += " [parametric-bootstrap calibrated]"
-        note = ((note + "\n") if note else "") + (f"p-value calibrated by {boot.size} refits to data simulated from the "
-                                                    f"fit (uncalibrated p = {_signif_plain(p_raw)})")
-        extra = {"mc_se": float(max(math.sqrt(p * (1 - p) / boot.size), 1.0 / (boot.size + 1))), "n_sim": boot.size}
-        plot["bootstrap_values"] = boot
+        p, method, note, extra = _calibrated(res, _PooledDW(order, gs), dw, +1, alt, p, method, note, plot,
+                                             n_boot, seed, n_jobs)
     return TestResult(
         method=method,
         statistic=dw,
@@ -286,6 +281,21 @@ def _bootstrap_statistics(res, stat, n_boot: int, seed, n_jobs) -> np.ndarray:
         warnings.warn(f"{n_boot - vals.size} of {n_boot} bootstrap refits failed and were dropped ({errors[:2]})",
                       RefitWarning, stacklevel=3)
     return vals
+
+
+def _calibrated(res, statistic, observed: float, sign: int, alt: str, p_raw: float, method: str, note, plot: dict,
+                n_boot: int, seed, n_jobs):
+    """The bootstrap-calibrated p-value of ``observed`` (``statistic`` recomputed on ``n_boot``
+    refits to data simulated from the fit; ``sign`` -1 where large values mean positive
+    autocorrelation), with the test's method, note and Monte-Carlo fields updated; the bootstrap
+    values go into ``plot``. Returns (p, method, note, extra TestResult fields)."""
+    boot = _bootstrap_statistics(res, statistic, n_boot, seed, n_jobs)
+    p = _bootstrap_p(sign * observed, sign * boot, alt)
+    note = ((note + "\n") if note else "") + (f"p-value calibrated by {boot.size} refits to data simulated from the "
+                                                f"fit (uncalibrated p = {_signif_plain(p_raw)})")
+    plot["bootstrap_values"] = boot
+    extra = {"mc_se": float(max(math.sqrt(p * (1 - p) / boot.size), 1.0 / (boot.size + 1))), "n_sim": boot.size}
+    return p, method + " [parametric-bootstrap calibrated]", note, extra
 
 
 def _bootstrap_p(obs: float, boot: np.ndarray, alt: str) -> float:
@@ -449,15 +459,9 @@ def spatial_autocorrelation_test(
     note = f"residuals rotated ({res.rotation} covariance) before the test" if getattr(res, "rotation", None) else None
     plot = {"coords": coords, "residuals": r}
     extra = {}
-    if n_boot:
-        boot = _bootstrap_statistics(res, _MoranI(coords, W if coords is None else None), n_boot, seed, n_jobs)
-        p_raw = p
-        p = _bootstrap_p(-float(I), -boot, alt)  # large I = positive autocorrelation ("greater")
-        method += " [parametric-bootstrap calibrated]"
-        note = ((note + "\n") if note else "") + (f"p-value calibrated by {boot.size} refits to data simulated from the "
-                                                    f"fit (uncalibrated p = {_signif_plain(p_raw)})")
-        extra = {"mc_se": float(max(math.sqrt(p * (1 - p) / boot.size), 1.0 / (boot.size + 1))), "n_sim": boot.size}
-        plot["bootstrap_values"] = boot
+    if n_boot:  # large I = positive autocorrelation ("greater"): the bootstrap compares -I
+        p, method, note, extra = _calibrated(res, _MoranI(coords, W if coords is None else None), float(I), -1, alt,
+                                             p, method, note, plot, n_boot, seed, n_jobs)
     return TestResult(
         method=method,
         statistic=float(I),
