@@ -16,7 +16,7 @@ Usage::
 
     python benchmarks/crossed_scaling.py                         # 1e4, 1e5, 1e6 rows
     python benchmarks/crossed_scaling.py --rows 10000 100000
-    python benchmarks/crossed_scaling.py --baseline-src /work/main/src   # also the main branch
+    python benchmarks/crossed_scaling.py --baseline-src ../main-checkout/src   # also the main branch
     python benchmarks/crossed_scaling.py --no-glmm --json out.json
 """
 from __future__ import annotations

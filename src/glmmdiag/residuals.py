@@ -1,4 +1,4 @@
-"""Simulated scaled quantile residuals (DESIGN.md section 3).
+"""Simulated scaled quantile residuals.
 
 ``simulate_residuals(model, n_sim)`` draws n_sim responses per observation from the fitted model
 and returns a randomised PIT of each observation within its simulations. With
