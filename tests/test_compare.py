@@ -219,3 +219,25 @@ def test_compare_models_bad_specs(load_data):
         gd.compare_models("count ~ mined", data, {"x": "poisson; ziformula=~ exec('1')"}, n_sim=5)
     with pytest.raises(ValueError, match="not compared"):
         gd.compare_models("count ~ mined", data, ["poisson"], n_sim=5, transforms={"nb": 2})
+
+
+def test_comparison_verdict_reads_holm_adjusted_p_values_like_residual_tests():
+    """The table's verdict and remedies read the tests as residual_tests' verdict does (Holm over
+    the model's tests), so a Python comparison and the CLI report say the same thing."""
+    import glmmdiag as gd
+    from glmmdiag import datasets
+    from glmmdiag.compare import verdict_tests
+
+    sal = datasets.load("Salamanders")
+    table = gd.compare_models("count ~ spp + mined + (1 | site)", sal, {"P": "poisson", "NB2": "nbinom2"},
+                              n_sim=250, seed=1)
+    for label in table.index:
+        res, raw = table.residuals[label], table.tests[label]
+        read = verdict_tests(raw, res)
+        raw_p = [raw[k].p_value for k in read]
+        holm = [read[k].p_value for k in read]
+        assert all(h >= p for h, p in zip(holm, raw_p))
+        assert len(holm) == 5  # a count response: all five tests, zero inflation included
+        flagged = table.loc[label, "verdict"] != "no problems detected"
+        assert flagged == (min(holm) < 0.05) == (min(raw_p) * 5 < 0.05)  # Holm's first step: k * min p
+    assert table.loc["P", "verdict"] != "no problems detected"  # Poisson on Salamanders: overdispersed

@@ -168,6 +168,7 @@ def _row(spec, fit, res, t, logjac, resp_desc, fit_warnings, alpha, formula) -> 
 
     k, n = fit.n_params, fit.nobs
     ll_c = fit.loglik + logjac
+    read = verdict_tests(t, res)
     return {
         "model": spec["label"], "family": _family_label(spec["family"]), "ziformula": spec["ziformula"],
         "dispformula": spec["dispformula"], "spec": format_spec(spec),
@@ -179,8 +180,8 @@ def _row(spec, fit, res, t, logjac, resp_desc, fit_warnings, alpha, formula) -> 
         "outliers": t["outliers"].statistic, "outlier_p": t["outliers"].p_value,
         "zero_inflation": t["zero_inflation"].statistic, "zero_inflation_p": t["zero_inflation"].p_value,
         "quantile_p": t["quantiles"].p_value,
-        "verdict": verdict(t, alpha),
-        "remedies": SEP.join(str(r) for r in model_remedies(spec, fit.family.name, t, alpha, formula)),
+        "verdict": verdict(read, alpha),
+        "remedies": SEP.join(str(r) for r in model_remedies(spec, fit.family.name, read, alpha, formula)),
         "simulate_re": res.simulate_re, "n_sim": res.n_sim, "converged": bool(fit.converged),
         "fit_warnings": "; ".join(fit_warnings),
     }
@@ -241,7 +242,8 @@ def compare_models(
         Fit that model to a transformed response (as ``compare_families``); its likelihood is put
         back on the response's scale in the ``*_common`` columns.
     quantiles, alpha
-        For ``quantile_test`` and the verdict/remedies columns (tests with p < alpha).
+        For ``quantile_test`` and the verdict/remedies columns: the tests whose p-value,
+        Holm-adjusted over the model's tests as in ``residual_tests``, is < alpha.
     progress : bool or "auto"
         A progress bar over the models (``"auto"``: in a notebook or terminal, once the work takes
         more than a couple of seconds; silent in pipes and tests).
@@ -351,7 +353,7 @@ def compare_families(
     links : dict family -> link, optional
         Link per family (default: the family's default link).
     quantiles, alpha
-        For ``quantile_test`` and the verdict column (tests with p < alpha).
+        For ``quantile_test`` and the verdict column (Holm-adjusted p < alpha, as in ``residual_tests``).
     progress : bool or "auto"
         A progress bar over the families (see ``compare_models``).
     **fit_kw
@@ -411,6 +413,16 @@ def _as_family_table(table: ModelComparison) -> ModelComparison:
     for k, v in meta.items():
         setattr(out, k, v)
     return out
+
+
+def verdict_tests(tests: dict, res) -> dict:
+    """The tests as a verdict reads them: p-values Holm-adjusted over the model's tests (zero
+    inflation left out for a continuous response, where it is not a test), so that the verdict
+    flags a correct model with probability at most alpha (``checks.pvalues.adjust_tests``). The
+    same rule as ``residual_tests(...).verdict`` and the report's."""
+    from glmmdiag.checks.pvalues import adjust_tests
+
+    return adjust_tests(tests, "holm", exclude=() if res.integer_response else ("zero_inflation",))
 
 
 def verdict(tests: dict, alpha: float = 0.05) -> str:

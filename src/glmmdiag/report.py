@@ -220,12 +220,10 @@ _P_COLUMNS = {"dispersion": "dispersion_p", "uniformity": "ks_p", "outliers": "o
 
 
 def verdict_tests(tests: dict, res) -> dict:
-    """The tests as the verdict reads them: p-values Holm-adjusted over the model's tests (zero
-    inflation left out for a continuous response, where it is not a test), so that the verdict flags
-    a correct model with probability at most alpha (``checks.pvalues.adjust_tests``)."""
-    from glmmdiag.checks.pvalues import adjust_tests
+    """The tests as the verdict reads them (``compare.verdict_tests``: Holm over the model's tests)."""
+    from glmmdiag.compare import verdict_tests as _read
 
-    return adjust_tests(tests, "holm", exclude=() if res.integer_response else ("zero_inflation",))
+    return _read(tests, res)
 
 
 def calibrate_table(table, *, calibrate="auto", refit_budget: float = 10.0, n_boot: int = 100, seed=1, n_jobs=1,
