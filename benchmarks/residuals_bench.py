@@ -252,6 +252,24 @@ def _summarise_runs(runs):
     return wall, cpu, parts, runs[0]["p"]
 
 
+def _draws_alone_cpu(fit, reps: int, n_sim: int = 1000) -> float:
+    """Median CPU seconds of the n_sim x nobs draws alone (the fitted model's sampler with its
+    conditional means: no random effects drawn, no residuals, no statistics): a floor under
+    simulate_residuals, so DHARMa's step time over it bounds the ratio any simulator on numpy's
+    generators can reach."""
+    from glmmdiag.adapters import as_simulable
+
+    model = as_simulable(fit)
+    rng = np.random.default_rng(1)
+    model.simulate(n_sim, rng, conditional=True)
+    ts = []
+    for _ in range(reps):
+        c = time.process_time()
+        model.simulate(n_sim, rng, conditional=True)
+        ts.append(time.process_time() - c)
+    return statistics.median(ts)
+
+
 def _py_step_times(fit, mode, reps, jobs=(1, -1)):
     """Median times of the step for each n_jobs in ``jobs``, the runs interleaved (1, -1, 1, -1, ...)
     after one warm-up each, so that a change of the machine's load hits both alike."""
@@ -303,7 +321,8 @@ def bench_step(reps: int, cases=None, detail: bool = False):
         rows.append({"case": case, "nobs": fit.nobs, "mode": mode[:4] + ".", "gd_1_wall_ms": 1e3 * w1,
                      "gd_1_cpu_ms": 1e3 * c1, "gd_all_wall_ms": 1e3 * wj, "gd_all_cpu_ms": 1e3 * cj,
                      "gd_default_cpu_ms": 1e3 * sum(v[1] for k, v in default.items() if k not in ("p", "calibrated")),
-                     "calibrated": default["calibrated"], "_sim": p1["simulate_residuals"]})
+                     "calibrated": default["calibrated"], "draws_cpu_ms": 1e3 * _draws_alone_cpu(fit, reps),
+                     "_sim": p1["simulate_residuals"]})
         details.append({"case": case, "side": "glmmdiag n_jobs=1", **{k: f"{1e3 * v[0]:.1f} ({1e3 * v[1]:.1f})"
                                                                      for k, v in p1.items()}})
         details.append({"case": case, "side": "glmmdiag n_jobs=-1", **{k: f"{1e3 * v[0]:.1f} ({1e3 * v[1]:.1f})"
@@ -337,6 +356,7 @@ def bench_step(reps: int, cases=None, detail: bool = False):
         df["x_wall_all"] = df["R_wall_ms"] / df["gd_all_wall_ms"]
         df["x_cpu_all"] = df["R_cpu_ms"] / df["gd_all_cpu_ms"]
         df["all/1"] = df["gd_all_wall_ms"] / df["gd_1_wall_ms"]
+        df["x_draws_floor"] = df["R_cpu_ms"] / df["draws_cpu_ms"]
     return df, pd.DataFrame(details), info
 
 
@@ -445,7 +465,9 @@ def print_step(reps: int, cases=None, detail: bool = False) -> None:
              " (testQuantiles NOT run: the R package qgam is not installed, so DHARMa's times are lower bounds)"))
     print(f"  R side: {json.dumps(info)}")
     print("  x_*: DHARMa / glmmdiag (whole step); xsim_*: simulateResiduals / simulate_residuals alone (n_jobs=1); "
-          "all/1: glmmdiag wall, n_jobs=-1 over n_jobs=1")
+          "all/1: glmmdiag wall, n_jobs=-1 over n_jobs=1; draws_cpu_ms: the 1000 x nobs draws alone (numpy's "
+          "generators, fitted means, nothing else); x_draws_floor: DHARMa's step CPU over it, the largest ratio a "
+          "one-core simulator could reach")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if "x_wall_1" in df:
         df = df[[c for c in df.columns if c not in ("xsim_wall", "xsim_cpu")] + ["xsim_wall", "xsim_cpu"]]
