@@ -144,3 +144,20 @@ def tweedie_draws(mu: np.ndarray, phi: np.ndarray, p: float, n: int, rng: np.ran
     pos = counts > 0
     y[pos] = rng.gamma(counts[pos] * shape, np.broadcast_to(scale, size)[pos])
     return y.T
+
+
+def dispersion_family_draws(kind: str, mu: np.ndarray, phi: np.ndarray, n: int, rng: np.random.Generator,
+                            power: float | None = None) -> np.ndarray:
+    """(nobs, n) draws of an exponential-dispersion family with means ``mu`` and dispersions ``phi``
+    (per row): "tweedie" (var = phi mu^power, ``tweedie_draws``), "normal" (var = phi), "gamma"
+    (shape 1/phi, scale mu phi: var = phi mu^2) or "invgauss" (var = phi mu^3)."""
+    nobs = np.asarray(mu).shape[0]
+    if kind == "tweedie":
+        return tweedie_draws(mu, phi, power, n, rng)
+    if kind == "normal":
+        return draw_frozen(stats.norm(mu, np.sqrt(phi)), nobs, n, rng)
+    if kind == "gamma":
+        return draw_frozen(stats.gamma(1.0 / phi, scale=mu * phi), nobs, n, rng)
+    if kind == "invgauss":
+        return draw_frozen(stats.invgauss(mu * phi, scale=1.0 / phi), nobs, n, rng)
+    raise GlmmdiagError(f"no sampler for the dispersion family {kind!r}")

@@ -8,10 +8,9 @@ raises a TypeError that says so.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from glmmdiag.adapters._common import _first_bad, _vector, _whole
-from glmmdiag.adapters._sampling import draw_frozen, tweedie_draws
+from glmmdiag.adapters._sampling import dispersion_family_draws
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["SklearnGLMAdapter", "from_sklearn"]
@@ -170,14 +169,7 @@ class SklearnGLMAdapter:
             if np.all(w == 1.0):
                 return rng.poisson(np.broadcast_to(mu, (n, self.nobs))).T
             return rng.poisson(np.broadcast_to(mu * w, (n, self.nobs))).T / w[:, None]
-        phi = self.dispersion / w
-        if kind == "tweedie":
-            return tweedie_draws(mu, phi, self._power, n, rng)
-        if kind == "normal":
-            return draw_frozen(stats.norm(mu, np.sqrt(phi)), self.nobs, n, rng)
-        if kind == "gamma":
-            return draw_frozen(stats.gamma(1.0 / phi, scale=mu * phi), self.nobs, n, rng)
-        return draw_frozen(stats.invgauss(mu * phi, scale=1.0 / phi), self.nobs, n, rng)
+        return dispersion_family_draws(kind, mu, self.dispersion / w, n, rng, self._power)
 
     def refit(self, y):
         """A clone of the estimator (or pipeline) fitted to ``y`` with the same X and sample weights."""

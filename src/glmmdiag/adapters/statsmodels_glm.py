@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from scipy import stats
 
 from glmmdiag.adapters._common import _first_bad, _whole, convergence_warnings
-from glmmdiag.adapters._sampling import draw_frozen, take_rows, tweedie_draws
+from glmmdiag.adapters._sampling import dispersion_family_draws, draw_frozen, take_rows
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["StatsmodelsGLMAdapter"]
@@ -252,17 +251,9 @@ class StatsmodelsGLMAdapter:
             if "_frozen_rows" not in self.__dict__:
                 self.__dict__["_frozen_rows"] = take_rows(self._frozen(), self.row_index, self._n_model)
             return draw_frozen(self.__dict__["_frozen_rows"], self.nobs, n, rng)
-        phi = float(self.results.scale) / w
-        mu = self._mu
-        if kind == "tweedie":
-            return tweedie_draws(mu, phi, self._power, n, rng)
         if kind == "poisson":
-            return rng.poisson(np.broadcast_to(mu, (n, self.nobs))).T
-        if kind == "normal":
-            return draw_frozen(stats.norm(mu, np.sqrt(phi)), self.nobs, n, rng)
-        if kind == "gamma":
-            return draw_frozen(stats.gamma(1.0 / phi, scale=mu * phi), self.nobs, n, rng)
-        return draw_frozen(stats.invgauss(mu * phi, scale=1.0 / phi), self.nobs, n, rng)
+            return rng.poisson(np.broadcast_to(self._mu, (n, self.nobs))).T
+        return dispersion_family_draws(kind, self._mu, float(self.results.scale) / w, n, rng, self._power)
 
     def refit(self, y):
         """The same GLM (family, exposure, offset, weights) refitted to ``y`` (one value per expanded row)."""
