@@ -42,7 +42,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from scipy import stats
+
+from calibration import clopper_pearson  # benchmarks/calibration.py (this script's folder)
 
 ALPHA = 0.05
 N_GROUPS = 100
@@ -101,16 +102,9 @@ def one_replicate(scenario: str, n: int, rep: int, seed: int) -> dict:
     return row
 
 
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else stats.beta.ppf(a, k, n - k + 1)
-    hi = 1.0 if k == n else stats.beta.ppf(1 - a, k + 1, n - k)
-    return float(lo), float(hi)
-
-
 def holm_verdict_rejects(d: pd.DataFrame, alpha: float = ALPHA) -> np.ndarray:
     """Whether the CLI verdict flags each data set: it reads the tests' p-values Holm-adjusted over
-    the k tests with a p-value (``report.verdict_tests``), so it flags a data set iff the smallest
+    the k tests with a p-value (``compare.verdict_tests``), so it flags a data set iff the smallest
     p-value is below alpha / k. Recomputed from the recorded p-values (the ``verdict`` column of
     runs made before the verdict was adjusted is the unadjusted union of the tests)."""
     P = d[TESTS].to_numpy(float)

@@ -35,6 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from glmmdiag.compare import verdict_tests  # how every verdict reads the tests: Holm over them
+
 time_mod = time  # run_check's ``time`` argument is a column name
 
 __all__ = ["Check", "run_check", "results_dict", "render_html", "write_report", "check_out_dir", "fmt_value",
@@ -217,13 +219,6 @@ def _calibration_options(calibrate, refit_budget, n_boot, seed, n_jobs) -> dict:
 
 _P_COLUMNS = {"dispersion": "dispersion_p", "uniformity": "ks_p", "outliers": "outlier_p",
               "zero_inflation": "zero_inflation_p", "quantiles": "quantile_p"}
-
-
-def verdict_tests(tests: dict, res) -> dict:
-    """The tests as the verdict reads them (``compare.verdict_tests``: Holm over the model's tests)."""
-    from glmmdiag.compare import verdict_tests as _read
-
-    return _read(tests, res)
 
 
 def calibrate_table(table, *, calibrate="auto", refit_budget: float = 10.0, n_boot: int = 100, seed=1, n_jobs=1,
