@@ -448,3 +448,32 @@ def test_summary_shows_the_family_parameters():
     assert 0 < cut["lower cutoff"] < cut["upper cutoff"] < 1
     assert f"Ordered beta cutoffs (probability scale): {cut['lower cutoff']:.4g}, {cut['upper cutoff']:.4g}" \
         in ob.summary()
+
+
+def test_ordbeta_reuses_a_point_only_when_eta_and_psi_are_unchanged():
+    """OrdBeta keeps the special-function values of the last (eta, psi) it was asked about; a call
+    after eta or psi changed in place, or asking for a higher order, must give a fresh family's
+    numbers exactly."""
+    fam, y, eta, w, psi = _case_data("ordbeta")
+    eta, psi = eta.copy(), psi.copy()
+
+    def fresh(e, p, order=3):
+        return get_family("ordbeta").eta_derivs(y, e.copy(), w, p.copy(), order)
+
+    def same(a, b):
+        for x, z in zip(a, b):
+            assert (x is None and z is None) or np.array_equal(x, z)
+
+    fam.eta_derivs(y, eta, w, psi, 2)
+    same(fam.eta_derivs(y, eta, w, psi, 3), fresh(eta, psi))  # order 3 after 2: tetragammas added
+    eta += 0.25
+    same(fam.eta_derivs(y, eta, w, psi, 3), fresh(eta, psi))
+    psi[0] += 0.5
+    same(fam.eta_derivs(y, eta, w, psi, 3), fresh(eta, psi))
+    pd_ = fam.psi_derivs(y, eta, w, psi)
+    pd_fresh = get_family("ordbeta").psi_derivs(y, eta.copy(), w, psi.copy())
+    for ta, tb in zip(pd_, pd_fresh):
+        same(ta, tb)
+    out = fam.eta_derivs(y, eta, w, psi, 3)
+    out[1][:] = 0.0  # the caller owns what it gets: writing into it changes nothing kept
+    same(fam.eta_derivs(y, eta, w, psi, 3), fresh(eta, psi))

@@ -1389,6 +1389,88 @@ def _sigmoid(x):
     return special.expit(x)
 
 
+def _ordbeta_y_parts(y):
+    """(y == 0, y == 1, log ym, log(1 - ym)) with ym = y whose 0s and 1s are moved to 0.5 (their
+    beta terms are masked out)."""
+    y = np.asarray(y, float)
+    zero, one = y <= 0.0, y >= 1.0
+    ym = np.where(zero | one, 0.5, y)
+    return zero, one, np.log(ym), np.log1p(-ym)
+
+
+class _OrdBetaPoint:
+    """What the ordered beta's derivatives need at one point (eta, psi), whatever the data: the
+    cut-point terms and the special functions of the beta part, evaluated once (a and b stacked:
+    one call each, since the ordered beta fits small data sets, where the number of numpy calls is
+    the cost). The fitter asks for the eta derivatives, the psi derivatives and the psi Hessian at
+    one point in turn, so ``OrdBeta`` keeps the last point (``OrdBeta._at``).
+
+    Cut points: x_i = eta - k_i, s_i = logistic(x_i), v_i = s_i (1 - s_i), v_i' = v_i (1 - 2 s_i)
+    (derivatives in eta). Beta part, at mu = logistic(eta) (clipped as ``Beta``), a = mu phi,
+    b = (1 - mu) phi and ly, l1y = log y, log(1 - y) (as ``Beta.mu_derivs``):
+
+        l = lgamma(phi) - lgamma(a) - lgamma(b) + a ly + b l1y
+        l_mu = phi (ly - l1y - digamma(a) + digamma(b)),   l_mumu = -phi^2 (trigamma(a) + trigamma(b)),
+        l_mumumu = -phi^3 (tetragamma(a) - tetragamma(b)),
+
+    in eta by the chain rule with the logit link's d1, d2, d3 (``beta_eta``), in c = log phi as
+    ``Beta._psi_mu_terms`` (``beta_log_phi``).
+    """
+
+    def __init__(self, link, eta, psi_key, c, k1, k2, tetra: bool):
+        self.eta_key, self.psi_key, self.tetra = eta, psi_key, tetra
+        self.k1, self.k2 = k1, k2
+        s1, s2 = _sigmoid(eta - k1), _sigmoid(eta - k2)
+        self.s1, self.s2 = s1, s2
+        self.v1, self.v2 = s1 * (1.0 - s1), s2 * (1.0 - s2)
+        self.dv1, self.dv2 = self.v1 * (1.0 - 2.0 * s1), self.v2 * (1.0 - 2.0 * s2)
+        self.mu, self.d1, self.d2, self.d3 = link.inverse_derivs(eta)
+        self.phi = phi = np.exp(c)
+        m = np.clip(self.mu, _TINY, 1.0 - 1e-15)
+        self.m = m
+        ab = np.stack(np.broadcast_arrays(m * phi, (1.0 - m) * phi))
+        self.ab = ab
+        dg = special.digamma(ab)
+        self.da, self.db = dg[0], dg[1]
+        tt = _tri_tetra(ab, tetra)
+        if tetra:
+            (self.ta, self.tb), (self.qa, self.qb) = tt
+        else:
+            self.ta, self.tb = tt
+
+    def matches(self, eta, psi_key, tetra: bool) -> bool:
+        return (tetra <= self.tetra and eta.shape == self.eta_key.shape and np.array_equal(psi_key, self.psi_key)
+                and np.array_equal(eta, self.eta_key))
+
+    def beta_eta(self, ly, l1y, order):
+        """(l, s, W, dW) of the beta part in eta (W, dW None below orders 2, 3)."""
+        phi, d1, d2 = self.phi, self.d1, self.d2
+        a, b = self.ab
+        lg = special.gammaln(self.ab)
+        ll = special.gammaln(phi) - lg[0] - lg[1] + a * ly + b * l1y
+        l1 = phi * (ly - l1y - self.da + self.db)
+        s = l1 * d1
+        if order < 2:
+            return ll, s, None, None
+        l2 = -phi * phi * (self.ta + self.tb)
+        W = -(l2 * d1 * d1 + l1 * d2)
+        if order < 3:
+            return ll, s, W, None
+        l3 = -phi * phi * phi * (self.qa - self.qb)
+        return ll, s, W, -(l3 * d1**3 + 3.0 * l2 * d1 * d2 + l1 * self.d3)
+
+    def beta_log_phi(self, ly, l1y, second: bool):
+        """(l_c, s_c, W_c, l_cc) of the beta part for c = log phi (l_cc None unless ``second``)."""
+        phi, m, d1, d2 = self.phi, self.m, self.d1, self.d2
+        ta, tb = self.ta, self.tb
+        e = ly - l1y - self.da + self.db
+        g = phi * (special.digamma(phi) - m * self.da - (1.0 - m) * self.db + m * ly + (1.0 - m) * l1y)
+        g1 = phi * (e - phi * (m * ta - (1.0 - m) * tb))
+        g2 = -phi * (2.0 * phi * (ta + tb) + phi * phi * (m * self.qa + (1.0 - m) * self.qb))
+        h = phi * phi * (_trigamma(phi) - m * m * ta - (1.0 - m) ** 2 * tb) + g if second else None
+        return g, g1 * d1, -(g2 * d1 * d1 + g1 * d2), h
+
+
 class OrdBeta(_FirstPsiIsLogDispersion, Family):
     """Ordered beta (Kubinec 2023) for proportions in [0, 1] with exact zeros and ones, as
     glmmTMB's ``ordbeta``: with mu = logistic(eta), cutpoints k1 < k2 and s_i = logistic(eta - k_i),
@@ -1448,28 +1530,34 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
         ym = self._mid_y(y)
         return np.where(z | o, 0.0, -w * (np.log(ym) + np.log1p(-ym)))
 
-    def _cut_terms(self, eta, psi):
-        """(s1, v1, v1', v1'', s2, ...) for x_i = eta - k_i: s = logistic, v = s(1 - s),
-        v' = v (1 - 2s), v'' = v (1 - 6 s + 6 s^2) (derivatives in eta)."""
-        _, k1, k2 = self._psi(psi)
-        out = []
-        for k in (k1, k2):
-            s = _sigmoid(eta - k)
-            v = s * (1.0 - s)
-            out.append((s, v, v * (1.0 - 2.0 * s), v * (1.0 - 6.0 * s * (1.0 - s))))
-        return out
+    def _y_parts(self, y):
+        """``_ordbeta_y_parts(y)``, cached for a read-only y (``Family._y_terms``)."""
+        return self._y_terms(y, "ordbeta_parts", _ordbeta_y_parts)
+
+    _last_point = None
+
+    def _at(self, eta, psi, tetra: bool) -> _OrdBetaPoint:
+        """The ``_OrdBetaPoint`` at (eta, psi): the last one when eta and psi equal its own, value
+        for value (and it has the tetragammas if ``tetra``), else a new one, kept as the last."""
+        c, k1, k2 = self._psi(psi)
+        eta = np.asarray(eta, float)
+        key = np.array(psi, float)  # a copy: the caller may change psi in place
+        last = self._last_point
+        if last is not None and last.matches(eta, key, tetra):
+            return last
+        point = _OrdBetaPoint(self.link, eta.copy(), key, c, k1, k2, tetra)
+        self._last_point = point
+        return point
 
     def eta_derivs(self, y, eta, w, psi=None, order=3):
-        c, k1, k2 = self._psi(psi)
-        y = np.asarray(y, float)
-        eta = np.asarray(eta, float)
-        zero, one = self._parts(y)
-        mid = ~(zero | one)
-        (s1, v1, dv1, _), (s2, v2, dv2, _) = self._cut_terms(eta, psi)
+        pt = self._at(eta, psi, order >= 3)
+        eta, k1, k2 = pt.eta_key, pt.k1, pt.k2
+        zero, one, ly, l1y = self._y_parts(y)
+        s1, v1, dv1, s2, v2, dv2 = pt.s1, pt.v1, pt.dv1, pt.s2, pt.v2, pt.dv2
         gap = k1 - k2
         with np.errstate(divide="ignore", invalid="ignore"):  # k1 >= k2: no density (-inf)
             lgap = np.where(gap < 0, np.log(-np.expm1(np.minimum(gap, -1e-300))), -np.inf)
-        bl, bs, bW, bdW = self._beta_family().eta_derivs(self._mid_y(y), eta, 1.0, np.array([c]), order)
+        bl, bs, bW, bdW = pt.beta_eta(ly, l1y, order)
         l_mid = _log_sigmoid(eta - k1) + _log_sigmoid(k2 - eta) + lgap + bl
         ll = np.where(zero, _log_sigmoid(k1 - eta), np.where(one, _log_sigmoid(eta - k2), l_mid))
         s = np.where(zero, -s1, np.where(one, 1.0 - s2, (1.0 - s1) - s2 + bs))
@@ -1501,15 +1589,13 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
         return r, r * (1.0 + (-r))  # g'' = -e^d/(1-e^d)^2 = g' (1 - g')
 
     def psi_derivs(self, y, eta, w, psi, second: bool = True):
-        c, k1, k2 = self._psi(psi)
-        y = np.asarray(y, float)
-        eta = np.asarray(eta, float)
-        shape = np.broadcast(y, eta, w).shape
-        zero, one = self._parts(y)
+        pt = self._at(eta, psi, True)
+        shape = np.broadcast(y, pt.eta_key, w).shape
+        zero, one, ly, l1y = self._y_parts(y)
         mid = ~(zero | one)
-        (s1, v1, dv1, _), (s2, v2, dv2, _) = self._cut_terms(eta, psi)
+        s1, v1, dv1, s2, v2, dv2 = pt.s1, pt.v1, pt.dv1, pt.s2, pt.v2, pt.dv2
         g1, g2 = self._gap_derivs(psi)
-        (bl_c, bs_c, bW_c, bh_c), = self._beta_family().psi_derivs(self._mid_y(y), eta, 1.0, np.array([c]), second)
+        bl_c, bs_c, bW_c, bh_c = pt.beta_log_phi(ly, l1y, second)
         fm = mid.astype(float)
         # log phi: the beta part of the middle rows only
         out = [(w * fm * bl_c, w * fm * bs_c, w * fm * bW_c, (w * fm * bh_c) if second else None)]
