@@ -101,3 +101,112 @@ def test_real_workers_identical_residuals(fits, monkeypatch):
     ref = gd.simulate_residuals(fit, 120, seed=3, chunk_size=10, simulate_re="unconditional")
     r = gd.simulate_residuals(fit, 120, seed=3, chunk_size=10, simulate_re="unconditional", n_jobs=2)
     _same(ref, r)
+
+
+def test_threads_pay_rule():
+    t = sim_mod.THREADS_MIN_SECONDS
+    assert t < sim_mod.PARALLEL_MIN_SECONDS
+    assert not sim_mod.threads_pay(t / 10, 10)
+    assert sim_mod.threads_pay(t / 9, 10)
+    assert not sim_mod.threads_pay(100 * t, 2)  # one chunk left: nothing to share
+
+
+class _ThreadCounter:
+    """Wraps ``simulate._reduce_chunks`` and records the names of the threads it ran on."""
+
+    def __init__(self, monkeypatch):
+        import threading
+
+        self.names = []
+        inner = sim_mod._reduce_chunks
+
+        def wrapped(*args, **kwargs):
+            self.names.append(threading.current_thread().name)
+            return inner(*args, **kwargs)
+
+        monkeypatch.setattr(sim_mod, "_reduce_chunks", wrapped)
+
+    @property
+    def on_threads(self) -> int:
+        return sum(name.startswith("glmmdiag-sim") for name in self.names)
+
+
+@pytest.mark.parametrize("name", ["poisson", "zip", "hurdle_nb2"])
+@pytest.mark.parametrize("mode", ["conditional", "unconditional"])
+def test_threads_give_identical_residuals(fits, monkeypatch, name, mode):
+    """Mid-size work (THREADS_MIN_SECONDS forced to 0): the chunks after the first are drawn on
+    the thread pool, never through joblib, and residuals, counts and summaries are bit-identical."""
+    fit = fits[name]
+    ref = gd.simulate_residuals(fit, 150, seed=9, chunk_size=10, simulate_re=mode)
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(sim_mod, "parallel_imap", _Counting.imap)
+    counter = _ThreadCounter(monkeypatch)
+    _Counting.calls = 0
+    for nj in (2, -1):
+        counter.names.clear()
+        r = gd.simulate_residuals(fit, 150, seed=9, chunk_size=10, simulate_re=mode, n_jobs=nj)
+        _same(ref, r)
+        assert counter.on_threads == 14  # 15 chunks: the first here (timed), 14 on threads
+    assert _Counting.calls == 0
+
+
+def test_outlier_bootstrap_and_envelope_on_threads(fits, monkeypatch):
+    """Replays (the exact outlier bootstrap, user summaries, the envelope) give the same numbers on threads."""
+    fit = fits["zip"]
+    ref = gd.simulate_residuals(fit, 150, seed=4, chunk_size=10, summaries={"mean": np.mean})
+    ref_out = gd.outlier_test(ref, type="bootstrap")
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    counter = _ThreadCounter(monkeypatch)
+    r = gd.simulate_residuals(fit, 150, seed=4, chunk_size=10, summaries={"mean": np.mean}, n_jobs=2)
+    _same(ref, r)
+    out = gd.outlier_test(r, type="bootstrap", n_jobs=2)
+    assert counter.on_threads > 14  # the bootstrap's replay ran on threads too
+    assert out.p_value == ref_out.p_value and out.statistic == ref_out.statistic
+    assert np.array_equal(r.sim_stats["mean"], ref.sim_stats["mean"])
+
+
+class _WarningModel:
+    """A thread-safe user model whose draws warn (as a sampler clipping a mean would)."""
+
+    family_name, integer_response, thread_safe = "poisson", True, True
+
+    def __init__(self, n=200):
+        self.nobs = n
+        self._mu = np.linspace(0.5, 4.0, n)
+        self._y = np.random.default_rng(0).poisson(self._mu).astype(float)
+
+    def observed(self):
+        return self._y
+
+    def trials(self):
+        return np.ones(self.nobs)
+
+    def fitted(self):
+        return self._mu
+
+    def simulate(self, n, rng, conditional=True):
+        warnings.warn("a mean was clipped", RuntimeWarning)
+        return rng.poisson(self._mu[:, None], size=(self.nobs, n)).astype(float)
+
+
+def test_warnings_on_threads_are_reported_once(monkeypatch):
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    counter = _ThreadCounter(monkeypatch)
+    model = _WarningModel()
+    with pytest.warns(Warning) as caught:
+        r = gd.simulate_residuals(model, 100, seed=1, chunk_size=10, n_jobs=2)
+    assert counter.on_threads == 9
+    assert sum("a mean was clipped" in str(w.message) for w in caught) == 1
+    with pytest.warns(Warning):
+        ref = gd.simulate_residuals(model, 100, seed=1, chunk_size=10)
+    _same(ref, r)
+
+
+def test_models_not_declared_thread_safe_never_use_threads(monkeypatch):
+    """A user's model without ``thread_safe = True`` (its simulate may share state) is drawn here."""
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(_WarningModel, "thread_safe", False)
+    counter = _ThreadCounter(monkeypatch)
+    with pytest.warns(Warning):
+        gd.simulate_residuals(_WarningModel(), 100, seed=1, chunk_size=10, n_jobs=2)
+    assert counter.on_threads == 0 and len(counter.names) == 2  # chunk 0, then the other 9 in one task

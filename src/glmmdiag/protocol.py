@@ -40,6 +40,10 @@ Optional members (the diagnostics check with ``hasattr`` and say what is missing
     The residual degrees of freedom as R counts them (n minus the number of parameters) and the
     effective number of parameters (trace of the hat matrix of the penalised fit, random effects
     counted by how much they are shrunk).
+``thread_safe``
+    True when ``simulate`` may run on several threads at once (it changes no shared state and
+    enters no ``warnings.catch_warnings``): mid-size simulation jobs with ``n_jobs`` other than 1
+    are then drawn on threads (see ``simulate``). Absent or False: never on threads.
 ``simulations``
     A fixed ``(nobs, nsim)`` matrix (``from_simulations``): the simulations are these columns, in
     order; ``simulate`` is then never called with a generator.

@@ -12,6 +12,8 @@ __all__ = ["SimulationsAdapter", "from_simulations"]
 class SimulationsAdapter:
     """A model given by its simulations (DHARMa's ``createDHARMa``); made by ``from_simulations``."""
 
+    thread_safe = True  # simulate only slices a read-only matrix
+
     def __init__(self, observed, simulated, fitted, integer_response=None, family_name="unknown"):
         y = _vector(observed, "observed")
         n = y.shape[0]

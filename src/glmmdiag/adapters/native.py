@@ -126,7 +126,12 @@ class _GLMMSampler:
     with per-row psi: first the zero process (a zero with probability pi), then base draws
     (hurdles: zero-truncated, ``submodels.truncated_draws``) only where it gave none.
     Non-composite gaussian models use the fit's own ``simulate``.
+
+    ``thread_safe``: ``simulate`` reads these arrays and writes only its own (no shared state, no
+    warning filters), so ``simulate.stream`` may draw chunks on several threads at once.
     """
+
+    thread_safe = True
 
     def __init__(self, family, nobs, w, psi, mu=None, eta_pop=None, terms=None, zero=None, pi=None):
         self.family, self.nobs, self.w, self.psi = family, int(nobs), w, psi
