@@ -204,6 +204,10 @@ class _GLMMSampler:
         # zero-truncated base (hurdle) draws only where it gave no zero: the same distribution
         # as drawing everywhere and replacing, with 1 - pi of the draws
         zero = rng.random(shape) < self.pi
+        if self.zero is None and self.family.name == "poisson" and np.all(mu <= _POISSON_FAST_MAX):
+            # numpy's Poisson sampler draws nothing for a zero mean: the same stream as drawing
+            # only where the zero process gave no zero, without gathering and scattering positions
+            return rng.poisson(np.where(zero, 0.0, np.maximum(mu, 0.0))).T
         idx = np.flatnonzero(~zero)
         d = self._draws_at(idx, shape, mu, rng)
         y = np.zeros(n * self.nobs, d.dtype)

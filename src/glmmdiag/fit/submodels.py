@@ -1031,6 +1031,26 @@ class CompositeFamily(Family):
         return np.where(y <= 0, 0.0, pi + (1 - pi) * self.base.cdf_lower(y, mu, w, bpsi))
 
 
+def truncated_poisson_draws(lam, rng):
+    """Zero-truncated Poisson draws for means ``lam`` > 0 (any shape), exact and without rejection.
+
+    Think of y ~ Poisson(lam) as the number of arrivals on [0, 1] of a Poisson process of rate lam.
+    Given at least one arrival, the first arrival time T has density lam e^(-lam t) / (1 - e^(-lam))
+    on [0, 1], and the arrivals after it are Poisson(lam (1 - T)), independent of T. So with
+    V ~ Uniform(0, 1), T = -log(1 - V (1 - e^(-lam))) / lam (inverse CDF) and
+
+        y = 1 + Poisson(lam (1 - T)) = 1 + Poisson(lam + log(1 - V (1 - e^(-lam)))).
+
+    One uniform and one Poisson draw per value whatever lam (rejection needs 1 / (1 - e^(-lam))
+    rounds, 10 at lam = 0.1). Rounding can make the inner mean -1e-17 for tiny lam: clipped at 0.
+    Means above ~1e18 use the normal approximation of ``families._poisson_draws``.
+    """
+    lam = np.asarray(lam, float)
+    v = rng.random(lam.shape)
+    rest = np.maximum(lam + np.log1p(v * np.expm1(-lam)), 0.0)
+    return 1.0 + _poisson_draws(rest, rng)
+
+
 TRUNC_REJECT_F0 = 0.5  # rows with P(0) below this: rejection; above: inverse CDF by sequential search
 TRUNC_ROUNDS = 40  # rejection rounds / search steps before the rest goes through scipy's quantile function
 
@@ -1045,9 +1065,12 @@ def truncated_draws(base, mu, bpsi, rng):
       with the pmf recurrence (their values are small);
     * whatever is left after TRUNC_ROUNDS rounds or steps (heavy tails): scipy's quantile function.
 
-    The random stream depends only on the means and the generator (reproducible)."""
+    Poisson means go to ``truncated_poisson_draws`` (exact, no rejection) instead. The random
+    stream depends only on the means and the generator (reproducible)."""
     mu = np.maximum(np.asarray(mu, float), 1e-300)
     pois = base.name == "poisson"
+    if pois:
+        return truncated_poisson_draws(mu, rng)
     if pois:
         shape = mu.shape
         size = p = None
