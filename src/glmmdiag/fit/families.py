@@ -42,6 +42,8 @@ glmmTMB's ``betad`` and to its ``sigma()``, which is what ``dispersion(psi)`` re
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import special, stats
 
@@ -1398,6 +1400,16 @@ def _ordbeta_y_parts(y):
     return zero, one, np.log(ym), np.log1p(-ym)
 
 
+def _log1m_exp(d):
+    """log(1 - exp(d)) for d < 0 and -inf for d >= 0 (crossed cut points: no density), for a
+    scalar (plain floats: the usual case, called once per point) or an array of per-row values."""
+    if np.ndim(d) == 0:
+        d = float(d)
+        return math.log(-math.expm1(d)) if d < 0 else -math.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d < 0, np.log(-np.expm1(np.minimum(d, -1e-300))), -np.inf)
+
+
 class _OrdBetaPoint:
     """What the ordered beta's derivatives need at one point (eta, psi), whatever the data: the
     cut-point terms and the special functions of the beta part, evaluated once (a and b stacked:
@@ -1424,6 +1436,7 @@ class _OrdBetaPoint:
         self.s1, self.s2 = s1, s2
         self.v1, self.v2 = s1 * (1.0 - s1), s2 * (1.0 - s2)
         self.dv1, self.dv2 = self.v1 * (1.0 - 2.0 * s1), self.v2 * (1.0 - 2.0 * s2)
+        self.lgap = _log1m_exp(k1 - k2)
         self.mu, self.d1, self.d2, self.d3 = link.inverse_derivs(eta)
         self.phi = phi = np.exp(c)
         m = np.clip(self.mu, _TINY, 1.0 - 1e-15)
@@ -1554,11 +1567,8 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
         eta, k1, k2 = pt.eta_key, pt.k1, pt.k2
         zero, one, ly, l1y = self._y_parts(y)
         s1, v1, dv1, s2, v2, dv2 = pt.s1, pt.v1, pt.dv1, pt.s2, pt.v2, pt.dv2
-        gap = k1 - k2
-        with np.errstate(divide="ignore", invalid="ignore"):  # k1 >= k2: no density (-inf)
-            lgap = np.where(gap < 0, np.log(-np.expm1(np.minimum(gap, -1e-300))), -np.inf)
         bl, bs, bW, bdW = pt.beta_eta(ly, l1y, order)
-        l_mid = _log_sigmoid(eta - k1) + _log_sigmoid(k2 - eta) + lgap + bl
+        l_mid = _log_sigmoid(eta - k1) + _log_sigmoid(k2 - eta) + pt.lgap + bl
         ll = np.where(zero, _log_sigmoid(k1 - eta), np.where(one, _log_sigmoid(eta - k2), l_mid))
         s = np.where(zero, -s1, np.where(one, 1.0 - s2, (1.0 - s1) - s2 + bs))
         ll, s = w * ll, w * s
