@@ -124,8 +124,12 @@ def simulate_residuals(
         Root of every random stream. None draws fresh entropy, recorded in ``res.seed``.
         ``rng=`` is accepted as the same argument (numpy's SPEC 7 name).
     n_jobs : int or None, default 1
-        joblib workers (-1: all cores). The residuals do not depend on it. None defers to an
-        enclosing ``joblib.parallel_config(...)`` (e.g. ``backend="dask"``; see simulate.py).
+        Workers (-1: all cores). The residuals do not depend on it. The first chunk of
+        simulations is timed and sets how the rest run: in this process when they are estimated
+        below 20 ms of work; on threads up to 2 s (numpy's generators release the GIL; the
+        glmmdiag sampler is thread-safe); on joblib's worker processes beyond (they cost about a
+        second to start). None defers to an enclosing ``joblib.parallel_config(...)`` (e.g.
+        ``backend="dask"``; see simulate.py).
     simulate_re : "conditional", "unconditional" or None (default)
         Simulate conditional on the fitted random effects (DHARMa >= 0.5's default) or with new
         random effects drawn from their estimated distribution. None chooses: "unconditional" for
