@@ -1886,9 +1886,9 @@ class Tweedie(_FirstPsiIsLogDispersion, Family):
         mu = simulable_means(mu, self.name)
         lam, alpha, gam = self._poisson_gamma(mu, psi)
         n = _poisson_draws(simulable_means(lam, self.name), rng)
-        shape = np.where(n > 0, n * alpha, 1.0)
-        y = rng.gamma(shape, np.broadcast_to(gam, mu.shape) + 0.0 * mu)
-        return np.where(n > 0, y, 0.0)
+        # the sum of n Gamma(alpha, gam) variables is Gamma(n alpha, gam); numpy's sampler returns
+        # 0 for shape 0 (the point mass) without drawing
+        return rng.gamma(n * alpha, np.broadcast_to(gam, mu.shape))
 
     def cdf(self, y, mu, w, psi=None):
         """P(Y <= y) = sum_j Poisson(j; lam) GammaCDF(y; j alpha, gam), j = 0, 1, ... (the j = 0
