@@ -6,8 +6,11 @@ For every reference case (tests/reference/<case>.json) this times
 * the glmmdiag fit (median of several runs in this process, after an untimed warm-up),
 * the equivalent fit with the `glmm` package when it is importable (benchmark-only; never a
   runtime dependency of glmmdiag),
-* the lme4 and glmmTMB fits in R, when `Rscript` is on PATH (benchmarks/fit_bench.R, one R
-  process for all cases),
+* the lme4 and glmmTMB fits in R, when `Rscript` is on PATH (benchmarks/fit_bench.R: one R
+  process per case, started right after that case's Python fits, so that both sides of a ratio
+  are timed in the same stretch of time on a machine whose speed drifts -- on the 2-core
+  development machine a fixed numpy workload takes 62-119 ms from one second to the next;
+  ``--r-once`` runs all R fits in one process after the Python ones),
 
 and prints a table of median milliseconds, the speed ratios against the targets (at or ahead of
 `glmm`; at least 3x faster than the faster of lme4/glmmTMB) and the log-likelihoods next to the
@@ -767,6 +770,10 @@ def main(argv: list[str] | None = None) -> int:
                          "(default 60, --quick 5)")
     ap.add_argument("--r-timeout", type=float, default=3600.0,
                     help="timeout for the whole R run, seconds")
+    ap.add_argument("--r-once", action="store_true",
+                    help="run every R fit in one Rscript after all Python fits (default: one Rscript "
+                         "per case, right after that case's Python fits, so that both sides of a ratio "
+                         "are timed in the same minute of a machine whose speed drifts)")
     ap.add_argument("--json", metavar="PATH", help="also write all results as JSON")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks")
@@ -779,13 +786,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if opts.list else 2
 
     rows = []
+    per_case_r = not (opts.no_r or opts.r_once)
+    r_res, r_info = {}, {}
     for case in cases:
         print(f"{case['name']}: glmmdiag ...", file=sys.stderr, flush=True)
         d = run_glmmdiag(case, opts)
         g = dict(status="n/a") if opts.no_glmm else run_glmm(case, opts)
         rows.append(dict(case=case, glmmdiag=d, glmm=g))
+        if per_case_r:  # R right after: both sides in the same stretch of machine speed
+            res, info = run_r([case], opts)
+            r_res.update(res)
+            if "versions" in info or not r_info:
+                r_info = info
 
-    r_res, r_info = ({}, dict(note="--no-r")) if opts.no_r else run_r(cases, opts)
+    if not per_case_r:
+        r_res, r_info = ({}, dict(note="--no-r")) if opts.no_r else run_r(cases, opts)
     print()
     print_report(rows, r_res, r_info, opts)
 
