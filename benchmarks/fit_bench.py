@@ -531,7 +531,7 @@ def r_available() -> str | None:
 
 
 def run_r(cases: list[dict], opts) -> tuple[dict, dict]:
-    """Runs fit_bench.R once for all selected cases.
+    """Runs fit_bench.R once for ``cases`` (all selected cases with --r-once, else one case).
 
     Returns ({(case, engine): result}, info) where info has versions or an error."""
     rscript = r_available()
@@ -662,7 +662,7 @@ def print_report(rows: list[dict], r_res: dict, r_info: dict, opts) -> None:
         print(f"~ slower than --max-fit ({py_max_fit(opts):g} s): one cold run, not a median.")
     if r_info.get("error"):
         print(f"R: {r_info['error']}")
-    elif r_info.get("versions"):
+    if r_info.get("versions"):
         v = r_info["versions"]
         print(f"R: {v.get('R')}; lme4 {v.get('lme4')}; glmmTMB {v.get('glmmTMB')}; "
               f"Matrix {v.get('Matrix')}; BLAS {v.get('BLAS')}")
@@ -769,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip R fits whose reference time exceeds this many seconds "
                          "(default 60, --quick 5)")
     ap.add_argument("--r-timeout", type=float, default=3600.0,
-                    help="timeout for the whole R run, seconds")
+                    help="timeout for one Rscript run (one case, or all cases with --r-once), seconds")
     ap.add_argument("--r-once", action="store_true",
                     help="run every R fit in one Rscript after all Python fits (default: one Rscript "
                          "per case, right after that case's Python fits, so that both sides of a ratio "
@@ -796,8 +796,10 @@ def main(argv: list[str] | None = None) -> int:
         if per_case_r:  # R right after: both sides in the same stretch of machine speed
             res, info = run_r([case], opts)
             r_res.update(res)
-            if "versions" in info or not r_info:
-                r_info = info
+            if "error" in info:  # shown in the report (with the case) even after a successful case
+                r_info = dict(r_info, error=f"{case['name']}: {info['error']}")
+            elif "versions" in info and "versions" not in r_info:
+                r_info = dict(info, **{k: v for k, v in r_info.items() if k == "error"})
 
     if not per_case_r:
         r_res, r_info = ({}, dict(note="--no-r")) if opts.no_r else run_r(cases, opts)

@@ -151,7 +151,8 @@ def test_threads_give_identical_residuals(fits, monkeypatch, name, mode):
 
 
 def test_outlier_bootstrap_and_envelope_on_threads(fits, monkeypatch):
-    """Replays (the exact outlier bootstrap, user summaries, the envelope) give the same numbers on threads."""
+    """Replays (the exact outlier bootstrap's envelope) give the same numbers on threads; user
+    summaries keep their values and stay in the calling thread."""
     fit = fits["zip"]
     ref = gd.simulate_residuals(fit, 150, seed=4, chunk_size=10, summaries={"mean": np.mean})
     ref_out = gd.outlier_test(ref, type="bootstrap")
@@ -159,8 +160,9 @@ def test_outlier_bootstrap_and_envelope_on_threads(fits, monkeypatch):
     counter = _ThreadCounter(monkeypatch)
     r = gd.simulate_residuals(fit, 150, seed=4, chunk_size=10, summaries={"mean": np.mean}, n_jobs=2)
     _same(ref, r)
+    assert counter.on_threads == 0  # a user's summary function need not be thread-safe: never on threads
     out = gd.outlier_test(r, type="bootstrap", n_jobs=2)
-    assert counter.on_threads > 14  # the bootstrap's replay ran on threads too
+    assert counter.on_threads == 14  # the bootstrap's replay (no user function) ran on threads
     assert out.p_value == ref_out.p_value and out.statistic == ref_out.statistic
     assert np.array_equal(r.sim_stats["mean"], ref.sim_stats["mean"])
 
@@ -210,3 +212,69 @@ def test_models_not_declared_thread_safe_never_use_threads(monkeypatch):
     with pytest.warns(Warning):
         gd.simulate_residuals(_WarningModel(), 100, seed=1, chunk_size=10, n_jobs=2)
     assert counter.on_threads == 0 and len(counter.names) == 2  # chunk 0, then the other 9 in one task
+
+
+def test_thread_pool_keeps_the_callers_numpy_error_handling(monkeypatch):
+    """numpy's error state is per thread: under the caller's np.errstate(all="raise") a floating-point
+    error on a pool thread raises as it does in the calling thread."""
+
+    class _Overflowing(_WarningModel):
+        def simulate(self, n, rng, conditional=True):
+            rng.random()
+            np.exp(np.full(3, 1000.0))  # overflow
+            return rng.poisson(self._mu[:, None], size=(self.nobs, n)).astype(float)
+
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    counter = _ThreadCounter(monkeypatch)
+    # under "ignore" no thread reports the overflow (a thread with numpy's default state would warn)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gd.simulate_residuals(_Overflowing(), 100, seed=1, chunk_size=10, n_jobs=2)
+    assert counter.on_threads == 9
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        sim_mod._on_threads(_Overflowing(), sim_mod.SimulationPlan(20, 10, np.random.SeedSequence(1), True),
+                            sim_mod.Reductions(), [0, 1], 2)
+
+
+@pytest.mark.parametrize("family, kwargs", [("truncated_poisson", {"ziformula": "~1"}), ("tweedie", {}),
+                                            ("ordbeta", {})])
+def test_changed_samplers_identical_on_threads(family, kwargs, monkeypatch):
+    """The zero-truncated Poisson, Tweedie and ordered beta samplers on threads: bit-identical."""
+    rng = np.random.default_rng(4)
+    n, k = 200, 10
+    g = rng.integers(0, k, n)
+    x = rng.standard_normal(n)
+    mu = np.exp(0.3 + 0.4 * x + rng.normal(0, 0.3, k)[g])
+    if family == "ordbeta":
+        p = 1 / (1 + np.exp(-(0.3 * x + rng.normal(0, 0.3, k)[g])))
+        y = np.clip(rng.beta(p * 8, (1 - p) * 8), 0, 1)
+        y[rng.random(n) < 0.1] = 0.0
+        y[rng.random(n) < 0.1] = 1.0
+    elif family == "tweedie":
+        y = np.where(rng.random(n) < 0.3, 0.0, rng.gamma(2.0, mu / 2.0))
+    else:
+        y = np.where(rng.random(n) < 0.3, 0, rng.poisson(mu))
+    df = pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = gd.glmm("y ~ x + (1 | g)", df, family=family, **kwargs)
+    ref = gd.simulate_residuals(fit, 120, seed=2, chunk_size=10, simulate_re="unconditional")
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    counter = _ThreadCounter(monkeypatch)
+    r = gd.simulate_residuals(fit, 120, seed=2, chunk_size=10, simulate_re="unconditional", n_jobs=2)
+    assert counter.on_threads == 11
+    _same(ref, r)
+
+
+def test_zero_inflated_poisson_fast_path_draws_what_the_general_path_draws(fits, monkeypatch):
+    """The one-call zero-inflated Poisson draws (mean 0 where the zero process gave a zero) equal the
+    general path's (the zero process, then Poisson draws gathered at the other positions): numpy's
+    Poisson sampler consumes nothing for a zero mean."""
+    from glmmdiag.adapters import native
+
+    fit = fits["zip"]
+    fast = gd.simulate_residuals(fit, 100, seed=6, simulate_re="unconditional", keep_simulations=True)
+    monkeypatch.setattr(native, "_POISSON_FAST_MAX", -1.0)  # every mean "too large": the general path
+    slow = gd.simulate_residuals(fit, 100, seed=6, simulate_re="unconditional", keep_simulations=True)
+    assert np.array_equal(fast.simulations, slow.simulations)
+    _same(fast, slow)

@@ -127,7 +127,8 @@ def simulate_residuals(
         Workers (-1: all cores). The residuals do not depend on it. The first chunk of
         simulations is timed and sets how the rest run: in this process when they are estimated
         below 20 ms of work; on threads up to 2 s (numpy's generators release the GIL; the
-        glmmdiag sampler is thread-safe); on joblib's worker processes beyond (they cost about a
+        sampler of non-gaussian glmmdiag fits is thread-safe; never with ``summaries``); on
+        joblib's worker processes beyond (they cost about a
         second to start). None defers to an enclosing ``joblib.parallel_config(...)`` (e.g.
         ``backend="dask"``; see simulate.py).
     simulate_re : "conditional", "unconditional" or None (default)

@@ -42,9 +42,12 @@ Threads for mid-size work
 Between ``THREADS_MIN_SECONDS`` and ``PARALLEL_MIN_SECONDS`` of estimated work (a few hundred to
 a few thousand rows x 1000 simulations) the remaining chunks are drawn on a pool of threads in
 this process, one chunk per call, when the model says its ``simulate`` is thread-safe
-(``thread_safe = True``: the glmmdiag sampler, fixed simulation matrices). numpy's generators and
-array operations release the GIL, so the draws and the counting run side by side on the cores
-(measured 1.6-1.8x on 2 cores) with nothing to start or ship. Each chunk still has its own
+(``thread_safe = True``: the glmmdiag sampler of non-gaussian and zero-inflated, hurdle or
+dispersion-model fits; fixed simulation matrices) and no user summary function is computed.
+numpy's generators and array operations release the GIL, so the draws and the counting run side
+by side on the cores with nothing to start or ship (the whole residual step on 644-360-row models
+took 0.59-0.87 of its single-thread wall time on 2 cores; benchmarks/README.md). The threads
+run under the caller's ``np.errstate``. Each chunk still has its own
 stream and its reductions are combined by simulation index, so results stay bit-identical.
 Warnings raised on the threads are recorded by one ``catch_warnings`` in the calling thread.
 """
@@ -392,10 +395,12 @@ def threads_pay(first_chunk_cpu_s: float, n_chunks: int) -> bool:
     return n_chunks > 2 and first_chunk_cpu_s * (n_chunks - 1) >= THREADS_MIN_SECONDS
 
 
-def thread_workers(model, n_jobs, n_rest: int) -> int:
+def thread_workers(model, red: Reductions, n_jobs, n_rest: int) -> int:
     """Threads for the ``n_rest`` chunks after the first: ``effective_n_jobs(n_jobs)`` capped by the
-    chunks, or 1 when the model does not declare its ``simulate`` thread-safe (``thread_safe``)."""
-    if not getattr(model, "thread_safe", False):
+    chunks; 1 when the model does not declare its ``simulate`` thread-safe (``thread_safe``) or
+    when user summaries are computed (``red.summaries``: a user's function need not be
+    thread-safe, and being Python it would hold the GIL anyway)."""
+    if not getattr(model, "thread_safe", False) or red.summaries:
         return 1
     try:
         jobs = effective_n_jobs(n_jobs)
@@ -408,10 +413,16 @@ def _on_threads(model, plan: SimulationPlan, red: Reductions, chunk_ids: list[in
     """Every chunk of ``chunk_ids`` reduced on a pool of ``workers`` threads (one part per chunk),
     with the warnings they raise recorded here (``catch_warnings`` is process-wide, so it is
     entered once, in this thread)."""
+    err = np.geterr()  # numpy's error handling is per thread: the pool's threads get the caller's
+
+    def one(i):
+        with np.errstate(**err):
+            return _reduce_chunks(model, plan, [i], red)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="glmmdiag-sim") as pool:
-            parts = list(pool.map(lambda i: _reduce_chunks(model, plan, [i], red), chunk_ids))
+            parts = list(pool.map(one, chunk_ids))
     msgs = _warning_messages(caught)
     for part in parts:
         part["warnings"] = msgs
@@ -438,7 +449,7 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
             parts = [first, *_dispatch(model, plan, red, rest, n_jobs)]
         else:
             view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
-            workers = thread_workers(view, n_jobs, len(rest)) if threads_pay(cost, plan.n_chunks) else 1
+            workers = thread_workers(view, red, n_jobs, len(rest)) if threads_pay(cost, plan.n_chunks) else 1
             if workers > 1:
                 parts = [first, *_on_threads(view, plan, red, rest, workers)]
             else:

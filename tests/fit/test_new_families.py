@@ -477,3 +477,30 @@ def test_ordbeta_reuses_a_point_only_when_eta_and_psi_are_unchanged():
     out = fam.eta_derivs(y, eta, w, psi, 3)
     out[1][:] = 0.0  # the caller owns what it gets: writing into it changes nothing kept
     same(fam.eta_derivs(y, eta, w, psi, 3), fresh(eta, psi))
+
+
+def test_pickled_families_leave_their_memos_behind():
+    """A family shipped to a worker or pickled with a fit carries its parameters, not the memos of
+    the last computation (an ordbeta point holds the fitter's stacked linear predictors)."""
+    import pickle
+
+    fam, y, eta, w, psi = _case_data("ordbeta")
+    y = np.array(y, float)
+    y.flags.writeable = False
+    fam.eta_derivs(y, np.tile(eta, (6, 1)), w, psi, 3)
+    fam.eta_derivs(y, eta, w, psi, 3)
+    assert fam._point_memo is not None and fam._ycache[0] is y
+    back = pickle.loads(pickle.dumps(fam))
+    assert "_point_memo" not in back.__dict__ and "_ycache" not in back.__dict__
+    for a, b in zip(back.eta_derivs(y, eta, w, psi, 3), fam.eta_derivs(y, eta, w, psi, 3)):
+        np.testing.assert_array_equal(a, b)
+    assert len(pickle.dumps(fam)) < 2000  # the memos held ~6 x 2 x n floats
+
+
+def test_truncated_poisson_draw_of_one_mean():
+    from glmmdiag.fit.submodels import truncated_poisson_draws
+
+    v = truncated_poisson_draws(2.0, np.random.default_rng(1))
+    assert np.ndim(v) == 0 and v >= 1 and v == np.round(v)
+    big = truncated_poisson_draws(np.array([1e19, 1e-300, 0.7]), np.random.default_rng(1))
+    assert np.all(np.isfinite(big)) and big[1] == 1.0 and np.all(big >= 1)

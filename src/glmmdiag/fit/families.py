@@ -136,7 +136,7 @@ def _poisson_draws(lam, rng) -> np.ndarray:
     same as ``rng.poisson(lam)`` when no mean is that large."""
     big = lam > POISSON_EXACT_MAX
     if not big.any():
-        return rng.poisson(lam).astype(float)
+        return np.asarray(rng.poisson(lam), float)  # (a 0-d mean gives a Python int)
     out = rng.poisson(np.where(big, 0.0, lam)).astype(float)
     lb = lam[big]
     out[big] = np.round(lb + np.sqrt(lb) * rng.standard_normal(lb.shape))
@@ -270,12 +270,19 @@ class Family:
         dW = -(l3 * d1**3 + 3.0 * l2 * d1 * d2 + l1 * d3)
         return dW, [(g[k], g1[k] * d1, -(g2[k] * d1 * d1 + g1[k] * d2)) for k in range(len(g))]
 
+    def __getstate__(self):
+        """The family without its memos (instance attributes named ``*_memo`` or ``*cache*``):
+        a family shipped to a worker or pickled with a fit carries its parameters, not the scratch
+        values of the last computation (an ordbeta point holds the fitter's stacked linear
+        predictors: ~1 KB per row). Every memo has a class-level empty default or is made lazily."""
+        return {k: v for k, v in self.__dict__.items() if not (k.endswith("_memo") or "cache" in k)}
+
     _ycache: tuple = (None, None)
 
     def _y_terms(self, y, key, fn):
         """fn(y), cached per family object for the last read-only y (which cannot change in place)."""
-        if not (isinstance(y, np.ndarray) and not y.flags.writeable):
-            return fn(y)
+        if not (isinstance(y, np.ndarray) and not y.flags.writeable and y.flags.owndata):
+            return fn(y)  # (a read-only view may have a writable base that changes under it)
         cy, vals = self._ycache
         if cy is not y:
             vals = {}
@@ -1547,7 +1554,7 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
         """``_ordbeta_y_parts(y)``, cached for a read-only y (``Family._y_terms``)."""
         return self._y_terms(y, "ordbeta_parts", _ordbeta_y_parts)
 
-    _last_point = None
+    _point_memo = None
 
     def _at(self, eta, psi, tetra: bool) -> _OrdBetaPoint:
         """The ``_OrdBetaPoint`` at (eta, psi): the last one when eta and psi equal its own, value
@@ -1555,11 +1562,11 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
         c, k1, k2 = self._psi(psi)
         eta = np.asarray(eta, float)
         key = np.array(psi, float)  # a copy: the caller may change psi in place
-        last = self._last_point
+        last = self._point_memo
         if last is not None and last.matches(eta, key, tetra):
             return last
         point = _OrdBetaPoint(self.link, eta.copy(), key, c, k1, k2, tetra)
-        self._last_point = point
+        self._point_memo = point
         return point
 
     def eta_derivs(self, y, eta, w, psi=None, order=3):

@@ -163,7 +163,6 @@ class CompositeFamily(Family):
         self.dw_costly = base.dw_costly
         self._psi_names = (tuple(f"disp~{n}" for n in self.dnames) + tuple(f"zi~{n}" for n in self.znames)
                            + tuple(base.psi_names[1:]))
-        self._y0_cache = {}
         self._nb1_log = base.name == "nbinom1" and base.link.name == "log"
         self._ypos = (None, None)
 
@@ -270,11 +269,12 @@ class CompositeFamily(Family):
     def _y0(self, y):
         """A read-only array of zeros like y (cached: families cache terms per read-only y)."""
         shape = np.shape(y)
-        z = self._y0_cache.get(shape)
+        cache = self.__dict__.setdefault("_y0_cache", {})  # (dropped when pickled: Family.__getstate__)
+        z = cache.get(shape)
         if z is None:
             z = np.zeros(shape)
             z.flags.writeable = False
-            self._y0_cache[shape] = z
+            cache[shape] = z
         return z
 
     def _y_base(self, y):
@@ -1042,7 +1042,8 @@ def truncated_poisson_draws(lam, rng):
         y = 1 + Poisson(lam (1 - T)) = 1 + Poisson(lam + log(1 - V (1 - e^(-lam)))).
 
     One uniform and one Poisson draw per value whatever lam (rejection needs 1 / (1 - e^(-lam))
-    rounds, 10 at lam = 0.1). Rounding can make the inner mean -1e-17 for tiny lam: clipped at 0.
+    rounds, 10 at lam = 0.1). Rounding can make the inner mean slightly negative when V is near 1
+    (the first arrival near the end of the interval): clipped at 0.
     Means above ~1e18 use the normal approximation of ``families._poisson_draws``.
     """
     lam = np.asarray(lam, float)
@@ -1057,7 +1058,8 @@ TRUNC_ROUNDS = 40  # rejection rounds / search steps before the rest goes throug
 
 def truncated_draws(base, mu, bpsi, rng):
     """Draws of the zero-truncated base (Poisson or negative binomial) for means ``mu`` (any shape;
-    ``bpsi`` broadcasts with it), exact and vectorised:
+    ``bpsi`` broadcasts with it), exact and vectorised. Poisson: ``truncated_poisson_draws`` (no
+    rejection). Negative binomial:
 
     * values with f0 = P(0) < TRUNC_REJECT_F0: rejection -- base draws, zeros redrawn (at most
       TRUNC_ROUNDS rounds; fewer than 2 draws per value on average);
@@ -1065,22 +1067,16 @@ def truncated_draws(base, mu, bpsi, rng):
       with the pmf recurrence (their values are small);
     * whatever is left after TRUNC_ROUNDS rounds or steps (heavy tails): scipy's quantile function.
 
-    Poisson means go to ``truncated_poisson_draws`` (exact, no rejection) instead. The random
-    stream depends only on the means and the generator (reproducible)."""
+    The random stream depends only on the means and the generator (reproducible)."""
     mu = np.maximum(np.asarray(mu, float), 1e-300)
-    pois = base.name == "poisson"
-    if pois:
+    if base.name == "poisson":
         return truncated_poisson_draws(mu, rng)
-    if pois:
-        shape = mu.shape
-        size = p = None
-    else:
-        size, p = base._size_prob(mu, bpsi)
-        shape = np.broadcast(mu, size, p).shape
-        size = np.ascontiguousarray(np.broadcast_to(size, shape), float).ravel()
-        p = np.ascontiguousarray(np.broadcast_to(p, shape), float).ravel()
+    size, p = base._size_prob(mu, bpsi)
+    shape = np.broadcast(mu, size, p).shape
+    size = np.ascontiguousarray(np.broadcast_to(size, shape), float).ravel()
+    p = np.ascontiguousarray(np.broadcast_to(p, shape), float).ravel()
     m = np.ascontiguousarray(np.broadcast_to(mu, shape)).ravel()
-    f0 = np.exp(-m) if pois else np.exp(size * np.log(p))
+    f0 = np.exp(size * np.log(p))
     y = np.zeros(m.size)
     rej = f0 < TRUNC_REJECT_F0
     # rejection
@@ -1089,11 +1085,8 @@ def truncated_draws(base, mu, bpsi, rng):
         if not idx.size:
             break
         # (means above ~1e18, which numpy's sampler refuses, by the normal approximation)
-        if pois:
-            d = _poisson_draws(m[idx], rng)
-        else:
-            sz = size[idx]
-            d = _poisson_draws(rng.gamma(sz, m[idx] / sz), rng)
+        sz = size[idx]
+        d = _poisson_draws(rng.gamma(sz, m[idx] / sz), rng)
         y[idx] = d
         idx = idx[d == 0]
     rest, u_rest = idx, None
@@ -1102,15 +1095,13 @@ def truncated_draws(base, mu, bpsi, rng):
     if idx.size:
         f0i = f0[idx]
         u = f0i + (1.0 - f0i) * rng.random(idx.size)
-        mi = m[idx]
-        if not pois:
-            sz, q = size[idx], 1.0 - p[idx]
+        sz, q = size[idx], 1.0 - p[idx]
         pk = f0i.copy()  # P(k), from k = 0
         F = f0i.copy()
         active = np.arange(idx.size)
         for k in range(1, TRUNC_ROUNDS + 1):
             a = active
-            pk[a] *= (mi[a] / k) if pois else ((k - 1.0 + sz[a]) / k * q[a])
+            pk[a] *= (k - 1.0 + sz[a]) / k * q[a]
             F[a] += pk[a]
             done = u[a] <= F[a]
             y[idx[a[done]]] = k
@@ -1128,7 +1119,7 @@ def truncated_draws(base, mu, bpsi, rng):
         if u_rest is not None:
             u_all = np.concatenate([u_all, u_rest])
         u_all = np.minimum(u_all, np.nextafter(1.0, 0.0))
-        y[rest] = (stats.poisson.ppf(u_all, m[rest]) if pois else stats.nbinom.ppf(u_all, size[rest], p[rest]))
+        y[rest] = stats.nbinom.ppf(u_all, size[rest], p[rest])
     return np.maximum(y, 1.0).reshape(shape)
 
 
