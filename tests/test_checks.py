@@ -437,3 +437,32 @@ def test_bootstrap_outlier_floor_is_said():
     assert t.note is not None and "smallest p-value 100 bootstrap draws" in t.note and "n_boot" in t.note
     t = gd.outlier_test(res, type="bootstrap", n_boot=200)
     assert t.p_value == pytest.approx(2 / 201) and "200" in t.note
+
+
+def test_dispersion_test_says_when_the_responses_are_0_1():
+    """Single 0/1 observations cannot be overdispersed: the test says so for ungrouped Bernoulli
+    residuals (as DHARMa's documentation does), not for grouped ones nor for counts out of trials."""
+    import warnings
+
+    import pandas as pd
+
+    from glmmdiag.checks.dispersion import BERNOULLI_NOTE
+
+    rng = np.random.default_rng(1)
+    n = 300
+    g = rng.integers(0, 30, n)
+    x = rng.standard_normal(n)
+    p = 1 / (1 + np.exp(-(0.3 * x + rng.normal(0, 0.5, 30)[g])))
+    df = pd.DataFrame({"y": (rng.random(n) < p).astype(int), "k": rng.binomial(5, p), "x": x,
+                       "g": pd.Categorical(g)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bern = gd.glmm("y ~ x + (1 | g)", df, family="binomial")
+        binom = gd.glmm("cbind(k, 5 - k) ~ x + (1 | g)", df, family="binomial")
+    res = gd.simulate_residuals(bern, 100, seed=1)
+    assert BERNOULLI_NOTE in gd.dispersion_test(res).note
+    assert BERNOULLI_NOTE in gd.residual_tests(res, calibrate=False).dispersion.note
+    grouped = gd.recalculate_residuals(res, group=g)
+    assert not (gd.dispersion_test(grouped).note or "").count(BERNOULLI_NOTE)
+    other = gd.simulate_residuals(binom, 100, seed=1)
+    assert not (gd.dispersion_test(other).note or "").count(BERNOULLI_NOTE)
