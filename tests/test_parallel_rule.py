@@ -103,12 +103,28 @@ def test_real_workers_identical_residuals(fits, monkeypatch):
     _same(ref, r)
 
 
+def _force_threads(monkeypatch):
+    """Every job with n_jobs != 1 is "mid-size": the chunks after the first go to the threads."""
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_CHUNK_ELEMENTS", 0)
+
+
 def test_threads_pay_rule():
-    t = sim_mod.THREADS_MIN_SECONDS
+    t, big = sim_mod.THREADS_MIN_SECONDS, sim_mod.THREADS_MIN_CHUNK_ELEMENTS
     assert t < sim_mod.PARALLEL_MIN_SECONDS
-    assert not sim_mod.threads_pay(t / 10, 10)
-    assert sim_mod.threads_pay(t / 9, 10)
-    assert not sim_mod.threads_pay(100 * t, 2)  # one chunk left: nothing to share
+    assert not sim_mod.threads_pay(t / 10, 10, big)
+    assert sim_mod.threads_pay(t / 9, 10, big)
+    assert not sim_mod.threads_pay(t, 10, big - 1)  # small arrays: the GIL-bound Python work dominates
+    assert not sim_mod.threads_pay(100 * t, 2, big)  # one chunk left: nothing to share
+
+
+def test_small_models_stay_on_one_thread(fits, monkeypatch):
+    """240 rows x chunks of 64 (15 360 values) are below THREADS_MIN_CHUNK_ELEMENTS: even a costly
+    first chunk leaves the rest in the calling thread."""
+    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    counter = _ThreadCounter(monkeypatch)
+    gd.simulate_residuals(fits["zip"], 300, seed=1, n_jobs=2)
+    assert counter.on_threads == 0 and len(counter.names) == 2
 
 
 class _ThreadCounter:
@@ -138,7 +154,7 @@ def test_threads_give_identical_residuals(fits, monkeypatch, name, mode):
     the thread pool, never through joblib, and residuals, counts and summaries are bit-identical."""
     fit = fits[name]
     ref = gd.simulate_residuals(fit, 150, seed=9, chunk_size=10, simulate_re=mode)
-    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    _force_threads(monkeypatch)
     monkeypatch.setattr(sim_mod, "parallel_imap", _Counting.imap)
     counter = _ThreadCounter(monkeypatch)
     _Counting.calls = 0
@@ -156,7 +172,7 @@ def test_outlier_bootstrap_and_envelope_on_threads(fits, monkeypatch):
     fit = fits["zip"]
     ref = gd.simulate_residuals(fit, 150, seed=4, chunk_size=10, summaries={"mean": np.mean})
     ref_out = gd.outlier_test(ref, type="bootstrap")
-    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    _force_threads(monkeypatch)
     counter = _ThreadCounter(monkeypatch)
     r = gd.simulate_residuals(fit, 150, seed=4, chunk_size=10, summaries={"mean": np.mean}, n_jobs=2)
     _same(ref, r)
@@ -192,7 +208,7 @@ class _WarningModel:
 
 
 def test_warnings_on_threads_are_reported_once(monkeypatch):
-    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    _force_threads(monkeypatch)
     counter = _ThreadCounter(monkeypatch)
     model = _WarningModel()
     with pytest.warns(Warning) as caught:
@@ -206,7 +222,7 @@ def test_warnings_on_threads_are_reported_once(monkeypatch):
 
 def test_models_not_declared_thread_safe_never_use_threads(monkeypatch):
     """A user's model without ``thread_safe = True`` (its simulate may share state) is drawn here."""
-    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    _force_threads(monkeypatch)
     monkeypatch.setattr(_WarningModel, "thread_safe", False)
     counter = _ThreadCounter(monkeypatch)
     with pytest.warns(Warning):
@@ -224,7 +240,7 @@ def test_thread_pool_keeps_the_callers_numpy_error_handling(monkeypatch):
             np.exp(np.full(3, 1000.0))  # overflow
             return rng.poisson(self._mu[:, None], size=(self.nobs, n)).astype(float)
 
-    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    _force_threads(monkeypatch)
     counter = _ThreadCounter(monkeypatch)
     # under "ignore" no thread reports the overflow (a thread with numpy's default state would warn)
     with np.errstate(over="ignore"), warnings.catch_warnings():
@@ -259,7 +275,7 @@ def test_changed_samplers_identical_on_threads(family, kwargs, monkeypatch):
         warnings.simplefilter("ignore")
         fit = gd.glmm("y ~ x + (1 | g)", df, family=family, **kwargs)
     ref = gd.simulate_residuals(fit, 120, seed=2, chunk_size=10, simulate_re="unconditional")
-    monkeypatch.setattr(sim_mod, "THREADS_MIN_SECONDS", 0.0)
+    _force_threads(monkeypatch)
     counter = _ThreadCounter(monkeypatch)
     r = gd.simulate_residuals(fit, 120, seed=2, chunk_size=10, simulate_re="unconditional", n_jobs=2)
     assert counter.on_threads == 11

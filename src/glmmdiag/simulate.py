@@ -40,7 +40,8 @@ for every ``n_jobs`` and every decision; only the time differs. ``n_jobs=None`` 
 Threads for mid-size work
 -------------------------
 Between ``THREADS_MIN_SECONDS`` and ``PARALLEL_MIN_SECONDS`` of estimated work (a few hundred to
-a few thousand rows x 1000 simulations) the remaining chunks are drawn on a pool of threads in
+a few thousand rows x 1000 simulations), in chunks of at least ``THREADS_MIN_CHUNK_ELEMENTS``
+values, the remaining chunks are drawn on a pool of threads in
 this process, one chunk per call, when the model says its ``simulate`` is thread-safe
 (``thread_safe = True``: the glmmdiag sampler of non-gaussian and zero-inflated, hurdle or
 dispersion-model fits; fixed simulation matrices) and no user summary function is computed.
@@ -67,7 +68,8 @@ from glmmdiag._rng import child_generator
 from glmmdiag.errors import GlmmdiagError
 
 __all__ = ["SimulationPlan", "default_chunk_size", "draw_chunk", "stream", "StreamResult", "row_variances",
-           "BlockMoments", "parallel_pays", "threads_pay", "PARALLEL_MIN_SECONDS", "THREADS_MIN_SECONDS"]
+           "BlockMoments", "parallel_pays", "threads_pay", "PARALLEL_MIN_SECONDS", "THREADS_MIN_SECONDS",
+           "THREADS_MIN_CHUNK_ELEMENTS"]
 
 #: elements (nobs x chunk) per chunk that the automatic chunk size aims at (16 MB of float64)
 CHUNK_ELEMENTS = 1 << 21
@@ -82,6 +84,11 @@ PARALLEL_MIN_SECONDS = 2.0
 #: serial CPU time is at least this (module docstring, "Threads for mid-size work"): below it the
 #: per-chunk Python work, which holds the GIL, is as large as the array work that runs in parallel
 THREADS_MIN_SECONDS = 0.02
+#: ... and when a chunk holds at least this many values (rows x simulations): on smaller arrays the
+#: per-call Python work, which holds the GIL, dominates, and threads only contend for it (measured:
+#: the whole residual step of 56- and 60-row models took 0.98-1.08 of its one-thread wall time,
+#: of 360- to 1934-row models 0.64-0.78)
+THREADS_MIN_CHUNK_ELEMENTS = 16384
 
 
 def default_chunk_size(nobs: int) -> int:
@@ -386,13 +393,15 @@ def parallel_pays(first_chunk_cpu_s: float, n_chunks: int) -> bool:
     return n_chunks > 2 and first_chunk_cpu_s * (n_chunks - 1) >= PARALLEL_MIN_SECONDS
 
 
-def threads_pay(first_chunk_cpu_s: float, n_chunks: int) -> bool:
+def threads_pay(first_chunk_cpu_s: float, n_chunks: int, chunk_elements: int) -> bool:
     """Whether the chunks after the first are worth drawing on threads (below ``parallel_pays``).
 
-    The same estimate as ``parallel_pays``, against ``THREADS_MIN_SECONDS``: threads cost nothing
-    to start, but below that the GIL-holding Python work per chunk is as large as what they share.
+    The same estimate as ``parallel_pays``, against ``THREADS_MIN_SECONDS``, and chunks of at least
+    ``THREADS_MIN_CHUNK_ELEMENTS`` values: threads cost nothing to start, but below either the
+    GIL-holding Python work per chunk is as large as the array work they would share.
     """
-    return n_chunks > 2 and first_chunk_cpu_s * (n_chunks - 1) >= THREADS_MIN_SECONDS
+    return (n_chunks > 2 and chunk_elements >= THREADS_MIN_CHUNK_ELEMENTS
+            and first_chunk_cpu_s * (n_chunks - 1) >= THREADS_MIN_SECONDS)
 
 
 def thread_workers(model, red: Reductions, n_jobs, n_rest: int) -> int:
@@ -449,7 +458,9 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
             parts = [first, *_dispatch(model, plan, red, rest, n_jobs)]
         else:
             view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
-            workers = thread_workers(view, red, n_jobs, len(rest)) if threads_pay(cost, plan.n_chunks) else 1
+            elements = int(model.nobs) * plan.chunk_size
+            pays = threads_pay(cost, plan.n_chunks, elements)
+            workers = thread_workers(view, red, n_jobs, len(rest)) if pays else 1
             if workers > 1:
                 parts = [first, *_on_threads(view, plan, red, rest, workers)]
             else:
