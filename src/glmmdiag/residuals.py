@@ -126,11 +126,11 @@ def simulate_residuals(
     n_jobs : int or None, default 1
         Workers (-1: all cores). The residuals do not depend on it. The first chunk of
         simulations is timed and sets how the rest run: in this process when they are estimated
-        below 20 ms of work or with fewer than 256 rows; on threads up to 2 s (numpy's generators release the GIL; the
-        sampler of non-gaussian glmmdiag fits is thread-safe; never with ``summaries``); on
-        joblib's worker processes beyond (they cost about a
-        second to start). None defers to an enclosing ``joblib.parallel_config(...)`` (e.g.
-        ``backend="dask"``; see simulate.py).
+        below 20 ms of work or with fewer than 256 rows; on threads up to 2 s (numpy's generators
+        release the GIL; the sampler of non-gaussian glmmdiag fits is thread-safe; never with
+        ``summaries``); on joblib's worker processes beyond (they cost about a second to start).
+        None defers to an enclosing ``joblib.parallel_config(...)`` (e.g. ``backend="dask"``; see
+        simulate.py).
     simulate_re : "conditional", "unconditional" or None (default)
         Simulate conditional on the fitted random effects (DHARMa >= 0.5's default) or with new
         random effects drawn from their estimated distribution. None chooses: "unconditional" for

@@ -41,16 +41,16 @@ Threads for mid-size work
 -------------------------
 Between ``THREADS_MIN_SECONDS`` and ``PARALLEL_MIN_SECONDS`` of estimated work (a few hundred to
 a few thousand rows x 1000 simulations), in chunks of at least ``THREADS_MIN_CHUNK_ELEMENTS``
-values, the remaining chunks are drawn on a pool of threads in
-this process, one chunk per call, when the model says its ``simulate`` is thread-safe
-(``thread_safe = True``: the glmmdiag sampler of non-gaussian and zero-inflated, hurdle or
-dispersion-model fits; fixed simulation matrices) and no user summary function is computed.
-numpy's generators and array operations release the GIL, so the draws and the counting run side
-by side on the cores with nothing to start or ship (the whole residual step on 644-360-row models
-took 0.59-0.87 of its single-thread wall time on 2 cores; benchmarks/README.md). The threads
-run under the caller's ``np.errstate``. Each chunk still has its own
-stream and its reductions are combined by simulation index, so results stay bit-identical.
-Warnings raised on the threads are recorded by one ``catch_warnings`` in the calling thread.
+values, the remaining chunks are drawn on a pool of threads in this process, one chunk per call,
+when the model says its ``simulate`` is thread-safe (``thread_safe = True``: the glmmdiag sampler
+of non-gaussian and zero-inflated, hurdle or dispersion-model fits; fixed simulation matrices)
+and no user summary function is computed. numpy's generators and array operations release the
+GIL, so the draws and the counting run side by side on the cores with nothing to start or ship
+(the whole residual step of the 360- to 1934-row models took 0.59-0.87 of its one-thread wall
+time on 2 cores; benchmarks/README.md). The threads run under the caller's ``np.errstate``. Each
+chunk still has its own stream and its reductions are combined by simulation index, so results
+stay bit-identical. Warnings raised on the threads are recorded by one ``catch_warnings`` in the
+calling thread.
 """
 from __future__ import annotations
 
@@ -85,9 +85,9 @@ PARALLEL_MIN_SECONDS = 2.0
 #: per-chunk Python work, which holds the GIL, is as large as the array work that runs in parallel
 THREADS_MIN_SECONDS = 0.02
 #: ... and when a chunk holds at least this many values (rows x simulations): on smaller arrays the
-#: per-call Python work, which holds the GIL, dominates, and threads only contend for it (measured:
-#: the whole residual step of 56- and 60-row models took 0.98-1.08 of its one-thread wall time,
-#: of 360- to 1934-row models 0.64-0.78)
+#: per-call Python work, which holds the GIL, dominates, and threads only contend for it (measured
+#: in two runs: the whole residual step of the 56- and 60-row models took 0.94-1.08 of its
+#: one-thread wall time on threads)
 THREADS_MIN_CHUNK_ELEMENTS = 16384
 
 
@@ -374,12 +374,17 @@ def _task_groups(n_chunks: int, n_jobs) -> list[list[int]]:
     return [list(range(edges[k], edges[k + 1])) for k in range(n_tasks) if edges[k + 1] > edges[k]]
 
 
+def _worker_view(model, plan: SimulationPlan):
+    """What other workers or threads draw from: the model's light ``worker_view`` where it has one."""
+    return model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
+
+
 def _dispatch(model, plan: SimulationPlan, red: Reductions, chunk_ids: list[int], n_jobs) -> list:
     """The parts of ``chunk_ids``: in this process when they make one task, else through joblib."""
     groups = _task_groups(len(chunk_ids), n_jobs)
     if len(groups) <= 1:
         return [_run_task(model, plan, chunk_ids, red)] if chunk_ids else []
-    view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
+    view = _worker_view(model, plan)
     return parallel_imap((delayed(_run_task)(view, plan, [chunk_ids[k] for k in g], red) for g in groups), n_jobs)
 
 
@@ -457,7 +462,7 @@ def stream(model, plan: SimulationPlan, red: Reductions, n_jobs=1) -> StreamResu
         if parallel_pays(cost, plan.n_chunks):
             parts = [first, *_dispatch(model, plan, red, rest, n_jobs)]
         else:
-            view = model.worker_view(plan.conditional) if hasattr(model, "worker_view") else model
+            view = _worker_view(model, plan)
             elements = int(model.nobs) * plan.chunk_size
             pays = threads_pay(cost, plan.n_chunks, elements)
             workers = thread_workers(view, red, n_jobs, len(rest)) if pays else 1

@@ -1444,9 +1444,9 @@ class _OrdBetaPoint:
         self.v1, self.v2 = s1 * (1.0 - s1), s2 * (1.0 - s2)
         self.dv1, self.dv2 = self.v1 * (1.0 - 2.0 * s1), self.v2 * (1.0 - 2.0 * s2)
         self.lgap = _log1m_exp(k1 - k2)
-        self.mu, self.d1, self.d2, self.d3 = link.inverse_derivs(eta)
+        mu, self.d1, self.d2, self.d3 = link.inverse_derivs(eta)
         self.phi = phi = np.exp(c)
-        m = np.clip(self.mu, _TINY, 1.0 - 1e-15)
+        m = np.clip(mu, _TINY, 1.0 - 1e-15)
         self.m = m
         ab = np.stack(np.broadcast_arrays(m * phi, (1.0 - m) * phi))
         self.ab = ab
@@ -1533,22 +1533,9 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
             )
         self._check_likelihood_weights(w, name)
 
-    @staticmethod
-    def _parts(y):
-        y = np.asarray(y, float)
-        return y <= 0.0, y >= 1.0
-
-    @staticmethod
-    def _mid_y(y):
-        """y with the 0s and 1s moved to 0.5 (their beta terms are masked out)."""
-        y = np.asarray(y, float)
-        return np.where((y <= 0.0) | (y >= 1.0), 0.5, y)
-
     def loglik_const(self, y, w):
-        y = np.asarray(y, float)
-        z, o = self._parts(y)
-        ym = self._mid_y(y)
-        return np.where(z | o, 0.0, -w * (np.log(ym) + np.log1p(-ym)))
+        z, o, ly, l1y = self._y_parts(y)
+        return np.where(z | o, 0.0, -w * (ly + l1y))
 
     def _y_parts(self, y):
         """``_ordbeta_y_parts(y)``, cached for a read-only y (``Family._y_terms``)."""
@@ -1559,12 +1546,12 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
     def _at(self, eta, psi, tetra: bool) -> _OrdBetaPoint:
         """The ``_OrdBetaPoint`` at (eta, psi): the last one when eta and psi equal its own, value
         for value (and it has the tetragammas if ``tetra``), else a new one, kept as the last."""
-        c, k1, k2 = self._psi(psi)
         eta = np.asarray(eta, float)
         key = np.array(psi, float)  # a copy: the caller may change psi in place
         last = self._point_memo
         if last is not None and last.matches(eta, key, tetra):
             return last
+        c, k1, k2 = self._psi(psi)
         point = _OrdBetaPoint(self.link, eta.copy(), key, c, k1, k2, tetra)
         self._point_memo = point
         return point
@@ -1632,11 +1619,10 @@ class OrdBeta(_FirstPsiIsLogDispersion, Family):
         return out
 
     def psi_hessian(self, y, eta, w, psi, summed: bool = False):
-        c, k1, k2 = self._psi(psi)
         y = np.asarray(y, float)
         eta = np.asarray(eta, float)
         shape = np.broadcast(y, eta, w).shape
-        zero, one = self._parts(y)
+        zero, one = self._y_parts(y)[:2]
         pd = self.psi_derivs(y, eta, w, psi, second=True)
         _, g2 = self._gap_derivs(psi)
         out = np.zeros(shape + (3, 3))
